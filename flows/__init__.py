@@ -1,0 +1,1 @@
+"""Concierge's wiring: the Bytewax dataflow and its edges (Kafka, files, broker, metrics, CLI)."""

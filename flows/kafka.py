@@ -1,0 +1,436 @@
+"""Kafka mode: client settings, topics, the input source, the output sink, and ``run``.
+
+Clients take ``bootstrap.servers`` from ``--brokers`` (else
+``KAFKA_BOOTSTRAP_SERVERS``) and every other librdkafka property from ``-X``
+flags or ``CONCIERGE_KAFKA_<PROPERTY>`` environment variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from flows import metrics
+from flows.customer import JourneyConfig
+from flows.orchestrator import build_flow
+from operators.ingest import Ingestor
+from operators.model import DeadLetter, Event, Origin
+from operators.policy import Policy
+from operators.records import ACTIONS_PREFIX, AUDIT, DEAD_LETTERS, DECISIONS, OutRecord
+
+log = logging.getLogger("concierge.kafka")
+
+ENV_BROKERS = "KAFKA_BOOTSTRAP_SERVERS"
+ENV_PREFIX = "CONCIERGE_KAFKA_"
+DEFAULT_PREFIX = "concierge."
+CONSUME_BATCH = 1000
+IDLE_POLL = timedelta(milliseconds=10)
+STOP_GRACE_S = 8.0
+FLUSH_TIMEOUT_S = 30.0
+
+STOP = threading.Event()
+"""Set by SIGTERM/SIGINT: sources end their input and the dataflow drains and exits."""
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    """Where the cluster is, how clients connect, and what the topics are called."""
+
+    brokers: str
+    prefix: str
+    client: Mapping[str, str]
+    partitions: int = 3
+    replication_factor: int = -1
+
+    def config(self, **extra: Any) -> dict[str, Any]:
+        """A librdkafka config: the bootstrap servers, ``extra``, then the user's properties."""
+        return {"bootstrap.servers": self.brokers, **extra, **self.client}
+
+    def events_topic(self) -> str:
+        return self.prefix + "events"
+
+    def feedback_topic(self) -> str:
+        return self.prefix + "feedback"
+
+    def input_topics(self) -> list[str]:
+        return [self.events_topic(), self.feedback_topic()]
+
+    def output_topics(self, policy: Policy) -> list[str]:
+        streams = [ACTIONS_PREFIX + channel for channel in policy.channels]
+        streams += [DECISIONS, DEAD_LETTERS, AUDIT]
+        return [self.prefix + stream for stream in streams]
+
+
+def client_properties(flags: list[str], environ: Mapping[str, str]) -> dict[str, str]:
+    """librdkafka properties from ``CONCIERGE_KAFKA_*`` variables, overridden by ``-X`` flags."""
+    properties = {}
+    for name, value in environ.items():
+        if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
+            properties[name[len(ENV_PREFIX) :].lower().replace("_", ".")] = value
+    for flag in flags:
+        name, sep, value = flag.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"-X takes PROPERTY=VALUE, not {flag!r}")
+        properties[name.strip()] = value
+    return properties
+
+
+def ensure_topics(settings: KafkaSettings, topics: list[str], timeout: float = 30.0) -> list[str]:
+    """Create the topics that do not exist yet; return the ones created."""
+    admin = AdminClient(settings.config())
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    missing = [t for t in topics if t not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(t, settings.partitions, settings.replication_factor) for t in missing],
+        request_timeout=timeout,
+    )
+    created = []
+    for topic, future in futures.items():
+        try:
+            future.result(timeout)
+            created.append(topic)
+        except KafkaException as err:
+            if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise RuntimeError(f"cannot create topic {topic}: {err.args[0].str()}") from None
+    return created
+
+
+SourceState = tuple[int, int | None]
+"""A partition's next offset and its ingest clock."""
+
+
+class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
+    def __init__(self, settings: KafkaSettings, policy: Policy, topic: str, index: int,
+                 resume: SourceState | None, stop_at_end: bool) -> None:
+        offset, clock = resume if resume is not None else (OFFSET_BEGINNING, None)
+        self._offset = offset
+        self._topic = topic
+        self._index = index
+        self._ingestor = Ingestor(policy, clock)
+        self._known = metrics.type_labels(policy)
+        self._stop_at_end = stop_at_end
+        self._done = False
+        self._awake: datetime | None = None
+        self._lag = metrics.CONSUMER_LAG.labels(topic, str(index))
+        self._consumer = Consumer(
+            settings.config(
+                **{
+                    "group.id": "concierge-partition-assigned",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "fetch.wait.max.ms": 50,
+                    "statistics.interval.ms": 5000,
+                    "stats_cb": self._stats,
+                    "error_cb": _client_error("consumer"),
+                }
+            )
+        )
+        self._consumer.assign([TopicPartition(topic, index, offset)])
+
+    def next_batch(self) -> list[Event | DeadLetter]:
+        if self._done or STOP.is_set():
+            raise StopIteration
+        messages = self._consumer.consume(CONSUME_BATCH, 0)
+        batch: list[Event | DeadLetter] = []
+        ok: list[str] = []
+        bad: list[str] = []
+        now = time.time()
+        ingest = self._ingestor.ingest
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    self._done = self._stop_at_end
+                    continue
+                metrics.KAFKA_ERRORS.labels("consumer").inc()
+                if error.fatal():
+                    raise RuntimeError(f"reading {self._topic}[{self._index}]: {error.str()}")
+                log.warning("reading %s[%d]: %s", self._topic, self._index, error.str())
+                continue
+            offset = message.offset()
+            kind, stamp = message.timestamp()
+            record = ingest(
+                message.value() or b"",
+                Origin(topic=self._topic, partition=self._index, offset=offset, key=message.key()),
+                None if kind == TIMESTAMP_NOT_AVAILABLE else stamp,
+                now,
+            )
+            if isinstance(record, Event):
+                ok.append(record.type)
+            else:
+                bad.append(record.reason.value)
+            batch.append(record)
+            self._offset = offset + 1
+        metrics.count_ingested(ok, bad, self._known)
+        self._awake = None if messages else datetime.now(UTC) + IDLE_POLL
+        return batch
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+    def snapshot(self) -> SourceState:
+        return (self._offset, self._ingestor.clock)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def _stats(self, stats_json: str) -> None:
+        try:
+            stats = json.loads(stats_json)["topics"][self._topic]["partitions"][str(self._index)]
+            end = stats.get("ls_offset", stats.get("hi_offset", -1))
+        except (KeyError, ValueError):
+            return
+        if end >= 0 and self._offset >= 0:
+            self._lag.set(max(end - self._offset, 0))
+
+
+class KafkaEventSource(FixedPartitionedSource[Event | DeadLetter, SourceState]):
+    """Every partition of the input topics, assigned to workers by Bytewax (no consumer group);
+    each partition ingests its records where it reads them."""
+
+    def __init__(self, settings: KafkaSettings, policy: Policy, stop_at_end: bool = False) -> None:
+        self._settings = settings
+        self._policy = policy
+        self._stop_at_end = stop_at_end
+
+    def list_parts(self) -> list[str]:
+        admin = AdminClient(self._settings.config())
+        parts = []
+        for topic in self._settings.input_topics():
+            metadata = admin.list_topics(topic, timeout=30).topics[topic]
+            if metadata.error is not None:
+                raise RuntimeError(f"cannot read topic {topic}: {metadata.error.str()}")
+            parts += [f"{topic}#{index}" for index in sorted(metadata.partitions)]
+        return parts
+
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: SourceState | None) -> _EventPartition:
+        topic, _, index = for_part.rpartition("#")
+        return _EventPartition(self._settings, self._policy, topic, int(index), resume_state,
+                               self._stop_at_end)
+
+
+class _ProducerPartition(StatelessSinkPartition[OutRecord]):
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._prefix = settings.prefix
+        self._failures: list[str] = []
+        self._producer = Producer(
+            settings.config(
+                **{"linger.ms": 5, "acks": "all", "error_cb": _client_error("producer")}
+            )
+        )
+
+    def write_batch(self, items: list[OutRecord]) -> None:
+        produce = self._producer.produce
+        prefix = self._prefix
+        for record in items:
+            while True:
+                try:
+                    produce(prefix + record.stream, record.value, record.key,
+                            on_delivery=self._delivered)
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)
+        self._flush()
+
+    def _delivered(self, error: KafkaError | None, message: Any) -> None:
+        if error is not None:
+            self._failures.append(f"{message.topic()}: {error.str()}")
+
+    def _flush(self) -> None:
+        remaining = self._producer.flush(FLUSH_TIMEOUT_S)
+        if remaining or self._failures:
+            problems = "; ".join(self._failures[:5]) or f"{remaining} records unacknowledged"
+            raise RuntimeError(f"writing to Kafka failed: {problems}")
+
+    def close(self) -> None:
+        self._flush()
+
+
+class KafkaRecordSink(DynamicSink[OutRecord]):
+    """Writes each record to ``<prefix><stream>``, flushing (and failing loudly) per batch, so a
+    snapshot is never taken past records that were not acknowledged."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._settings = settings
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ProducerPartition:
+        return _ProducerPartition(self._settings)
+
+
+def _client_error(client: str) -> Any:
+    def report(error: KafkaError) -> None:
+        metrics.KAFKA_ERRORS.labels(client).inc()
+        log.warning("%s: %s", client, error.str())
+
+    return report
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``concierge run``."""
+    parser.add_argument("--brokers", default=os.environ.get(ENV_BROKERS),
+                        help=f"bootstrap servers, host:port,... [env: {ENV_BROKERS}]")
+    parser.add_argument("--topic-prefix", default=DEFAULT_PREFIX, metavar="PREFIX",
+                        help="prefix of every topic name (default: %(default)s)")
+    parser.add_argument("--recovery-dir", default=".concierge/recovery", metavar="DIR",
+                        help="where progress and state snapshots go (default: %(default)s)")
+    parser.add_argument("--state-dir", default=".concierge/state", metavar="DIR",
+                        help="where the identity graph lives (default: %(default)s)")
+    parser.add_argument("--metrics-port", type=int, default=9464, metavar="PORT",
+                        help="Prometheus /metrics port; 0 turns it off (default: %(default)s)")
+    parser.add_argument("-X", dest="properties", action="append", default=[],
+                        metavar="PROPERTY=VALUE",
+                        help=f"a librdkafka property for every client (also env {ENV_PREFIX}*)")
+    parser.add_argument("--partitions", type=int, default=3,
+                        help="partitions of topics this creates (default: %(default)s)")
+    parser.add_argument("--replication-factor", type=int, default=-1,
+                        help="replication of topics this creates; -1: the broker's default")
+    parser.add_argument("--snapshot-interval", type=float, default=5.0, metavar="SECONDS",
+                        help="seconds between recovery snapshots (default: %(default)s)")
+    parser.add_argument("-w", "--workers-per-process", type=int, default=1)
+    parser.add_argument("-i", "--process-id", type=int, default=None,
+                        help="this process's index in a cluster (with -a)")
+    parser.add_argument("-a", "--addresses", default=None,
+                        help="host:port of every process in the cluster, separated by ;")
+    parser.add_argument("--stop-at-end", action="store_true",
+                        help="stop once the input topics are read to their end")
+
+
+def run_from_args(policy: Policy, args: argparse.Namespace) -> int:
+    """``concierge run``: check the flags, then run until stopped."""
+    if not args.brokers:
+        print(f"concierge run: no brokers: pass --brokers or set {ENV_BROKERS}", file=sys.stderr)
+        return 2
+    if (args.process_id is None) != (args.addresses is None):
+        print("concierge run: -i/--process-id and -a/--addresses go together", file=sys.stderr)
+        return 2
+    try:
+        client = client_properties(args.properties, os.environ)
+    except ValueError as err:
+        print(f"concierge run: {err}", file=sys.stderr)
+        return 2
+    settings = KafkaSettings(args.brokers, args.topic_prefix, client, args.partitions,
+                             args.replication_factor)
+    return run(
+        policy,
+        settings,
+        recovery_dir=Path(args.recovery_dir),
+        state_dir=Path(args.state_dir),
+        metrics_port=args.metrics_port,
+        snapshot_interval=timedelta(seconds=args.snapshot_interval),
+        workers_per_process=args.workers_per_process,
+        process_id=args.process_id,
+        addresses=args.addresses.split(";") if args.addresses else None,
+        stop_at_end=args.stop_at_end,
+    )
+
+
+def run(
+    policy: Policy,
+    settings: KafkaSettings,
+    *,
+    recovery_dir: Path,
+    state_dir: Path,
+    metrics_port: int = 0,
+    snapshot_interval: timedelta = timedelta(seconds=5),
+    workers_per_process: int = 1,
+    process_id: int | None = None,
+    addresses: list[str] | None = None,
+    stop_at_end: bool = False,
+) -> int:
+    """Run the dataflow against Kafka until SIGTERM/SIGINT (or the end, with ``stop_at_end``)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if metrics_port:
+        metrics.serve(metrics_port)
+        log.info("metrics on http://0.0.0.0:%d/metrics", metrics_port)
+    created = ensure_topics(settings, settings.input_topics() + settings.output_topics(policy))
+    if created:
+        log.info("created topics: %s", ", ".join(created))
+    state_dir.mkdir(parents=True, exist_ok=True)
+    processes = len(addresses) if addresses else 1
+    _prepare_recovery(recovery_dir, processes * workers_per_process, process_id or 0)
+
+    config = JourneyConfig(policy, wall_clock_timers=True)
+    flow = build_flow(config, KafkaEventSource(settings, policy, stop_at_end),
+                      KafkaRecordSink(settings))
+    STOP.clear()
+    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    log.info("reading %s from %s", ", ".join(settings.input_topics()), settings.brokers)
+    try:
+        cli_main(
+            flow,
+            workers_per_process=workers_per_process,
+            process_id=process_id,
+            addresses=addresses,
+            epoch_interval=snapshot_interval,
+            recovery_config=RecoveryConfig(str(recovery_dir)),
+        )
+    except KeyboardInterrupt:
+        log.info("stopped before the dataflow drained; it resumes from the last snapshot")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("stopped")
+    return 0
+
+
+def _prepare_recovery(directory: Path, partitions: int, process_id: int) -> None:
+    """Create the recovery partitions on first start (process 0 does; the others wait)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if any(directory.glob("part-*.sqlite3")):
+        return
+    if process_id == 0:
+        init_db_dir(directory, partitions)
+        return
+    deadline = time.monotonic() + 60
+    while not any(directory.glob("part-*.sqlite3")):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no recovery partitions in {directory}: is process 0 running?")
+        time.sleep(0.2)
+
+
+def _request_stop(signum: int, frame: FrameType | None) -> None:
+    """First signal: end the input so the dataflow drains and snapshots. If it has not
+    finished within the grace period, or on a second signal, interrupt it."""
+    if STOP.is_set():
+        raise KeyboardInterrupt
+    log.info("%s: stopping", signal.Signals(signum).name)
+    STOP.set()
+    timer = threading.Timer(STOP_GRACE_S, _interrupt_main)
+    timer.daemon = True
+    timer.start()
+
+
+def _interrupt_main() -> None:
+    import _thread
+
+    _thread.interrupt_main()

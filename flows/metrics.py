@@ -1,0 +1,71 @@
+"""Prometheus metrics: one registry per process, served on ``--metrics-port``."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Iterable
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from operators.policy import Policy
+
+RECORDS_IN = Counter(
+    "concierge_records_in", "Every record read from an input topic or file line, good or bad"
+)
+EVENTS_IN = Counter(
+    "concierge_events_in", "Accepted events by type (types the policy does not name: other)",
+    ["type"],
+)
+DEAD_LETTERS = Counter("concierge_dead_letters", "Rejected input records by reason", ["reason"])
+DECISIONS = Counter("concierge_decisions", "Decisions by outcome", ["outcome"])
+ACTIONS = Counter("concierge_actions", "Actions emitted by channel", ["channel"])
+RECORDS_OUT = Counter("concierge_records_out", "Records written, by stream", ["stream"])
+LATENCY = Histogram(
+    "concierge_event_to_action_latency_seconds",
+    "Wall time from reading the triggering record to handing its action to the producer",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+PROCESSING = Histogram(
+    "concierge_processing_latency_seconds",
+    "Wall time from reading a record to writing the decisions it caused",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+CUSTOMERS = Gauge("concierge_customers_in_state", "Customers whose context this process holds")
+CONSUMER_LAG = Gauge(
+    "concierge_consumer_lag", "Records behind the end of an input partition", ["topic", "partition"]
+)
+KAFKA_ERRORS = Counter("concierge_kafka_errors", "Errors reported by Kafka clients", ["client"])
+
+WELL_KNOWN_TYPES = ("consent_changed", "feedback", "identify", "purchase", "complaint")
+
+
+def type_labels(policy: Policy) -> frozenset[str]:
+    """Event types that get their own label: bounded, so a bad producer cannot explode it."""
+    named: set[str] = set(WELL_KNOWN_TYPES)
+    named.update(policy.counting_by_type)
+    for absence in policy.absence_signals:
+        named.update(absence.on or ())
+        named.update(absence.unless or ())
+    for text in policy.text_signals:
+        named.update(text.on)
+    if policy.event_types is not None:
+        named.update(policy.event_types)
+    return frozenset(named)
+
+
+def count_ingested(event_types: Iterable[str], reasons: Iterable[str], known: frozenset[str]) -> None:
+    """Count one batch of ingest results in a handful of metric updates."""
+    records = 0
+    for event_type, n in Tally(event_types).items():
+        EVENTS_IN.labels(event_type if event_type in known else "other").inc(n)
+        records += n
+    for reason, n in Tally(reasons).items():
+        DEAD_LETTERS.labels(reason).inc(n)
+        records += n
+    if records:
+        RECORDS_IN.inc(records)
+
+
+def serve(port: int) -> None:
+    """Serve ``/metrics`` on ``port`` from a background thread."""
+    start_http_server(port)

@@ -1,0 +1,251 @@
+"""Replay: the same dataflow over a JSON-lines file, with the clock driven by event time.
+
+Output is byte-identical across runs: Bytewax hands a batch's outputs on in
+key order, so the sink puts every record back in input order (the line that
+caused it, then what the end of input fired, by due time) before writing.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.testing import run_main
+
+from flows.customer import EndOfInput, JourneyConfig
+from flows.metrics import count_ingested, type_labels
+from flows.orchestrator import build_flow
+from operators.ingest import Ingestor
+from operators.model import DeadLetter, Event, Origin
+from operators.policy import Policy
+from operators.records import ACTIONS_PREFIX, AUDIT, DEAD_LETTERS, DECISIONS, Order, OutRecord
+
+READ_BATCH = 2000
+PROGRESS_EVERY_S = 5.0
+SPILL_BYTES = 64 << 20
+
+
+@dataclass
+class ReplayStats:
+    """What a replay read and wrote: the numbers of ``summary.json``."""
+
+    events_in: int = 0
+    events_ok: int = 0
+    dead_letters: int = 0
+    actions: Counter[str] = field(default_factory=Counter)
+    decisions: Counter[str] = field(default_factory=Counter)
+    audit: int = 0
+
+    def summary(self, policy: Policy) -> dict[str, Any]:
+        return {
+            "events_in": self.events_in,
+            "events_ok": self.events_ok,
+            "dead_letters": self.dead_letters,
+            "actions": dict(sorted(self.actions.items())),
+            "decisions": dict(sorted(self.decisions.items())),
+            "audit": self.audit,
+            "policy_version": policy.version,
+        }
+
+
+class _FilePartition(StatefulSourcePartition[Event | DeadLetter, None]):
+    def __init__(self, path: Path, policy: Policy, end: EndOfInput, until: int | None,
+                 stats: ReplayStats, progress: Callable[[str], None] | None) -> None:
+        self._file: IO[bytes] = path.open("rb")
+        self._name = str(path)
+        self._ingestor = Ingestor(policy)
+        self._known = type_labels(policy)
+        self._end = end
+        self._until = until
+        self._stats = stats
+        self._line = 0
+        self._done = False
+        self._progress = progress
+        self._started = time.monotonic()
+        self._last_report = self._started
+
+    def next_batch(self) -> list[Event | DeadLetter]:
+        if self._done:
+            raise StopIteration
+        batch: list[Event | DeadLetter] = []
+        ingest = self._ingestor.ingest
+        name = self._name
+        readline = self._file.readline
+        for _ in range(READ_BATCH):
+            raw = readline()
+            if not raw:
+                self._finish()
+                break
+            self._line += 1
+            raw = raw.rstrip(b"\r\n")
+            if not raw.strip():
+                continue
+            batch.append(ingest(raw, Origin(file=name, line=self._line)))
+        ok = [r.type for r in batch if isinstance(r, Event)]
+        bad = [r.reason.value for r in batch if isinstance(r, DeadLetter)]
+        self._stats.events_in += len(batch)
+        self._stats.events_ok += len(ok)
+        self._stats.dead_letters += len(bad)
+        count_ingested(ok, bad, self._known)
+        self._report()
+        return batch
+
+    def _finish(self) -> None:
+        self._done = True
+        self._end.at = self._until if self._until is not None else self._ingestor.clock
+
+    def _report(self) -> None:
+        if self._progress is None:
+            return
+        now = time.monotonic()
+        if now - self._last_report >= PROGRESS_EVERY_S or (self._done and now - self._started > 1):
+            self._last_report = now
+            rate = self._stats.events_in / max(now - self._started, 1e-9)
+            self._progress(
+                f"replay: {self._line} lines read, {self._stats.events_ok} events, "
+                f"{self._stats.dead_letters} dead letters, {rate:,.0f} records/s"
+            )
+
+    def snapshot(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class ReplaySource(FixedPartitionedSource[Event | DeadLetter, None]):
+    """The lines of one JSON-lines file, ingested in order by one partition."""
+
+    def __init__(self, path: Path, policy: Policy, end: EndOfInput, until: int | None,
+                 stats: ReplayStats, progress: Callable[[str], None] | None = None) -> None:
+        self._args = (path, policy, end, until, stats, progress)
+
+    def list_parts(self) -> list[str]:
+        return ["file"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _FilePartition:
+        return _FilePartition(*self._args)
+
+
+class _SortedFile:
+    """A JSON-lines file written in replay order, spilling sorted runs to disk when large."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        self._lines: list[bytes] = []
+        self._bytes = 0
+        self._runs: list[Path] = []
+
+    def add(self, order: Order, value: bytes) -> None:
+        phase, at, customer, n = order
+        self._lines.append(b"%d%020d%s\x00%06d\t%s\n" % (phase, at, customer.encode(), n, value))
+        self._bytes += len(value) + 40
+        self.count += 1
+        if self._bytes > SPILL_BYTES:
+            self._spill()
+
+    def _spill(self) -> None:
+        self._lines.sort()
+        fd, name = tempfile.mkstemp(prefix=".concierge-run-", dir=self.path.parent)
+        with os.fdopen(fd, "wb") as run:
+            run.writelines(self._lines)
+        self._runs.append(Path(name))
+        self._lines = []
+        self._bytes = 0
+
+    def close(self) -> None:
+        self._lines.sort()
+        runs = [run.open("rb") for run in self._runs]
+        try:
+            merged: Iterator[bytes] = heapq.merge(self._lines, *runs) if runs else iter(self._lines)
+            with self.path.open("wb") as out:
+                out.writelines(line[line.index(b"\t") + 1 :] for line in merged)
+        finally:
+            for handle, run in zip(runs, self._runs, strict=True):
+                handle.close()
+                run.unlink()
+
+
+class _ReplayWriter(StatelessSinkPartition[OutRecord]):
+    def __init__(self, out_dir: Path, stats: ReplayStats) -> None:
+        self._out_dir = out_dir
+        self._stats = stats
+        self._files: dict[str, _SortedFile] = {
+            stream: _SortedFile(out_dir / f"{stream}.jsonl")
+            for stream in (DECISIONS, DEAD_LETTERS, AUDIT)
+        }
+
+    def write_batch(self, items: list[OutRecord]) -> None:
+        files = self._files
+        for record in items:
+            sink = files.get(record.stream)
+            if sink is None:
+                sink = files[record.stream] = _SortedFile(self._out_dir / f"{record.stream}.jsonl")
+            sink.add(record.order, record.value)
+            if record.stream == DECISIONS:
+                self._stats.decisions[record.tag] += 1
+
+    def close(self) -> None:
+        for stream, sink in self._files.items():
+            sink.close()
+            if stream.startswith(ACTIONS_PREFIX):
+                self._stats.actions[stream[len(ACTIONS_PREFIX) :]] = sink.count
+            elif stream == AUDIT:
+                self._stats.audit = sink.count
+
+
+class ReplaySink(DynamicSink[OutRecord]):
+    """Writes each stream to ``<stream>.jsonl`` in the output directory."""
+
+    def __init__(self, out_dir: Path, stats: ReplayStats) -> None:
+        self._out_dir = out_dir
+        self._stats = stats
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ReplayWriter:
+        return _ReplayWriter(self._out_dir, self._stats)
+
+
+def _clear_outputs(out_dir: Path) -> None:
+    """Remove what an earlier replay wrote here, so no stale channel file survives."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("actions.*.jsonl"):
+        old.unlink()
+    for name in ("decisions.jsonl", "dlq.jsonl", "audit.jsonl", "summary.json"):
+        (out_dir / name).unlink(missing_ok=True)
+    for run in out_dir.glob(".concierge-run-*"):
+        run.unlink() if run.is_file() else shutil.rmtree(run)
+
+
+def replay(policy: Policy, events: Path, out_dir: Path, until: int | None = None,
+           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the dataflow over ``events`` and write its outputs and summary into ``out_dir``."""
+    _clear_outputs(out_dir)
+    stats = ReplayStats()
+    end = EndOfInput()
+    config = JourneyConfig(policy, wall_clock_timers=False, end_of_input=end)
+    source = ReplaySource(events, policy, end, until, stats, progress)
+    flow = build_flow(config, source, ReplaySink(out_dir, stats))
+    run_main(flow, epoch_interval=timedelta(hours=1))
+    summary = stats.summary(policy)
+    (out_dir / "summary.json").write_bytes(
+        orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    )
+    return summary
+
+
+def stderr_progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,199 @@
+"""Customer context: the per-customer state and the signals it detects, in event time."""
+
+from __future__ import annotations
+
+from bisect import insort
+from dataclasses import dataclass
+from typing import Any
+
+from operators.model import Event
+from operators.policy import AbsenceSignal, CountingSignal, Policy
+
+Group = str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SignalFired:
+    """A signal that fired at ``at``, for ``group``, because of ``triggered_by`` (event ids)."""
+
+    signal: str
+    group: Group
+    at: int
+    triggered_by: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingAbsence:
+    """An absence signal waiting: it fires at ``due`` unless an awaited event comes first."""
+
+    due: int
+    started_by: str
+
+
+@dataclass(slots=True)
+class OpenMoment:
+    """A journey moment that is open: its value decays from ``value`` since ``opened_at``."""
+
+    value: float
+    opened_at: int
+    opening_event: str
+    signals: tuple[str, ...]
+    triggered_by: tuple[str, ...]
+
+
+class CustomerState:
+    """Everything Concierge keeps about one customer. Bounded: windows keep only what
+    their signal needs, moments one per kind and group."""
+
+    __slots__ = (
+        "consent",
+        "customer_id",
+        "last_event_at",
+        "last_sent",
+        "moments",
+        "pending",
+        "seq",
+        "windows",
+    )
+
+    def __init__(self, customer_id: str) -> None:
+        self.customer_id = customer_id
+        self.windows: dict[tuple[str, Group], list[tuple[int, str]]] = {}
+        self.pending: dict[str, PendingAbsence] = {}
+        self.moments: dict[tuple[str, Group], OpenMoment] = {}
+        self.consent: dict[tuple[str, str], tuple[bool, int]] = {}
+        self.last_sent: dict[tuple[str, Group], int] = {}
+        self.last_event_at: int | None = None
+        self.seq = 0
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, values: tuple[Any, ...]) -> None:
+        for name, value in zip(self.__slots__, values, strict=True):
+            setattr(self, name, value)
+
+    def next_due(self) -> int | None:
+        """When the earliest pending absence signal fires, if any."""
+        if not self.pending:
+            return None
+        return min(p.due for p in self.pending.values())
+
+
+def lookup(path: tuple[str, ...], event: Event) -> Any:
+    """The value at a ``properties.x`` / ``context.x`` path of an event, or None."""
+    node: Any = event.properties if path[0] == "properties" else event.context
+    for part in path[1:]:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _group_of(signal: CountingSignal, event: Event) -> Group | bool:
+    """The window group an event counts in; False when the event lacks the group field."""
+    if signal.group_by is None:
+        return None
+    value = lookup(signal.group_by, event)
+    if value is None or isinstance(value, (dict, list)):
+        return False
+    return str(value)
+
+
+def count(state: CustomerState, signal: CountingSignal, event: Event) -> SignalFired | None:
+    """Count ``event`` in its window; the signal fires when the window reaches ``at_least``.
+
+    A window keeps only the latest ``at_least`` events: that is all the signal needs.
+    """
+    group = _group_of(signal, event)
+    if group is False:
+        return None
+    assert group is not True
+    key = (signal.name, group)
+    window = state.windows.get(key)
+    if window is None:
+        window = state.windows[key] = []
+    entry = (event.time, event.event_id)
+    insort(window, entry)
+    if len(window) > signal.at_least:
+        del window[: len(window) - signal.at_least]
+    if entry not in window or len(window) < signal.at_least:
+        return None
+    if window[-1][0] - window[0][0] > signal.within:
+        return None
+    return SignalFired(signal.name, group, event.time, tuple(e for _, e in window))
+
+
+def watch_absences(state: CustomerState, signals: tuple[AbsenceSignal, ...], event: Event) -> None:
+    """An event cancels the absence signals awaiting it and starts those it begins."""
+    for signal in signals:
+        if signal.unless is None or event.type in signal.unless:
+            state.pending.pop(signal.name, None)
+        if signal.on is None or event.type in signal.on:
+            state.pending[signal.name] = PendingAbsence(event.time + signal.after, event.event_id)
+
+
+def due_absences(state: CustomerState, until: int, inclusive: bool) -> list[SignalFired]:
+    """Pop the absence signals due before ``until`` (or at it, if ``inclusive``), in due order."""
+    due = [
+        (pending.due, name, pending)
+        for name, pending in state.pending.items()
+        if pending.due < until or (inclusive and pending.due == until)
+    ]
+    due.sort()
+    fired = []
+    for at, name, pending in due:
+        del state.pending[name]
+        fired.append(SignalFired(name, None, at, (pending.started_by,)))
+    return fired
+
+
+def record_consent(state: CustomerState, event: Event) -> None:
+    """A ``consent_changed`` event sets consent for a purpose on a channel (``*``: all)."""
+    props = event.properties
+    channel = props.get("channel") or "*"
+    state.consent[(props["purpose"], channel)] = (bool(props["granted"]), state.seq)
+
+
+def has_consent(state: CustomerState, purpose: str, channel: str) -> bool:
+    """Opt-in: granted only if the latest word on this channel (or on all) is a grant."""
+    specific = state.consent.get((purpose, channel))
+    every = state.consent.get((purpose, "*"))
+    if specific is None:
+        return every is not None and every[0]
+    if every is None or specific[1] > every[1]:
+        return specific[0]
+    return every[0]
+
+
+def open_moments(state: CustomerState, policy: Policy, fired: SignalFired, event_id: str) -> list[
+    tuple[str, Group]
+]:
+    """Open (or refresh) every moment ``fired`` feeds; return their keys."""
+    opened = []
+    for spec in policy.moments_by_signal.get(fired.signal, ()):
+        key = (spec.name, fired.group)
+        moment = state.moments.get(key)
+        if moment is None:
+            state.moments[key] = OpenMoment(
+                spec.value, fired.at, event_id, (fired.signal,), fired.triggered_by
+            )
+        else:
+            moment.value = spec.value
+            moment.opened_at = fired.at
+            if fired.signal not in moment.signals:
+                moment.signals = (*moment.signals, fired.signal)
+            moment.triggered_by = _latest_unique(moment.triggered_by, fired.triggered_by)
+        opened.append(key)
+    return opened
+
+
+MAX_TRIGGERS = 16
+
+
+def _latest_unique(old: tuple[str, ...], new: tuple[str, ...]) -> tuple[str, ...]:
+    merged = list(old)
+    for event_id in new:
+        if event_id not in merged:
+            merged.append(event_id)
+    return tuple(merged[-MAX_TRIGGERS:])

@@ -1,0 +1,82 @@
+"""Identifiers and canonical customer ids.
+
+Until the identity graph lands, an event's customer is its strongest
+identifier (the policy's ``identity.identifiers`` order), hashed into a
+stable canonical customer id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+
+from operators.model import Event
+
+CUSTOMER_ID_PREFIX = "cus_"
+KNOWN_IDENTIFIERS = (
+    "customer_id",
+    "crm_id",
+    "loyalty_id",
+    "email",
+    "phone",
+    "device_id",
+    "anonymous_id",
+)
+
+
+def normalise(kind: str, value: str) -> str:
+    """The comparable form of an identifier: trimmed, and case-folded for emails."""
+    value = value.strip()
+    if kind == "email":
+        return value.casefold()
+    return value
+
+
+def normalise_identifiers(identifiers: Mapping[str, str] | None) -> dict[str, str]:
+    """Normalised identifiers, without the ones that end up empty."""
+    if not identifiers:
+        return {}
+    normal = {}
+    for kind, value in identifiers.items():
+        value = normalise(kind, value)
+        if value:
+            normal[kind] = value
+    return normal
+
+
+def canonical_id(kind: str, value: str) -> str:
+    """The canonical customer id of a profile first seen with identifier ``kind:value``."""
+    digest = hashlib.blake2b(f"{kind}:{value}".encode(), digest_size=10).hexdigest()
+    return CUSTOMER_ID_PREFIX + digest
+
+
+def customer_of_action_id(action_id: str) -> str | None:
+    """The canonical customer id an action id was issued for, if it is one of ours."""
+    customer = action_id.split(".", 1)[0]
+    if customer.startswith(CUSTOMER_ID_PREFIX) and len(customer) > len(CUSTOMER_ID_PREFIX):
+        return customer
+    return None
+
+
+def resolve_customer(event: Event, order: Sequence[str]) -> str:
+    """The canonical customer id an event belongs to.
+
+    Feedback names its action, and the action names its customer; anything
+    else goes to the profile of its strongest identifier.
+    """
+    if event.type == "feedback":
+        action_id = event.properties.get("action_id")
+        if isinstance(action_id, str):
+            customer = customer_of_action_id(action_id)
+            if customer is not None:
+                return customer
+    identifiers = event.identifiers
+    for kind in order:
+        value = identifiers.get(kind)
+        if value:
+            if kind == "customer_id" and value.startswith(CUSTOMER_ID_PREFIX):
+                return value
+            return canonical_id(kind, value)
+    for kind in sorted(identifiers):
+        return canonical_id(kind, identifiers[kind])
+    return canonical_id("event_id", event.event_id)

@@ -1,0 +1,154 @@
+"""Ingest: raw bytes -> a validated :class:`Event`, or a :class:`DeadLetter` saying why not."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import fastjsonschema
+import orjson
+
+import schemas
+from operators.durations import format_duration
+from operators.identity import KNOWN_IDENTIFIERS, normalise_identifiers
+from operators.model import DeadLetter, DeadLetterReason, Event, Origin
+from operators.policy import Policy
+from operators.timefmt import InvalidTimestamp, format_ms, parse_ms
+
+Reason = DeadLetterReason
+
+
+@cache
+def event_validator() -> Callable[[Any], Any]:
+    """The input event schema from ``schemas/``, compiled once to Python code."""
+    validate: Callable[[Any], Any] = fastjsonschema.compile(schemas.load("event"))
+    return validate
+
+
+class Ingestor:
+    """Accepts or rejects input records for one input partition.
+
+    It keeps that partition's ingest clock: the latest event time it has
+    accepted. A timestamp more than ``max_future_skew`` past the clock (or past
+    the record's arrival time, when the source knows it) is rejected as absurd.
+    """
+
+    __slots__ = ("_event_types", "_max_bytes", "_skew", "_validate", "clock")
+
+    def __init__(self, policy: Policy, clock: int | None = None) -> None:
+        self._validate = event_validator()
+        self._max_bytes = policy.max_record_bytes
+        self._skew = policy.max_future_skew
+        self._event_types = policy.event_types
+        self.clock = clock
+
+    def ingest(
+        self,
+        raw: bytes,
+        origin: Origin,
+        arrival: int | None = None,
+        received_at: float = 0.0,
+    ) -> Event | DeadLetter:
+        """Return the event ``raw`` holds, or the dead letter that explains why it holds none.
+
+        ``arrival`` is when the record reached the broker (ms), if known.
+        """
+        if len(raw) > self._max_bytes:
+            return DeadLetter(
+                Reason.OVERSIZE,
+                f"record is {len(raw)} bytes, over the limit of {self._max_bytes}",
+                raw,
+                origin,
+            )
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as err:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                return DeadLetter(Reason.NOT_UTF8, f"not UTF-8: {bad.reason} at byte {bad.start}",
+                                  raw, origin)
+            return DeadLetter(Reason.INVALID_JSON, f"not JSON: {err}", raw, origin)
+        if not isinstance(data, dict):
+            return DeadLetter(
+                Reason.NOT_AN_OBJECT, f"an event is a JSON object, not {type(data).__name__}",
+                raw, origin,
+            )
+        try:
+            self._validate(data)
+        except fastjsonschema.JsonSchemaValueException as err:
+            path, detail = _explain(err, data)
+            return DeadLetter(
+                Reason.SCHEMA_VIOLATION, detail, raw, origin,
+                _text(data.get("event_id")), _text(data.get("type")), path,
+            )
+        event_id: str = data["event_id"]
+        event_type: str = data["type"]
+        if self._event_types is not None and event_type not in self._event_types:
+            return DeadLetter(
+                Reason.UNKNOWN_EVENT_TYPE,
+                f"event type {event_type!r} is not in the policy's event_types",
+                raw, origin, event_id, event_type, "type",
+            )
+        try:
+            time = parse_ms(data["timestamp"])
+        except InvalidTimestamp as err:
+            return DeadLetter(
+                Reason.INVALID_TIMESTAMP, f"timestamp {data['timestamp']!r}: {err}",
+                raw, origin, event_id, event_type, "timestamp",
+            )
+        reference = self.clock
+        if arrival is not None and (reference is None or arrival > reference):
+            reference = arrival
+        if reference is not None and time - reference > self._skew:
+            return DeadLetter(
+                Reason.FUTURE_TIMESTAMP,
+                f"timestamp {format_ms(time)} is more than {format_duration(self._skew)} past "
+                f"the ingest clock {format_ms(reference)}",
+                raw, origin, event_id, event_type, "timestamp",
+            )
+        identifiers = normalise_identifiers(data.get("identifiers"))
+        if not identifiers and event_type != "feedback":
+            return DeadLetter(
+                Reason.NO_USABLE_IDENTIFIER, "no identifier left after normalisation",
+                raw, origin, event_id, event_type, "identifiers",
+            )
+        if self.clock is None or time > self.clock:
+            self.clock = time
+        return Event(
+            event_id,
+            event_type,
+            time,
+            identifiers,
+            data.get("context") or {},
+            data.get("properties") or {},
+            origin,
+            received_at,
+        )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _explain(err: fastjsonschema.JsonSchemaValueException, data: dict[str, Any]) -> tuple[str, str]:
+    """A field path and a readable message from a schema failure."""
+    name = err.name or "data"
+    path = name[5:] if name.startswith("data.") else ("" if name == "data" else name)
+    path = path.replace("[", ".").replace("]", "")
+    message = err.message
+    if message.startswith(name):
+        message = (path or "event") + message[len(name):]
+    if path == "identifiers" and err.rule == "anyOf":
+        identifiers = data.get("identifiers")
+        unknown = sorted(set(identifiers) - set(KNOWN_IDENTIFIERS)) if isinstance(
+            identifiers, dict) else []
+        if unknown:
+            message = (f"identifiers has unknown names {unknown}; known: "
+                       f"{', '.join(KNOWN_IDENTIFIERS)}")
+        else:
+            message = "identifiers must hold at least one non-empty identifier"
+    elif err.rule == "pattern" and path == "timestamp":
+        message = "timestamp must be RFC 3339 with an offset or Z, e.g. 2026-11-20T10:15:00Z"
+    return path or "(event)", message

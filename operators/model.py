@@ -1,0 +1,193 @@
+"""The records that flow through Concierge: events in; decisions, actions and dead letters out."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from operators.timefmt import format_ms
+
+
+class Outcome(StrEnum):
+    """What a decision came to. Only ``sent`` puts an action on a channel."""
+
+    SENT = "sent"
+    DEFERRED = "deferred"
+    CAPPED = "capped"
+    SUPPRESSED = "suppressed"
+    NO_CONSENT = "no_consent"
+    STALE = "stale"
+    COOLDOWN = "cooldown"
+    OUTRANKED = "outranked"
+    INELIGIBLE = "ineligible"
+
+
+class DeadLetterReason(StrEnum):
+    """Machine-readable reason codes of a dead letter."""
+
+    NOT_UTF8 = "not_utf8"
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    OVERSIZE = "oversize"
+    SCHEMA_VIOLATION = "schema_violation"
+    INVALID_TIMESTAMP = "invalid_timestamp"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    UNKNOWN_EVENT_TYPE = "unknown_event_type"
+    NO_USABLE_IDENTIFIER = "no_usable_identifier"
+    KAFKA_ERROR = "kafka_error"
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an input record came from: a Kafka topic position or a file line."""
+
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    file: str | None = None
+    line: int | None = None
+    key: bytes | None = None
+
+    def as_record(self) -> dict[str, Any]:
+        if self.topic is not None:
+            return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+        return {"file": self.file, "line": self.line}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated input event. ``time`` is event time in ms since the epoch."""
+
+    event_id: str
+    type: str
+    time: int
+    identifiers: dict[str, str]
+    context: dict[str, Any]
+    properties: dict[str, Any]
+    origin: Origin = field(default_factory=Origin)
+    received_at: float = 0.0
+    """Wall-clock seconds when the record was read (0 in replay); for latency metrics only."""
+
+
+RAW_KEEP_BYTES = 65536
+"""An oversize record's dead letter keeps this many bytes of it."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An input record that could not be accepted, with the reason and the original bytes."""
+
+    reason: DeadLetterReason
+    detail: str
+    raw: bytes
+    origin: Origin
+    event_id: str | None = None
+    type: str | None = None
+    path: str | None = None
+
+    def as_record(self) -> dict[str, Any]:
+        raw = self.raw
+        record: dict[str, Any] = {"reason": self.reason.value, "detail": self.detail}
+        truncated = len(raw) > RAW_KEEP_BYTES
+        kept = raw[:RAW_KEEP_BYTES] if truncated else raw
+        try:
+            record["raw"] = kept.decode("utf-8")
+        except UnicodeDecodeError:
+            record["raw"] = kept.decode("utf-8", errors="replace")
+            if not truncated:
+                record["raw_base64"] = base64.b64encode(kept).decode("ascii")
+        if truncated:
+            record["raw_truncated"] = True
+            record["raw_size"] = len(raw)
+        record["origin"] = self.origin.as_record()
+        if self.event_id is not None:
+            record["event_id"] = self.event_id
+        if self.type is not None:
+            record["type"] = self.type
+        if self.path is not None:
+            record["path"] = self.path
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """What a channel service is asked to do; ``action_id`` is its idempotency key."""
+
+    action_id: str
+    customer_id: str
+    action: str
+    channel: str
+    category: str
+    priority: float
+    template: str
+    moment: str
+    group: str | None
+    value: float
+    signals: tuple[str, ...]
+    triggered_by: tuple[str, ...]
+    decided_at: int
+    expires_at: int
+    policy_version: str
+
+    def as_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "action_id": self.action_id,
+            "customer_id": self.customer_id,
+            "action": self.action,
+            "channel": self.channel,
+            "category": self.category,
+            "priority": self.priority,
+            "template": self.template,
+            "moment": self.moment,
+        }
+        if self.group is not None:
+            record["group"] = self.group
+        record["value"] = self.value
+        record["signals"] = list(self.signals)
+        record["triggered_by"] = list(self.triggered_by)
+        record["decided_at"] = format_ms(self.decided_at)
+        record["expires_at"] = format_ms(self.expires_at)
+        record["policy_version"] = self.policy_version
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One decision about one action for one customer, sent or not, with its reason."""
+
+    customer_id: str
+    at: int
+    action: str
+    outcome: Outcome
+    reason: str
+    moment: str
+    group: str | None
+    value: float
+    signals: tuple[str, ...]
+    triggered_by: tuple[str, ...]
+    policy_version: str
+    action_id: str | None = None
+    channel: str | None = None
+
+    def as_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "customer_id": self.customer_id,
+            "at": format_ms(self.at),
+            "action": self.action,
+        }
+        if self.action_id is not None:
+            record["action_id"] = self.action_id
+        if self.channel is not None:
+            record["channel"] = self.channel
+        record["outcome"] = self.outcome.value
+        record["reason"] = self.reason
+        record["moment"] = self.moment
+        if self.group is not None:
+            record["group"] = self.group
+        record["value"] = self.value
+        record["signals"] = list(self.signals)
+        record["triggered_by"] = list(self.triggered_by)
+        record["policy_version"] = self.policy_version
+        return record

@@ -1,0 +1,194 @@
+"""The policy, compiled once into immutable lookup tables for the hot path."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from operators.durations import parse_duration_ms
+from operators.identity import KNOWN_IDENTIFIERS
+
+DEFAULT_IDENTIFIER_ORDER = KNOWN_IDENTIFIERS
+DEFAULT_TIMEZONE = "UTC"
+DEFAULT_MAX_RECORD_BYTES = 65536
+DEFAULT_MAX_FUTURE_SKEW = "365d"
+
+
+@dataclass(frozen=True, slots=True)
+class CountingSignal:
+    """Fires when ``at_least`` events of the ``on`` types (per group) fall within ``within`` ms."""
+
+    name: str
+    on: frozenset[str]
+    group_by: tuple[str, ...] | None
+    at_least: int
+    within: int
+
+
+@dataclass(frozen=True, slots=True)
+class AbsenceSignal:
+    """Fires ``after`` ms past an ``on`` event (any event when ``on`` is None) unless an
+    ``unless`` event (any event when ``unless`` is None) comes first."""
+
+    name: str
+    on: frozenset[str] | None
+    unless: frozenset[str] | None
+    after: int
+
+
+@dataclass(frozen=True, slots=True)
+class TextSignal:
+    """Fires when the text at ``text_field`` of an ``on`` event names one of ``phrases``."""
+
+    name: str
+    on: frozenset[str]
+    text_field: tuple[str, ...]
+    phrases: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MomentSpec:
+    """A journey moment: opened by any of ``sources`` with ``value``, halving every ``half_life``."""
+
+    name: str
+    sources: tuple[str, ...]
+    value: float
+    half_life: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    """What to do about a moment, on which channels, and within which limits."""
+
+    name: str
+    moment: str
+    channels: tuple[str, ...]
+    category: str
+    priority: float
+    consent: str | None
+    template: str
+    min_value: float
+    cooldown: int
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A validated, compiled policy. Build it with :func:`operators.policy_load.load_policy`."""
+
+    version: str
+    channels: tuple[str, ...]
+    categories: Mapping[str, float]
+    counting_by_type: Mapping[str, tuple[CountingSignal, ...]]
+    absence_signals: tuple[AbsenceSignal, ...]
+    text_signals: tuple[TextSignal, ...]
+    moments_by_signal: Mapping[str, tuple[MomentSpec, ...]]
+    moments: Mapping[str, MomentSpec]
+    actions_by_moment: Mapping[str, tuple[ActionSpec, ...]]
+    actions: Mapping[str, ActionSpec]
+    identifier_order: tuple[str, ...]
+    default_timezone: str
+    event_types: frozenset[str] | None
+    max_record_bytes: int
+    max_future_skew: int
+    document: Mapping[str, Any]
+    """The validated policy as plain data, for the parts compiled by later stages."""
+
+
+def _names(value: str | list[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _path(dotted: str) -> tuple[str, ...]:
+    return tuple(dotted.split("."))
+
+
+def compile_policy(document: Mapping[str, Any], version: str) -> Policy:
+    """Compile a schema-valid, cross-checked policy document into a :class:`Policy`."""
+    counting: dict[str, list[CountingSignal]] = {}
+    absence: list[AbsenceSignal] = []
+    text: list[TextSignal] = []
+    for name, spec in document["signals"].items():
+        if "at_least" in spec:
+            signal = CountingSignal(
+                name=name,
+                on=frozenset(_names(spec["on"])),
+                group_by=_path(spec["group_by"]) if "group_by" in spec else None,
+                at_least=spec["at_least"],
+                within=parse_duration_ms(spec["within"]),
+            )
+            for event_type in signal.on:
+                counting.setdefault(event_type, []).append(signal)
+        elif "after" in spec:
+            unless = _names(spec["unless"])
+            absence.append(
+                AbsenceSignal(
+                    name=name,
+                    on=frozenset(_names(spec["on"])) if "on" in spec else None,
+                    unless=None if "any" in unless else frozenset(unless),
+                    after=parse_duration_ms(spec["after"]),
+                )
+            )
+        else:
+            text.append(
+                TextSignal(
+                    name=name,
+                    on=frozenset(_names(spec["on"])),
+                    text_field=_path(spec["text_field"]),
+                    phrases=tuple(spec["matches_any"]),
+                )
+            )
+
+    moments: dict[str, MomentSpec] = {}
+    moments_by_signal: dict[str, list[MomentSpec]] = {}
+    for name, spec in document["moments"].items():
+        moment = MomentSpec(
+            name=name,
+            sources=_names(spec["from"]),
+            value=float(spec["value"]),
+            half_life=parse_duration_ms(spec["half_life"]),
+        )
+        moments[name] = moment
+        for source in moment.sources:
+            moments_by_signal.setdefault(source, []).append(moment)
+
+    categories = {name: float(weight) for name, weight in document["categories"].items()}
+    actions: dict[str, ActionSpec] = {}
+    actions_by_moment: dict[str, list[ActionSpec]] = {}
+    for name, spec in document["actions"].items():
+        action = ActionSpec(
+            name=name,
+            moment=spec["moment"],
+            channels=tuple(spec["channels"]),
+            category=spec["category"],
+            priority=categories[spec["category"]],
+            consent=spec.get("consent"),
+            template=spec["template"],
+            min_value=float(spec["min_value"]),
+            cooldown=parse_duration_ms(spec.get("cooldown", "0s")),
+        )
+        actions[name] = action
+        actions_by_moment.setdefault(action.moment, []).append(action)
+
+    identity = document.get("identity", {})
+    ingest = document.get("ingest", {})
+    event_types = document.get("event_types")
+    return Policy(
+        version=version,
+        channels=tuple(document["channels"]),
+        categories=MappingProxyType(categories),
+        counting_by_type=MappingProxyType({k: tuple(v) for k, v in counting.items()}),
+        absence_signals=tuple(absence),
+        text_signals=tuple(text),
+        moments_by_signal=MappingProxyType({k: tuple(v) for k, v in moments_by_signal.items()}),
+        moments=MappingProxyType(moments),
+        actions_by_moment=MappingProxyType({k: tuple(v) for k, v in actions_by_moment.items()}),
+        actions=MappingProxyType(actions),
+        identifier_order=tuple(identity.get("identifiers", DEFAULT_IDENTIFIER_ORDER)),
+        default_timezone=document.get("defaults", {}).get("timezone", DEFAULT_TIMEZONE),
+        event_types=frozenset(event_types) if event_types is not None else None,
+        max_record_bytes=ingest.get("max_record_bytes", DEFAULT_MAX_RECORD_BYTES),
+        max_future_skew=parse_duration_ms(ingest.get("max_future_skew", DEFAULT_MAX_FUTURE_SKEW)),
+        document=MappingProxyType(dict(document)),
+    )

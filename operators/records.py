@@ -1,0 +1,58 @@
+"""Output records as bytes, each with the stream it belongs on and its key."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import orjson
+
+from operators.model import Action, DeadLetter, Decision
+
+DECISIONS = "decisions"
+DEAD_LETTERS = "dlq"
+AUDIT = "audit"
+ACTIONS_PREFIX = "actions."
+
+Order = tuple[int, int, str, int]
+"""Replay's output order: (0, input line, "", n) for what an input record caused, and
+(1, due time, customer, n) for what the end of input fired."""
+
+
+class Emitted(NamedTuple):
+    """A decision or action, with its place in replay order and when its trigger was read."""
+
+    output: Decision | Action
+    order: Order
+    received_at: float
+
+
+class OutRecord(NamedTuple):
+    """One record to write: ``stream`` is the topic suffix (or file stem)."""
+
+    stream: str
+    key: bytes | None
+    value: bytes
+    order: Order
+    tag: str
+    """What the record counts as: an action's channel, a decision's outcome, a dead letter's reason."""
+
+
+def action_stream(channel: str) -> str:
+    return ACTIONS_PREFIX + channel
+
+
+def encode(emitted: Emitted) -> OutRecord:
+    """The record for a decision or action, keyed by its canonical customer id."""
+    output = emitted.output
+    key = output.customer_id.encode()
+    value = orjson.dumps(output.as_record())
+    if isinstance(output, Action):
+        return OutRecord(action_stream(output.channel), key, value, emitted.order, output.channel)
+    return OutRecord(DECISIONS, key, value, emitted.order, output.outcome.value)
+
+
+def encode_dead_letter(dead: DeadLetter) -> OutRecord:
+    """The dead-letter record, keyed by its source record's key."""
+    line = dead.origin.line if dead.origin.line is not None else (dead.origin.offset or 0)
+    return OutRecord(DEAD_LETTERS, dead.origin.key, orjson.dumps(dead.as_record()),
+                     (0, line, "", 0), dead.reason.value)
