@@ -57,8 +57,9 @@ def _replay(args: argparse.Namespace) -> int:
     events = Path(args.events)
     if not events.is_file():
         raise CommandError(f"no events file at {events}")
-    summary = replay(policy, events, Path(args.out), args.until,
-                     progress=None if args.quiet else stderr_progress)
+    summary = replay(
+        policy, events, Path(args.out), args.until, progress=None if args.quiet else stderr_progress
+    )
     if not args.quiet:
         print(
             f"replayed {summary['events_in']} records: {summary['events_ok']} events, "
@@ -102,7 +103,9 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--events", required=True, metavar="EVENTS.jsonl")
     replay.add_argument("--out", required=True, metavar="DIR")
     replay.add_argument(
-        "--until", type=_timestamp, metavar="TIMESTAMP",
+        "--until",
+        type=_timestamp,
+        metavar="TIMESTAMP",
         help="at the end of the file, advance event time to here (timers due by then fire)",
     )
     replay.add_argument("--quiet", action="store_true", help="print no progress or summary")

@@ -56,7 +56,9 @@ class CustomerLogic(StatefulBatchLogic[Event, Emitted, bytes]):
         policy = self._config.policy
         state = self._state
         if state is None:
-            state = self._state = CustomerState(resolve_customer(values[0], policy.identifier_order))
+            state = self._state = CustomerState(
+                resolve_customer(values[0], policy.identifier_order)
+            )
         emitted: list[Emitted] = []
         for event in values:
             line = event.origin.line if event.origin.line is not None else 0

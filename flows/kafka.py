@@ -129,8 +129,15 @@ SourceState = tuple[int, int | None]
 
 
 class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
-    def __init__(self, settings: KafkaSettings, policy: Policy, topic: str, index: int,
-                 resume: SourceState | None, stop_at_end: bool) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        policy: Policy,
+        topic: str,
+        index: int,
+        resume: SourceState | None,
+        stop_at_end: bool,
+    ) -> None:
         offset, clock = resume if resume is not None else (OFFSET_BEGINNING, None)
         self._offset = offset
         self._topic = topic
@@ -232,11 +239,13 @@ class KafkaEventSource(FixedPartitionedSource[Event | DeadLetter, SourceState]):
             parts += [f"{topic}#{index}" for index in sorted(metadata.partitions)]
         return parts
 
-    def build_part(self, step_id: str, for_part: str,
-                   resume_state: SourceState | None) -> _EventPartition:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: SourceState | None
+    ) -> _EventPartition:
         topic, _, index = for_part.rpartition("#")
-        return _EventPartition(self._settings, self._policy, topic, int(index), resume_state,
-                               self._stop_at_end)
+        return _EventPartition(
+            self._settings, self._policy, topic, int(index), resume_state, self._stop_at_end
+        )
 
 
 class _ProducerPartition(StatelessSinkPartition[OutRecord]):
@@ -255,8 +264,12 @@ class _ProducerPartition(StatelessSinkPartition[OutRecord]):
         for record in items:
             while True:
                 try:
-                    produce(prefix + record.stream, record.value, record.key,
-                            on_delivery=self._delivered)
+                    produce(
+                        prefix + record.stream,
+                        record.value,
+                        record.key,
+                        on_delivery=self._delivered,
+                    )
                     break
                 except BufferError:
                     self._producer.poll(0.05)
@@ -297,32 +310,82 @@ def _client_error(client: str) -> Any:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``concierge run``."""
-    parser.add_argument("--brokers", default=os.environ.get(ENV_BROKERS),
-                        help=f"bootstrap servers, host:port,... [env: {ENV_BROKERS}]")
-    parser.add_argument("--topic-prefix", default=DEFAULT_PREFIX, metavar="PREFIX",
-                        help="prefix of every topic name (default: %(default)s)")
-    parser.add_argument("--recovery-dir", default=".concierge/recovery", metavar="DIR",
-                        help="where progress and state snapshots go (default: %(default)s)")
-    parser.add_argument("--state-dir", default=".concierge/state", metavar="DIR",
-                        help="where the identity graph lives (default: %(default)s)")
-    parser.add_argument("--metrics-port", type=int, default=9464, metavar="PORT",
-                        help="Prometheus /metrics port; 0 turns it off (default: %(default)s)")
-    parser.add_argument("-X", dest="properties", action="append", default=[],
-                        metavar="PROPERTY=VALUE",
-                        help=f"a librdkafka property for every client (also env {ENV_PREFIX}*)")
-    parser.add_argument("--partitions", type=int, default=3,
-                        help="partitions of topics this creates (default: %(default)s)")
-    parser.add_argument("--replication-factor", type=int, default=-1,
-                        help="replication of topics this creates; -1: the broker's default")
-    parser.add_argument("--snapshot-interval", type=float, default=5.0, metavar="SECONDS",
-                        help="seconds between recovery snapshots (default: %(default)s)")
+    parser.add_argument(
+        "--brokers",
+        default=os.environ.get(ENV_BROKERS),
+        help=f"bootstrap servers, host:port,... [env: {ENV_BROKERS}]",
+    )
+    parser.add_argument(
+        "--topic-prefix",
+        default=DEFAULT_PREFIX,
+        metavar="PREFIX",
+        help="prefix of every topic name (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--recovery-dir",
+        default=".concierge/recovery",
+        metavar="DIR",
+        help="where progress and state snapshots go (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        default=".concierge/state",
+        metavar="DIR",
+        help="where the identity graph lives (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9464,
+        metavar="PORT",
+        help="Prometheus /metrics port; 0 turns it off (default: %(default)s)",
+    )
+    parser.add_argument(
+        "-X",
+        dest="properties",
+        action="append",
+        default=[],
+        metavar="PROPERTY=VALUE",
+        help=f"a librdkafka property for every client (also env {ENV_PREFIX}*)",
+    )
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=3,
+        help="partitions of topics this creates (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--replication-factor",
+        type=int,
+        default=-1,
+        help="replication of topics this creates; -1: the broker's default",
+    )
+    parser.add_argument(
+        "--snapshot-interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between recovery snapshots (default: %(default)s)",
+    )
     parser.add_argument("-w", "--workers-per-process", type=int, default=1)
-    parser.add_argument("-i", "--process-id", type=int, default=None,
-                        help="this process's index in a cluster (with -a)")
-    parser.add_argument("-a", "--addresses", default=None,
-                        help="host:port of every process in the cluster, separated by ;")
-    parser.add_argument("--stop-at-end", action="store_true",
-                        help="stop once the input topics are read to their end")
+    parser.add_argument(
+        "-i",
+        "--process-id",
+        type=int,
+        default=None,
+        help="this process's index in a cluster (with -a)",
+    )
+    parser.add_argument(
+        "-a",
+        "--addresses",
+        default=None,
+        help="host:port of every process in the cluster, separated by ;",
+    )
+    parser.add_argument(
+        "--stop-at-end",
+        action="store_true",
+        help="stop once the input topics are read to their end",
+    )
 
 
 def run_from_args(policy: Policy, args: argparse.Namespace) -> int:
@@ -338,8 +401,9 @@ def run_from_args(policy: Policy, args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"concierge run: {err}", file=sys.stderr)
         return 2
-    settings = KafkaSettings(args.brokers, args.topic_prefix, client, args.partitions,
-                             args.replication_factor)
+    settings = KafkaSettings(
+        args.brokers, args.topic_prefix, client, args.partitions, args.replication_factor
+    )
     return run(
         policy,
         settings,
@@ -380,8 +444,9 @@ def run(
     _prepare_recovery(recovery_dir, processes * workers_per_process, process_id or 0)
 
     config = JourneyConfig(policy, wall_clock_timers=True)
-    flow = build_flow(config, KafkaEventSource(settings, policy, stop_at_end),
-                      KafkaRecordSink(settings))
+    flow = build_flow(
+        config, KafkaEventSource(settings, policy, stop_at_end), KafkaRecordSink(settings)
+    )
     STOP.clear()
     previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     log.info("reading %s from %s", ", ".join(settings.input_topics()), settings.brokers)

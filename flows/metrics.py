@@ -13,7 +13,8 @@ RECORDS_IN = Counter(
     "concierge_records_in", "Every record read from an input topic or file line, good or bad"
 )
 EVENTS_IN = Counter(
-    "concierge_events_in", "Accepted events by type (types the policy does not name: other)",
+    "concierge_events_in",
+    "Accepted events by type (types the policy does not name: other)",
     ["type"],
 )
 DEAD_LETTERS = Counter("concierge_dead_letters", "Rejected input records by reason", ["reason"])
@@ -53,7 +54,9 @@ def type_labels(policy: Policy) -> frozenset[str]:
     return frozenset(named)
 
 
-def count_ingested(event_types: Iterable[str], reasons: Iterable[str], known: frozenset[str]) -> None:
+def count_ingested(
+    event_types: Iterable[str], reasons: Iterable[str], known: frozenset[str]
+) -> None:
     """Count one batch of ingest results in a handful of metric updates."""
     records = 0
     for event_type, n in Tally(event_types).items():

@@ -62,8 +62,15 @@ class ReplayStats:
 
 
 class _FilePartition(StatefulSourcePartition[Event | DeadLetter, None]):
-    def __init__(self, path: Path, policy: Policy, end: EndOfInput, until: int | None,
-                 stats: ReplayStats, progress: Callable[[str], None] | None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        policy: Policy,
+        end: EndOfInput,
+        until: int | None,
+        stats: ReplayStats,
+        progress: Callable[[str], None] | None,
+    ) -> None:
         self._file: IO[bytes] = path.open("rb")
         self._name = str(path)
         self._ingestor = Ingestor(policy)
@@ -129,8 +136,15 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter, None]):
 class ReplaySource(FixedPartitionedSource[Event | DeadLetter, None]):
     """The lines of one JSON-lines file, ingested in order by one partition."""
 
-    def __init__(self, path: Path, policy: Policy, end: EndOfInput, until: int | None,
-                 stats: ReplayStats, progress: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        policy: Policy,
+        end: EndOfInput,
+        until: int | None,
+        stats: ReplayStats,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
         self._args = (path, policy, end, until, stats, progress)
 
     def list_parts(self) -> list[str]:
@@ -230,8 +244,13 @@ def _clear_outputs(out_dir: Path) -> None:
         run.unlink() if run.is_file() else shutil.rmtree(run)
 
 
-def replay(policy: Policy, events: Path, out_dir: Path, until: int | None = None,
-           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def replay(
+    policy: Policy,
+    events: Path,
+    out_dir: Path,
+    until: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Run the dataflow over ``events`` and write its outputs and summary into ``out_dir``."""
     _clear_outputs(out_dir)
     stats = ReplayStats()

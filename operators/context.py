@@ -166,9 +166,9 @@ def has_consent(state: CustomerState, purpose: str, channel: str) -> bool:
     return every[0]
 
 
-def open_moments(state: CustomerState, policy: Policy, fired: SignalFired, event_id: str) -> list[
-    tuple[str, Group]
-]:
+def open_moments(
+    state: CustomerState, policy: Policy, fired: SignalFired, event_id: str
+) -> list[tuple[str, Group]]:
     """Open (or refresh) every moment ``fired`` feeds; return their keys."""
     opened = []
     for spec in policy.moments_by_signal.get(fired.signal, ()):

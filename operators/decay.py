@@ -11,7 +11,8 @@ def decayed(value: float, age: int, half_life: int) -> float:
     """``value`` after ``age`` ms of decay with ``half_life`` ms."""
     if age <= 0:
         return value
-    return value * 2.0 ** (-age / half_life)
+    factor: float = 2.0 ** (-age / half_life)
+    return value * factor
 
 
 def falls_below_at(value: float, opened_at: int, half_life: int, threshold: float) -> int:

@@ -34,17 +34,33 @@ def decide(policy: Policy, state: CustomerState, key: tuple[str, Group], now: in
     sent: str | None = None
     for action in candidates:
         if sent is not None:
-            outputs.append(_decision(policy, state, action, moment, key, now, value,
-                                     Outcome.OUTRANKED, f"outranked by {sent}"))
+            outputs.append(
+                _decision(
+                    policy,
+                    state,
+                    action,
+                    moment,
+                    key,
+                    now,
+                    value,
+                    Outcome.OUTRANKED,
+                    f"outranked by {sent}",
+                )
+            )
             continue
         outcome, reason = _check(state, action, group, value, now)
         if outcome is not Outcome.SENT:
-            outputs.append(_decision(policy, state, action, moment, key, now, value, outcome, reason))
+            outputs.append(
+                _decision(policy, state, action, moment, key, now, value, outcome, reason)
+            )
             continue
         channel = action.channels[0]
         the_id = action_id(state.customer_id, action.name, name, group, moment.opening_event)
-        outputs.append(_decision(policy, state, action, moment, key, now, value, outcome, reason,
-                                 the_id, channel))
+        outputs.append(
+            _decision(
+                policy, state, action, moment, key, now, value, outcome, reason, the_id, channel
+            )
+        )
         outputs.append(
             Action(
                 action_id=the_id,
@@ -60,8 +76,9 @@ def decide(policy: Policy, state: CustomerState, key: tuple[str, Group], now: in
                 signals=moment.signals,
                 triggered_by=moment.triggered_by,
                 decided_at=now,
-                expires_at=falls_below_at(moment.value, moment.opened_at, spec.half_life,
-                                          action.min_value),
+                expires_at=falls_below_at(
+                    moment.value, moment.opened_at, spec.half_life, action.min_value
+                ),
                 policy_version=policy.version,
             )
         )
@@ -72,8 +89,9 @@ def decide(policy: Policy, state: CustomerState, key: tuple[str, Group], now: in
     return outputs
 
 
-def _check(state: CustomerState, action: ActionSpec, group: Group, value: float,
-           now: int) -> tuple[Outcome, str]:
+def _check(
+    state: CustomerState, action: ActionSpec, group: Group, value: float, now: int
+) -> tuple[Outcome, str]:
     if value < action.min_value:
         return Outcome.STALE, f"value {value:.2f} is below min_value {action.min_value:g}"
     last = state.last_sent.get((action.name, group))
@@ -85,9 +103,19 @@ def _check(state: CustomerState, action: ActionSpec, group: Group, value: float,
     return Outcome.SENT, "eligible"
 
 
-def _decision(policy: Policy, state: CustomerState, action: ActionSpec, moment: OpenMoment,
-              key: tuple[str, Group], now: int, value: float, outcome: Outcome, reason: str,
-              the_id: str | None = None, channel: str | None = None) -> Decision:
+def _decision(
+    policy: Policy,
+    state: CustomerState,
+    action: ActionSpec,
+    moment: OpenMoment,
+    key: tuple[str, Group],
+    now: int,
+    value: float,
+    outcome: Outcome,
+    reason: str,
+    the_id: str | None = None,
+    channel: str | None = None,
+) -> Decision:
     return Decision(
         customer_id=state.customer_id,
         at=now,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -19,11 +21,52 @@ from operators.timefmt import InvalidTimestamp, format_ms, parse_ms
 Reason = DeadLetterReason
 
 
+Validator = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EventSchema:
+    """``schemas/event.schema.json`` compiled for the hot path.
+
+    The schema's ``allOf`` holds ``if type == X then A else B`` clauses; raising
+    and catching an exception per event to evaluate them is what makes a
+    generic validator slow, so each clause is compiled on its own and picked by
+    the event's type. The envelope's "not every identifier blank" clause is
+    checked after normalisation (blank means nothing left once trimmed).
+    """
+
+    envelope: Validator
+    by_type: dict[str, tuple[Validator, ...]]
+    otherwise: tuple[tuple[str, Validator], ...]
+
+    def validate(self, data: dict[str, Any]) -> None:
+        self.envelope(data)
+        event_type = data["type"]
+        for then in self.by_type.get(event_type, ()):
+            then(data)
+        for condition_type, validate in self.otherwise:
+            if condition_type != event_type:
+                validate(data)
+
+
 @cache
-def event_validator() -> Callable[[Any], Any]:
-    """The input event schema from ``schemas/``, compiled once to Python code."""
-    validate: Callable[[Any], Any] = fastjsonschema.compile(schemas.load("event"))
-    return validate
+def event_schema() -> EventSchema:
+    """The input event schema from ``schemas/``, compiled once."""
+    schema = copy.deepcopy(schemas.load("event"))
+    clauses = schema.pop("allOf", [])
+    schema["properties"]["identifiers"].pop("not", None)
+    by_type: dict[str, list[Validator]] = {}
+    otherwise: list[tuple[str, Validator]] = []
+    for clause in clauses:
+        event_type = clause["if"]["properties"]["type"]["const"]
+        by_type.setdefault(event_type, []).append(fastjsonschema.compile(clause["then"]))
+        if "else" in clause:
+            otherwise.append((event_type, fastjsonschema.compile(clause["else"])))
+    return EventSchema(
+        fastjsonschema.compile(schema),
+        {t: tuple(v) for t, v in by_type.items()},
+        tuple(otherwise),
+    )
 
 
 class Ingestor:
@@ -37,7 +80,7 @@ class Ingestor:
     __slots__ = ("_event_types", "_max_bytes", "_skew", "_validate", "clock")
 
     def __init__(self, policy: Policy, clock: int | None = None) -> None:
-        self._validate = event_validator()
+        self._validate = event_schema().validate
         self._max_bytes = policy.max_record_bytes
         self._skew = policy.max_future_skew
         self._event_types = policy.event_types
@@ -67,21 +110,29 @@ class Ingestor:
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as bad:
-                return DeadLetter(Reason.NOT_UTF8, f"not UTF-8: {bad.reason} at byte {bad.start}",
-                                  raw, origin)
+                return DeadLetter(
+                    Reason.NOT_UTF8, f"not UTF-8: {bad.reason} at byte {bad.start}", raw, origin
+                )
             return DeadLetter(Reason.INVALID_JSON, f"not JSON: {err}", raw, origin)
         if not isinstance(data, dict):
             return DeadLetter(
-                Reason.NOT_AN_OBJECT, f"an event is a JSON object, not {type(data).__name__}",
-                raw, origin,
+                Reason.NOT_AN_OBJECT,
+                f"an event is a JSON object, not {type(data).__name__}",
+                raw,
+                origin,
             )
         try:
             self._validate(data)
         except fastjsonschema.JsonSchemaValueException as err:
             path, detail = _explain(err, data)
             return DeadLetter(
-                Reason.SCHEMA_VIOLATION, detail, raw, origin,
-                _text(data.get("event_id")), _text(data.get("type")), path,
+                Reason.SCHEMA_VIOLATION,
+                detail,
+                raw,
+                origin,
+                _text(data.get("event_id")),
+                _text(data.get("type")),
+                path,
             )
         event_id: str = data["event_id"]
         event_type: str = data["type"]
@@ -89,14 +140,23 @@ class Ingestor:
             return DeadLetter(
                 Reason.UNKNOWN_EVENT_TYPE,
                 f"event type {event_type!r} is not in the policy's event_types",
-                raw, origin, event_id, event_type, "type",
+                raw,
+                origin,
+                event_id,
+                event_type,
+                "type",
             )
         try:
             time = parse_ms(data["timestamp"])
         except InvalidTimestamp as err:
             return DeadLetter(
-                Reason.INVALID_TIMESTAMP, f"timestamp {data['timestamp']!r}: {err}",
-                raw, origin, event_id, event_type, "timestamp",
+                Reason.INVALID_TIMESTAMP,
+                f"timestamp {data['timestamp']!r}: {err}",
+                raw,
+                origin,
+                event_id,
+                event_type,
+                "timestamp",
             )
         reference = self.clock
         if arrival is not None and (reference is None or arrival > reference):
@@ -106,13 +166,22 @@ class Ingestor:
                 Reason.FUTURE_TIMESTAMP,
                 f"timestamp {format_ms(time)} is more than {format_duration(self._skew)} past "
                 f"the ingest clock {format_ms(reference)}",
-                raw, origin, event_id, event_type, "timestamp",
+                raw,
+                origin,
+                event_id,
+                event_type,
+                "timestamp",
             )
         identifiers = normalise_identifiers(data.get("identifiers"))
-        if not identifiers and event_type != "feedback":
+        if not identifiers and "identifiers" in data:
             return DeadLetter(
-                Reason.NO_USABLE_IDENTIFIER, "no identifier left after normalisation",
-                raw, origin, event_id, event_type, "identifiers",
+                Reason.SCHEMA_VIOLATION,
+                "identifiers must hold at least one non-empty identifier",
+                raw,
+                origin,
+                event_id,
+                event_type,
+                "identifiers",
             )
         if self.clock is None or time > self.clock:
             self.clock = time
@@ -139,16 +208,17 @@ def _explain(err: fastjsonschema.JsonSchemaValueException, data: dict[str, Any])
     path = path.replace("[", ".").replace("]", "")
     message = err.message
     if message.startswith(name):
-        message = (path or "event") + message[len(name):]
-    if path == "identifiers" and err.rule == "anyOf":
+        message = (path or "event") + message[len(name) :]
+    if path == "identifiers" and err.rule == "additionalProperties":
         identifiers = data.get("identifiers")
-        unknown = sorted(set(identifiers) - set(KNOWN_IDENTIFIERS)) if isinstance(
-            identifiers, dict) else []
-        if unknown:
-            message = (f"identifiers has unknown names {unknown}; known: "
-                       f"{', '.join(KNOWN_IDENTIFIERS)}")
-        else:
-            message = "identifiers must hold at least one non-empty identifier"
+        unknown = (
+            sorted(set(identifiers) - set(KNOWN_IDENTIFIERS))
+            if isinstance(identifiers, dict)
+            else []
+        )
+        message = f"identifiers has unknown names {unknown}; known: {', '.join(KNOWN_IDENTIFIERS)}"
+    elif path == "" and err.rule == "required" and not message.startswith("event"):
+        message = "event " + message
     elif err.rule == "pattern" and path == "timestamp":
         message = "timestamp must be RFC 3339 with an offset or Z, e.g. 2026-11-20T10:15:00Z"
     return path or "(event)", message

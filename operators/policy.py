@@ -50,7 +50,7 @@ class TextSignal:
 
 @dataclass(frozen=True, slots=True)
 class MomentSpec:
-    """A journey moment: opened by any of ``sources`` with ``value``, halving every ``half_life``."""
+    """A journey moment: opened by ``sources`` with ``value``, halving every ``half_life``."""
 
     name: str
     sources: tuple[str, ...]

@@ -235,8 +235,9 @@ def _reference_problems(document: dict[str, Any]) -> Iterator[tuple[tuple[PathIt
 
     for index, rule in enumerate(document.get("suppressions", [])):
         if "signal" in rule["when"] and rule["when"]["signal"] not in signals:
-            yield ("suppressions", index, "when", "signal"), (
-                f"names no signal: {rule['when']['signal']!r}"
+            yield (
+                ("suppressions", index, "when", "signal"),
+                (f"names no signal: {rule['when']['signal']!r}"),
             )
         suppress = rule.get("suppress", {})
         for key, known in (("channel", channels), ("category", categories), ("action", actions)):
@@ -246,8 +247,9 @@ def _reference_problems(document: dict[str, Any]) -> Iterator[tuple[tuple[PathIt
                     yield ("suppressions", index, "suppress", key), f"names no {key}: {value!r}"
         same = suppress.get("same")
         if same is not None and not same.startswith(("properties.", "context.")):
-            yield ("suppressions", index, "suppress", "same"), (
-                "must start with properties. or context."
+            yield (
+                ("suppressions", index, "suppress", "same"),
+                ("must start with properties. or context."),
             )
 
     identity = document.get("identity", {})

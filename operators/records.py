@@ -34,7 +34,7 @@ class OutRecord(NamedTuple):
     value: bytes
     order: Order
     tag: str
-    """What the record counts as: an action's channel, a decision's outcome, a dead letter's reason."""
+    """What it counts as: an action's channel, a decision's outcome, a dead letter's reason."""
 
 
 def action_stream(channel: str) -> str:
@@ -54,5 +54,10 @@ def encode(emitted: Emitted) -> OutRecord:
 def encode_dead_letter(dead: DeadLetter) -> OutRecord:
     """The dead-letter record, keyed by its source record's key."""
     line = dead.origin.line if dead.origin.line is not None else (dead.origin.offset or 0)
-    return OutRecord(DEAD_LETTERS, dead.origin.key, orjson.dumps(dead.as_record()),
-                     (0, line, "", 0), dead.reason.value)
+    return OutRecord(
+        DEAD_LETTERS,
+        dead.origin.key,
+        orjson.dumps(dead.as_record()),
+        (0, line, "", 0),
+        dead.reason.value,
+    )
