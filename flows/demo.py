@@ -1,0 +1,161 @@
+"""``concierge demo``: the embedded broker, a generated stream, the flow, then a summary.
+
+Everything runs on loopback and is torn down at the end: the broker is
+stopped and the temporary recovery and state directories are removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import tempfile
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+
+from flows import metrics
+from flows.broker import EmbeddedBroker, free_port
+from flows.generator import Generator
+from flows.kafka import KafkaSettings, ensure_topics, run
+from operators.identity import resolve_customer
+from operators.ingest import Ingestor
+from operators.model import Event, Origin
+from operators.policy import Policy
+from operators.policy_load import load_policy
+
+REFERENCE_POLICY = Path(__file__).resolve().parents[2] / "shared/spec/reference/policy.yaml"
+BUNDLED_POLICY = Path(__file__).resolve().parent / "demo_policy.yaml"
+
+
+def demo_policy() -> tuple[Policy, Path]:
+    """The reference policy when the spec sits beside the repo, else the bundled copy."""
+    path = REFERENCE_POLICY if REFERENCE_POLICY.is_file() else BUNDLED_POLICY
+    return load_policy(path.read_text(encoding="utf-8"), str(path)), path
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    policy, policy_path = demo_policy()
+    print(f"policy: {policy_path} (version {policy.version})")
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="concierge-demo-") as tmp:
+        print(f"embedded broker (Tansu) on {broker.bootstrap}")
+        settings = KafkaSettings(broker.bootstrap, "concierge.", {}, partitions=3)
+        ensure_topics(settings, settings.input_topics() + settings.output_topics(policy))
+
+        started = time.monotonic()
+        produced = _produce(settings, policy, args.customers, args.events, args.seed)
+        print(
+            f"produced {produced:,} events from {args.customers:,} customers "
+            f"in {time.monotonic() - started:.1f}s"
+        )
+
+        port = args.metrics_port if _port_free(args.metrics_port) else free_port()
+        started = time.monotonic()
+        run(
+            policy,
+            settings,
+            recovery_dir=Path(tmp) / "recovery",
+            state_dir=Path(tmp) / "state",
+            metrics_port=port,
+            snapshot_interval=timedelta(seconds=5),
+            stop_at_end=True,
+        )
+        elapsed = time.monotonic() - started
+        read = int(metrics.RECORDS_IN._value.get())
+
+        outputs = _read_outputs(settings, policy)
+        _print_summary(outputs, read, elapsed, port)
+    return 0
+
+
+def _produce(settings: KafkaSettings, policy: Policy, customers: int, count: int, seed: int) -> int:
+    """Produce the generated stream, keyed by customer so each one's events stay in order."""
+    producer = Producer(settings.config(**{"linger.ms": 20, "batch.num.messages": 10000}))
+    keyer = Ingestor(policy)
+    topic = settings.events_topic()
+    produced = 0
+    for raw in Generator(customers, seed).events(count):
+        parsed = keyer.ingest(raw, Origin())
+        key = (
+            resolve_customer(parsed, policy.identifier_order) if isinstance(parsed, Event) else None
+        )
+        while True:
+            try:
+                producer.produce(topic, raw, key.encode() if key else None)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        produced += 1
+        if produced % 10000 == 0:
+            producer.poll(0)
+    producer.flush(30)
+    return produced
+
+
+def _read_outputs(settings: KafkaSettings, policy: Policy) -> dict[str, list[bytes]]:
+    """Every record on the output topics, read to their end."""
+    consumer = Consumer(
+        settings.config(
+            **{
+                "group.id": "concierge-demo-reader",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": 50,
+            }
+        )
+    )
+    topics = settings.output_topics(policy)
+    metadata = consumer.list_topics(timeout=10).topics
+    parts = [TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in metadata[t].partitions]
+    consumer.assign(parts)
+    records: dict[str, list[bytes]] = {t[len(settings.prefix) :]: [] for t in topics}
+    at_end: set[tuple[str, int]] = set()
+    deadline = time.monotonic() + 60
+    while len(at_end) < len(parts) and time.monotonic() < deadline:
+        for message in consumer.consume(5000, 0.5):
+            error = message.error()
+            if error is None:
+                records[message.topic()[len(settings.prefix) :]].append(message.value())
+            elif error.code() == KafkaError._PARTITION_EOF:
+                at_end.add((message.topic(), message.partition()))
+    consumer.close()
+    return records
+
+
+def _print_summary(records: dict[str, list[bytes]], read: int, elapsed: float, port: int) -> None:
+    actions = {s[len("actions.") :]: len(v) for s, v in records.items() if s.startswith("actions.")}
+    outcomes = Counter(orjson.loads(r)["outcome"] for r in records["decisions"])
+    reasons = Counter(orjson.loads(r)["reason"] for r in records["dlq"])
+    print()
+    print(
+        f"flow: read {read:,} records in {elapsed:.1f}s ({read / elapsed:,.0f} events/s, "
+        "start-up included)"
+    )
+    print("actions per channel:")
+    for channel, n in sorted(actions.items()):
+        print(f"  {channel:<10} {n:>8,}")
+    print("decisions by outcome:")
+    for outcome, n in outcomes.most_common():
+        print(f"  {outcome:<10} {n:>8,}")
+    print(
+        f"dead letters: {len(records['dlq']):,}"
+        + (f" ({', '.join(f'{r}: {n}' for r, n in reasons.most_common())})" if reasons else "")
+    )
+    sample = next(
+        (v[0] for s, v in sorted(records.items()) if s.startswith("actions.") and v), None
+    )
+    if sample is not None:
+        print(f"a sample action: {sample.decode()}")
+    print(f"metrics were served at http://127.0.0.1:{port}/metrics while the flow ran")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True

@@ -1,0 +1,82 @@
+"""Shared fixtures: the reference policy and a way to write events."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from operators.model import Event, Origin
+from operators.policy import Policy
+from operators.policy_load import load_policy
+from operators.timefmt import parse_ms
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC_POLICY = ROOT.parent / "shared" / "spec" / "reference" / "policy.yaml"
+REFERENCE_POLICY = SPEC_POLICY if SPEC_POLICY.is_file() else ROOT / "flows" / "demo_policy.yaml"
+
+_ids = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def reference_policy_path() -> Path:
+    return REFERENCE_POLICY
+
+
+@pytest.fixture(scope="session")
+def policy() -> Policy:
+    return load_policy(REFERENCE_POLICY.read_text(), str(REFERENCE_POLICY))
+
+
+def event_dict(
+    event_type: str,
+    at: str,
+    properties: dict[str, Any] | None = None,
+    event_id: str | None = None,
+    **identifiers: str,
+) -> dict[str, Any]:
+    """An input event as a producer would write it."""
+    record: dict[str, Any] = {
+        "event_id": event_id or f"e-{next(_ids)}",
+        "type": event_type,
+        "timestamp": at,
+        "identifiers": identifiers or {"email": "ana@example.com"},
+    }
+    if properties is not None:
+        record["properties"] = properties
+    return record
+
+
+def make_event(
+    event_type: str,
+    at: str,
+    properties: dict[str, Any] | None = None,
+    event_id: str | None = None,
+    **identifiers: str,
+) -> Event:
+    """A validated event, as ingest would hand it on."""
+    record = event_dict(event_type, at, properties, event_id, **identifiers)
+    return Event(
+        record["event_id"],
+        event_type,
+        parse_ms(at),
+        record["identifiers"],
+        {},
+        properties or {},
+        Origin(file="test", line=0),
+    )
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any] | bytes]) -> Path:
+    with path.open("wb") as out:
+        for record in records:
+            out.write(record if isinstance(record, bytes) else orjson.dumps(record))
+            out.write(b"\n")
+    return path
+
+
+EventFactory = Callable[..., Event]

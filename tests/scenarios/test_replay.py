@@ -1,0 +1,164 @@
+"""``concierge replay``: the event-time clock, its outputs, and their determinism."""
+
+from __future__ import annotations
+
+import hashlib
+
+import jsonschema
+import orjson
+
+import schemas
+from flows.generator import Generator
+from tests.conftest import event_dict, write_jsonl
+
+GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
+
+
+def digest(directory):
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(directory.iterdir())
+    }
+
+
+def test_the_same_input_gives_byte_identical_output(tmp_path, replay):
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(Generator(customers=800, seed=3).events(15000)) + b"\n")
+    first = replay(events)
+    second = replay(events, "--quiet")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr
+    assert digest(first.out) == digest(second.out)
+    assert {"decisions.jsonl", "dlq.jsonl", "audit.jsonl", "summary.json"} <= set(digest(first.out))
+    assert any(name.startswith("actions.") for name in digest(first.out))
+
+
+def test_every_line_is_accounted_for(tmp_path, replay):
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(Generator(customers=300, seed=5).events(6000)) + b"\n")
+    result = replay(events)
+    summary = result.summary()
+    assert summary["events_in"] == 6000
+    assert summary["events_ok"] + summary["dead_letters"] == summary["events_in"]
+    assert summary["dead_letters"] == len(result.lines("dlq.jsonl")) > 0
+    assert sum(summary["decisions"].values()) == len(result.lines("decisions.jsonl"))
+    for channel, count in summary["actions"].items():
+        assert count == len(result.lines(f"actions.{channel}.jsonl")) > 0
+    sent = [d for d in result.lines("decisions.jsonl") if d["outcome"] == "sent"]
+    assert len(sent) == sum(summary["actions"].values())
+
+
+def test_bad_lines_are_dead_letters_and_good_lines_still_flow(tmp_path, replay):
+    searches = [
+        event_dict("help_search", f"2026-11-20T10:0{m}:00Z", anonymous_id="bob") for m in range(3)
+    ]
+    events = write_jsonl(
+        tmp_path / "events.jsonl",
+        [
+            searches[0],
+            b'{"event_id": "broken", ',
+            searches[1],
+            b"\xff\xfe not text",
+            event_dict("product_view", "2099-01-01T00:00:00Z", anonymous_id="bob"),
+            {"type": "product_view", "timestamp": "2026-11-20T10:05:00Z"},
+            searches[2],
+        ],
+    )
+    result = replay(events)
+    assert result.returncode == 0, result.stderr
+    dead = result.lines("dlq.jsonl")
+    assert [(d["reason"], d["origin"]["line"]) for d in dead] == [
+        ("invalid_json", 2),
+        ("not_utf8", 4),
+        ("future_timestamp", 5),
+        ("schema_violation", 6),
+    ]
+    assert dead[0]["raw"] == '{"event_id": "broken", '
+    assert all(d["origin"]["file"] == str(events) for d in dead)
+    for record in dead:
+        jsonschema.validate(record, schemas.load("dead_letter"))
+    (action,) = result.lines("actions.in_app.jsonl")
+    assert action["action"] == "help_offer"
+    assert action["triggered_by"] == [s["event_id"] for s in searches]
+
+
+def checkout_story(tmp_path, last_event_at):
+    return write_jsonl(
+        tmp_path / "events.jsonl",
+        [
+            event_dict("consent_changed", "2026-11-20T09:00:00Z", GRANT),
+            event_dict(
+                "checkout_started",
+                "2026-11-20T10:00:00Z",
+                {"cart_value": 120},
+                event_id="checkout-1",
+            ),
+            event_dict("page_view", last_event_at, anonymous_id="someone-else"),
+        ],
+    )
+
+
+def test_without_until_event_time_stops_at_the_last_event(tmp_path, replay):
+    result = replay(checkout_story(tmp_path, "2026-11-20T10:10:00Z"))
+    assert result.lines("actions.email.jsonl") == []
+
+
+def test_a_timer_fires_when_the_stream_passes_it(tmp_path, replay):
+    result = replay(checkout_story(tmp_path, "2026-11-20T11:00:00Z"))
+    (action,) = result.lines("actions.email.jsonl")
+    assert action["action"] == "cart_recovery"
+    assert action["decided_at"] == "2026-11-20T10:30:00Z"
+    assert action["triggered_by"] == ["checkout-1"]
+
+
+def test_until_advances_event_time_and_fires_due_timers(tmp_path, replay):
+    events = checkout_story(tmp_path, "2026-11-20T10:10:00Z")
+    result = replay(events, "--until", "2026-11-20T10:30:00Z")
+    assert [a["decided_at"] for a in result.lines("actions.email.jsonl")] == [
+        "2026-11-20T10:30:00Z"
+    ]
+    much_later = replay(events, "--until", "2027-02-01T00:00:00Z")
+    decided = [(d["action"], d["at"]) for d in much_later.lines("decisions.jsonl")]
+    assert ("cart_recovery", "2026-11-20T10:30:00Z") in decided
+    assert ("win_back_offer", "2027-01-04T10:00:00Z") in decided  # 45 days of silence
+
+
+def test_a_purchase_in_time_cancels_the_cart_reminder(tmp_path, replay):
+    events = write_jsonl(
+        tmp_path / "events.jsonl",
+        [
+            event_dict("consent_changed", "2026-11-20T09:00:00Z", GRANT),
+            event_dict("checkout_started", "2026-11-20T10:00:00Z"),
+            event_dict("purchase", "2026-11-20T10:20:00Z", {"product_id": "p-1"}),
+        ],
+    )
+    result = replay(events, "--until", "2026-11-21T00:00:00Z")
+    assert result.lines("decisions.jsonl") == []
+
+
+def test_outputs_from_an_earlier_replay_are_replaced(tmp_path, replay, reference_policy_path):
+    from tests.scenarios.conftest import concierge
+
+    events = checkout_story(tmp_path, "2026-11-20T11:00:00Z")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "actions.sms.jsonl").write_text('{"stale": true}\n')
+    done = concierge(
+        "replay", "--policy", str(reference_policy_path), "--events", str(events), "--out", str(out)
+    )
+    assert done.returncode == 0
+    assert not (out / "actions.sms.jsonl").exists()
+    assert (out / "actions.email.jsonl").exists()
+
+
+def test_every_output_record_matches_its_schema(tmp_path, replay):
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(Generator(customers=200, seed=11).events(4000)) + b"\n")
+    result = replay(events)
+    for path in result.out.glob("actions.*.jsonl"):
+        for line in path.read_bytes().splitlines():
+            jsonschema.validate(orjson.loads(line), schemas.load("action"))
+    for record in result.lines("decisions.jsonl"):
+        jsonschema.validate(record, schemas.load("decision"))
+        assert record["at"].endswith("Z")
+    for record in result.lines("dlq.jsonl"):
+        jsonschema.validate(record, schemas.load("dead_letter"))

@@ -1,0 +1,167 @@
+import jsonschema
+import pytest
+
+import schemas
+from operators.context import CustomerState
+from operators.customer import fire_due, handle_event
+from operators.decide import action_id
+from operators.model import Action, Decision, Outcome
+from operators.timefmt import parse_ms
+from tests.conftest import make_event
+
+GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
+
+
+def run(policy, events, state=None):
+    state = state or CustomerState("cus_ana")
+    outputs = []
+    for event in events:
+        outputs += handle_event(policy, state, event)
+    return state, outputs
+
+
+def three_views(start_day=20, product="p-42"):
+    return [
+        make_event(
+            "product_view",
+            f"2026-11-{start_day + i}T10:00:00Z",
+            {"product_id": product},
+            event_id=f"v-{start_day + i}",
+        )
+        for i in range(3)
+    ]
+
+
+def decisions(outputs):
+    return [o for o in outputs if isinstance(o, Decision)]
+
+
+def actions(outputs):
+    return [o for o in outputs if isinstance(o, Action)]
+
+
+def test_repeat_interest_with_consent_sends_a_nudge_on_the_first_channel(policy):
+    consent = make_event("consent_changed", "2026-11-19T09:00:00Z", GRANT)
+    _, outputs = run(policy, [consent, *three_views()])
+    (decision,) = decisions(outputs)
+    (action,) = actions(outputs)
+    assert decision.outcome is Outcome.SENT and decision.action_id == action.action_id
+    assert (action.action, action.channel, action.template) == (
+        "product_nudge",
+        "push",
+        "product-nudge",
+    )
+    assert action.value == 40.0 and action.group == "p-42"
+    assert action.triggered_by == ("v-20", "v-21", "v-22")
+    assert action.decided_at == parse_ms("2026-11-22T10:00:00Z")
+
+
+def test_marketing_without_consent_is_not_sent(policy):
+    _, outputs = run(policy, three_views())
+    (decision,) = decisions(outputs)
+    assert decision.outcome is Outcome.NO_CONSENT and actions(outputs) == []
+    assert "marketing" in decision.reason and "push" in decision.reason
+
+
+def test_an_opt_out_is_honoured_for_the_next_decision(policy):
+    grant = make_event("consent_changed", "2026-11-19T09:00:00Z", GRANT)
+    revoke = make_event(
+        "consent_changed",
+        "2026-11-21T11:00:00Z",
+        {"purpose": "marketing", "channel": "push", "granted": False},
+    )
+    _, outputs = run(policy, [grant, *three_views()[:2], revoke, three_views()[2]])
+    assert [d.outcome for d in decisions(outputs)] == [Outcome.NO_CONSENT]
+
+
+def test_service_actions_need_no_marketing_consent(policy):
+    searches = [make_event("help_search", f"2026-11-20T10:{m:02d}:00Z") for m in (0, 20, 40)]
+    _, outputs = run(policy, searches)
+    (action,) = actions(outputs)
+    assert (action.action, action.channel, action.category) == ("help_offer", "in_app", "service")
+
+
+def test_a_fourth_view_in_the_cooldown_is_recorded_not_sent(policy):
+    consent = make_event("consent_changed", "2026-11-19T09:00:00Z", GRANT)
+    fourth = make_event("product_view", "2026-11-23T10:00:00Z", {"product_id": "p-42"})
+    _, outputs = run(policy, [consent, *three_views(), fourth])
+    assert [d.outcome for d in decisions(outputs)] == [Outcome.SENT, Outcome.COOLDOWN]
+    assert "2026-11-25T10:00:00Z" in decisions(outputs)[1].reason
+    assert len(actions(outputs)) == 1
+
+
+def test_a_timer_decides_as_of_its_due_time(policy):
+    consent = make_event("consent_changed", "2026-11-20T09:00:00Z", GRANT)
+    checkout = make_event("checkout_started", "2026-11-20T10:00:00Z", event_id="c-1")
+    state, outputs = run(policy, [consent, checkout])
+    assert outputs == []
+    outputs = fire_due(policy, state, parse_ms("2026-11-20T12:00:00Z"), inclusive=True)
+    (action,) = actions(outputs)
+    assert action.action == "cart_recovery" and action.triggered_by == ("c-1",)
+    assert action.decided_at == parse_ms("2026-11-20T10:30:00Z")
+
+
+def test_a_due_timer_fires_before_the_next_event_is_handled(policy):
+    consent = make_event("consent_changed", "2026-11-20T09:00:00Z", GRANT)
+    checkout = make_event("checkout_started", "2026-11-20T10:00:00Z")
+    late_purchase = make_event("purchase", "2026-11-20T10:45:00Z")
+    _, outputs = run(policy, [consent, checkout, late_purchase])
+    assert [a.action for a in actions(outputs)] == ["cart_recovery"]
+
+
+def test_a_purchase_in_time_means_no_cart_recovery(policy):
+    consent = make_event("consent_changed", "2026-11-20T09:00:00Z", GRANT)
+    checkout = make_event("checkout_started", "2026-11-20T10:00:00Z")
+    purchase = make_event("purchase", "2026-11-20T10:30:00Z")
+    state, outputs = run(policy, [consent, checkout, purchase])
+    outputs += fire_due(policy, state, parse_ms("2026-11-21T00:00:00Z"), inclusive=True)
+    assert actions(outputs) == []
+
+
+def test_a_stale_moment_is_not_sent(policy, reference_policy_path):
+    from operators.policy_load import load_policy
+
+    text = reference_policy_path.read_text().replace(
+        "min_value: 10\n    cooldown: 1d", "min_value: 60\n    cooldown: 1d"
+    )
+    strict = load_policy(text)
+    consent = make_event("consent_changed", "2026-11-20T09:00:00Z", GRANT)
+    checkout = make_event("checkout_started", "2026-11-20T10:00:00Z")
+    state, _ = run(strict, [consent, checkout])
+    (decision,) = fire_due(strict, state, parse_ms("2026-11-21T00:00:00Z"), inclusive=True)
+    assert decision.outcome is Outcome.STALE and "min_value 60" in decision.reason
+
+
+def test_action_ids_are_a_function_of_customer_action_moment_and_opening_event():
+    one = action_id("cus_1", "product_nudge", "browse_intent", "p-42", "v-22")
+    assert one == action_id("cus_1", "product_nudge", "browse_intent", "p-42", "v-22")
+    assert one.startswith("cus_1.product_nudge.")
+    assert one != action_id("cus_1", "product_nudge", "browse_intent", "p-43", "v-22")
+    assert one != action_id("cus_2", "product_nudge", "browse_intent", "p-42", "v-22")
+
+
+def test_the_same_events_give_the_same_outputs(policy):
+    consent = make_event("consent_changed", "2026-11-19T09:00:00Z", GRANT)
+    events = [consent, *three_views(), *three_views(25, "p-7")]
+    assert run(policy, events)[1] == run(policy, events)[1]
+
+
+@pytest.mark.parametrize("name", ["action", "decision"])
+def test_outputs_match_their_published_schema(policy, name):
+    consent = make_event("consent_changed", "2026-11-19T09:00:00Z", GRANT)
+    _, outputs = run(policy, [consent, *three_views(), *three_views(24)])
+    kind = Action if name == "action" else Decision
+    records = [o.as_record() for o in outputs if isinstance(o, kind)]
+    assert records
+    for record in records:
+        jsonschema.validate(record, schemas.load(name))
+
+
+def test_state_survives_a_pickle_round_trip(policy):
+    import pickle
+
+    consent = make_event("consent_changed", "2026-11-19T09:00:00Z", GRANT)
+    state, _ = run(policy, [consent, *three_views()[:2]])
+    restored = pickle.loads(pickle.dumps(state))
+    _, outputs = run(policy, [three_views()[2]], restored)
+    assert [a.action for a in actions(outputs)] == ["product_nudge"]

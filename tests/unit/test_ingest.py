@@ -1,0 +1,162 @@
+import base64
+
+import orjson
+import pytest
+
+from operators.ingest import Ingestor
+from operators.model import DeadLetter, DeadLetterReason, Event, Origin
+from operators.policy_load import load_policy
+from tests.conftest import event_dict
+
+ORIGIN = Origin(topic="concierge.events", partition=2, offset=41, key=b"k-1")
+
+
+def ingest(policy, raw, **kwargs):
+    if isinstance(raw, dict):
+        raw = orjson.dumps(raw)
+    return Ingestor(policy).ingest(raw, ORIGIN, **kwargs)
+
+
+def rejected(policy, raw, reason, **kwargs):
+    result = ingest(policy, raw, **kwargs)
+    assert isinstance(result, DeadLetter), result
+    assert result.reason is reason, result.detail
+    record = result.as_record()
+    assert record["origin"] == {"topic": "concierge.events", "partition": 2, "offset": 41}
+    return result
+
+
+def test_a_valid_event_is_parsed_with_normalised_identifiers(policy):
+    record = event_dict(
+        "product_view",
+        "2026-11-20T10:15:00+01:00",
+        {"product_id": "p-42"},
+        anonymous_id="a-9",
+        email="  Ana@Example.COM ",
+    )
+    record["context"] = {"timezone": "Europe/Madrid", "channel": "web"}
+    event = ingest(policy, record)
+    assert isinstance(event, Event)
+    assert event.identifiers == {"anonymous_id": "a-9", "email": "ana@example.com"}
+    assert event.properties == {"product_id": "p-42"}
+    assert event.context["timezone"] == "Europe/Madrid"
+
+
+def test_open_event_types_and_extra_fields_are_accepted(policy):
+    record = event_dict("loyalty_points_redeemed", "2026-11-20T10:15:00Z", {"points": 50})
+    record["context"] = {"store": "Madrid-3", "channel": "pos"}
+    assert isinstance(ingest(policy, record), Event)
+
+
+def test_bad_json_keeps_the_raw_text(policy):
+    dead = rejected(policy, b'{"event_id": "x", ', DeadLetterReason.INVALID_JSON)
+    assert dead.as_record()["raw"] == '{"event_id": "x", '
+
+
+def test_bytes_that_are_not_utf8_keep_the_original_bytes(policy):
+    raw = b'{"event_id": "se\xf1or"}'
+    record = rejected(policy, raw, DeadLetterReason.NOT_UTF8).as_record()
+    assert base64.b64decode(record["raw_base64"]) == raw
+
+
+def test_a_json_value_that_is_not_an_object_is_rejected(policy):
+    rejected(policy, b"[1, 2]", DeadLetterReason.NOT_AN_OBJECT)
+
+
+@pytest.mark.parametrize(
+    ("change", "path"),
+    [
+        (lambda r: r.pop("event_id"), "(event)"),
+        (lambda r: r.pop("identifiers"), "(event)"),
+        (lambda r: r.update(identifiers={}), "identifiers"),
+        (lambda r: r.update(identifiers={"email": "  ", "phone": ""}), "identifiers"),
+        (lambda r: r.update(identifiers={"emial": "a@b.c"}), "identifiers"),
+        (lambda r: r.update(identifiers={"phone": 34600111222}), "identifiers.phone"),
+        (lambda r: r.update(timestamp="2026-11-20 10:15"), "timestamp"),
+        (lambda r: r.update(timestamp="2026-11-20T10:15:00"), "timestamp"),
+        (lambda r: r.update(type=""), "type"),
+        (lambda r: r.update(properties=[1]), "properties"),
+    ],
+)
+def test_schema_violations_name_the_field(policy, change, path):
+    record = event_dict("product_view", "2026-11-20T10:15:00Z")
+    change(record)
+    dead = rejected(policy, record, DeadLetterReason.SCHEMA_VIOLATION)
+    assert dead.path == path
+    assert dead.detail
+
+
+def test_one_empty_identifier_beside_a_good_one_is_fine(policy):
+    record = event_dict("product_view", "2026-11-20T10:15:00Z", email="", anonymous_id="a-1")
+    assert ingest(policy, record).identifiers == {"anonymous_id": "a-1"}
+
+
+def test_an_impossible_date_is_an_invalid_timestamp(policy):
+    rejected(
+        policy,
+        event_dict("product_view", "2026-02-30T10:00:00Z"),
+        DeadLetterReason.INVALID_TIMESTAMP,
+    )
+
+
+def test_oversize_records_are_rejected_before_parsing(policy, reference_policy_path):
+    small = load_policy(reference_policy_path.read_text() + "\ningest: {max_record_bytes: 300}\n")
+    record = event_dict("support_contact", "2026-11-20T10:00:00Z", {"text": "x" * 400})
+    dead = rejected(small, record, DeadLetterReason.OVERSIZE)
+    assert "300" in dead.detail
+    assert isinstance(ingest(policy, record), Event)
+
+
+def test_a_timestamp_absurdly_far_ahead_of_the_stream_is_rejected(policy):
+    ingestor = Ingestor(policy)
+    assert isinstance(
+        ingestor.ingest(orjson.dumps(event_dict("a", "2026-11-20T10:00:00Z")), ORIGIN), Event
+    )
+    far = ingestor.ingest(orjson.dumps(event_dict("a", "2099-01-01T00:00:00Z")), ORIGIN)
+    assert isinstance(far, DeadLetter) and far.reason is DeadLetterReason.FUTURE_TIMESTAMP
+    later = ingestor.ingest(orjson.dumps(event_dict("a", "2027-03-01T00:00:00Z")), ORIGIN)
+    assert isinstance(later, Event)
+
+
+def test_the_broker_arrival_time_bounds_the_first_event_too(policy):
+    arrival = 1_795_000_000_000  # 2026-11-18
+    rejected(
+        policy,
+        event_dict("a", "2099-01-01T00:00:00Z"),
+        DeadLetterReason.FUTURE_TIMESTAMP,
+        arrival=arrival,
+    )
+
+
+def test_a_closed_set_of_event_types_rejects_the_others(reference_policy_path):
+    closed = load_policy(reference_policy_path.read_text() + "\nevent_types: [product_view]\n")
+    rejected(
+        closed, event_dict("page_view", "2026-11-20T10:00:00Z"), DeadLetterReason.UNKNOWN_EVENT_TYPE
+    )
+    assert isinstance(ingest(closed, event_dict("product_view", "2026-11-20T10:00:00Z")), Event)
+
+
+def test_feedback_names_its_action_and_needs_no_identifiers(policy):
+    record = {
+        "event_id": "f-1",
+        "type": "feedback",
+        "timestamp": "2026-11-20T10:00:00Z",
+        "properties": {
+            "action_id": "cus_ab.product_nudge.0f",
+            "channel": "push",
+            "outcome": "clicked",
+        },
+    }
+    assert isinstance(ingest(policy, record), Event)
+    record["properties"]["outcome"] = "liked"
+    rejected(policy, record, DeadLetterReason.SCHEMA_VIOLATION)
+
+
+def test_consent_changes_need_a_purpose_and_a_boolean_grant(policy):
+    record = event_dict(
+        "consent_changed",
+        "2026-11-20T10:00:00Z",
+        {"purpose": "marketing", "channel": "*", "granted": "yes"},
+    )
+    dead = rejected(policy, record, DeadLetterReason.SCHEMA_VIOLATION)
+    assert dead.path == "properties.granted"

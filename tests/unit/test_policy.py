@@ -1,0 +1,87 @@
+import pytest
+
+from operators.policy_load import PolicyError, load_policy
+
+
+def test_reference_policy_loads_unchanged_with_on_as_a_key(policy, reference_policy_path):
+    assert policy.channels == ("email", "sms", "push", "in_app", "agent")
+    repeat = policy.counting_by_type["product_view"][0]
+    assert repeat.name == "repeat_product_interest"
+    assert repeat.group_by == ("properties", "product_id")
+    assert (repeat.at_least, repeat.within) == (3, 7 * 86_400_000)
+    absences = {a.name: a for a in policy.absence_signals}
+    assert absences["checkout_abandoned"].on == {"checkout_started"}
+    assert absences["checkout_abandoned"].unless == {"purchase"}
+    assert absences["inactive"].on is None and absences["inactive"].unless is None
+    assert policy.text_signals[0].on == {"support_contact", "complaint"}
+    assert policy.actions["product_nudge"].consent == "marketing"
+    assert policy.actions["help_offer"].consent is None
+    assert policy.actions["empathy_handoff"].priority == 1000
+    assert policy.default_timezone == "Europe/Madrid"
+
+
+def test_version_is_a_digest_of_the_text_unless_given(reference_policy_path):
+    text = reference_policy_path.read_text()
+    assert load_policy(text).version == load_policy(text).version
+    assert load_policy(text + "\n# edited\n").version != load_policy(text).version
+    assert load_policy("version: v7\n" + text).version == "v7"
+
+
+def _problems(text):
+    with pytest.raises(PolicyError) as caught:
+        load_policy(text, "bad.yaml")
+    return caught.value.problems
+
+
+def test_every_bad_field_is_reported_with_its_path_and_line(reference_policy_path):
+    text = reference_policy_path.read_text()
+    text = text.replace("min_value: 15", "min_value: -1")
+    text = text.replace("within: 1h", "within: 1hour")
+    text = text.replace("moment: loan_intent", "moment: loan_intnt")
+    text = text.replace("channels: [push, email]", "channels: [push, emial]")
+    problems = {".".join(map(str, p.path)): p for p in _problems(text)}
+    assert set(problems) == {
+        "actions.product_nudge.min_value",
+        "signals.help_search_friction.within",
+        "signals.payment_failed.within",
+        "actions.loan_offer.moment",
+        "actions.product_nudge.channels.1",
+    }
+    lines = text.splitlines()
+    for path, problem in problems.items():
+        assert problem.line is not None
+        assert path.split(".")[2] in lines[problem.line - 1]
+    assert "emial" in problems["actions.product_nudge.channels.1"].message
+    assert "loan_intnt" in problems["actions.loan_offer.moment"].message
+
+
+def test_a_typo_in_a_field_name_is_an_error_not_ignored(reference_policy_path):
+    text = reference_policy_path.read_text().replace("cooldown: 3d", "cooldwon: 3d")
+    (problem,) = _problems(text)
+    assert problem.path == ("actions", "product_nudge")
+    assert "cooldwon" in problem.message
+
+
+def test_yaml_syntax_errors_name_their_line():
+    (problem,) = _problems("channels: [email\nsignals: {}\n")
+    assert problem.line is not None and "not valid YAML" in problem.message
+
+
+def test_unknown_time_zone_and_moment_source_are_reported(reference_policy_path):
+    text = reference_policy_path.read_text()
+    text = text.replace("timezone: Europe/Madrid", "timezone: Europe/Atlantis")
+    text = text.replace("from: repeat_product_interest", "from: repeat_interest")
+    messages = {".".join(map(str, p.path)): p.message for p in _problems(text)}
+    assert "Europe/Atlantis" in messages["defaults.timezone"]
+    assert "repeat_interest" in messages["moments.browse_intent.from"]
+
+
+def test_ingest_limits_and_event_types_are_configurable(reference_policy_path):
+    text = reference_policy_path.read_text() + (
+        "\nevent_types: [product_view, purchase]\n"
+        "ingest: {max_record_bytes: 1024, max_future_skew: 1d}\n"
+    )
+    policy = load_policy(text)
+    assert policy.event_types == {"product_view", "purchase"}
+    assert policy.max_record_bytes == 1024
+    assert policy.max_future_skew == 86_400_000
