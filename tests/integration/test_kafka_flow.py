@@ -1,0 +1,232 @@
+"""The real flow on the real embedded broker: what arrives on each topic."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import orjson
+import pytest
+
+from flows.generator import Generator
+from operators.identity import canonical_id
+from tests.conftest import event_dict
+from tests.integration.conftest import stamp, wait_for
+
+pytestmark = pytest.mark.integration
+
+GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
+
+
+def story(prefix: str = "", product: str = "p-42", searcher: str = "bob") -> list[dict]:
+    """Ana browses one product three times with consent; someone searches help three times."""
+    return [
+        event_dict(
+            "consent_changed",
+            stamp(timedelta(hours=-5)),
+            GRANT,
+            event_id=f"{prefix}consent",
+            email="ana@example.com",
+        ),
+        *[
+            event_dict(
+                "product_view",
+                stamp(timedelta(hours=-4 + n)),
+                {"product_id": product},
+                event_id=f"{prefix}view-{n}",
+                email="ana@example.com",
+            )
+            for n in range(3)
+        ],
+        *[
+            event_dict(
+                "help_search",
+                stamp(timedelta(minutes=-30 + 10 * n)),
+                {"query": "refund"},
+                event_id=f"{prefix}search-{n}",
+                anonymous_id=searcher,
+            )
+            for n in range(3)
+        ],
+    ]
+
+
+def test_actions_decisions_and_dead_letters_land_on_their_topics(topics, flows, policy):
+    topics.create(policy)
+    good = story()
+    bad = [b'{"event_id": "cut', b"\xff\xfe", orjson.dumps({"type": "product_view"})]
+    topics.produce(
+        [*good[:2], bad[0], *good[2:5], *bad[1:], *good[5:]],
+        keys=[
+            b"ana",
+            b"ana",
+            b"src-key-1",
+            b"ana",
+            b"ana",
+            b"ana",
+            b"src-key-2",
+            b"src-key-3",
+            b"bob",
+            b"bob",
+            b"bob",
+        ],
+    )
+    flow = flows(topics, "--stop-at-end").start()
+    assert flow.wait(120) == 0, flow.output()
+
+    ana = canonical_id("email", "ana@example.com")
+    bob = canonical_id("anonymous_id", "bob")
+    (push,) = topics.read("actions.push")
+    assert push[0] == ana.encode()
+    nudge = orjson.loads(push[1])
+    assert (nudge["action"], nudge["customer_id"], nudge["template"]) == (
+        "product_nudge",
+        ana,
+        "product-nudge",
+    )
+    assert nudge["triggered_by"] == ["view-0", "view-1", "view-2"]
+    (in_app,) = topics.values("actions.in_app")
+    assert (in_app["action"], in_app["customer_id"]) == ("help_offer", bob)
+
+    decisions = topics.read("decisions")
+    assert sorted(key for key, *_ in decisions) == sorted([ana.encode(), bob.encode()])
+    assert {orjson.loads(v)["outcome"] for _, v, *_ in decisions} == {"sent"}
+
+    dead = topics.read("dlq")
+    assert sorted(key for key, *_ in dead) == [b"src-key-1", b"src-key-2", b"src-key-3"]
+    reasons = {}
+    for _, value, _, _ in dead:
+        record = orjson.loads(value)
+        assert record["origin"]["topic"] == topics.prefix + "events"
+        assert isinstance(record["origin"]["partition"], int)
+        assert isinstance(record["origin"]["offset"], int)
+        reasons[record["reason"]] = record
+    assert set(reasons) == {"invalid_json", "not_utf8", "schema_violation"}
+    assert reasons["invalid_json"]["raw"] == '{"event_id": "cut'
+    assert topics.read("actions.email") == [] and topics.read("audit") == []
+
+
+def test_metrics_count_every_record_and_sigterm_stops_cleanly(topics, flows, policy):
+    topics.create(policy)
+    flow = flows(topics).start()
+    records = [*story(), b"not json", b"{}"]
+    topics.produce(records)
+    metrics = flow.wait_for_records_in(len(records))
+    wait_for(
+        lambda: flow.metrics().get('concierge_actions_total{channel="in_app"}') == 1,
+        30,
+        "the help offer to be counted",
+    )
+    metrics = flow.metrics()
+    assert metrics['concierge_dead_letters_total{reason="invalid_json"}'] == 1
+    assert metrics['concierge_dead_letters_total{reason="schema_violation"}'] == 1
+    assert metrics['concierge_events_in_total{type="product_view"}'] == 3
+    assert metrics['concierge_events_in_total{type="help_search"}'] == 3
+    assert metrics['concierge_decisions_total{outcome="sent"}'] == 2
+    assert metrics['concierge_actions_total{channel="push"}'] == 1
+    assert metrics["concierge_event_to_action_latency_seconds_count"] == 2
+
+    code, took = flow.terminate()
+    assert code == 0, flow.output()
+    assert took < 10
+
+
+def test_a_restart_resumes_where_it_stopped_and_repeats_nothing(topics, flows, policy, tmp_path):
+    topics.create(policy)
+    first = flows(topics, "--snapshot-interval", "1").start()
+    topics.produce(story("a-"))
+    first.wait_for_records_in(7)
+    wait_for(lambda: len(topics.read("actions.in_app")) == 1, 30, "the first help offer")
+    assert first.terminate()[0] == 0
+
+    topics.produce(story("b-", product="p-7", searcher="carol"))
+    second = flows(topics, "--snapshot-interval", "1").start()
+    second.wait_for_records_in(7)  # only the new records: it resumed, it did not start over
+    wait_for(lambda: len(topics.read("decisions")) == 4, 30, "the second story's decisions")
+    assert second.terminate()[0] == 0
+
+    actions = topics.values("actions.push") + topics.values("actions.in_app")
+    ids = [a["action_id"] for a in actions]
+    assert len(ids) == len(set(ids)) == 4
+    assert sorted(a["triggered_by"][-1] for a in actions) == [
+        "a-search-2",
+        "a-view-2",
+        "b-search-2",
+        "b-view-2",
+    ]
+    assert [d["outcome"] for d in topics.values("decisions")] == ["sent"] * 4
+
+
+def timer_free_stream(customers: int, count: int, seed: int) -> list[dict]:
+    """Generated traffic from the last day without checkouts or test drives, so no absence
+    timer falls due on the wall clock while the test runs (inactivity is 45 days out)."""
+    generator = Generator(
+        customers=customers, seed=seed, start=stamp(timedelta(days=-1)), bad_share=0.0
+    )
+    events = [orjson.loads(raw) for raw in generator.events(count)]
+    return [e for e in events if e["type"] not in ("checkout_started", "test_drive_completed")]
+
+
+def records_by_action_id(topics, policy) -> dict[str, set[bytes]]:
+    actions: dict[str, set[bytes]] = {}
+    for channel in policy.channels:
+        for _, value, _, _ in topics.read(f"actions.{channel}"):
+            actions.setdefault(orjson.loads(value)["action_id"], set()).add(value)
+    return actions
+
+
+def test_after_kill_9_nothing_is_skipped_and_repeats_are_identical(topics, flows, policy):
+    topics.create(policy)
+    events = timer_free_stream(customers=150, count=3000, seed=21)
+    half = len(events) // 2
+    first = flows(topics, "--snapshot-interval", "1").start()
+    topics.produce(events[:half])
+    wait_for(
+        lambda: first.metrics().get("concierge_records_in_total", 0) >= half,
+        60,
+        "the first half to be read",
+    )
+    first.kill()
+
+    topics.produce(events[half:])
+    second = flows(topics, "--stop-at-end", "--snapshot-interval", "1").start()
+    assert second.wait(120) == 0, second.output()
+
+    actions = records_by_action_id(topics, policy)
+    assert actions, "the stream should have caused actions"
+    assert all(len(copies) == 1 for copies in actions.values()), "a repeat differed"
+    sent = {d["action_id"] for d in topics.values("decisions") if d["outcome"] == "sent"}
+    assert sent == set(actions)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_kafka_mode_gives_what_replay_predicts(
+    topics, flows, policy, tmp_path, reference_policy_path, workers
+):
+    from tests.scenarios.conftest import concierge
+
+    topics.create(policy)
+    events = timer_free_stream(customers=200, count=4000, seed=8)
+    topics.produce(events)
+    flow = flows(topics, "--stop-at-end", "-w", workers).start()
+    assert flow.wait(180) == 0, flow.output()
+
+    file = tmp_path / "events.jsonl"
+    file.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    done = concierge(
+        "replay",
+        "--policy",
+        str(reference_policy_path),
+        "--events",
+        str(file),
+        "--out",
+        str(tmp_path / "replay"),
+        "--quiet",
+    )
+    assert done.returncode == 0, done.stderr
+
+    for stream in ["decisions"] + [f"actions.{c}" for c in policy.channels]:
+        kafka = sorted(value for _, value, _, _ in topics.read(stream))
+        path = tmp_path / "replay" / f"{stream}.jsonl"
+        predicted = sorted(path.read_bytes().splitlines()) if path.exists() else []
+        assert kafka == predicted, stream
+    assert any((tmp_path / "replay").glob("actions.*.jsonl"))
