@@ -254,7 +254,13 @@ class _ProducerPartition(StatelessSinkPartition[OutRecord]):
         self._failures: list[str] = []
         self._producer = Producer(
             settings.config(
-                **{"linger.ms": 5, "acks": "all", "error_cb": _client_error("producer")}
+                **{
+                    "linger.ms": 5,
+                    "acks": "all",
+                    "delivery.report.only.error": True,
+                    "on_delivery": self._delivered,
+                    "error_cb": _client_error("producer"),
+                }
             )
         )
 
