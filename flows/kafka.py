@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -89,11 +90,23 @@ class KafkaSettings:
 
 
 def client_properties(flags: list[str], environ: Mapping[str, str]) -> dict[str, str]:
-    """librdkafka properties from ``CONCIERGE_KAFKA_*`` variables, overridden by ``-X`` flags."""
+    """librdkafka properties from ``CONCIERGE_KAFKA_*`` variables, overridden by ``-X`` flags.
+
+    In a variable's name ``_`` stands for ``.`` and ``__`` for ``_``
+    (``CONCIERGE_KAFKA_SASL_PASSWORD`` is ``sasl.password``). A variable that
+    names no librdkafka property (Kubernetes adds ``*_SERVICE_HOST`` ones) is
+    skipped with a warning; a bad ``-X`` flag is an error.
+    """
     properties = {}
-    for name, value in environ.items():
-        if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
-            properties[name[len(ENV_PREFIX) :].lower().replace("_", ".")] = value
+    for name, value in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or len(name) == len(ENV_PREFIX):
+            continue
+        words = name[len(ENV_PREFIX) :].lower().split("__")
+        prop = "_".join(word.replace("_", ".") for word in words)
+        if _is_property(prop, value):
+            properties[prop] = value
+        else:
+            log.warning("ignoring %s: %r is not a librdkafka property", name, prop)
     for flag in flags:
         name, sep, value = flag.partition("=")
         if not sep or not name.strip():
@@ -102,10 +115,21 @@ def client_properties(flags: list[str], environ: Mapping[str, str]) -> dict[str,
     return properties
 
 
+def _is_property(name: str, value: str) -> bool:
+    try:
+        Producer({name: value, "log_level": 0})
+    except KafkaException as err:
+        return "No such configuration property" not in err.args[0].str()
+    return True
+
+
 def ensure_topics(settings: KafkaSettings, topics: list[str], timeout: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet; return the ones created."""
     admin = AdminClient(settings.config())
-    existing = set(admin.list_topics(timeout=timeout).topics)
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except KafkaException as err:
+        raise RuntimeError(f"cannot list topics: {err.args[0].str()}") from None
     missing = [t for t in topics if t not in existing]
     if not missing:
         return []
@@ -447,7 +471,7 @@ def run(
         log.info("created topics: %s", ", ".join(created))
     state_dir.mkdir(parents=True, exist_ok=True)
     processes = len(addresses) if addresses else 1
-    _prepare_recovery(recovery_dir, processes * workers_per_process, process_id or 0)
+    _prepare_recovery(recovery_dir, workers_per_process, processes, process_id or 0)
 
     config = JourneyConfig(policy, wall_clock_timers=True)
     flow = build_flow(
@@ -474,19 +498,23 @@ def run(
     return 0
 
 
-def _prepare_recovery(directory: Path, partitions: int, process_id: int) -> None:
-    """Create the recovery partitions on first start (process 0 does; the others wait)."""
+def _prepare_recovery(directory: Path, workers: int, processes: int, process_id: int) -> None:
+    """On first start, create this process's share of the recovery partitions.
+
+    Bytewax fixes their number (one per worker in the cluster) and needs each
+    to exist on some process; process ``n`` keeps parts ``n*w .. n*w+w-1``, so
+    it works with one volume per process as with one shared directory.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    if any(directory.glob("part-*.sqlite3")):
+    mine = range(process_id * workers, (process_id + 1) * workers)
+    if all((directory / f"part-{n}.sqlite3").exists() for n in mine):
         return
-    if process_id == 0:
-        init_db_dir(directory, partitions)
-        return
-    deadline = time.monotonic() + 60
-    while not any(directory.glob("part-*.sqlite3")):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no recovery partitions in {directory}: is process 0 running?")
-        time.sleep(0.2)
+    with tempfile.TemporaryDirectory(prefix=".recovery-init-", dir=directory.parent) as staging:
+        init_db_dir(Path(staging), workers * processes)
+        for n in mine:
+            target = directory / f"part-{n}.sqlite3"
+            if not target.exists():
+                os.replace(Path(staging) / f"part-{n}.sqlite3", target)
 
 
 def _request_stop(signum: int, frame: FrameType | None) -> None:

@@ -90,3 +90,24 @@ def test_run_without_brokers_says_how_to_give_them(reference_policy_path):
         timeout=60,
     )
     assert done.returncode == 2 and "KAFKA_BOOTSTRAP_SERVERS" in done.stderr
+
+
+def test_run_against_an_unreachable_broker_fails_with_a_message(reference_policy_path):
+    from flows.broker import free_port
+
+    done = concierge(
+        "run",
+        "--policy",
+        str(reference_policy_path),
+        "--brokers",
+        f"127.0.0.1:{free_port()}",
+        "--metrics-port",
+        "0",
+        "-X",
+        "socket.connection.setup.timeout.ms=1000",
+        "-X",
+        "log_level=0",
+        timeout=90,
+    )
+    assert done.returncode == 1
+    assert "cannot list topics" in done.stderr
