@@ -72,7 +72,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from flows.kafka import run_from_args
+    from flows.run import run_from_args
 
     return run_from_args(read_policy(args.policy), args)
 
@@ -84,7 +84,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from flows.kafka import add_run_arguments
+    from flows.run import add_run_arguments
 
     root = argparse.ArgumentParser(
         prog="concierge",

@@ -20,7 +20,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 from flows import metrics
 from flows.broker import EmbeddedBroker, free_port
 from flows.generator import Generator
-from flows.kafka import KafkaSettings, ensure_topics, run
+from flows.kafka import KafkaSettings, ensure_topics
+from flows.run import run
 from operators.identity import resolve_customer
 from operators.ingest import Ingestor
 from operators.model import Event, Origin

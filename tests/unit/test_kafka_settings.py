@@ -51,7 +51,7 @@ def test_environment_names_map_underscores_and_skip_what_is_not_a_property():
 
 
 def test_each_process_creates_its_own_share_of_the_recovery_partitions(tmp_path):
-    from flows.kafka import _prepare_recovery
+    from flows.run import _prepare_recovery
 
     own, shared = tmp_path / "pod-1", tmp_path / "shared"
     _prepare_recovery(own, workers=2, processes=3, process_id=1)
