@@ -21,7 +21,7 @@ from operators.context import CustomerState
 from operators.customer import fire_due, handle_event
 from operators.decide import Output
 from operators.identity import resolve_customer
-from operators.model import Event
+from operators.model import Decision, Event
 from operators.policy import Policy
 from operators.records import Emitted
 
@@ -33,6 +33,36 @@ class EndOfInput:
     at: int | None = None
 
 
+GATED_RETRY_MS = 2_000
+
+
+class InputFrontier:
+    """How far this process's input partitions have read, in event time (Kafka mode).
+
+    A timer may fire on the wall clock only once no partition is still reading
+    a backlog from before its due time: otherwise, catching up after an outage,
+    a timer would fire before the unread event that cancels it, and Kafka mode
+    would decide differently from replay.
+    """
+
+    def __init__(self) -> None:
+        self._parts: dict[str, tuple[int | None, bool]] = {}
+
+    def update(self, part: str, clock: int | None, caught_up: bool) -> None:
+        """Partition ``part`` has read up to event time ``clock``; ``caught_up`` when it
+        has nothing more to read right now."""
+        self._parts[part] = (clock, caught_up)
+
+    def safe_until(self, now: int) -> int:
+        """The latest due time that may fire now: the wall clock, held back by any
+        partition still behind it."""
+        bound = now
+        for clock, caught_up in self._parts.values():
+            if not caught_up:
+                bound = min(bound, clock if clock is not None else -1)
+        return bound
+
+
 @dataclass(frozen=True, slots=True)
 class JourneyConfig:
     """What every customer's logic shares: the policy and how its clock runs."""
@@ -42,6 +72,8 @@ class JourneyConfig:
     """Kafka mode: pending timers fire when the wall clock passes them."""
     end_of_input: EndOfInput = field(default_factory=EndOfInput)
     """Replay: at the end of input, timers due by this time fire."""
+    frontier: InputFrontier = field(default_factory=InputFrontier)
+    """Kafka mode: how far the input has been read, which holds timers back while catching up."""
 
 
 class CustomerLogic(StatefulBatchLogic[Event, Emitted, bytes]):
@@ -72,8 +104,8 @@ class CustomerLogic(StatefulBatchLogic[Event, Emitted, bytes]):
     def on_notify(self) -> tuple[Iterable[Emitted], bool]:
         if self._state is None or not self._config.wall_clock_timers:
             return (), StatefulBatchLogic.RETAIN
-        now = int(time.time() * 1000)
-        return self._fired(fire_due(self._config.policy, self._state, now, inclusive=True))
+        until = self._config.frontier.safe_until(int(time.time() * 1000))
+        return self._fired(fire_due(self._config.policy, self._state, until, inclusive=True))
 
     def on_eof(self) -> tuple[Iterable[Emitted], bool]:
         end = self._config.end_of_input.at
@@ -85,7 +117,12 @@ class CustomerLogic(StatefulBatchLogic[Event, Emitted, bytes]):
         if self._state is None or not self._config.wall_clock_timers:
             return None
         due = self._state.next_due()
-        return None if due is None else datetime.fromtimestamp(due / 1000, UTC)
+        if due is None:
+            return None
+        now = int(time.time() * 1000)
+        if due <= now and due > self._config.frontier.safe_until(now):
+            due = now + GATED_RETRY_MS
+        return datetime.fromtimestamp(due / 1000, UTC)
 
     def snapshot(self) -> bytes:
         return pickle.dumps(self._state, protocol=pickle.HIGHEST_PROTOCOL)
@@ -100,4 +137,4 @@ class CustomerLogic(StatefulBatchLogic[Event, Emitted, bytes]):
 
 
 def _at(output: Output) -> int:
-    return output.at if hasattr(output, "at") else output.decided_at  # type: ignore[union-attr]
+    return output.at if isinstance(output, Decision) else output.decided_at

@@ -118,10 +118,11 @@ def _read_outputs(settings: KafkaSettings, policy: Policy) -> dict[str, list[byt
     while len(at_end) < len(parts) and time.monotonic() < deadline:
         for message in consumer.consume(5000, 0.5):
             error = message.error()
+            topic, value = message.topic() or "", message.value() or b""
             if error is None:
-                records[message.topic()[len(settings.prefix) :]].append(message.value())
+                records[topic[len(settings.prefix) :]].append(value)
             elif error.code() == KafkaError._PARTITION_EOF:
-                at_end.add((message.topic(), message.partition()))
+                at_end.add((topic, message.partition() or 0))
     consumer.close()
     return records
 

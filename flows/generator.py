@@ -171,13 +171,13 @@ class Generator:
             return
         views = rng.randint(1, 6)
         for i in range(views):
-            product = customer.favourite if rng.random() < 0.6 else rng.randrange(CATALOGUE)
+            viewed = customer.favourite if rng.random() < 0.6 else rng.randrange(CATALOGUE)
             self._emit(
                 customer,
                 at + i * MINUTE,
                 "product_view",
                 channel,
-                {"product_id": f"p-{product}"},
+                {"product_id": f"p-{viewed}"},
                 with_email=logged_in,
             )
         at += views * MINUTE

@@ -27,9 +27,10 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from flows import metrics
+from flows.customer import InputFrontier
 from operators.ingest import Ingestor
 from operators.model import DeadLetter, Event, Origin
 from operators.policy import Policy
@@ -149,6 +150,7 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
         index: int,
         resume: SourceState | None,
         stop_at_end: bool,
+        frontier: InputFrontier,
     ) -> None:
         offset, clock = resume if resume is not None else (OFFSET_BEGINNING, None)
         self._offset = offset
@@ -159,6 +161,9 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
         self._stop_at_end = stop_at_end
         self._done = False
         self._awake: datetime | None = None
+        self._name = f"{topic}#{index}"
+        self._frontier = frontier
+        frontier.update(self._name, clock, caught_up=False)
         self._lag = metrics.CONSUMER_LAG.labels(topic, str(index))
         self._consumer = Consumer(
             settings.config(
@@ -177,6 +182,7 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
 
     def next_batch(self) -> list[Event | DeadLetter]:
         if self._done or STOP.is_set():
+            self._frontier.update(self._name, self._ingestor.clock, caught_up=True)
             raise StopIteration
         messages = self._consumer.consume(CONSUME_BATCH, 0)
         batch: list[Event | DeadLetter] = []
@@ -195,7 +201,7 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
                     raise RuntimeError(f"reading {self._topic}[{self._index}]: {error.str()}")
                 log.warning("reading %s[%d]: %s", self._topic, self._index, error.str())
                 continue
-            offset = message.offset()
+            offset: int | None = message.offset()
             kind, stamp = message.timestamp()
             record = ingest(
                 message.value() or b"",
@@ -208,9 +214,10 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
             else:
                 bad.append(record.reason.value)
             batch.append(record)
-            self._offset = offset + 1
+            self._offset = (offset if offset is not None else self._offset) + 1
         metrics.count_ingested(ok, bad, self._known)
         self._awake = None if messages else datetime.now(UTC) + IDLE_POLL
+        self._frontier.update(self._name, self._ingestor.clock, caught_up=not messages)
         return batch
 
     def next_awake(self) -> datetime | None:
@@ -236,9 +243,16 @@ class KafkaEventSource(FixedPartitionedSource[Event | DeadLetter, SourceState]):
     """Every partition of the input topics, assigned to workers by Bytewax (no consumer group);
     each partition ingests its records where it reads them."""
 
-    def __init__(self, settings: KafkaSettings, policy: Policy, stop_at_end: bool = False) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        policy: Policy,
+        frontier: InputFrontier,
+        stop_at_end: bool = False,
+    ) -> None:
         self._settings = settings
         self._policy = policy
+        self._frontier = frontier
         self._stop_at_end = stop_at_end
 
     def list_parts(self) -> list[str]:
@@ -256,7 +270,13 @@ class KafkaEventSource(FixedPartitionedSource[Event | DeadLetter, SourceState]):
     ) -> _EventPartition:
         topic, _, index = for_part.rpartition("#")
         return _EventPartition(
-            self._settings, self._policy, topic, int(index), resume_state, self._stop_at_end
+            self._settings,
+            self._policy,
+            topic,
+            int(index),
+            resume_state,
+            self._stop_at_end,
+            self._frontier,
         )
 
 

@@ -173,9 +173,8 @@ def run(
     _prepare_recovery(recovery_dir, workers_per_process, processes, process_id or 0)
 
     config = JourneyConfig(policy, wall_clock_timers=True)
-    flow = build_flow(
-        config, KafkaEventSource(settings, policy, stop_at_end), KafkaRecordSink(settings)
-    )
+    source = KafkaEventSource(settings, policy, config.frontier, stop_at_end)
+    flow = build_flow(config, source, KafkaRecordSink(settings))
     STOP.clear()
     previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     log.info("reading %s from %s", ", ".join(settings.input_topics()), settings.brokers)

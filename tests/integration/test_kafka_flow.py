@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -230,3 +230,34 @@ def test_kafka_mode_gives_what_replay_predicts(
         predicted = sorted(path.read_bytes().splitlines()) if path.exists() else []
         assert kafka == predicted, stream
     assert any((tmp_path / "replay").glob("actions.*.jsonl"))
+
+
+def test_a_restored_timer_waits_until_the_backlog_is_read(topics, flows, policy):
+    """The checkout's timer is in the snapshot; the purchase that cancels it arrives while
+    the flow is down. On restart the timer is past due on the wall clock, but it must not
+    fire before the purchase is read: Kafka mode decides as replay would."""
+    topics.create(policy)
+    started = datetime.now(UTC) - timedelta(minutes=30) + timedelta(seconds=8)
+    due = started + timedelta(minutes=30)
+    at = lambda delta: (started + delta).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    ana = {"email": "ana@example.com"}
+    first = flows(topics, "--snapshot-interval", "1").start()
+    topics.produce(
+        [
+            event_dict("consent_changed", at(timedelta(minutes=-1)), GRANT, **ana),
+            event_dict("checkout_started", at(timedelta(0)), {"cart_value": 80}, **ana),
+        ]
+    )
+    first.wait_for_records_in(2)
+    assert first.terminate()[0] == 0
+
+    topics.produce([event_dict("purchase", at(timedelta(minutes=5)), {"product_id": "p-1"}, **ana)])
+    wait_for(
+        lambda: datetime.now(UTC) > due + timedelta(seconds=1),
+        30,
+        "the checkout timer to fall due on the wall clock",
+    )
+    second = flows(topics, "--stop-at-end").start()
+    assert second.wait(60) == 0, second.output()
+    assert [d["action"] for d in topics.values("decisions")] == []
+    assert topics.read("actions.email") == []
