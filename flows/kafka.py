@@ -186,7 +186,7 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
             raise StopIteration
         messages = self._consumer.consume(CONSUME_BATCH, 0)
         batch: list[Event | DeadLetter] = []
-        ok: list[str] = []
+        ok: list[Event] = []
         bad: list[str] = []
         now = time.time()
         ingest = self._ingestor.ingest
@@ -210,7 +210,7 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
                 now,
             )
             if isinstance(record, Event):
-                ok.append(record.type)
+                ok.append(record)
             else:
                 bad.append(record.reason.value)
             batch.append(record)

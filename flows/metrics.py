@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from operators.model import Event
 from operators.policy import Policy
 
 RECORDS_IN = Counter(
@@ -36,6 +37,11 @@ CONSUMER_LAG = Gauge(
     "concierge_consumer_lag", "Records behind the end of an input partition", ["topic", "partition"]
 )
 KAFKA_ERRORS = Counter("concierge_kafka_errors", "Errors reported by Kafka clients", ["client"])
+IDENTIFIERS_REJECTED = Counter(
+    "concierge_identifiers_rejected",
+    "Identifier values not used: empty, blocked by the policy, or not a valid phone number",
+    ["kind", "reason"],
+)
 
 WELL_KNOWN_TYPES = ("consent_changed", "feedback", "identify", "purchase", "complaint")
 
@@ -54,12 +60,18 @@ def type_labels(policy: Policy) -> frozenset[str]:
     return frozenset(named)
 
 
-def count_ingested(
-    event_types: Iterable[str], reasons: Iterable[str], known: frozenset[str]
-) -> None:
+def count_ingested(events: Iterable[Event], reasons: Iterable[str], known: frozenset[str]) -> None:
     """Count one batch of ingest results in a handful of metric updates."""
     records = 0
-    for event_type, n in Tally(event_types).items():
+    types: Tally[str] = Tally()
+    rejected: Tally[tuple[str, str]] = Tally()
+    for event in events:
+        types[event.type] += 1
+        if event.rejected_identifiers:
+            rejected.update(event.rejected_identifiers)
+    for (kind, why), n in rejected.items():
+        IDENTIFIERS_REJECTED.labels(kind, why).inc(n)
+    for event_type, n in types.items():
         EVENTS_IN.labels(event_type if event_type in known else "other").inc(n)
         records += n
     for reason, n in Tally(reasons).items():

@@ -101,7 +101,7 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter, None]):
             if not raw.strip():
                 continue
             batch.append(ingest(raw, Origin(file=name, line=self._line)))
-        ok = [r.type for r in batch if isinstance(r, Event)]
+        ok = [r for r in batch if isinstance(r, Event)]
         bad = [r.reason.value for r in batch if isinstance(r, DeadLetter)]
         self._stats.events_in += len(batch)
         self._stats.events_ok += len(ok)

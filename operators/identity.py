@@ -8,40 +8,11 @@ stable canonical customer id.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from operators.model import Event
 
 CUSTOMER_ID_PREFIX = "cus_"
-KNOWN_IDENTIFIERS = (
-    "customer_id",
-    "crm_id",
-    "loyalty_id",
-    "email",
-    "phone",
-    "device_id",
-    "anonymous_id",
-)
-
-
-def normalise(kind: str, value: str) -> str:
-    """The comparable form of an identifier: trimmed, and case-folded for emails."""
-    value = value.strip()
-    if kind == "email":
-        return value.casefold()
-    return value
-
-
-def normalise_identifiers(identifiers: Mapping[str, str] | None) -> dict[str, str]:
-    """Normalised identifiers, without the ones that end up empty."""
-    if not identifiers:
-        return {}
-    normal = {}
-    for kind, value in identifiers.items():
-        value = normalise(kind, value)
-        if value:
-            normal[kind] = value
-    return normal
 
 
 def canonical_id(kind: str, value: str) -> str:

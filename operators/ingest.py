@@ -10,7 +10,7 @@ import orjson
 
 import schemas
 from operators.durations import format_duration
-from operators.identity import KNOWN_IDENTIFIERS, normalise_identifiers
+from operators.identifiers import KNOWN_IDENTIFIERS, normalise_all
 from operators.model import DeadLetter, DeadLetterReason, Event, Origin
 from operators.policy import Policy
 from operators.timefmt import InvalidTimestamp, format_ms, parse_ms
@@ -33,13 +33,14 @@ class Ingestor:
     the record's arrival time, when the source knows it) is rejected as absurd.
     """
 
-    __slots__ = ("_event_types", "_max_bytes", "_skew", "_validate", "clock")
+    __slots__ = ("_event_types", "_max_bytes", "_rules", "_skew", "_validate", "clock")
 
     def __init__(self, policy: Policy, clock: int | None = None) -> None:
         self._validate = event_validator().validate
         self._max_bytes = policy.max_record_bytes
         self._skew = policy.max_future_skew
         self._event_types = policy.event_types
+        self._rules = policy.identifier_rules
         self.clock = clock
 
     def ingest(
@@ -128,11 +129,16 @@ class Ingestor:
                 event_type,
                 "timestamp",
             )
-        identifiers = normalise_identifiers(data.get("identifiers"))
+        context = data.get("context") or {}
+        region = context.get("region")
+        identifiers, rejected = normalise_all(
+            data.get("identifiers"), self._rules, region if isinstance(region, str) else None
+        )
         if not identifiers and "identifiers" in data:
+            reasons = ", ".join(f"{kind} {why.value}" for kind, why in rejected)
             return DeadLetter(
-                Reason.SCHEMA_VIOLATION,
-                "identifiers must hold at least one non-empty identifier",
+                Reason.NO_USABLE_IDENTIFIER,
+                f"no identifier can be used ({reasons})",
                 raw,
                 origin,
                 event_id,
@@ -146,10 +152,11 @@ class Ingestor:
             event_type,
             time,
             identifiers,
-            data.get("context") or {},
+            context,
             data.get("properties") or {},
             origin,
             received_at,
+            tuple((kind, why.value) for kind, why in rejected),
         )
 
 

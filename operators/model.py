@@ -69,6 +69,9 @@ class Event:
     origin: Origin = field(default_factory=Origin)
     received_at: float = 0.0
     """Wall-clock seconds when the record was read (0 in replay); for latency metrics only."""
+    rejected_identifiers: tuple[tuple[str, str], ...] = ()
+    """Identifier kinds this event named but could not use, with the reason (empty, blocked,
+    invalid)."""
 
 
 RAW_KEEP_BYTES = 65536

@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import Any
 
 from operators.durations import parse_duration_ms
-from operators.identity import KNOWN_IDENTIFIERS
+from operators.identifiers import KNOWN_IDENTIFIERS, IdentifierRules, compile_rules
 
 DEFAULT_IDENTIFIER_ORDER = KNOWN_IDENTIFIERS
 DEFAULT_TIMEZONE = "UTC"
@@ -88,6 +88,7 @@ class Policy:
     actions_by_moment: Mapping[str, tuple[ActionSpec, ...]]
     actions: Mapping[str, ActionSpec]
     identifier_order: tuple[str, ...]
+    identifier_rules: IdentifierRules
     default_timezone: str
     event_types: frozenset[str] | None
     max_record_bytes: int
@@ -186,6 +187,7 @@ def compile_policy(document: Mapping[str, Any], version: str) -> Policy:
         actions_by_moment=MappingProxyType({k: tuple(v) for k, v in actions_by_moment.items()}),
         actions=MappingProxyType(actions),
         identifier_order=tuple(identity.get("identifiers", DEFAULT_IDENTIFIER_ORDER)),
+        identifier_rules=compile_rules(identity, document.get("defaults", {}).get("phone_region")),
         default_timezone=document.get("defaults", {}).get("timezone", DEFAULT_TIMEZONE),
         event_types=frozenset(event_types) if event_types is not None else None,
         max_record_bytes=ingest.get("max_record_bytes", DEFAULT_MAX_RECORD_BYTES),

@@ -22,7 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flows.broker import EmbeddedBroker, free_port
 from flows.kafka import KafkaSettings, ensure_topics
-from operators.identity import normalise_identifiers, resolve_customer
+from operators.identifiers import IdentifierRules, normalise_all
+from operators.identity import resolve_customer
 from operators.model import Event
 from operators.policy import DEFAULT_IDENTIFIER_ORDER
 
@@ -118,7 +119,7 @@ class Topics:
 def _default_key(record: bytes | dict[str, Any]) -> bytes | None:
     """Key a record by its customer, as a producer following the README would."""
     if isinstance(record, dict) and record.get("identifiers"):
-        identifiers = normalise_identifiers(record["identifiers"])
+        identifiers, _ = normalise_all(record["identifiers"], IdentifierRules())
         event = Event("", "", 0, identifiers, {}, {})
         return resolve_customer(event, DEFAULT_IDENTIFIER_ORDER).encode()
     return None

@@ -1,14 +1,9 @@
-from operators.identity import canonical_id, customer_of_action_id, normalise, resolve_customer
+from operators.identity import canonical_id, customer_of_action_id, resolve_customer
 from operators.model import Event
 
 
 def event(event_type="product_view", properties=None, **identifiers):
     return Event("e-1", event_type, 0, identifiers, {}, properties or {})
-
-
-def test_emails_are_trimmed_and_case_folded():
-    assert normalise("email", "  Ana@Example.COM ") == "ana@example.com"
-    assert normalise("anonymous_id", " a-9 ") == "a-9"
 
 
 def test_the_strongest_identifier_names_the_customer(policy):

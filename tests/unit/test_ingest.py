@@ -160,3 +160,22 @@ def test_consent_changes_need_a_purpose_and_a_boolean_grant(policy):
     )
     dead = rejected(policy, record, DeadLetterReason.SCHEMA_VIOLATION)
     assert dead.path == "properties.granted"
+
+
+def test_an_event_whose_identifiers_are_all_blocked_is_a_dead_letter(policy):
+    record = event_dict(
+        "product_view", "2026-11-20T10:00:00Z", email="test@test.com", phone="0000000000"
+    )
+    record["context"] = {"region": "ES"}
+    dead = rejected(policy, record, DeadLetterReason.NO_USABLE_IDENTIFIER)
+    assert "email blocked" in dead.detail and "phone blocked" in dead.detail
+
+
+def test_phones_are_normalised_with_the_event_region(policy):
+    record = event_dict(
+        "purchase", "2026-11-20T10:00:00Z", phone="600 111 222", email="noreply@shop.example"
+    )
+    record["context"] = {"region": "ES"}
+    event = ingest(policy, record)
+    assert event.identifiers == {"phone": "+34600111222"}
+    assert event.rejected_identifiers == (("email", "blocked"),)

@@ -1,0 +1,143 @@
+"""Identifiers as the engine compares them: normalised, or rejected with a reason.
+
+Emails are trimmed and case-folded; phones become E.164 (the region comes
+from the event's ``context.region``, else the policy's ``defaults.phone_region``);
+empty values, values the policy blocks (``noreply@*``) and phones that cannot
+be a number are rejected, so they never name or link a customer.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+import phonenumbers
+
+KNOWN_IDENTIFIERS = (
+    "customer_id",
+    "crm_id",
+    "loyalty_id",
+    "email",
+    "phone",
+    "device_id",
+    "anonymous_id",
+)
+PERSON_IDENTIFIERS = frozenset({"customer_id", "crm_id", "loyalty_id", "email", "phone"})
+"""Identifiers that name a person, not a browser or a device."""
+
+
+class Rejection(StrEnum):
+    """Why an identifier value was not used."""
+
+    EMPTY = "empty"
+    BLOCKED = "blocked"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifierRules:
+    """The policy's ``identity`` block, compiled."""
+
+    order: tuple[str, ...] = KNOWN_IDENTIFIERS
+    limits: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    blocked: Mapping[str, tuple[re.Pattern[str], ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    phone_region: str | None = None
+
+    def rank(self, kind: str) -> int:
+        """Strength of an identifier kind: 0 is the strongest."""
+        try:
+            return self.order.index(kind)
+        except ValueError:
+            return len(self.order)
+
+
+def compile_rules(identity: Mapping[str, Any], phone_region: str | None) -> IdentifierRules:
+    """Compile the policy's ``identity`` block; blocked patterns use ``*`` and ``?``."""
+    blocked = {
+        kind: tuple(
+            re.compile(fnmatch.translate(_comparable(kind, pattern)), re.IGNORECASE)
+            for pattern in patterns
+        )
+        for kind, patterns in identity.get("blocked", {}).items()
+    }
+    return IdentifierRules(
+        order=tuple(identity.get("identifiers", KNOWN_IDENTIFIERS)),
+        limits=MappingProxyType(dict(identity.get("limits", {}))),
+        blocked=MappingProxyType(blocked),
+        phone_region=phone_region,
+    )
+
+
+def _comparable(kind: str, value: str) -> str:
+    value = value.strip()
+    return value.casefold() if kind == "email" else value
+
+
+def normalise(
+    kind: str, value: str, rules: IdentifierRules, region: str | None = None
+) -> str | Rejection:
+    """The normal form of one identifier, or why it cannot be used."""
+    value = _comparable(kind, value)
+    if not value:
+        return Rejection.EMPTY
+    patterns = rules.blocked.get(kind, ())
+    if kind == "phone":
+        if any(p.match(value) or p.match(_digits(value)) for p in patterns):
+            return Rejection.BLOCKED
+        phone = _e164(value, region or rules.phone_region)
+        if phone is None:
+            return Rejection.INVALID
+        if any(p.match(phone) or p.match(phone[1:]) for p in patterns):
+            return Rejection.BLOCKED
+        return phone
+    if any(p.match(value) for p in patterns):
+        return Rejection.BLOCKED
+    return value
+
+
+def normalise_all(
+    identifiers: Mapping[str, str] | None, rules: IdentifierRules, region: str | None = None
+) -> tuple[dict[str, str], list[tuple[str, Rejection]]]:
+    """The usable identifiers of an event, and the kinds rejected with their reasons."""
+    usable: dict[str, str] = {}
+    rejected: list[tuple[str, Rejection]] = []
+    for kind, value in (identifiers or {}).items():
+        normal = normalise(kind, value, rules, region)
+        if isinstance(normal, Rejection):
+            rejected.append((kind, normal))
+        else:
+            usable[kind] = normal
+    return usable, rejected
+
+
+def _digits(value: str) -> str:
+    return "".join(ch for ch in value if ch.isdigit())
+
+
+def _e164(value: str, region: str | None) -> str | None:
+    try:
+        number = phonenumbers.parse(value, region.upper() if region else None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mask(kind: str, value: str) -> str:
+    """A value safe for logs and audit records: enough to recognise, not to contact."""
+    if kind == "email" and "@" in value:
+        local, _, domain = value.partition("@")
+        return f"{local[:1]}***@{domain}"
+    if kind == "phone":
+        return f"{value[:3]}******{value[-2:]}" if len(value) > 5 else "***"
+    if len(value) <= 4:
+        return "***"
+    return f"{value[:2]}***{value[-2:]}"

@@ -1,0 +1,68 @@
+import pytest
+
+from operators.identifiers import (
+    IdentifierRules,
+    Rejection,
+    compile_rules,
+    mask,
+    normalise,
+    normalise_all,
+)
+
+
+@pytest.fixture(scope="module")
+def rules(policy):
+    return policy.identifier_rules
+
+
+def test_emails_are_trimmed_and_case_folded(rules):
+    assert normalise("email", "  Ana@Example.COM ", rules) == "ana@example.com"
+    assert normalise("anonymous_id", " a-9 ", rules) == "a-9"
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "e164"),
+    [
+        ("+34 600 111 222", None, "+34600111222"),
+        ("600 11 12 22", "ES", "+34600111222"),
+        ("(415) 555-2671", "US", "+14155552671"),
+        ("+1 415 555 2671", "ES", "+14155552671"),
+    ],
+)
+def test_phones_become_e164(rules, raw, region, e164):
+    assert normalise("phone", raw, rules, region) == e164
+
+
+def test_the_policy_region_is_the_fallback_for_national_numbers():
+    rules = compile_rules({}, "ES")
+    assert normalise("phone", "600111222", rules) == "+34600111222"
+    assert normalise("phone", "600111222", compile_rules({}, None)) is Rejection.INVALID
+
+
+def test_the_reference_blocked_values_never_count(rules):
+    assert normalise("email", "TEST@test.com", rules) is Rejection.BLOCKED
+    assert normalise("email", "NoReply@shop.example", rules) is Rejection.BLOCKED
+    assert normalise("email", "noreply.fan@shop.example", rules) == "noreply.fan@shop.example"
+    assert normalise("phone", "0000000000", rules, "ES") is Rejection.BLOCKED
+    assert normalise("phone", "123-456-7890", rules, "US") is Rejection.BLOCKED
+    assert normalise("phone", "   ", rules) is Rejection.EMPTY
+    assert normalise("phone", "call me", rules) is Rejection.INVALID
+
+
+def test_an_event_keeps_its_usable_identifiers_and_names_the_rest(rules):
+    usable, rejected = normalise_all(
+        {"email": "test@test.com", "phone": "", "anonymous_id": "a-1"}, rules
+    )
+    assert usable == {"anonymous_id": "a-1"}
+    assert sorted(rejected) == [("email", Rejection.BLOCKED), ("phone", Rejection.EMPTY)]
+
+
+def test_identifier_strength_follows_the_policy_order(rules):
+    assert rules.rank("customer_id") < rules.rank("email") < rules.rank("anonymous_id")
+    assert IdentifierRules().rank("unknown") == len(IdentifierRules().order)
+
+
+def test_masked_values_do_not_reveal_the_identifier():
+    assert mask("email", "ana.garcia@example.com") == "a***@example.com"
+    assert "600111" not in mask("phone", "+34600111222")
+    assert mask("loyalty_id", "L00001234") == "L0***34"
