@@ -1,0 +1,354 @@
+"""The identity graph: identifiers stitched into profiles, merges, and merge protection.
+
+Profiles are numbered in the order they are created; when identifiers of
+several profiles turn out to be one person, the oldest profile survives and
+the others are retired into it, so the final canonical customer id of a
+group of profiles does not depend on the order their links arrive in.
+Linking goes from the event's strongest identifier outwards, and a link that
+would put more identifiers of a kind into one profile than the policy's
+``identity.limits`` allow is refused (a shared tablet used by forty emails
+must not fuse forty people).
+
+The graph lives in a key-value store (RocksDB in the flow, a dict in tests).
+Every call to :meth:`IdentityGraph.resolve` is one numbered operation whose
+undo record is written with it, so the graph can be rolled back to the
+operation a recovery snapshot recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from operators.identifiers import PERSON_IDENTIFIERS, IdentifierRules, mask
+from operators.identity import canonical_id
+
+MAX_HISTORY = 50
+_SEQ = b"s"
+_NEXT = b"n"
+
+
+class KeyValue(Protocol):
+    """The store under the graph: bytes to bytes, with atomic batches."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def write(self, changes: Mapping[bytes, bytes | None]) -> None:
+        """Apply every change at once; ``None`` deletes the key."""
+        ...
+
+    def keys_from(self, prefix: bytes) -> Iterator[bytes]:
+        """Keys starting with ``prefix``, in order."""
+        ...
+
+
+class DictStore:
+    """An in-memory :class:`KeyValue`, for tests and replay."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def write(self, changes: Mapping[bytes, bytes | None]) -> None:
+        for key, value in changes.items():
+            if value is None:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = value
+
+    def keys_from(self, prefix: bytes) -> Iterator[bytes]:
+        return iter(sorted(k for k in self.data if k.startswith(prefix)))
+
+
+@dataclass(frozen=True, slots=True)
+class Merge:
+    """Profile ``retired`` became part of ``survivor``."""
+
+    retired: str
+    survivor: str
+    identifiers: tuple[tuple[str, str], ...]
+    """The event's identifiers that linked them (kind, masked value)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A link the policy refused: ``identifier`` stays out of ``profile``."""
+
+    profile: str
+    other: str | None
+    """The profile the identifier belongs to, when it already had one."""
+    identifier: tuple[str, str]
+    limit: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """Where an event lands, and what its identifiers changed in the graph."""
+
+    customer_id: str
+    merges: tuple[Merge, ...] = ()
+    refusals: tuple[Refusal, ...] = ()
+    known_person: bool = False
+    created: bool = False
+
+
+@dataclass(slots=True)
+class _Profile:
+    number: int
+    customer_id: str
+    identifiers: dict[str, list[str]]
+    into: int | None
+    history: list[dict[str, Any]]
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "n": self.number,
+                "id": self.customer_id,
+                "ids": self.identifiers,
+                "into": self.into,
+                "history": self.history,
+            }
+        )
+
+    @staticmethod
+    def decode(raw: bytes) -> _Profile:
+        data = orjson.loads(raw)
+        return _Profile(data["n"], data["id"], data["ids"], data["into"], data["history"])
+
+    def count(self, kind: str) -> int:
+        return len(self.identifiers.get(kind, ()))
+
+
+def _identifier_key(kind: str, value: str) -> bytes:
+    return b"i\x00" + kind.encode() + b"\x00" + value.encode()
+
+
+def _profile_key(number: int) -> bytes:
+    return b"p\x00%012d" % number
+
+
+def _customer_key(customer_id: str) -> bytes:
+    return b"c\x00" + customer_id.encode()
+
+
+def _undo_key(seq: int) -> bytes:
+    return b"u\x00%016d" % seq
+
+
+class IdentityGraph:
+    """Resolves events' identifiers to profiles, one operation at a time."""
+
+    def __init__(self, store: KeyValue, rules: IdentifierRules) -> None:
+        self._store = store
+        self._rules = rules
+
+    @property
+    def sequence(self) -> int:
+        """The number of the last operation applied."""
+        raw = self._store.get(_SEQ)
+        return int(raw) if raw is not None else 0
+
+    def resolve(self, identifiers: Mapping[str, str], at: int, event_id: str) -> Resolution:
+        """Stitch an event's (normalised, non-empty) identifiers into the graph and say
+        which profile the event belongs to."""
+        op = _Operation(self._store)
+        rules = self._rules
+        ordered = sorted(identifiers.items(), key=lambda kv: (rules.rank(kv[0]), kv[1]))
+        linked = tuple((k, mask(k, v)) for k, v in ordered)
+        roots = [op.root_of(kind, value) for kind, value in ordered]
+        first_known = next((root for root in roots if root is not None), None)
+        created = first_known is None
+        base = first_known if first_known is not None else op.create(*ordered[0], at, event_id)
+        merges: list[Merge] = []
+        refusals: list[Refusal] = []
+        for kind, value in ordered:
+            other = op.root_of(kind, value)
+            if other is not None and other.number == base.number:
+                continue
+            adding = other.identifiers if other is not None else {kind: [value]}
+            over = self._over_limit(base, adding)
+            if over is not None:
+                refusals.append(
+                    Refusal(
+                        base.customer_id,
+                        other.customer_id if other else None,
+                        (kind, mask(kind, value)),
+                        over,
+                    )
+                )
+                continue
+            if other is None:
+                op.add(base, kind, value)
+                continue
+            survivor, retired = (base, other) if base.number < other.number else (other, base)
+            op.merge(retired, survivor, at, event_id, linked)
+            merges.append(Merge(retired.customer_id, survivor.customer_id, linked))
+            base = survivor
+        landing = op.root_of(*ordered[0])
+        if landing is None:
+            landing = op.create(*ordered[0], at, event_id)
+            created = True
+        op.commit()
+        person = any(landing.identifiers.get(k) for k in PERSON_IDENTIFIERS)
+        return Resolution(landing.customer_id, tuple(merges), tuple(refusals), person, created)
+
+    def _over_limit(self, base: _Profile, adding: Mapping[str, Iterable[str]]) -> str | None:
+        for kind, values in adding.items():
+            limit = self._rules.limits.get(kind)
+            if limit is None:
+                continue
+            combined = set(base.identifiers.get(kind, ())) | set(values)
+            if len(combined) > limit:
+                return f"{kind}: {limit}"
+        return None
+
+    def profile_of(self, kind: str, value: str) -> dict[str, Any] | None:
+        """The live profile holding an identifier: its id, identifiers and history."""
+        number = self._store.get(_identifier_key(kind, value))
+        return None if number is None else self._describe(int(number))
+
+    def profile(self, customer_id: str) -> dict[str, Any] | None:
+        """The live profile a canonical customer id is (or was merged into)."""
+        number = self._store.get(_customer_key(customer_id))
+        return None if number is None else self._describe(int(number))
+
+    def current_id(self, customer_id: str) -> str | None:
+        """The canonical id a customer id now goes by (itself unless it was merged)."""
+        found = self.profile(customer_id)
+        return None if found is None else str(found["customer_id"])
+
+    def _describe(self, number: int) -> dict[str, Any]:
+        profile = _Operation(self._store).follow(number)
+        return {
+            "customer_id": profile.customer_id,
+            "identifiers": profile.identifiers,
+            "history": profile.history,
+        }
+
+    def roll_back(self, to_sequence: int) -> int:
+        """Undo every operation after ``to_sequence``; return how many were undone."""
+        undone = 0
+        while (seq := self.sequence) > to_sequence:
+            raw = self._store.get(_undo_key(seq))
+            if raw is None:
+                raise RuntimeError(f"identity graph: no undo record for operation {seq}")
+            changes: dict[bytes, bytes | None] = {
+                bytes.fromhex(k): (bytes.fromhex(v) if v is not None else None)
+                for k, v in orjson.loads(raw)
+            }
+            changes[_undo_key(seq)] = None
+            self._store.write(changes)
+            undone += 1
+        return undone
+
+    def forget_undo(self, up_to: int) -> None:
+        """Drop undo records of operations up to ``up_to``: they can no longer be rolled back."""
+        doomed = []
+        for key in self._store.keys_from(b"u\x00"):
+            if int(key[2:]) > up_to:
+                break
+            doomed.append(key)
+        if doomed:
+            self._store.write(dict.fromkeys(doomed))
+
+
+class _Operation:
+    """The writes of one resolve, buffered, with the values they replace."""
+
+    def __init__(self, store: KeyValue) -> None:
+        self._store = store
+        self._writes: dict[bytes, bytes | None] = {}
+        self._old: dict[bytes, bytes | None] = {}
+        self._profiles: dict[int, _Profile] = {}
+
+    def _get(self, key: bytes) -> bytes | None:
+        if key in self._writes:
+            return self._writes[key]
+        return self._store.get(key)
+
+    def _put(self, key: bytes, value: bytes | None) -> None:
+        if key not in self._old:
+            self._old[key] = self._store.get(key)
+        self._writes[key] = value
+
+    def follow(self, number: int) -> _Profile:
+        while True:
+            profile = self._profiles.get(number)
+            if profile is None:
+                raw = self._get(_profile_key(number))
+                if raw is None:
+                    raise RuntimeError(f"identity graph: profile {number} is missing")
+                profile = self._profiles[number] = _Profile.decode(raw)
+            if profile.into is None:
+                return profile
+            number = profile.into
+
+    def root_of(self, kind: str, value: str) -> _Profile | None:
+        number = self._get(_identifier_key(kind, value))
+        return None if number is None else self.follow(int(number))
+
+    def create(self, kind: str, value: str, at: int, event_id: str) -> _Profile:
+        raw = self._get(_NEXT)
+        number = int(raw) if raw is not None else 1
+        self._put(_NEXT, b"%d" % (number + 1))
+        profile = _Profile(
+            number,
+            canonical_id(kind, value),
+            {kind: [value]},
+            None,
+            [{"at": at, "event": "created", "event_id": event_id}],
+        )
+        self._profiles[number] = profile
+        self._put(_identifier_key(kind, value), b"%d" % number)
+        self._put(_customer_key(profile.customer_id), b"%d" % number)
+        self._save(profile)
+        return profile
+
+    def add(self, profile: _Profile, kind: str, value: str) -> None:
+        profile.identifiers.setdefault(kind, []).append(value)
+        self._put(_identifier_key(kind, value), b"%d" % profile.number)
+        self._save(profile)
+
+    def merge(
+        self,
+        retired: _Profile,
+        survivor: _Profile,
+        at: int,
+        event_id: str,
+        linked: tuple[tuple[str, str], ...],
+    ) -> None:
+        for kind, values in retired.identifiers.items():
+            kept = survivor.identifiers.setdefault(kind, [])
+            kept.extend(v for v in values if v not in kept)
+        retired.into = survivor.number
+        entry = {
+            "at": at,
+            "event": "merged",
+            "event_id": event_id,
+            "retired": retired.customer_id,
+            "survivor": survivor.customer_id,
+            "identifiers": [list(pair) for pair in linked],
+        }
+        survivor.history = [*survivor.history, *retired.history, entry][-MAX_HISTORY:]
+        survivor.history.sort(key=lambda e: e["at"])
+        retired.history = [*retired.history, entry][-MAX_HISTORY:]
+        self._save(retired)
+        self._save(survivor)
+
+    def _save(self, profile: _Profile) -> None:
+        self._put(_profile_key(profile.number), profile.encode())
+
+    def commit(self) -> None:
+        raw = self._store.get(_SEQ)
+        seq = (int(raw) if raw is not None else 0) + 1
+        self._old.setdefault(_SEQ, raw)
+        undo = [[k.hex(), v.hex() if v is not None else None] for k, v in self._old.items()]
+        self._writes[_SEQ] = b"%d" % seq
+        self._writes[_undo_key(seq)] = orjson.dumps(undo)
+        self._store.write(self._writes)

@@ -1,0 +1,188 @@
+import itertools
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from operators.identifiers import IdentifierRules, compile_rules
+from operators.identity import canonical_id
+from operators.identity_graph import DictStore, IdentityGraph
+
+NO_LIMITS = IdentifierRules()
+_times = itertools.count(1)
+
+
+def graph(rules=NO_LIMITS):
+    return IdentityGraph(DictStore(), rules)
+
+
+def resolve(g, **identifiers):
+    return g.resolve(identifiers, next(_times), f"e-{next(_times)}")
+
+
+def test_a_new_profile_is_named_by_the_strongest_identifier_of_its_first_event():
+    g = graph()
+    first = resolve(g, anonymous_id="a-9", email="ana@example.com")
+    assert first.created and first.customer_id == canonical_id("email", "ana@example.com")
+    assert first.known_person
+    assert not resolve(g, anonymous_id="b-1").known_person
+
+
+def test_links_are_transitive():
+    g = graph()
+    ana = resolve(g, anonymous_id="a-9", email="ana@example.com").customer_id
+    assert resolve(g, email="ana@example.com", loyalty_id="L1").customer_id == ana
+    assert resolve(g, loyalty_id="L1").customer_id == ana
+    assert resolve(g, anonymous_id="a-9").customer_id == ana
+    assert sorted(g.profile_of("loyalty_id", "L1")["identifiers"]) == [
+        "anonymous_id",
+        "email",
+        "loyalty_id",
+    ]
+
+
+def test_two_known_profiles_merge_into_the_older_one():
+    g = graph()
+    web = resolve(g, anonymous_id="a-9").customer_id
+    store = resolve(g, loyalty_id="L1").customer_id
+    linked = resolve(g, loyalty_id="L1", anonymous_id="a-9")
+    assert linked.customer_id == web
+    (merge,) = linked.merges
+    assert (merge.retired, merge.survivor) == (store, web)
+    assert g.current_id(store) == web
+    assert resolve(g, loyalty_id="L1").customer_id == web
+    history = g.profile(store)["history"]
+    assert [h["event"] for h in history] == ["created", "created", "merged"]
+
+
+def test_the_surviving_id_does_not_depend_on_the_order_links_arrive_in():
+    survivors = set()
+    for order in itertools.permutations(
+        [("anonymous_id", "a"), ("device_id", "d"), ("loyalty_id", "l")]
+    ):
+        g = graph()
+        first = resolve(g, email="e@x.com").customer_id
+        for kind, value in ("anonymous_id", "a"), ("device_id", "d"), ("loyalty_id", "l"):
+            resolve(g, **{kind: value})
+        for kind, value in order:
+            resolve(g, email="e@x.com", **{kind: value})
+        survivors.add(resolve(g, device_id="d").customer_id)
+        assert survivors == {first}
+
+
+def test_a_shared_tablet_does_not_fuse_more_emails_than_the_limit(policy):
+    g = graph(policy.identifier_rules)
+    people = [resolve(g, device_id="tablet", email=f"p{n}@example.com") for n in range(5)]
+    tablet = people[0].customer_id
+    assert [p.customer_id == tablet for p in people] == [True, True, True, False, False]
+    fourth = people[3]
+    assert fourth.customer_id == canonical_id("email", "p3@example.com")
+    (refusal,) = fourth.refusals
+    assert refusal.limit == "email: 3" and refusal.identifier == ("email", "p***@example.com")
+    assert refusal.profile == tablet
+    assert len(g.profile_of("device_id", "tablet")["identifiers"]["email"]) == 3
+
+
+def test_a_merge_over_the_limit_is_refused_and_both_profiles_stay(policy):
+    g = graph(policy.identifier_rules)
+    one = resolve(g, loyalty_id="L1").customer_id
+    two = resolve(g, loyalty_id="L2").customer_id
+    linked = resolve(g, loyalty_id="L2", email="x@example.com")
+    assert linked.customer_id == two
+    refused = resolve(g, loyalty_id="L1", anonymous_id="a-1", email="x@example.com")
+    assert refused.customer_id == one and refused.merges == ()
+    assert refused.refusals[0].limit == "loyalty_id: 1"
+    assert resolve(g, email="x@example.com").customer_id == two
+
+
+def test_rolling_back_restores_the_graph_exactly_and_replay_gives_the_same_ids():
+    store = DictStore()
+    g = IdentityGraph(store, NO_LIMITS)
+    g.resolve({"anonymous_id": "a"}, 1, "e1")
+    g.resolve({"loyalty_id": "l"}, 2, "e2")
+    mark, saved = g.sequence, dict(store.data)
+    later = [
+        ({"anonymous_id": "a", "loyalty_id": "l"}, 3, "e3"),
+        ({"email": "m@x.com"}, 4, "e4"),
+        ({"email": "m@x.com", "loyalty_id": "l"}, 5, "e5"),
+    ]
+    first = [g.resolve(*op) for op in later]
+    assert g.roll_back(mark) == 3
+    assert store.data == saved
+    assert [g.resolve(*op) for op in later] == first
+
+
+def test_forgotten_undo_records_cannot_be_rolled_back():
+    store = DictStore()
+    g = IdentityGraph(store, NO_LIMITS)
+    for n in range(5):
+        g.resolve({"anonymous_id": f"a{n}"}, n, f"e{n}")
+    g.forget_undo(3)
+    assert [k for k in store.data if k.startswith(b"u\x00")] == [
+        b"u\x00%016d" % 4,
+        b"u\x00%016d" % 5,
+    ]
+    assert g.roll_back(3) == 2
+
+
+def test_blocked_values_compile_to_case_insensitive_wildcards():
+    rules = compile_rules({"blocked": {"email": ["noreply@*"]}}, None)
+    (pattern,) = rules.blocked["email"]
+    assert pattern.match("noreply@shop.example") and not pattern.match("ana@example.com")
+
+
+# -- properties -----------------------------------------------------------------------------
+
+KINDS = ("customer_id", "email", "phone", "device_id", "anonymous_id")
+identifier = st.tuples(st.sampled_from(KINDS), st.sampled_from("abcdef"))
+event = st.lists(identifier, min_size=1, max_size=3, unique_by=lambda i: i[0])
+
+
+class UnionFind:
+    def __init__(self):
+        self.parent = {}
+
+    def find(self, x):
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            x = self.parent[x]
+        return x
+
+    def union(self, a, b):
+        self.parent[self.find(a)] = self.find(b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(event, min_size=1, max_size=25))
+def test_without_limits_profiles_are_the_connected_identifiers(events):
+    g = graph()
+    reference = UnionFind()
+    seen = set()
+    for n, identifiers in enumerate(events):
+        g.resolve(dict(identifiers), n, f"e{n}")
+        for pair in identifiers:
+            seen.add(pair)
+            reference.union(pair, identifiers[0])
+    groups = {}
+    for pair in seen:
+        groups.setdefault(reference.find(pair), set()).add(pair)
+    for members in groups.values():
+        ids = {g.profile_of(kind, value)["customer_id"] for kind, value in members}
+        assert len(ids) == 1
+    all_ids = [g.profile_of(k, v)["customer_id"] for k, v in seen]
+    assert len(set(all_ids)) == len(groups)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(event, min_size=2, max_size=20), st.data())
+def test_a_rolled_back_graph_replays_to_the_same_resolutions(events, data):
+    store = DictStore()
+    g = IdentityGraph(store, IdentifierRules(limits={"email": 2, "customer_id": 1}))
+    cut = data.draw(st.integers(min_value=0, max_value=len(events)))
+    for n, identifiers in enumerate(events[:cut]):
+        g.resolve(dict(identifiers), n, f"e{n}")
+    mark, saved = g.sequence, dict(store.data)
+    rest = [(dict(ids), n, f"e{n}") for n, ids in enumerate(events[cut:], start=cut)]
+    first = [g.resolve(*op) for op in rest]
+    g.roll_back(mark)
+    assert store.data == saved
+    assert [g.resolve(*op) for op in rest] == first
