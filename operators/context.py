@@ -6,6 +6,7 @@ from bisect import insort
 from dataclasses import dataclass
 from typing import Any
 
+from operators.decay import decayed
 from operators.model import Event
 from operators.policy import AbsenceSignal, CountingSignal, Policy
 
@@ -61,7 +62,8 @@ class CustomerState:
         self.windows: dict[tuple[str, Group], list[tuple[int, str]]] = {}
         self.pending: dict[str, PendingAbsence] = {}
         self.moments: dict[tuple[str, Group], OpenMoment] = {}
-        self.consent: dict[tuple[str, str], tuple[bool, int]] = {}
+        self.consent: dict[tuple[str, str], tuple[bool, tuple[int, int]]] = {}
+        """(purpose, channel) -> (granted, (event time, sequence)) of the latest word."""
         self.last_sent: dict[tuple[str, Group], int] = {}
         self.last_event_at: int | None = None
         self.seq = 0
@@ -152,18 +154,25 @@ def record_consent(state: CustomerState, event: Event) -> None:
     """A ``consent_changed`` event sets consent for a purpose on a channel (``*``: all)."""
     props = event.properties
     channel = props.get("channel") or "*"
-    state.consent[(props["purpose"], channel)] = (bool(props["granted"]), state.seq)
+    state.consent[(props["purpose"], channel)] = (bool(props["granted"]), (event.time, state.seq))
 
 
 def has_consent(state: CustomerState, purpose: str, channel: str) -> bool:
     """Opt-in: granted only if the latest word on this channel (or on all) is a grant."""
+    word = _latest_word(state, purpose, channel)
+    return word is not None and word[0]
+
+
+def _latest_word(
+    state: CustomerState, purpose: str, channel: str
+) -> tuple[bool, tuple[int, int]] | None:
     specific = state.consent.get((purpose, channel))
     every = state.consent.get((purpose, "*"))
     if specific is None:
-        return every is not None and every[0]
+        return every
     if every is None or specific[1] > every[1]:
-        return specific[0]
-    return every[0]
+        return specific
+    return every
 
 
 def open_moments(
@@ -197,3 +206,76 @@ def _latest_unique(old: tuple[str, ...], new: tuple[str, ...]) -> tuple[str, ...
         if event_id not in merged:
             merged.append(event_id)
     return tuple(merged[-MAX_TRIGGERS:])
+
+
+def merge_states(policy: Policy, survivor: CustomerState, retired: CustomerState) -> None:
+    """Fold a retired profile's context into its survivor's, as if one customer had done both.
+
+    Windows merge in time order (each event once); the more valuable open moment
+    of a kind and group stays; cooldowns keep the latest send; consent keeps the
+    most restrictive word where both said something; pending absences keep the
+    latest start, so one person's activity on either profile counts.
+    """
+    for key, events in retired.windows.items():
+        merged = sorted(set(survivor.windows.get(key, [])) | set(events))
+        signal = policy.counting.get(key[0])
+        keep = signal.at_least if signal is not None else len(merged)
+        survivor.windows[key] = _unique_events(merged)[-keep:]
+    for name, pending in retired.pending.items():
+        mine = survivor.pending.get(name)
+        if mine is None or pending.due > mine.due:
+            survivor.pending[name] = pending
+    now = max(survivor.last_event_at or 0, retired.last_event_at or 0)
+    for key, moment in retired.moments.items():
+        mine_moment = survivor.moments.get(key)
+        spec = policy.moments.get(key[0])
+        if (
+            mine_moment is None
+            or spec is None
+            or _worth(moment, spec.half_life, now) > _worth(mine_moment, spec.half_life, now)
+        ):
+            survivor.moments[key] = moment
+    for key, sent in retired.last_sent.items():
+        survivor.last_sent[key] = max(sent, survivor.last_sent.get(key, sent))
+    survivor.consent = _restrictive_consent(policy, survivor, retired)
+    if retired.last_event_at is not None:
+        survivor.last_event_at = now
+    survivor.seq = max(survivor.seq, retired.seq)
+
+
+def _restrictive_consent(
+    policy: Policy, one: CustomerState, other: CustomerState
+) -> dict[tuple[str, str], tuple[bool, tuple[int, int]]]:
+    """Per purpose and channel, a grant only if every profile that said something granted."""
+    merged: dict[tuple[str, str], tuple[bool, tuple[int, int]]] = {}
+    purposes = {purpose for purpose, _ in one.consent} | {purpose for purpose, _ in other.consent}
+    for purpose in purposes:
+        for channel in policy.channels:
+            words = [
+                w
+                for w in (
+                    _latest_word(one, purpose, channel),
+                    _latest_word(other, purpose, channel),
+                )
+                if w is not None
+            ]
+            if words:
+                merged[(purpose, channel)] = (
+                    all(granted for granted, _ in words),
+                    max(order for _, order in words),
+                )
+    return merged
+
+
+def _unique_events(entries: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    seen: set[str] = set()
+    unique = []
+    for at, event_id in entries:
+        if event_id not in seen:
+            seen.add(event_id)
+            unique.append((at, event_id))
+    return unique
+
+
+def _worth(moment: OpenMoment, half_life: int, now: int) -> float:
+    return decayed(moment.value, now - moment.opened_at, half_life)

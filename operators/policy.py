@@ -81,6 +81,7 @@ class Policy:
     channels: tuple[str, ...]
     categories: Mapping[str, float]
     counting_by_type: Mapping[str, tuple[CountingSignal, ...]]
+    counting: Mapping[str, CountingSignal]
     absence_signals: tuple[AbsenceSignal, ...]
     text_signals: tuple[TextSignal, ...]
     moments_by_signal: Mapping[str, tuple[MomentSpec, ...]]
@@ -108,6 +109,7 @@ def _path(dotted: str) -> tuple[str, ...]:
 def compile_policy(document: Mapping[str, Any], version: str) -> Policy:
     """Compile a schema-valid, cross-checked policy document into a :class:`Policy`."""
     counting: dict[str, list[CountingSignal]] = {}
+    counting_by_name: dict[str, CountingSignal] = {}
     absence: list[AbsenceSignal] = []
     text: list[TextSignal] = []
     for name, spec in document["signals"].items():
@@ -119,6 +121,7 @@ def compile_policy(document: Mapping[str, Any], version: str) -> Policy:
                 at_least=spec["at_least"],
                 within=parse_duration_ms(spec["within"]),
             )
+            counting_by_name[name] = signal
             for event_type in signal.on:
                 counting.setdefault(event_type, []).append(signal)
         elif "after" in spec:
@@ -180,6 +183,7 @@ def compile_policy(document: Mapping[str, Any], version: str) -> Policy:
         channels=tuple(document["channels"]),
         categories=MappingProxyType(categories),
         counting_by_type=MappingProxyType({k: tuple(v) for k, v in counting.items()}),
+        counting=MappingProxyType(counting_by_name),
         absence_signals=tuple(absence),
         text_signals=tuple(text),
         moments_by_signal=MappingProxyType({k: tuple(v) for k, v in moments_by_signal.items()}),

@@ -1,0 +1,69 @@
+"""Two profiles found to be one person: their contexts combine (operators/context.py)."""
+
+from operators.context import CustomerState, has_consent, merge_states
+from operators.customer import handle_event
+from operators.model import Action
+from tests.conftest import make_event
+
+
+def customer(policy, *events, name="cus_x"):
+    state = CustomerState(name)
+    for event in events:
+        handle_event(policy, state, event)
+    return state
+
+
+def consent(at, channel, granted):
+    return make_event(
+        "consent_changed", at, {"purpose": "marketing", "channel": channel, "granted": granted}
+    )
+
+
+def view(at, event_id, product="p-42"):
+    return make_event("product_view", at, {"product_id": product}, event_id=event_id)
+
+
+def test_windows_merge_in_time_order_so_the_next_view_completes_the_signal(policy):
+    web = customer(
+        policy,
+        consent("2026-11-19T09:00:00Z", "*", True),
+        view("2026-11-20T10:00:00Z", "w1"),
+        name="cus_web",
+    )
+    app = customer(policy, view("2026-11-21T10:00:00Z", "a1"), name="cus_app")
+    merge_states(policy, web, app)
+    outputs = handle_event(policy, web, view("2026-11-22T10:00:00Z", "w2"))
+    (action,) = [o for o in outputs if isinstance(o, Action)]
+    assert action.triggered_by == ("w1", "a1", "w2")
+
+
+def test_an_event_seen_by_both_profiles_counts_once(policy):
+    one = customer(policy, view("2026-11-20T10:00:00Z", "same"))
+    two = customer(policy, view("2026-11-20T10:00:00Z", "same"), view("2026-11-20T11:00:00Z", "b"))
+    merge_states(policy, one, two)
+    assert [e for _, e in one.windows[("repeat_product_interest", "p-42")]] == ["same", "b"]
+
+
+def test_a_revocation_on_either_profile_survives_the_merge(policy):
+    granted = customer(policy, consent("2026-11-20T09:00:00Z", "*", True))
+    revoked_sms = customer(policy, consent("2026-11-01T09:00:00Z", "sms", False))
+    merge_states(policy, granted, revoked_sms)
+    assert not has_consent(granted, "marketing", "sms")
+    assert has_consent(granted, "marketing", "email")
+
+
+def test_consent_is_not_invented_by_a_merge(policy):
+    silent = customer(policy, view("2026-11-20T10:00:00Z", "v"))
+    also_silent = customer(policy, view("2026-11-20T11:00:00Z", "w"))
+    merge_states(policy, silent, also_silent)
+    assert not has_consent(silent, "marketing", "email")
+
+
+def test_cooldowns_keep_the_latest_send_and_timers_the_latest_activity(policy):
+    one = customer(policy, make_event("page_view", "2026-11-20T10:00:00Z"))
+    two = customer(policy, make_event("page_view", "2026-11-25T10:00:00Z"))
+    one.last_sent[("product_nudge", "p-42")] = 1
+    two.last_sent[("product_nudge", "p-42")] = 5
+    merge_states(policy, one, two)
+    assert one.last_sent[("product_nudge", "p-42")] == 5
+    assert one.pending["inactive"].due == two.pending["inactive"].due
