@@ -8,11 +8,14 @@ stable canonical customer id.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 
 from operators.model import Event
 
 CUSTOMER_ID_PREFIX = "cus_"
+CUSTOMER_ID = re.compile(r"cus_[0-9a-f]{20}")
+ACTION_ID = re.compile(r"(cus_[0-9a-f]{20})\.[A-Za-z0-9_-]+\.[0-9a-f]{16}")
 
 
 def canonical_id(kind: str, value: str) -> str:
@@ -23,10 +26,13 @@ def canonical_id(kind: str, value: str) -> str:
 
 def customer_of_action_id(action_id: str) -> str | None:
     """The canonical customer id an action id was issued for, if it is one of ours."""
-    customer = action_id.split(".", 1)[0]
-    if customer.startswith(CUSTOMER_ID_PREFIX) and len(customer) > len(CUSTOMER_ID_PREFIX):
-        return customer
-    return None
+    match = ACTION_ID.fullmatch(action_id)
+    return match.group(1) if match else None
+
+
+def is_canonical_id(value: str) -> bool:
+    """Whether ``value`` has the form of a canonical customer id."""
+    return CUSTOMER_ID.fullmatch(value) is not None
 
 
 def resolve_customer(event: Event, order: Sequence[str]) -> str:
@@ -45,7 +51,7 @@ def resolve_customer(event: Event, order: Sequence[str]) -> str:
     for kind in order:
         value = identifiers.get(kind)
         if value:
-            if kind == "customer_id" and value.startswith(CUSTOMER_ID_PREFIX):
+            if kind == "customer_id" and is_canonical_id(value):
                 return value
             return canonical_id(kind, value)
     for kind in sorted(identifiers):

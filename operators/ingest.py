@@ -11,6 +11,7 @@ import orjson
 import schemas
 from operators.durations import format_duration
 from operators.identifiers import KNOWN_IDENTIFIERS, normalise_all
+from operators.identity import customer_of_action_id
 from operators.model import DeadLetter, DeadLetterReason, Event, Origin
 from operators.policy import Policy
 from operators.timefmt import InvalidTimestamp, format_ms, parse_ms
@@ -128,6 +129,19 @@ class Ingestor:
                 event_id,
                 event_type,
                 "timestamp",
+            )
+        if (
+            event_type == "feedback"
+            and customer_of_action_id(data["properties"]["action_id"]) is None
+        ):
+            return DeadLetter(
+                Reason.UNKNOWN_ACTION_ID,
+                "feedback names an action_id Concierge did not issue",
+                raw,
+                origin,
+                event_id,
+                event_type,
+                "properties.action_id",
             )
         context = data.get("context") or {}
         region = context.get("region")

@@ -36,6 +36,7 @@ class DeadLetterReason(StrEnum):
     FUTURE_TIMESTAMP = "future_timestamp"
     UNKNOWN_EVENT_TYPE = "unknown_event_type"
     NO_USABLE_IDENTIFIER = "no_usable_identifier"
+    UNKNOWN_ACTION_ID = "unknown_action_id"
     KAFKA_ERROR = "kafka_error"
 
 
@@ -75,7 +76,10 @@ class Event:
 
 
 RAW_KEEP_BYTES = 65536
-"""An oversize record's dead letter keeps this many bytes of it."""
+"""An oversize record's dead letter keeps this many bytes of it (any other keeps all of it:
+records that are not oversize are at most ``ingest.max_record_bytes``, 256 KiB at most)."""
+TEXT_KEEP_CHARS = 1000
+"""Dead-letter fields quoted from the input (detail, event id, type, path) keep this much."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +96,13 @@ class DeadLetter:
 
     def as_record(self) -> dict[str, Any]:
         raw = self.raw
-        record: dict[str, Any] = {"reason": self.reason.value, "detail": self.detail}
-        truncated = len(raw) > RAW_KEEP_BYTES
+        record: dict[str, Any] = {"reason": self.reason.value, "detail": _cut(self.detail)}
+        truncated = self.reason is DeadLetterReason.OVERSIZE and len(raw) > RAW_KEEP_BYTES
         kept = raw[:RAW_KEEP_BYTES] if truncated else raw
         try:
             record["raw"] = kept.decode("utf-8")
         except UnicodeDecodeError:
-            record["raw"] = kept.decode("utf-8", errors="replace")
+            record["raw"] = kept[:RAW_KEEP_BYTES].decode("utf-8", errors="replace")
             if not truncated:
                 record["raw_base64"] = base64.b64encode(kept).decode("ascii")
         if truncated:
@@ -106,12 +110,16 @@ class DeadLetter:
             record["raw_size"] = len(raw)
         record["origin"] = self.origin.as_record()
         if self.event_id is not None:
-            record["event_id"] = self.event_id
+            record["event_id"] = _cut(self.event_id)
         if self.type is not None:
-            record["type"] = self.type
+            record["type"] = _cut(self.type)
         if self.path is not None:
-            record["path"] = self.path
+            record["path"] = _cut(self.path)
         return record
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= TEXT_KEEP_CHARS else text[:TEXT_KEEP_CHARS] + "..."
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 MS_PER_S = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+EARLIEST = 0
+"""1970-01-01T00:00:00Z: event times before it are not accepted."""
+LATEST = (datetime(9000, 1, 1, tzinfo=UTC) - _EPOCH) // _MS
+"""9000-01-01T00:00:00Z: event times from it on are not accepted, which leaves every
+duration a policy allows room to be added without leaving the calendar."""
 
 
 class InvalidTimestamp(ValueError):
-    """A timestamp that matches no real instant (e.g. 2026-02-30)."""
+    """A timestamp that matches no real instant (e.g. 2026-02-30) or lies outside
+    1970-9000."""
 
 
 def parse_ms(text: str) -> int:
     """Return the instant ``text`` names, in ms since the epoch.
 
-    ``text`` has already matched the schema's RFC 3339 pattern; this rejects
-    what the pattern cannot (impossible dates, out-of-range offsets).
+    ``text`` has already matched the schema's RFC 3339 pattern; this accepts its
+    lower-case ``t``/``z`` and leap seconds (``23:59:60`` is the next second) and
+    rejects what the pattern cannot (impossible dates).
     """
+    text = text.upper()
+    leap = text[17:19] == "60"
+    if leap:
+        text = text[:17] + "59" + text[19:]
     if len(text) > 26 and text[19] == ".":
         text = _trim_fraction(text)
     try:
@@ -26,7 +39,15 @@ def parse_ms(text: str) -> int:
         raise InvalidTimestamp(str(err)) from None
     if moment.tzinfo is None:
         raise InvalidTimestamp("timestamp has no offset")
-    return (moment - _EPOCH) // _MS
+    try:
+        ms = (moment - _EPOCH) // _MS
+    except OverflowError:
+        raise InvalidTimestamp("timestamp is outside 1970-9000") from None
+    if leap:
+        ms += MS_PER_S
+    if not EARLIEST <= ms < LATEST:
+        raise InvalidTimestamp("timestamp is outside 1970-9000")
+    return ms
 
 
 def _trim_fraction(text: str) -> str:
@@ -37,13 +58,17 @@ def _trim_fraction(text: str) -> str:
     return text[: min(end, 26)] + text[end:]
 
 
-_MS = datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=UTC) - _EPOCH
-
-
 def format_ms(ms: int) -> str:
-    """Return ``ms`` as RFC 3339 UTC with a ``Z``; milliseconds only when not zero."""
+    """Return ``ms`` as RFC 3339 UTC with a ``Z``; milliseconds only when not zero.
+
+    Instants past the calendar's end are written as its last millisecond.
+    """
+    ms = min(ms, _LAST_MS)
     seconds, millis = divmod(ms, MS_PER_S)
-    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    text = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
     if millis:
         return f"{text}.{millis:03d}Z"
     return f"{text}Z"
+
+
+_LAST_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - _EPOCH) // _MS

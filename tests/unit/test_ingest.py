@@ -3,10 +3,18 @@ import base64
 import orjson
 import pytest
 
+from operators.decide import action_id as action_id_for
 from operators.ingest import Ingestor
 from operators.model import DeadLetter, DeadLetterReason, Event, Origin
 from operators.policy_load import load_policy
 from tests.conftest import event_dict
+
+
+def load_policy_with(policy, extra):
+    from tests.conftest import REFERENCE_POLICY
+
+    return load_policy(REFERENCE_POLICY.read_text() + "\n" + extra + "\n")
+
 
 ORIGIN = Origin(topic="concierge.events", partition=2, offset=41, key=b"k-1")
 
@@ -137,19 +145,63 @@ def test_a_closed_set_of_event_types_rejects_the_others(reference_policy_path):
 
 
 def test_feedback_names_its_action_and_needs_no_identifiers(policy):
+    action_id = action_id_for("cus_" + "ab" * 10, "product_nudge", "browse_intent", "p-1", "v")
     record = {
         "event_id": "f-1",
         "type": "feedback",
         "timestamp": "2026-11-20T10:00:00Z",
-        "properties": {
-            "action_id": "cus_ab.product_nudge.0f",
-            "channel": "push",
-            "outcome": "clicked",
-        },
+        "properties": {"action_id": action_id, "channel": "push", "outcome": "clicked"},
     }
     assert isinstance(ingest(policy, record), Event)
     record["properties"]["outcome"] = "liked"
     rejected(policy, record, DeadLetterReason.SCHEMA_VIOLATION)
+
+
+@pytest.mark.parametrize("action_id", ["cus_evil", "abc.product_nudge.0123456789abcdef", "x"])
+def test_feedback_about_an_action_we_never_issued_is_a_dead_letter(policy, action_id):
+    record = {
+        "event_id": "f-2",
+        "type": "feedback",
+        "timestamp": "2026-11-20T10:00:00Z",
+        "properties": {"action_id": action_id, "outcome": "clicked"},
+    }
+    dead = rejected(policy, record, DeadLetterReason.UNKNOWN_ACTION_ID)
+    assert dead.path == "properties.action_id"
+
+
+def test_dead_letters_never_grow_past_their_input(policy):
+    huge_id = "x" * 200_000
+    record = event_dict("product_view", "2026-11-20T10:00:00Z", event_id=huge_id)
+    record["identifiers"] = {"email": 5}
+    raw = orjson.dumps(record)
+    small = load_policy_with(policy, "ingest: {max_record_bytes: 262144}")
+    dead = Ingestor(small).ingest(raw, ORIGIN)
+    assert len(orjson.dumps(dead.as_record())) < len(raw) + 4096
+    assert dead.as_record()["raw"] == raw.decode()
+
+
+@pytest.mark.parametrize(
+    ("stamp", "instant"),
+    [
+        ("2026-11-20t10:00:00z", "2026-11-20T10:00:00Z"),
+        ("2016-12-31T23:59:60Z", "2017-01-01T00:00:00Z"),
+    ],
+)
+def test_rfc3339_forms_python_does_not_parse_are_accepted(policy, stamp, instant):
+    from operators.timefmt import format_ms
+
+    assert format_ms(ingest(policy, event_dict("a", stamp)).time) == instant
+
+
+@pytest.mark.parametrize("stamp", ["2026-11-20T10:00:00+05:99", "2026-13-01T10:00:00Z"])
+def test_impossible_offsets_and_months_are_schema_violations(policy, stamp):
+    rejected(policy, event_dict("a", stamp), DeadLetterReason.SCHEMA_VIOLATION)
+
+
+@pytest.mark.parametrize("stamp", ["9999-12-31T23:59:59-23:59", "1969-12-31T23:59:59Z"])
+def test_instants_outside_1970_to_9000_are_invalid_not_a_crash(policy, stamp):
+    dead = rejected(policy, event_dict("a", stamp), DeadLetterReason.INVALID_TIMESTAMP)
+    assert "1970-9000" in dead.detail
 
 
 def test_consent_changes_need_a_purpose_and_a_boolean_grant(policy):
