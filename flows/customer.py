@@ -47,6 +47,9 @@ class InputFrontier:
 
     def __init__(self) -> None:
         self._parts: dict[str, tuple[int | None, bool]] = {}
+        self.interrupted = False
+        """Set when input ended because the flow was told to stop, not because it was read
+        to its end: what is due then waits for the next start."""
 
     def update(self, part: str, clock: int | None, caught_up: bool) -> None:
         """Partition ``part`` has read up to event time ``clock``; ``caught_up`` when it
@@ -108,9 +111,16 @@ class CustomerLogic(StatefulBatchLogic[Event, Emitted, bytes]):
         return self._fired(fire_due(self._config.policy, self._state, until, inclusive=True))
 
     def on_eof(self) -> tuple[Iterable[Emitted], bool]:
-        end = self._config.end_of_input.at
-        if self._state is None or self._config.wall_clock_timers or end is None:
+        if self._state is None:
             return (), StatefulBatchLogic.RETAIN
+        if self._config.wall_clock_timers:
+            if self._config.frontier.interrupted:
+                return (), StatefulBatchLogic.RETAIN
+            end = self._config.frontier.safe_until(int(time.time() * 1000))
+        else:
+            if self._config.end_of_input.at is None:
+                return (), StatefulBatchLogic.RETAIN
+            end = self._config.end_of_input.at
         return self._fired(fire_due(self._config.policy, self._state, end, inclusive=True))
 
     def notify_at(self) -> datetime | None:

@@ -163,6 +163,8 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
         self._awake: datetime | None = None
         self._name = f"{topic}#{index}"
         self._frontier = frontier
+        self._caught_up = False
+        """True once the broker said this partition was read to its end, until more comes."""
         frontier.update(self._name, clock, caught_up=False)
         self._lag = metrics.CONSUMER_LAG.labels(topic, str(index))
         self._consumer = Consumer(
@@ -181,7 +183,10 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
         self._consumer.assign([TopicPartition(topic, index, offset)])
 
     def next_batch(self) -> list[Event | DeadLetter]:
-        if self._done or STOP.is_set():
+        if STOP.is_set():
+            self._frontier.interrupted = True
+            raise StopIteration
+        if self._done:
             self._frontier.update(self._name, self._ingestor.clock, caught_up=True)
             raise StopIteration
         messages = self._consumer.consume(CONSUME_BATCH, 0)
@@ -190,11 +195,13 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
         bad: list[str] = []
         now = time.time()
         ingest = self._ingestor.ingest
+        caught_up = self._caught_up
         for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     self._done = self._stop_at_end
+                    caught_up = True
                     continue
                 metrics.KAFKA_ERRORS.labels("consumer").inc()
                 if error.fatal():
@@ -215,9 +222,11 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
                 bad.append(record.reason.value)
             batch.append(record)
             self._offset = (offset if offset is not None else self._offset) + 1
+            caught_up = False
         metrics.count_ingested(ok, bad, self._known)
         self._awake = None if messages else datetime.now(UTC) + IDLE_POLL
-        self._frontier.update(self._name, self._ingestor.clock, caught_up=not messages)
+        self._caught_up = caught_up
+        self._frontier.update(self._name, self._ingestor.clock, caught_up)
         return batch
 
     def next_awake(self) -> datetime | None:

@@ -116,6 +116,8 @@ def count(state: CustomerState, signal: CountingSignal, event: Event) -> SignalF
     if window is None:
         window = state.windows[key] = []
     entry = (event.time, event.event_id)
+    if any(seen == event.event_id for _, seen in window):
+        return None
     insort(window, entry)
     if len(window) > signal.at_least:
         del window[: len(window) - signal.at_least]

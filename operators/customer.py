@@ -23,8 +23,10 @@ from operators.policy import Policy
 
 
 def handle_event(policy: Policy, state: CustomerState, event: Event) -> list[Output]:
-    """Fire what fell due before ``event``, then let ``event`` update context and decide."""
-    outputs = fire_due(policy, state, event.time, inclusive=False)
+    """Fire what fell due before the input's event time reached ``event`` (its watermark:
+    later than its own time when it arrived late), then let ``event`` update context and
+    decide."""
+    outputs = fire_due(policy, state, max(event.time, event.watermark), inclusive=False)
     state.seq += 1
     if event.type == "consent_changed":
         record_consent(state, event)

@@ -170,6 +170,7 @@ class Ingestor:
             data.get("properties") or {},
             origin,
             received_at,
+            self.clock,
             tuple((kind, why.value) for kind, why in rejected),
         )
 

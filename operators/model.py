@@ -70,6 +70,9 @@ class Event:
     origin: Origin = field(default_factory=Origin)
     received_at: float = 0.0
     """Wall-clock seconds when the record was read (0 in replay); for latency metrics only."""
+    watermark: int = 0
+    """Event time of the input when this event was read: the latest time accepted on its
+    partition so far (this event's own time, unless it arrived late)."""
     rejected_identifiers: tuple[tuple[str, str], ...] = ()
     """Identifier kinds this event named but could not use, with the reason (empty, blocked,
     invalid)."""

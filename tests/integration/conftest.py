@@ -191,11 +191,11 @@ class Flow:
             f"the flow to read {count} records",
         )
 
-    def terminate(self) -> tuple[int, float]:
-        """SIGTERM; return the exit code and how long it took to stop."""
+    def terminate(self, how: signal.Signals = signal.SIGTERM) -> tuple[int, float]:
+        """SIGTERM (or ``how``); return the exit code and how long it took to stop."""
         assert self.process is not None
         started = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
+        self.process.send_signal(how)
         code = self.process.wait(30)
         return code, time.monotonic() - started
 

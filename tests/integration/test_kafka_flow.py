@@ -156,14 +156,42 @@ def test_a_restart_resumes_where_it_stopped_and_repeats_nothing(topics, flows, p
     assert [d["outcome"] for d in topics.values("decisions")] == ["sent"] * 4
 
 
-def timer_free_stream(customers: int, count: int, seed: int) -> list[dict]:
-    """Generated traffic from the last day without checkouts or test drives, so no absence
-    timer falls due on the wall clock while the test runs (inactivity is 45 days out)."""
+def recent_stream(customers: int, count: int, seed: int, timers: bool = True) -> list[dict]:
+    """Generated traffic from the last day. Checkout timers (30 minutes) are all past due by
+    now; inactivity (45 days) and test-drive silence (180 days) are not."""
     generator = Generator(
         customers=customers, seed=seed, start=stamp(timedelta(days=-1)), bad_share=0.0
     )
     events = [orjson.loads(raw) for raw in generator.events(count)]
+    if timers:
+        return events
     return [e for e in events if e["type"] not in ("checkout_started", "test_drive_completed")]
+
+
+def replay_prediction(events, tmp_path, reference_policy_path) -> dict[str, list[bytes]]:
+    """What ``concierge replay`` says the same events give, with event time run up to now."""
+    from tests.scenarios.conftest import concierge
+
+    file = tmp_path / "events.jsonl"
+    file.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    out = tmp_path / "replay"
+    done = concierge(
+        "replay",
+        "--policy",
+        str(reference_policy_path),
+        "--events",
+        str(file),
+        "--out",
+        str(out),
+        "--until",
+        stamp(timedelta(0)),
+        "--quiet",
+    )
+    assert done.returncode == 0, done.stderr
+    return {
+        path.name[: -len(".jsonl")]: sorted(path.read_bytes().splitlines())
+        for path in out.glob("*.jsonl")
+    }
 
 
 def records_by_action_id(topics, policy) -> dict[str, set[bytes]]:
@@ -174,9 +202,11 @@ def records_by_action_id(topics, policy) -> dict[str, set[bytes]]:
     return actions
 
 
-def test_after_kill_9_nothing_is_skipped_and_repeats_are_identical(topics, flows, policy):
+def test_after_kill_9_nothing_is_skipped_and_repeats_are_identical(
+    topics, flows, policy, tmp_path, reference_policy_path
+):
     topics.create(policy)
-    events = timer_free_stream(customers=150, count=3000, seed=21)
+    events = recent_stream(customers=150, count=3000, seed=21, timers=False)
     half = len(events) // 2
     first = flows(topics, "--snapshot-interval", "1").start()
     topics.produce(events[:half])
@@ -194,42 +224,40 @@ def test_after_kill_9_nothing_is_skipped_and_repeats_are_identical(topics, flows
     actions = records_by_action_id(topics, policy)
     assert actions, "the stream should have caused actions"
     assert all(len(copies) == 1 for copies in actions.values()), "a repeat differed"
-    sent = {d["action_id"] for d in topics.values("decisions") if d["outcome"] == "sent"}
-    assert sent == set(actions)
+    predicted = replay_prediction(events, tmp_path, reference_policy_path)
+    kafka_decisions = {value for _, value, _, _ in topics.read("decisions")}
+    assert kafka_decisions == set(predicted["decisions"]), "a decision was skipped or differs"
+    for channel in policy.channels:
+        copies = {value for _, value, _, _ in topics.read(f"actions.{channel}")}
+        assert copies == set(predicted.get(f"actions.{channel}", [])), channel
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_kafka_mode_gives_what_replay_predicts(
     topics, flows, policy, tmp_path, reference_policy_path, workers
 ):
-    from tests.scenarios.conftest import concierge
-
     topics.create(policy)
-    events = timer_free_stream(customers=200, count=4000, seed=8)
+    events = recent_stream(customers=200, count=4000, seed=8)
+    assert any(e["type"] == "checkout_started" for e in events)
     topics.produce(events)
     flow = flows(topics, "--stop-at-end", "-w", workers).start()
     assert flow.wait(180) == 0, flow.output()
 
-    file = tmp_path / "events.jsonl"
-    file.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
-    done = concierge(
-        "replay",
-        "--policy",
-        str(reference_policy_path),
-        "--events",
-        str(file),
-        "--out",
-        str(tmp_path / "replay"),
-        "--quiet",
-    )
-    assert done.returncode == 0, done.stderr
-
+    predicted = replay_prediction(events, tmp_path, reference_policy_path)
     for stream in ["decisions"] + [f"actions.{c}" for c in policy.channels]:
         kafka = sorted(value for _, value, _, _ in topics.read(stream))
-        path = tmp_path / "replay" / f"{stream}.jsonl"
-        predicted = sorted(path.read_bytes().splitlines()) if path.exists() else []
-        assert kafka == predicted, stream
-    assert any((tmp_path / "replay").glob("actions.*.jsonl"))
+        assert kafka == predicted.get(stream, []), stream
+    assert predicted.get("actions.email"), "cart reminders (timers) should be among them"
+
+
+def test_run_creates_the_topics_it_needs(topics, flows, policy):
+    flow = flows(topics, "--stop-at-end").start()
+    assert flow.wait(60) == 0, flow.output()
+    from confluent_kafka.admin import AdminClient
+
+    existing = AdminClient(topics.settings.config()).list_topics(timeout=10).topics
+    for topic in topics.settings.input_topics() + topics.settings.output_topics(policy):
+        assert topic in existing
 
 
 def test_a_restored_timer_waits_until_the_backlog_is_read(topics, flows, policy):
@@ -261,3 +289,14 @@ def test_a_restored_timer_waits_until_the_backlog_is_read(topics, flows, policy)
     assert second.wait(60) == 0, second.output()
     assert [d["action"] for d in topics.values("decisions")] == []
     assert topics.read("actions.email") == []
+
+
+def test_sigint_stops_it_cleanly_too(topics, flows, policy):
+    import signal
+
+    topics.create(policy)
+    flow = flows(topics).start()
+    topics.produce(story())
+    flow.wait_for_records_in(7)
+    code, took = flow.terminate(signal.SIGINT)
+    assert code == 0 and took < 10, flow.output()
