@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -19,6 +20,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 import schemas
+from operators.durations import parse_duration_ms
 from operators.policy import Policy, compile_policy
 
 PathItem = str | int
@@ -142,11 +144,20 @@ def _explain(error: jsonschema.ValidationError) -> Iterator[tuple[tuple[PathItem
             for sub in closest:
                 yield from _explain(sub)
             return
+    path = tuple(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+        for key in sorted(set(error.instance) - set(known), key=str):
+            yield (*path, key), f"unknown field {key!r}; known: {', '.join(known)}"
+        return
     message = error.message
+    if "propertyNames" in error.schema_path and isinstance(error.instance, str):
+        yield (*path, error.instance), f"{error.instance!r} is not a valid name: {message}"
+        return
     description = error.schema.get("description") if isinstance(error.schema, dict) else None
     if error.validator == "pattern" and description:
         message = f"{error.instance!r} is not {description}"
-    yield tuple(error.absolute_path), message
+    yield path, message
 
 
 def _shallowness(errors: list[jsonschema.ValidationError]) -> int:
@@ -159,85 +170,169 @@ def _safe_reference_problems(
 ) -> list[tuple[tuple[PathItem, ...], str]]:
     """Cross-reference problems, as far as a document that failed its schema lets us look."""
     found: list[tuple[tuple[PathItem, ...], str]] = []
-    try:
-        for problem in _reference_problems(document):
-            found.append(problem)
-    except (KeyError, TypeError, AttributeError, ValueError, IndexError):
-        pass
+    for check in (_reference_problems, _number_problems, _duration_problems):
+        try:
+            found.extend(check(document))
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError):
+            continue
     return found
 
 
-def _reference_problems(document: dict[str, Any]) -> Iterator[tuple[tuple[PathItem, ...], str]]:
-    """Names that must point at something the policy defines, and values that must make sense."""
-    channels = set(document["channels"])
-    categories = set(document["categories"])
-    signals = set(document["signals"])
-    moments = set(document["moments"])
-    actions = set(document["actions"])
+MAX_DURATION = parse_duration_ms("3650d")
+_DURATION_FIELDS = (
+    ("signals", "*", "within"),
+    ("signals", "*", "after"),
+    ("moments", "*", "half_life"),
+    ("actions", "*", "cooldown"),
+    ("caps", "*", "window"),
+    ("suppressions", "*", "for"),
+    ("ingest", "max_future_skew"),
+)
+_NUMBER_FIELDS = (
+    ("moments", "*", "value"),
+    ("actions", "*", "min_value"),
+    ("categories", "*"),
+)
 
-    timezone = document.get("defaults", {}).get("timezone")
-    if timezone is not None and not _is_timezone(timezone):
+
+def _at(document: Any, pattern: tuple[str, ...]) -> Iterator[tuple[tuple[PathItem, ...], Any]]:
+    """Every value at ``pattern`` (``*`` matches any key or index) with its path."""
+    nodes: list[tuple[tuple[PathItem, ...], Any]] = [((), document)]
+    for part in pattern:
+        following: list[tuple[tuple[PathItem, ...], Any]] = []
+        for path, node in nodes:
+            if part == "*":
+                if isinstance(node, dict):
+                    following += [((*path, k), v) for k, v in node.items()]
+                elif isinstance(node, list):
+                    following += [((*path, i), v) for i, v in enumerate(node)]
+            elif isinstance(node, dict) and part in node:
+                following.append(((*path, part), node[part]))
+        nodes = following
+    yield from nodes
+
+
+def _duration_problems(document: dict[str, Any]) -> Iterator[tuple[tuple[PathItem, ...], str]]:
+    for pattern in _DURATION_FIELDS:
+        for path, value in _at(document, pattern):
+            try:
+                too_long = parse_duration_ms(value) > MAX_DURATION
+            except (ValueError, TypeError):
+                continue
+            if too_long:
+                yield path, f"{value!r} is longer than 3650d"
+
+
+def _number_problems(document: dict[str, Any]) -> Iterator[tuple[tuple[PathItem, ...], str]]:
+    for pattern in _NUMBER_FIELDS:
+        for path, value in _at(document, pattern):
+            if isinstance(value, float) and not math.isfinite(value):
+                yield path, f"{value!r} is not a finite number"
+            elif isinstance(value, (int, float)) and abs(value) > 1e9:
+                yield path, f"{value!r} is larger than 1e9"
+
+
+Problems = Iterator[tuple[tuple[PathItem, ...], str]]
+_SHAPE_ERRORS = (KeyError, TypeError, AttributeError, ValueError, IndexError)
+
+
+def _each(entries: Iterable[Any], check: Callable[..., Problems]) -> Problems:
+    """Run ``check`` on every entry; an entry too malformed to check (its schema errors
+    are already reported) does not stop the others."""
+    for entry in entries:
+        try:
+            found = list(check(*entry))
+        except _SHAPE_ERRORS:
+            continue
+        yield from found
+
+
+def _items(document: dict[str, Any], section: str) -> list[tuple[Any, Any]]:
+    value = document.get(section)
+    if isinstance(value, dict):
+        return list(value.items())
+    if isinstance(value, list):
+        return list(enumerate(value))
+    return []
+
+
+def _reference_problems(document: dict[str, Any]) -> Problems:
+    """Names that must point at something the policy defines, and values that must make sense."""
+    channels = set(_names_in(document.get("channels")))
+    categories = set(_names_in(document.get("categories")))
+    signals = set(_names_in(document.get("signals")))
+    moments = set(_names_in(document.get("moments")))
+    actions = set(_names_in(document.get("actions")))
+    prefixes = ("properties.", "context.")
+
+    defaults = document.get("defaults")
+    timezone = defaults.get("timezone") if isinstance(defaults, dict) else None
+    if isinstance(timezone, str) and not _is_timezone(timezone):
         yield ("defaults", "timezone"), f"unknown time zone {timezone!r}"
 
-    for name, spec in document["signals"].items():
+    def signal(name: str, spec: dict[str, Any]) -> Problems:
         for key in ("within", "after"):
             if key in spec and _is_zero(spec[key]):
                 yield ("signals", name, key), "must be longer than 0"
-        if "group_by" in spec and not spec["group_by"].startswith(("properties.", "context.")):
-            yield ("signals", name, "group_by"), "must start with properties. or context."
-        if "text_field" in spec and not spec["text_field"].startswith(("properties.", "context.")):
-            yield ("signals", name, "text_field"), "must start with properties. or context."
+        for key in ("group_by", "text_field"):
+            if key in spec and not spec[key].startswith(prefixes):
+                yield ("signals", name, key), "must start with properties. or context."
 
-    for name, spec in document["moments"].items():
-        sources = [spec["from"]] if isinstance(spec["from"], str) else spec["from"]
-        for index, source in enumerate(sources):
+    def moment(name: str, spec: dict[str, Any]) -> Problems:
+        single = isinstance(spec["from"], str)
+        for index, source in enumerate([spec["from"]] if single else spec["from"]):
             if source not in signals:
                 path: tuple[PathItem, ...] = ("moments", name, "from")
-                if not isinstance(spec["from"], str):
-                    path += (index,)
-                yield path, f"names no signal: {source!r} (signals: {_listing(signals)})"
+                yield (
+                    (path if single else (*path, index)),
+                    (f"names no signal: {source!r} (signals: {_listing(signals)})"),
+                )
         if _is_zero(spec["half_life"]):
             yield ("moments", name, "half_life"), "must be longer than 0"
 
-    for name, spec in document["actions"].items():
-        if spec["moment"] not in moments:
+    def action(name: str, spec: dict[str, Any]) -> Problems:
+        if spec.get("moment") not in moments:
             yield (
                 ("actions", name, "moment"),
-                f"names no moment: {spec['moment']!r} (moments: {_listing(moments)})",
+                (f"names no moment: {spec.get('moment')!r} (moments: {_listing(moments)})"),
             )
-        for index, channel in enumerate(spec["channels"]):
+        for index, channel in enumerate(spec.get("channels", [])):
             if channel not in channels:
                 yield (
                     ("actions", name, "channels", index),
-                    f"names no channel: {channel!r} (channels: {_listing(channels)})",
+                    (f"names no channel: {channel!r} (channels: {_listing(channels)})"),
                 )
-        if spec["category"] not in categories:
+        if spec.get("category") not in categories:
             yield (
                 ("actions", name, "category"),
-                f"names no category: {spec['category']!r} (categories: {_listing(categories)})",
+                (
+                    f"names no category: {spec.get('category')!r} "
+                    f"(categories: {_listing(categories)})"
+                ),
             )
 
-    quiet = document.get("quiet_hours", {})
-    for index, channel in enumerate(quiet.get("except_channels", [])):
-        if channel not in channels:
-            yield ("quiet_hours", "except_channels", index), f"names no channel: {channel!r}"
-    for index, category in enumerate(quiet.get("except_categories", [])):
-        if category not in categories:
-            yield ("quiet_hours", "except_categories", index), f"names no category: {category!r}"
+    def quiet_hours(key: str, values: Any) -> Problems:
+        known = {"except_channels": channels, "except_categories": categories}.get(key)
+        if known is None or not isinstance(values, list):
+            return
+        for index, value in enumerate(values):
+            if value not in known:
+                yield ("quiet_hours", key, index), f"names no {key[7:-1]}: {value!r}"
 
-    for index, cap in enumerate(document.get("caps", [])):
-        match = cap.get("match", {})
+    def cap(index: int, spec: dict[str, Any]) -> Problems:
+        match = spec.get("match", {})
         for key, known in (("channel", channels), ("category", categories), ("action", actions)):
             if key in match and match[key] not in known:
                 yield ("caps", index, "match", key), f"names no {key}: {match[key]!r}"
-        if _is_zero(cap["window"]):
+        if _is_zero(spec["window"]):
             yield ("caps", index, "window"), "must be longer than 0"
 
-    for index, rule in enumerate(document.get("suppressions", [])):
-        if "signal" in rule["when"] and rule["when"]["signal"] not in signals:
+    def suppression(index: int, rule: dict[str, Any]) -> Problems:
+        when = rule.get("when", {})
+        if "signal" in when and when["signal"] not in signals:
             yield (
                 ("suppressions", index, "when", "signal"),
-                (f"names no signal: {rule['when']['signal']!r}"),
+                (f"names no signal: {when['signal']!r}"),
             )
         suppress = rule.get("suppress", {})
         for key, known in (("channel", channels), ("category", categories), ("action", actions)):
@@ -246,17 +341,35 @@ def _reference_problems(document: dict[str, Any]) -> Iterator[tuple[tuple[PathIt
                 if value not in known:
                     yield ("suppressions", index, "suppress", key), f"names no {key}: {value!r}"
         same = suppress.get("same")
-        if same is not None and not same.startswith(("properties.", "context.")):
+        if same is not None and not same.startswith(prefixes):
             yield (
                 ("suppressions", index, "suppress", "same"),
                 ("must start with properties. or context."),
             )
 
-    identity = document.get("identity", {})
-    for kind, patterns in identity.get("blocked", {}).items():
+    def blocked(kind: str, patterns: list[str]) -> Problems:
         for index, pattern in enumerate(patterns):
             if not pattern.strip():
                 yield ("identity", "blocked", kind, index), "an empty pattern blocks nothing"
+
+    identity = document.get("identity")
+    yield from _each(_items(document, "signals"), signal)
+    yield from _each(_items(document, "moments"), moment)
+    yield from _each(_items(document, "actions"), action)
+    yield from _each(_items(document, "quiet_hours"), quiet_hours)
+    yield from _each(_items(document, "caps"), cap)
+    yield from _each(_items(document, "suppressions"), suppression)
+    if isinstance(identity, dict):
+        yield from _each(_items(identity, "blocked"), blocked)
+
+
+def _names_in(section: Any) -> list[str]:
+    """The names a section defines; nothing when it is not the shape it should be."""
+    if isinstance(section, dict):
+        return [str(k) for k in section]
+    if isinstance(section, list):
+        return [v for v in section if isinstance(v, str)]
+    return []
 
 
 def _is_timezone(name: str) -> bool:

@@ -55,11 +55,73 @@ def test_every_bad_field_is_reported_with_its_path_and_line(reference_policy_pat
     assert "loan_intnt" in problems["actions.loan_offer.moment"].message
 
 
-def test_a_typo_in_a_field_name_is_an_error_not_ignored(reference_policy_path):
+def test_a_typo_in_a_field_name_is_reported_on_its_own_line(reference_policy_path):
     text = reference_policy_path.read_text().replace("cooldown: 3d", "cooldwon: 3d")
-    (problem,) = _problems(text)
-    assert problem.path == ("actions", "product_nudge")
-    assert "cooldwon" in problem.message
+    text = text.replace("defaults:", "defualts:")
+    problems = {p.path: p for p in _problems(text)}
+    typo = problems[("actions", "product_nudge", "cooldwon")]
+    assert "cooldwon" in text.splitlines()[typo.line - 1]
+    assert "unknown field" in typo.message
+    assert text.splitlines()[problems[("defualts",)].line - 1].startswith("defualts")
+
+
+def test_every_broken_reference_is_reported_even_beside_malformed_entries(
+    reference_policy_path,
+):
+    text = reference_policy_path.read_text()
+    text = text.replace(
+        "stuck:           {from: [help_search_friction, payment_failed], "
+        "value: 80, half_life: 30m}",
+        "stuck: 5",
+    )
+    text = text.replace("moment: loan_intent", "moment: loan_intnt")
+    text = text.replace("category: service", "category: servce")
+    paths = {p.path for p in _problems(text)}
+    assert ("moments", "stuck") in paths
+    assert ("actions", "loan_offer", "moment") in paths
+    assert ("actions", "help_offer", "category") in paths
+
+
+def test_a_section_of_the_wrong_shape_gives_one_error_not_a_cascade(reference_policy_path):
+    text = reference_policy_path.read_text().replace(
+        "channels: [email, sms, push, in_app, agent]", "channels: email"
+    )
+    problems = _problems(text)
+    assert [p.path for p in problems if p.path[:1] == ("channels",)] == [("channels",)]
+    assert not any("(channels: a, e" in p.message for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path"),
+    [
+        (
+            "value: 40, half_life: 2d",
+            "value: .nan, half_life: 2d",
+            ("moments", "browse_intent", "value"),
+        ),
+        (
+            "value: 40, half_life: 2d",
+            "value: .inf, half_life: 2d",
+            ("moments", "browse_intent", "value"),
+        ),
+        (
+            "value: 40, half_life: 2d",
+            "value: 1e400, half_life: 2d",
+            ("moments", "browse_intent", "value"),
+        ),
+        (
+            "value: 40, half_life: 2d",
+            "value: 40, half_life: 99999999d",
+            ("moments", "browse_intent", "half_life"),
+        ),
+        ("after: 180d", "after: 3000000d", ("signals", "gone_quiet_after_test_drive", "after")),
+    ],
+)
+def test_numbers_and_durations_that_would_break_the_engine_are_refused(
+    reference_policy_path, old, new, path
+):
+    text = reference_policy_path.read_text().replace(old, new, 1)
+    assert path in {p.path for p in _problems(text)}
 
 
 def test_yaml_syntax_errors_name_their_line():
