@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
+import schemas
 from operators.policy import Policy
 from operators.policy_load import PolicyError, load_policy
 from operators.timefmt import InvalidTimestamp, parse_ms
@@ -32,6 +34,11 @@ def read_policy(path: str) -> Policy:
 
 
 def _timestamp(text: str) -> int:
+    pattern = schemas.load("event")["properties"]["timestamp"]["pattern"]
+    if re.fullmatch(pattern, text) is None:
+        raise argparse.ArgumentTypeError(
+            f"not an RFC 3339 timestamp: {text!r} (e.g. 2026-11-20T10:15:00Z)"
+        )
     try:
         return parse_ms(text)
     except (InvalidTimestamp, ValueError):
@@ -57,6 +64,9 @@ def _replay(args: argparse.Namespace) -> int:
     events = Path(args.events)
     if not events.is_file():
         raise CommandError(f"no events file at {events}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out {out} is a file, not a directory")
     summary = replay(
         policy, events, Path(args.out), args.until, progress=None if args.quiet else stderr_progress
     )

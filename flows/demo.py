@@ -43,7 +43,8 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"policy: {policy_path} (version {policy.version})")
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="concierge-demo-") as tmp:
         print(f"embedded broker (Tansu) on {broker.bootstrap}")
-        settings = KafkaSettings(broker.bootstrap, "concierge.", {}, partitions=3)
+        # The demo owns the broker and stops it: its clients need not report the goodbye.
+        settings = KafkaSettings(broker.bootstrap, "concierge.", {"log_level": "0"}, partitions=3)
         ensure_topics(settings, settings.input_topics() + settings.output_topics(policy))
 
         started = time.monotonic()

@@ -100,6 +100,8 @@ def client_properties(flags: list[str], environ: Mapping[str, str]) -> dict[str,
         name, sep, value = flag.partition("=")
         if not sep or not name.strip():
             raise ValueError(f"-X takes PROPERTY=VALUE, not {flag!r}")
+        if not _is_property(name.strip(), value):
+            raise ValueError(f"-X {name.strip()}: not a librdkafka property")
         properties[name.strip()] = value
     return properties
 
@@ -194,6 +196,7 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
         ok: list[Event] = []
         bad: list[str] = []
         now = time.time()
+        now_ms = int(now * 1000)
         ingest = self._ingestor.ingest
         caught_up = self._caught_up
         for message in messages:
@@ -213,7 +216,8 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
             record = ingest(
                 message.value() or b"",
                 Origin(topic=self._topic, partition=self._index, offset=offset, key=message.key()),
-                None if kind == TIMESTAMP_NOT_AVAILABLE else stamp,
+                # A producer sets its own CreateTime: it bounds the future only up to now.
+                None if kind == TIMESTAMP_NOT_AVAILABLE else min(stamp, now_ms),
                 now,
             )
             if isinstance(record, Event):

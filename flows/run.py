@@ -163,7 +163,14 @@ def run(
     """Run the dataflow against Kafka until SIGTERM/SIGINT (or the end, with ``stop_at_end``)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if metrics_port:
-        metrics.serve(metrics_port)
+        try:
+            metrics.serve(metrics_port)
+        except OSError as err:
+            print(
+                f"concierge run: cannot serve metrics on port {metrics_port}: {err.strerror}",
+                file=sys.stderr,
+            )
+            return 2
         log.info("metrics on http://0.0.0.0:%d/metrics", metrics_port)
     created = ensure_topics(settings, settings.input_topics() + settings.output_topics(policy))
     if created:

@@ -194,6 +194,10 @@ def _explain(err: Any, data: dict[str, Any]) -> tuple[str, str]:
             else []
         )
         message = f"identifiers has unknown names {unknown}; known: {', '.join(KNOWN_IDENTIFIERS)}"
+    elif kind == "Required" and message.startswith('"'):
+        missing = message.split('"')[1]
+        path = f"{path}.{missing}" if path else missing
+        message = f"{path} is required"
     elif path == "timestamp" and kind == "Pattern":
         message = "timestamp must be RFC 3339 with an offset or Z, e.g. 2026-11-20T10:15:00Z"
     elif path:

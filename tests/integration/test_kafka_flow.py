@@ -124,6 +124,7 @@ def test_metrics_count_every_record_and_sigterm_stops_cleanly(topics, flows, pol
     assert metrics['concierge_decisions_total{outcome="sent"}'] == 2
     assert metrics['concierge_actions_total{channel="push"}'] == 1
     assert metrics["concierge_event_to_action_latency_seconds_count"] == 2
+    assert metrics["concierge_processing_latency_seconds_count"] == 2
 
     code, took = flow.terminate()
     assert code == 0, flow.output()

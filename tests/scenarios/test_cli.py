@@ -111,3 +111,48 @@ def test_run_against_an_unreachable_broker_fails_with_a_message(reference_policy
     )
     assert done.returncode == 1
     assert "cannot list topics" in done.stderr
+
+
+def test_a_bad_client_property_or_out_path_is_a_message_not_a_traceback(
+    tmp_path, reference_policy_path
+):
+    done = concierge(
+        "run",
+        "--policy",
+        str(reference_policy_path),
+        "--brokers",
+        "127.0.0.1:1",
+        "-X",
+        "no.such.prop=1",
+    )
+    assert done.returncode == 2 and "no.such.prop" in done.stderr
+    assert "Traceback" not in done.stderr
+    events = write_jsonl(tmp_path / "e.jsonl", [event_dict("a", "2026-11-20T10:00:00Z")])
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    done = concierge(
+        "replay",
+        "--policy",
+        str(reference_policy_path),
+        "--events",
+        str(events),
+        "--out",
+        str(not_a_dir),
+    )
+    assert done.returncode == 2 and "not a directory" in done.stderr
+
+
+def test_until_takes_the_same_timestamps_events_do(tmp_path, reference_policy_path):
+    events = write_jsonl(tmp_path / "e.jsonl", [event_dict("a", "2026-11-20T10:00:00Z")])
+    done = concierge(
+        "replay",
+        "--policy",
+        str(reference_policy_path),
+        "--events",
+        str(events),
+        "--out",
+        str(tmp_path / "out"),
+        "--until",
+        "2026-11-20 10:30:00+00:00",
+    )
+    assert done.returncode == 2 and "RFC 3339" in done.stderr

@@ -74,8 +74,8 @@ def test_a_json_value_that_is_not_an_object_is_rejected(policy):
 @pytest.mark.parametrize(
     ("change", "path"),
     [
-        (lambda r: r.pop("event_id"), "(event)"),
-        (lambda r: r.pop("identifiers"), "(event)"),
+        (lambda r: r.pop("event_id"), "event_id"),
+        (lambda r: r.pop("identifiers"), "identifiers"),
         (lambda r: r.update(identifiers={}), "identifiers"),
         (lambda r: r.update(identifiers={"email": "  ", "phone": ""}), "identifiers"),
         (lambda r: r.update(identifiers={"emial": "a@b.c"}), "identifiers"),
