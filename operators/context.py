@@ -281,3 +281,59 @@ def _unique_events(entries: list[tuple[int, str]]) -> list[tuple[int, str]]:
 
 def _worth(moment: OpenMoment, half_life: int, now: int) -> float:
     return decayed(moment.value, now - moment.opened_at, half_life)
+
+
+STATE_FORMAT = 1
+
+
+def state_to_record(state: CustomerState) -> dict[str, Any]:
+    """A customer's context as plain JSON-ready data: safe to send between processes
+    (a merge moves it to the surviving profile) and readable by a person."""
+    return {
+        "format": STATE_FORMAT,
+        "customer_id": state.customer_id,
+        "windows": [
+            [signal, group, [list(e) for e in events]]
+            for (signal, group), events in state.windows.items()
+        ],
+        "pending": [[name, p.due, p.started_by] for name, p in state.pending.items()],
+        "moments": [
+            [
+                name,
+                group,
+                m.value,
+                m.opened_at,
+                m.opening_event,
+                list(m.signals),
+                list(m.triggered_by),
+            ]
+            for (name, group), m in state.moments.items()
+        ],
+        "consent": [
+            [purpose, channel, granted, list(order)]
+            for (purpose, channel), (granted, order) in state.consent.items()
+        ],
+        "last_sent": [[action, group, at] for (action, group), at in state.last_sent.items()],
+        "last_event_at": state.last_event_at,
+        "seq": state.seq,
+    }
+
+
+def state_from_record(record: dict[str, Any]) -> CustomerState:
+    """The inverse of :func:`state_to_record`."""
+    if record.get("format") != STATE_FORMAT:
+        raise ValueError(f"unknown customer state format {record.get('format')!r}")
+    state = CustomerState(record["customer_id"])
+    state.windows = {
+        (s, g): [(int(t), str(e)) for t, e in events] for s, g, events in record["windows"]
+    }
+    state.pending = {name: PendingAbsence(due, by) for name, due, by in record["pending"]}
+    state.moments = {
+        (name, group): OpenMoment(float(value), opened, opening, tuple(signals), tuple(triggers))
+        for name, group, value, opened, opening, signals, triggers in record["moments"]
+    }
+    state.consent = {(p, c): (bool(g), (int(o[0]), int(o[1]))) for p, c, g, o in record["consent"]}
+    state.last_sent = {(a, g): int(at) for a, g, at in record["last_sent"]}
+    state.last_event_at = record["last_event_at"]
+    state.seq = record["seq"]
+    return state

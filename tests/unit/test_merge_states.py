@@ -67,3 +67,25 @@ def test_cooldowns_keep_the_latest_send_and_timers_the_latest_activity(policy):
     merge_states(policy, one, two)
     assert one.last_sent[("product_nudge", "p-42")] == 5
     assert one.pending["inactive"].due == two.pending["inactive"].due
+
+
+def test_a_state_survives_its_json_record_unchanged(policy):
+    import orjson
+
+    from operators.context import state_from_record, state_to_record
+
+    state = customer(
+        policy,
+        consent("2026-11-19T09:00:00Z", "sms", False),
+        view("2026-11-20T10:00:00Z", "a"),
+        view("2026-11-21T10:00:00Z", "b"),
+        view("2026-11-22T10:00:00Z", "c"),
+        make_event("checkout_started", "2026-11-22T11:00:00Z"),
+    )
+    state.last_sent[("help_offer", None)] = 5
+    assert state.moments and state.pending and state.consent and state.windows
+    record = orjson.loads(orjson.dumps(state_to_record(state)))
+    restored = state_from_record(record)
+    assert state_to_record(restored) == state_to_record(state)
+    later = view("2026-11-23T10:00:00Z", "d")
+    assert handle_event(policy, restored, later) == handle_event(policy, state, later)
