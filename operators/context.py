@@ -47,6 +47,7 @@ class CustomerState:
     their signal needs, moments one per kind and group."""
 
     __slots__ = (
+        "cancelled_at",
         "consent",
         "customer_id",
         "last_event_at",
@@ -61,6 +62,8 @@ class CustomerState:
         self.customer_id = customer_id
         self.windows: dict[tuple[str, Group], list[tuple[int, str]]] = {}
         self.pending: dict[str, PendingAbsence] = {}
+        self.cancelled_at: dict[str, int] = {}
+        """Absence signal -> the latest time an event it awaits (``unless``) was seen."""
         self.moments: dict[tuple[str, Group], OpenMoment] = {}
         self.consent: dict[tuple[str, str], tuple[bool, tuple[int, int]]] = {}
         """(purpose, channel) -> (granted, (event time, sequence)) of the latest word."""
@@ -133,6 +136,8 @@ def watch_absences(state: CustomerState, signals: tuple[AbsenceSignal, ...], eve
     for signal in signals:
         if signal.unless is None or event.type in signal.unless:
             state.pending.pop(signal.name, None)
+            if event.time > state.cancelled_at.get(signal.name, -1):
+                state.cancelled_at[signal.name] = event.time
         if signal.on is None or event.type in signal.on:
             state.pending[signal.name] = PendingAbsence(event.time + signal.after, event.event_id)
 
@@ -223,10 +228,9 @@ def merge_states(policy: Policy, survivor: CustomerState, retired: CustomerState
         signal = policy.counting.get(key[0])
         keep = signal.at_least if signal is not None else len(merged)
         survivor.windows[key] = _unique_events(merged)[-keep:]
-    for name, pending in retired.pending.items():
-        mine = survivor.pending.get(name)
-        if mine is None or pending.due > mine.due:
-            survivor.pending[name] = pending
+    survivor.pending = _surviving_absences(policy, survivor, retired)
+    for name, at in retired.cancelled_at.items():
+        survivor.cancelled_at[name] = max(at, survivor.cancelled_at.get(name, at))
     now = max(survivor.last_event_at or 0, retired.last_event_at or 0)
     for key, moment in retired.moments.items():
         mine_moment = survivor.moments.get(key)
@@ -243,6 +247,23 @@ def merge_states(policy: Policy, survivor: CustomerState, retired: CustomerState
     if retired.last_event_at is not None:
         survivor.last_event_at = now
     survivor.seq = max(survivor.seq, retired.seq)
+
+
+def _surviving_absences(
+    policy: Policy, one: CustomerState, other: CustomerState
+) -> dict[str, PendingAbsence]:
+    """A pending absence survives unless the other profile saw what it awaits after it
+    started; of two survivors, the later start wins."""
+    after = {signal.name: signal.after for signal in policy.absence_signals}
+    kept: dict[str, PendingAbsence] = {}
+    for mine, theirs in ((one, other), (other, one)):
+        for name, pending in mine.pending.items():
+            started = pending.due - after.get(name, 0)
+            if theirs.cancelled_at.get(name, -1) >= started:
+                continue
+            if name not in kept or pending.due > kept[name].due:
+                kept[name] = pending
+    return kept
 
 
 def _restrictive_consent(
@@ -314,6 +335,7 @@ def state_to_record(state: CustomerState) -> dict[str, Any]:
             for (purpose, channel), (granted, order) in state.consent.items()
         ],
         "last_sent": [[action, group, at] for (action, group), at in state.last_sent.items()],
+        "cancelled_at": [[name, at] for name, at in state.cancelled_at.items()],
         "last_event_at": state.last_event_at,
         "seq": state.seq,
     }
@@ -334,6 +356,7 @@ def state_from_record(record: dict[str, Any]) -> CustomerState:
     }
     state.consent = {(p, c): (bool(g), (int(o[0]), int(o[1]))) for p, c, g, o in record["consent"]}
     state.last_sent = {(a, g): int(at) for a, g, at in record["last_sent"]}
+    state.cancelled_at = {name: int(at) for name, at in record["cancelled_at"]}
     state.last_event_at = record["last_event_at"]
     state.seq = record["seq"]
     return state

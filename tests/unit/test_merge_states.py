@@ -89,3 +89,15 @@ def test_a_state_survives_its_json_record_unchanged(policy):
     assert state_to_record(restored) == state_to_record(state)
     later = view("2026-11-23T10:00:00Z", "d")
     assert handle_event(policy, restored, later) == handle_event(policy, state, later)
+
+
+def test_an_awaited_event_on_either_profile_cancels_the_other_profiles_timer(policy):
+    checkout = customer(policy, make_event("checkout_started", "2026-11-20T10:00:00Z"))
+    bought_elsewhere = customer(policy, make_event("purchase", "2026-11-20T10:05:00Z"))
+    merge_states(policy, checkout, bought_elsewhere)
+    assert "checkout_abandoned" not in checkout.pending
+
+    checkout = customer(policy, make_event("checkout_started", "2026-11-20T10:00:00Z"))
+    bought_before = customer(policy, make_event("purchase", "2026-11-20T09:00:00Z"))
+    merge_states(policy, checkout, bought_before)
+    assert "checkout_abandoned" in checkout.pending

@@ -1,0 +1,112 @@
+"""A customer's side of a profile merge, which crosses customers.
+
+When the identity graph merges profile A into B, A's context has to reach B
+before B decides anything more. The dataflow cannot send it from A's step to
+B's directly, so it travels as a *transfer* record: A is told to retire and
+hands over its context; B is told to adopt A and holds its own events back
+until A's context has arrived and been folded in. Merge ids make this safe
+under at-least-once delivery: a transfer that comes twice is folded in once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from operators.context import CustomerState, merge_states, state_from_record, state_to_record
+from operators.customer import fire_due, handle_event
+from operators.decide import Output
+from operators.model import Event
+from operators.policy import Policy
+
+
+@dataclass(frozen=True, slots=True)
+class Retire:
+    """Tell a profile it was merged into ``into``: hand over the context and stop."""
+
+    merge_id: str
+    into: str
+
+
+@dataclass(frozen=True, slots=True)
+class Adopt:
+    """Tell a profile that ``retired`` was merged into it: wait for its context."""
+
+    merge_id: str
+    retired: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """A retired profile's context on its way to the survivor."""
+
+    merge_id: str
+    retired: str
+    survivor: str
+    state: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Journey:
+    """One customer's context plus the merges it is waiting for and the events it holds
+    back meanwhile."""
+
+    state: CustomerState
+    awaiting: set[str] = field(default_factory=set)
+    held: list[Event] = field(default_factory=list)
+    adopted: set[str] = field(default_factory=set)
+    """Merge ids already folded in (so a repeated transfer changes nothing)."""
+    retiring: Retire | None = None
+    """A retirement that waits for this profile's own pending merges to complete."""
+    retired: bool = False
+
+    def on_event(self, policy: Policy, event: Event) -> list[Output]:
+        if self.awaiting:
+            self.held.append(event)
+            return []
+        return handle_event(policy, self.state, event)
+
+    def on_adopt(self, adopt: Adopt) -> None:
+        if adopt.merge_id not in self.adopted:
+            self.awaiting.add(adopt.merge_id)
+
+    def on_transfer(
+        self, policy: Policy, transfer: Transfer
+    ) -> tuple[list[Output], Transfer | None]:
+        """Fold the retired context in; once nothing else is awaited, handle what was held
+        (and, if this profile is itself retiring, hand everything over)."""
+        if transfer.merge_id in self.adopted or self.retired:
+            return [], None
+        merge_states(policy, self.state, state_from_record(transfer.state))
+        self.adopted.add(transfer.merge_id)
+        self.awaiting.discard(transfer.merge_id)
+        if self.awaiting:
+            return [], None
+        held, self.held = self.held, []
+        outputs: list[Output] = []
+        for event in held:
+            outputs.extend(handle_event(policy, self.state, event))
+        if self.retiring is not None:
+            return outputs, self._hand_over(self.retiring)
+        return outputs, None
+
+    def on_retire(self, retire: Retire) -> Transfer | None:
+        """Hand the context over, or, while this profile still waits for a merge of its
+        own, once that is done (its held events are its own history)."""
+        if self.awaiting:
+            self.retiring = retire
+            return None
+        return self._hand_over(retire)
+
+    def _hand_over(self, retire: Retire) -> Transfer:
+        self.retired = True
+        self.retiring = None
+        return Transfer(
+            retire.merge_id, self.state.customer_id, retire.into, state_to_record(self.state)
+        )
+
+    def fire_due(self, policy: Policy, until: int, inclusive: bool) -> list[Output]:
+        """Timers wait while a merge is pending: the merged context may cancel them."""
+        if self.awaiting or self.retired:
+            return []
+        return fire_due(policy, self.state, until, inclusive)

@@ -1,0 +1,80 @@
+"""A customer's side of a merge (operators/merging.py)."""
+
+from operators.context import CustomerState, has_consent
+from operators.merging import Adopt, Journey, Retire
+from operators.model import Action
+from operators.timefmt import parse_ms
+from tests.conftest import make_event
+
+GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
+
+
+def journey(policy, name, *events):
+    j = Journey(CustomerState(name))
+    for event in events:
+        j.on_event(policy, event)
+    return j
+
+
+def view(at, event_id):
+    return make_event("product_view", at, {"product_id": "p-42"}, event_id=event_id)
+
+
+def test_the_survivor_holds_its_events_until_the_retired_context_arrives(policy):
+    web = journey(
+        policy, "cus_web", view("2026-11-20T10:00:00Z", "w1"), view("2026-11-21T10:00:00Z", "w2")
+    )
+    store = journey(
+        policy, "cus_store", make_event("consent_changed", "2026-11-19T09:00:00Z", GRANT)
+    )
+    web.on_adopt(Adopt("m1", "cus_store"))
+    assert web.on_event(policy, view("2026-11-22T10:00:00Z", "w3")) == []
+    transfer = store.on_retire(Retire("m1", "cus_web"))
+    assert transfer is not None and store.retired
+    outputs, handed = web.on_transfer(policy, transfer)
+    assert handed is None
+    (action,) = [o for o in outputs if isinstance(o, Action)]
+    assert action.triggered_by == ("w1", "w2", "w3")
+    assert has_consent(web.state, "marketing", "push")
+
+
+def test_a_transfer_delivered_twice_is_folded_in_once(policy):
+    web = journey(policy, "cus_web")
+    store = journey(policy, "cus_store", view("2026-11-20T10:00:00Z", "s1"))
+    web.on_adopt(Adopt("m1", "cus_store"))
+    transfer = store.on_retire(Retire("m1", "cus_web"))
+    web.on_transfer(policy, transfer)
+    before = dict(web.state.windows)
+    web.on_adopt(Adopt("m1", "cus_store"))
+    assert not web.awaiting
+    assert web.on_transfer(policy, transfer) == ([], None)
+    assert web.state.windows == before
+
+
+def test_timers_wait_while_a_merge_is_pending(policy):
+    web = journey(
+        policy,
+        "cus_web",
+        make_event("consent_changed", "2026-11-20T09:00:00Z", GRANT),
+        make_event("checkout_started", "2026-11-20T10:00:00Z"),
+    )
+    web.on_adopt(Adopt("m1", "cus_store"))
+    next_day = parse_ms("2026-11-21T10:00:00Z")
+    assert web.fire_due(policy, next_day, inclusive=True) == []
+    store = journey(policy, "cus_store", make_event("purchase", "2026-11-20T10:10:00Z"))
+    web.on_transfer(policy, store.on_retire(Retire("m1", "cus_web")))
+    # The purchase on the other profile came after the checkout: no cart reminder.
+    assert web.fire_due(policy, next_day, inclusive=True) == []
+    assert "checkout_abandoned" not in web.state.pending
+
+
+def test_a_profile_retiring_while_it_waits_hands_over_after_its_own_merge(policy):
+    middle = journey(policy, "cus_mid", view("2026-11-20T10:00:00Z", "m1"))
+    middle.on_adopt(Adopt("first", "cus_old"))
+    middle.on_event(policy, view("2026-11-21T10:00:00Z", "m2"))
+    assert middle.on_retire(Retire("second", "cus_final")) is None
+    old = journey(policy, "cus_old", view("2026-11-19T10:00:00Z", "o1"))
+    _, handed = middle.on_transfer(policy, old.on_retire(Retire("first", "cus_mid")))
+    assert handed is not None and handed.survivor == "cus_final" and middle.retired
+    events = [e for _, e in handed.state["windows"][0][2]]
+    assert events == ["o1", "m1", "m2"]
