@@ -18,9 +18,8 @@ from bytewax.operators import StatefulBatchLogic
 
 from flows.metrics import CUSTOMERS
 from operators.context import CustomerState
-from operators.customer import fire_due, handle_event
 from operators.decide import Output
-from operators.identity import resolve_customer
+from operators.merging import Adopt, Journey, Retire, Transfer
 from operators.model import Decision, Event
 from operators.policy import Policy
 from operators.records import Emitted
@@ -79,39 +78,60 @@ class JourneyConfig:
     """Kafka mode: how far the input has been read, which holds timers back while catching up."""
 
 
-class CustomerLogic(StatefulBatchLogic[Event, Emitted, bytes]):
+JourneyInput = tuple[str, Event | Adopt | Retire | Transfer]
+"""(canonical customer id, item): the step's key travels with each item so a new
+customer's logic knows who it is."""
+JourneyOutput = Emitted | Transfer
+
+
+class CustomerLogic(StatefulBatchLogic[JourneyInput, JourneyOutput, bytes]):
     """One customer's context and decisions inside the dataflow."""
 
     def __init__(self, config: JourneyConfig, resume: bytes | None) -> None:
         self._config = config
-        self._state: CustomerState | None = pickle.loads(resume) if resume is not None else None
+        self._journey: Journey | None = pickle.loads(resume) if resume is not None else None
         CUSTOMERS.inc()
 
-    def on_batch(self, values: list[Event]) -> tuple[Iterable[Emitted], bool]:
+    def on_batch(self, values: list[JourneyInput]) -> tuple[Iterable[JourneyOutput], bool]:
         policy = self._config.policy
-        state = self._state
-        if state is None:
-            state = self._state = CustomerState(
-                resolve_customer(values[0], policy.identifier_order)
-            )
-        emitted: list[Emitted] = []
-        for event in values:
-            line = event.origin.line if event.origin.line is not None else 0
-            outputs = handle_event(policy, state, event)
-            emitted.extend(
-                Emitted(output, (0, line, "", n), event.received_at)
-                for n, output in enumerate(outputs)
-            )
-        return emitted, StatefulBatchLogic.RETAIN
+        journey = self._journey
+        if journey is None:
+            journey = self._journey = Journey(CustomerState(values[0][0]))
+        out: list[JourneyOutput] = []
+        for _, item in values:
+            if isinstance(item, Event):
+                line = item.origin.line if item.origin.line is not None else 0
+                outputs = journey.on_event(policy, item)
+                out.extend(
+                    Emitted(o, (0, line, "", n), item.received_at) for n, o in enumerate(outputs)
+                )
+            elif isinstance(item, (Adopt, Transfer)):
+                held = [e.origin.line or 0 for e in journey.held]
+                if isinstance(item, Adopt):
+                    outputs, handed = journey.on_adopt(policy, item)
+                else:
+                    outputs, handed = journey.on_transfer(policy, item)
+                line = max(held, default=0)
+                out.extend(Emitted(o, (0, line, "", n), 0.0) for n, o in enumerate(outputs))
+                if handed is not None:
+                    out.append(handed)
+            else:
+                handed = journey.on_retire(item)
+                if handed is not None:
+                    out.append(handed)
+        if journey.retired:
+            CUSTOMERS.dec()
+            return out, StatefulBatchLogic.DISCARD
+        return out, StatefulBatchLogic.RETAIN
 
-    def on_notify(self) -> tuple[Iterable[Emitted], bool]:
-        if self._state is None or not self._config.wall_clock_timers:
+    def on_notify(self) -> tuple[Iterable[JourneyOutput], bool]:
+        if self._journey is None or not self._config.wall_clock_timers:
             return (), StatefulBatchLogic.RETAIN
         until = self._config.frontier.safe_until(int(time.time() * 1000))
-        return self._fired(fire_due(self._config.policy, self._state, until, inclusive=True))
+        return self._fired(self._journey.fire_due(self._config.policy, until, inclusive=True))
 
-    def on_eof(self) -> tuple[Iterable[Emitted], bool]:
-        if self._state is None:
+    def on_eof(self) -> tuple[Iterable[JourneyOutput], bool]:
+        if self._journey is None:
             return (), StatefulBatchLogic.RETAIN
         if self._config.wall_clock_timers:
             if self._config.frontier.interrupted:
@@ -121,13 +141,13 @@ class CustomerLogic(StatefulBatchLogic[Event, Emitted, bytes]):
             if self._config.end_of_input.at is None:
                 return (), StatefulBatchLogic.RETAIN
             end = self._config.end_of_input.at
-        return self._fired(fire_due(self._config.policy, self._state, end, inclusive=True))
+        return self._fired(self._journey.fire_due(self._config.policy, end, inclusive=True))
 
     def notify_at(self) -> datetime | None:
-        if self._state is None or not self._config.wall_clock_timers:
+        if self._journey is None or not self._config.wall_clock_timers:
             return None
-        due = self._state.next_due()
-        if due is None:
+        due = self._journey.state.next_due()
+        if due is None or self._journey.awaiting:
             return None
         now = int(time.time() * 1000)
         if due <= now and due > self._config.frontier.safe_until(now):
@@ -135,11 +155,11 @@ class CustomerLogic(StatefulBatchLogic[Event, Emitted, bytes]):
         return datetime.fromtimestamp(due / 1000, UTC)
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self._state, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(self._journey, protocol=pickle.HIGHEST_PROTOCOL)
 
-    def _fired(self, outputs: list[Output]) -> tuple[Iterable[Emitted], bool]:
-        assert self._state is not None
-        customer = self._state.customer_id
+    def _fired(self, outputs: list[Output]) -> tuple[Iterable[JourneyOutput], bool]:
+        assert self._journey is not None
+        customer = self._journey.state.customer_id
         emitted = [
             Emitted(output, (1, _at(output), customer, n), 0.0) for n, output in enumerate(outputs)
         ]

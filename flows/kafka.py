@@ -31,10 +31,20 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from flows import metrics
 from flows.customer import InputFrontier
+from flows.identity import LoopCounters
 from operators.ingest import Ingestor
+from operators.merging import Transfer
 from operators.model import DeadLetter, Event, Origin
 from operators.policy import Policy
-from operators.records import ACTIONS_PREFIX, AUDIT, DEAD_LETTERS, DECISIONS, OutRecord
+from operators.records import (
+    ACTIONS_PREFIX,
+    AUDIT,
+    DEAD_LETTERS,
+    DECISIONS,
+    TRANSFERS,
+    OutRecord,
+    decode_transfer,
+)
 
 log = logging.getLogger("concierge.kafka")
 
@@ -69,12 +79,16 @@ class KafkaSettings:
     def feedback_topic(self) -> str:
         return self.prefix + "feedback"
 
+    def transfers_topic(self) -> str:
+        """Internal: merged profiles' contexts on their way back into the flow."""
+        return self.prefix + TRANSFERS
+
     def input_topics(self) -> list[str]:
         return [self.events_topic(), self.feedback_topic()]
 
     def output_topics(self, policy: Policy) -> list[str]:
         streams = [ACTIONS_PREFIX + channel for channel in policy.channels]
-        streams += [DECISIONS, DEAD_LETTERS, AUDIT]
+        streams += [DECISIONS, DEAD_LETTERS, AUDIT, TRANSFERS]
         return [self.prefix + stream for stream in streams]
 
 
@@ -153,8 +167,11 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
         resume: SourceState | None,
         stop_at_end: bool,
         frontier: InputFrontier,
+        loop: LoopCounters,
     ) -> None:
         offset, clock = resume if resume is not None else (OFFSET_BEGINNING, None)
+        self._loop = loop
+        loop.inputs_open += 1
         self._offset = offset
         self._topic = topic
         self._index = index
@@ -190,6 +207,7 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
             raise StopIteration
         if self._done:
             self._frontier.update(self._name, self._ingestor.clock, caught_up=True)
+            self._loop.inputs_open -= 1
             raise StopIteration
         messages = self._consumer.consume(CONSUME_BATCH, 0)
         batch: list[Event | DeadLetter] = []
@@ -228,6 +246,7 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
             self._offset = (offset if offset is not None else self._offset) + 1
             caught_up = False
         metrics.count_ingested(ok, bad, self._known)
+        self._loop.events_read += len(ok)
         self._awake = None if messages else datetime.now(UTC) + IDLE_POLL
         self._caught_up = caught_up
         self._frontier.update(self._name, self._ingestor.clock, caught_up)
@@ -252,6 +271,80 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
             self._lag.set(max(end - self._offset, 0))
 
 
+class _TransferPartition(StatefulSourcePartition[Transfer, SourceState]):
+    """Reads merged contexts back in from the internal transfers topic."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topic: str,
+        index: int,
+        resume: SourceState | None,
+        stop_at_end: bool,
+        loop: LoopCounters,
+    ) -> None:
+        self._offset = resume[0] if resume is not None else OFFSET_BEGINNING
+        self._topic, self._index = topic, index
+        self._stop_at_end = stop_at_end
+        self._loop = loop
+        self._caught_up = False
+        self._awake: datetime | None = None
+        self._consumer = Consumer(
+            settings.config(
+                **{
+                    "group.id": "concierge-partition-assigned",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "fetch.wait.max.ms": 20,
+                    "error_cb": _client_error("consumer"),
+                }
+            )
+        )
+        self._consumer.assign([TopicPartition(topic, index, self._offset)])
+
+    def next_batch(self) -> list[Transfer]:
+        if STOP.is_set():
+            raise StopIteration
+        messages = self._consumer.consume(CONSUME_BATCH, 0)
+        transfers: list[Transfer] = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._caught_up = error.code() == KafkaError._PARTITION_EOF or self._caught_up
+                if error.code() != KafkaError._PARTITION_EOF:
+                    metrics.KAFKA_ERRORS.labels("consumer").inc()
+                    log.warning("reading %s[%d]: %s", self._topic, self._index, error.str())
+                continue
+            self._caught_up = False
+            offset = message.offset()
+            self._offset = (offset if offset is not None else self._offset) + 1
+            try:
+                transfers.append(decode_transfer(message.value() or b""))
+            except (ValueError, KeyError, TypeError):
+                metrics.KAFKA_ERRORS.labels("transfers").inc()
+                log.error("skipping a record on %s that is not a transfer", self._topic)
+        self._loop.transfers_delivered += len(transfers)
+        if (
+            self._stop_at_end
+            and not transfers
+            and self._caught_up
+            and self._loop.inputs_open == 0
+            and self._loop.settled()
+        ):
+            raise StopIteration
+        self._awake = None if messages else datetime.now(UTC) + IDLE_POLL
+        return transfers
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+    def snapshot(self) -> SourceState:
+        return (self._offset, None)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
 class KafkaEventSource(FixedPartitionedSource[Event | DeadLetter, SourceState]):
     """Every partition of the input topics, assigned to workers by Bytewax (no consumer group);
     each partition ingests its records where it reads them."""
@@ -261,17 +354,19 @@ class KafkaEventSource(FixedPartitionedSource[Event | DeadLetter, SourceState]):
         settings: KafkaSettings,
         policy: Policy,
         frontier: InputFrontier,
+        loop: LoopCounters,
         stop_at_end: bool = False,
     ) -> None:
         self._settings = settings
         self._policy = policy
         self._frontier = frontier
+        self._loop = loop
         self._stop_at_end = stop_at_end
 
     def list_parts(self) -> list[str]:
         admin = AdminClient(self._settings.config())
         parts = []
-        for topic in self._settings.input_topics():
+        for topic in [*self._settings.input_topics(), self._settings.transfers_topic()]:
             metadata = admin.list_topics(topic, timeout=30).topics[topic]
             if metadata.error is not None:
                 raise RuntimeError(f"cannot read topic {topic}: {metadata.error.str()}")
@@ -280,8 +375,12 @@ class KafkaEventSource(FixedPartitionedSource[Event | DeadLetter, SourceState]):
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: SourceState | None
-    ) -> _EventPartition:
+    ) -> _EventPartition | _TransferPartition:
         topic, _, index = for_part.rpartition("#")
+        if topic == self._settings.transfers_topic():
+            return _TransferPartition(
+                self._settings, topic, int(index), resume_state, self._stop_at_end, self._loop
+            )
         return _EventPartition(
             self._settings,
             self._policy,
@@ -290,6 +389,7 @@ class KafkaEventSource(FixedPartitionedSource[Event | DeadLetter, SourceState]):
             resume_state,
             self._stop_at_end,
             self._frontier,
+            self._loop,
         )
 
 

@@ -37,6 +37,17 @@ CONSUMER_LAG = Gauge(
     "concierge_consumer_lag", "Records behind the end of an input partition", ["topic", "partition"]
 )
 KAFKA_ERRORS = Counter("concierge_kafka_errors", "Errors reported by Kafka clients", ["client"])
+RESOLVED = Counter(
+    "concierge_identity_resolved",
+    "Events by whether their profile has a person identifier (email, phone, loyalty, CRM or "
+    'customer id): the identity resolution rate is the share with known="true"',
+    ["known"],
+)
+MERGES = Counter("concierge_identity_merges", "Profiles merged into another")
+MERGES_REFUSED = Counter(
+    "concierge_identity_merges_refused", "Links refused: over a limit, or a blocked value"
+)
+PROFILES = Gauge("concierge_identity_profiles", "Profiles the identity graph has created")
 IDENTIFIERS_REJECTED = Counter(
     "concierge_identifiers_rejected",
     "Identifier values not used: empty, blocked by the policy, or not a valid phone number",
@@ -84,3 +95,18 @@ def count_ingested(events: Iterable[Event], reasons: Iterable[str], known: froze
 def serve(port: int) -> None:
     """Serve ``/metrics`` on ``port`` from a background thread."""
     start_http_server(port)
+
+
+def count_resolved(known: int, unknown: int, profiles: int) -> None:
+    if known:
+        RESOLVED.labels("true").inc(known)
+    if unknown:
+        RESOLVED.labels("false").inc(unknown)
+    PROFILES.set(profiles)
+
+
+def count_merges(merges: int, refused: int) -> None:
+    if merges:
+        MERGES.inc(merges)
+    if refused:
+        MERGES_REFUSED.inc(refused)

@@ -15,55 +15,99 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from flows.customer import CustomerLogic, JourneyConfig
+from flows.customer import CustomerLogic, JourneyConfig, JourneyInput, JourneyOutput
+from flows.identity import IDENTITY_KEY, IdentityConfig, IdentityLogic, route
 from flows.metrics import ACTIONS, DECISIONS, LATENCY, PROCESSING, RECORDS_OUT
-from operators.identity import resolve_customer
-from operators.model import Action, DeadLetter, Event
+from operators.merging import Transfer
+from operators.model import Action, Audit, DeadLetter, Event
+from operators.records import AUDIT as AUDIT_STREAM
 from operators.records import DEAD_LETTERS as DEAD_LETTER_STREAM
-from operators.records import Emitted, OutRecord, encode, encode_dead_letter
+from operators.records import (
+    OutRecord,
+    encode,
+    encode_audit,
+    encode_dead_letter,
+    encode_transfer,
+)
 
 FLOW_ID = "concierge"
 
 
+Ingested = Event | DeadLetter | Transfer
+
+
 def build_flow(
     config: JourneyConfig,
-    source: Source[Event | DeadLetter],
+    identity: IdentityConfig,
+    source: Source[Ingested],
     sink: Sink[OutRecord],
 ) -> Dataflow:
-    """The dataflow from input records to actions, decisions and dead letters.
+    """The dataflow from input records to actions, decisions, dead letters and audit records.
 
-    Every step but the per-customer one works on whole batches: Bytewax's cost
-    is per item per step, so per-item steps are kept off the hot path.
+    Every step but the identity and per-customer ones works on whole batches:
+    Bytewax's cost is per item per step, so per-item steps are kept off the hot path.
     """
-    order = config.policy.identifier_order
     flow = Dataflow(FLOW_ID)
 
     # 1. Ingest and validate: the source's partitions parse each record into an
-    #    event or a dead letter (see flows.replay / flows.kafka).
+    #    event or a dead letter (see flows.replay / flows.kafka). Transfers come
+    #    back in through the source too: the loop that carries merged contexts.
     ingested = op.input("ingest", flow, source)
     dead_letters = op.flat_map_batch("dead_letters", ingested, _dead_letters)
 
-    # 2. Identity: every event is keyed by its canonical customer id.
-    keyed = op.flat_map_batch("identity", ingested, lambda batch: _identify(batch, order))
+    # 2. Identity: one graph resolves every event to its canonical customer id,
+    #    merging profiles (and telling both customers) as identifiers link them.
+    to_graph = op.flat_map_batch("to_identity", ingested, _to_identity)
+    resolved = op.stateful_batch("identity", to_graph, lambda r: IdentityLogic(identity, r))
+    routed = op.flat_map_batch("route", resolved, route)
+    audits = op.flat_map_batch("audits", routed, _audits)
+    journey_items = op.merge(
+        "journey_items",
+        op.flat_map_batch("to_journey", routed, _to_journey),
+        op.flat_map_batch("transfers_in", ingested, _transfers_in),
+    )
 
     # 3-6. Context, moments, decisions and guardrails, one customer at a time.
-    decided = op.stateful_batch("journey", keyed, lambda resume: CustomerLogic(config, resume))
+    decided = op.stateful_batch(
+        "journey", journey_items, lambda resume: CustomerLogic(config, resume)
+    )
 
-    # 7. Emit: decisions and actions per channel, beside the dead letters.
+    # 7. Emit: decisions and actions per channel, dead letters, audit records, and
+    #    transfers on their way back in.
     records = op.merge(
         "records",
         op.flat_map_batch("emit", decided, _emit),
         op.flat_map_batch("emit_dead_letters", dead_letters, _encode_dead_letters),
+        audits,
     )
     op.output("write", records, sink)
     return flow
 
 
-def _identify(batch: list[Event | DeadLetter], order: tuple[str, ...]) -> list[tuple[str, Event]]:
-    return [(resolve_customer(r, order), r) for r in batch if isinstance(r, Event)]
+def _to_identity(batch: list[Ingested]) -> list[tuple[str, Event]]:
+    return [(IDENTITY_KEY, r) for r in batch if isinstance(r, Event)]
 
 
-def _dead_letters(batch: list[Event | DeadLetter]) -> list[DeadLetter]:
+def _to_journey(batch: list[Any]) -> list[tuple[str, JourneyInput]]:
+    return [(item[0], item) for item in batch if isinstance(item[0], str)]
+
+
+def _transfers_in(batch: list[Ingested]) -> list[tuple[str, JourneyInput]]:
+    return [(r.survivor, (r.survivor, r)) for r in batch if isinstance(r, Transfer)]
+
+
+def _audits(batch: list[Any]) -> list[OutRecord]:
+    records = [
+        encode_audit(item[0], item[1][0], item[1][1])
+        for item in batch
+        if isinstance(item[0], Audit)
+    ]
+    if records:
+        RECORDS_OUT.labels(AUDIT_STREAM).inc(len(records))
+    return records
+
+
+def _dead_letters(batch: list[Ingested]) -> list[DeadLetter]:
     return [r for r in batch if isinstance(r, DeadLetter)]
 
 
@@ -73,13 +117,16 @@ def _encode_dead_letters(batch: list[DeadLetter]) -> list[OutRecord]:
     return records
 
 
-def _emit(batch: list[tuple[str, Emitted]]) -> Iterable[OutRecord]:
+def _emit(batch: list[tuple[str, JourneyOutput]]) -> Iterable[OutRecord]:
     records: list[OutRecord] = []
     now = time.time()
     actions: dict[str, int] = {}
     outcomes: dict[str, int] = {}
     streams: dict[str, int] = {}
     for _, emitted in batch:
+        if isinstance(emitted, Transfer):
+            records.append(encode_transfer(emitted))
+            continue
         record = encode(emitted)
         output = emitted.output
         if isinstance(output, Action):

@@ -13,10 +13,10 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,16 +26,29 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
 from flows.customer import EndOfInput, JourneyConfig
+from flows.identity import IdentityConfig, LoopCounters
 from flows.metrics import count_ingested, type_labels
 from flows.orchestrator import build_flow
+from operators.identity_graph import DictStore
 from operators.ingest import Ingestor
+from operators.merging import Transfer
 from operators.model import DeadLetter, Event, Origin
 from operators.policy import Policy
-from operators.records import ACTIONS_PREFIX, AUDIT, DEAD_LETTERS, DECISIONS, Order, OutRecord
+from operators.records import (
+    ACTIONS_PREFIX,
+    AUDIT,
+    DEAD_LETTERS,
+    DECISIONS,
+    TRANSFERS,
+    Order,
+    OutRecord,
+    decode_transfer,
+)
 
 READ_BATCH = 2000
 PROGRESS_EVERY_S = 5.0
 SPILL_BYTES = 64 << 20
+LOOP_POLL = timedelta(milliseconds=2)
 
 
 @dataclass
@@ -70,8 +83,10 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter, None]):
         until: int | None,
         stats: ReplayStats,
         progress: Callable[[str], None] | None,
+        loop: TransferLoop,
     ) -> None:
         self._file: IO[bytes] = path.open("rb")
+        self._loop = loop
         self._name = str(path)
         self._ingestor = Ingestor(policy)
         self._known = type_labels(policy)
@@ -106,12 +121,14 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter, None]):
         self._stats.events_in += len(batch)
         self._stats.events_ok += len(ok)
         self._stats.dead_letters += len(bad)
+        self._loop.counters.events_read += len(ok)
         count_ingested(ok, bad, self._known)
         self._report()
         return batch
 
     def _finish(self) -> None:
         self._done = True
+        self._loop.input_done = True
         self._end.at = self._until if self._until is not None else self._ingestor.clock
 
     def _report(self) -> None:
@@ -133,8 +150,47 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter, None]):
         self._file.close()
 
 
-class ReplaySource(FixedPartitionedSource[Event | DeadLetter, None]):
-    """The lines of one JSON-lines file, ingested in order by one partition."""
+@dataclass
+class TransferLoop:
+    """The way a merged profile's context comes back into the flow in replay: the sink
+    puts transfers here and the source's second partition takes them out."""
+
+    queue: deque[bytes] = field(default_factory=deque)
+    counters: LoopCounters = field(default_factory=LoopCounters)
+    input_done: bool = False
+
+
+class _TransferPartition(StatefulSourcePartition[Transfer, None]):
+    def __init__(self, loop: TransferLoop) -> None:
+        self._loop = loop
+        self._awake: datetime | None = None
+
+    def next_batch(self) -> list[Transfer]:
+        loop = self._loop
+        transfers = [decode_transfer(value) for value in _drain(loop.queue)]
+        loop.counters.transfers_delivered += len(transfers)
+        if not transfers and loop.input_done and loop.counters.settled():
+            raise StopIteration
+        self._awake = None if transfers else datetime.now(UTC) + LOOP_POLL
+        return transfers
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+    def snapshot(self) -> None:
+        return None
+
+
+def _drain(queue: deque[bytes]) -> list[bytes]:
+    items = []
+    while queue:
+        items.append(queue.popleft())
+    return items
+
+
+class ReplaySource(FixedPartitionedSource[Event | DeadLetter | Transfer, None]):
+    """The lines of one JSON-lines file, ingested in order by one partition; and the
+    transfers of merged contexts, which come back in through a second one."""
 
     def __init__(
         self,
@@ -143,14 +199,20 @@ class ReplaySource(FixedPartitionedSource[Event | DeadLetter, None]):
         end: EndOfInput,
         until: int | None,
         stats: ReplayStats,
+        loop: TransferLoop,
         progress: Callable[[str], None] | None = None,
     ) -> None:
-        self._args = (path, policy, end, until, stats, progress)
+        self._args = (path, policy, end, until, stats, progress, loop)
+        self._loop = loop
 
     def list_parts(self) -> list[str]:
-        return ["file"]
+        return ["file", "transfers"]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _FilePartition:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: None
+    ) -> _FilePartition | _TransferPartition:
+        if for_part == "transfers":
+            return _TransferPartition(self._loop)
         return _FilePartition(*self._args)
 
 
@@ -195,9 +257,10 @@ class _SortedFile:
 
 
 class _ReplayWriter(StatelessSinkPartition[OutRecord]):
-    def __init__(self, out_dir: Path, stats: ReplayStats) -> None:
+    def __init__(self, out_dir: Path, stats: ReplayStats, loop: TransferLoop) -> None:
         self._out_dir = out_dir
         self._stats = stats
+        self._loop = loop
         self._files: dict[str, _SortedFile] = {
             stream: _SortedFile(out_dir / f"{stream}.jsonl")
             for stream in (DECISIONS, DEAD_LETTERS, AUDIT)
@@ -206,6 +269,9 @@ class _ReplayWriter(StatelessSinkPartition[OutRecord]):
     def write_batch(self, items: list[OutRecord]) -> None:
         files = self._files
         for record in items:
+            if record.stream == TRANSFERS:
+                self._loop.queue.append(record.value)
+                continue
             sink = files.get(record.stream)
             if sink is None:
                 sink = files[record.stream] = _SortedFile(self._out_dir / f"{record.stream}.jsonl")
@@ -225,12 +291,13 @@ class _ReplayWriter(StatelessSinkPartition[OutRecord]):
 class ReplaySink(DynamicSink[OutRecord]):
     """Writes each stream to ``<stream>.jsonl`` in the output directory."""
 
-    def __init__(self, out_dir: Path, stats: ReplayStats) -> None:
+    def __init__(self, out_dir: Path, stats: ReplayStats, loop: TransferLoop) -> None:
         self._out_dir = out_dir
         self._stats = stats
+        self._loop = loop
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ReplayWriter:
-        return _ReplayWriter(self._out_dir, self._stats)
+        return _ReplayWriter(self._out_dir, self._stats, self._loop)
 
 
 def _clear_outputs(out_dir: Path) -> None:
@@ -256,8 +323,10 @@ def replay(
     stats = ReplayStats()
     end = EndOfInput()
     config = JourneyConfig(policy, wall_clock_timers=False, end_of_input=end)
-    source = ReplaySource(events, policy, end, until, stats, progress)
-    flow = build_flow(config, source, ReplaySink(out_dir, stats))
+    loop = TransferLoop()
+    identity = IdentityConfig(policy.identifier_rules, DictStore, loop.counters)
+    source = ReplaySource(events, policy, end, until, stats, loop, progress)
+    flow = build_flow(config, identity, source, ReplaySink(out_dir, stats, loop))
     run_main(flow, epoch_interval=timedelta(hours=1))
     summary = stats.summary(policy)
     (out_dir / "summary.json").write_bytes(

@@ -18,6 +18,8 @@ from bytewax.run import cli_main
 
 from flows import metrics
 from flows.customer import JourneyConfig
+from flows.identity import IdentityConfig
+from flows.identity_store import RocksStore
 from flows.kafka import (
     DEFAULT_PREFIX,
     ENV_BROKERS,
@@ -180,8 +182,10 @@ def run(
     _prepare_recovery(recovery_dir, workers_per_process, processes, process_id or 0)
 
     config = JourneyConfig(policy, wall_clock_timers=True)
-    source = KafkaEventSource(settings, policy, config.frontier, stop_at_end)
-    flow = build_flow(config, source, KafkaRecordSink(settings))
+    graph_store = _GraphStore(state_dir / "identity")
+    identity = IdentityConfig(policy.identifier_rules, graph_store.open)
+    source = KafkaEventSource(settings, policy, config.frontier, identity.counters, stop_at_end)
+    flow = build_flow(config, identity, source, KafkaRecordSink(settings))
     STOP.clear()
     previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     log.info("reading %s from %s", ", ".join(settings.input_topics()), settings.brokers)
@@ -199,8 +203,27 @@ def run(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        graph_store.close()
     log.info("stopped")
     return 0
+
+
+class _GraphStore:
+    """The identity graph's RocksDB, opened by whichever worker owns the identity step."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._store: RocksStore | None = None
+
+    def open(self) -> RocksStore:
+        if self._store is None:
+            self._store = RocksStore(self._path)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
 
 def _prepare_recovery(directory: Path, workers: int, processes: int, process_id: int) -> None:

@@ -103,23 +103,16 @@ class _Profile:
     customer_id: str
     identifiers: dict[str, list[str]]
     into: int | None
-    history: list[dict[str, Any]]
 
     def encode(self) -> bytes:
         return orjson.dumps(
-            {
-                "n": self.number,
-                "id": self.customer_id,
-                "ids": self.identifiers,
-                "into": self.into,
-                "history": self.history,
-            }
+            {"n": self.number, "id": self.customer_id, "ids": self.identifiers, "into": self.into}
         )
 
     @staticmethod
     def decode(raw: bytes) -> _Profile:
         data = orjson.loads(raw)
-        return _Profile(data["n"], data["id"], data["ids"], data["into"], data["history"])
+        return _Profile(data["n"], data["id"], data["ids"], data["into"])
 
     def count(self, kind: str) -> int:
         return len(self.identifiers.get(kind, ()))
@@ -131,6 +124,10 @@ def _identifier_key(kind: str, value: str) -> bytes:
 
 def _profile_key(number: int) -> bytes:
     return b"p\x00%012d" % number
+
+
+def _history_key(number: int) -> bytes:
+    return b"h\x00%012d" % number
 
 
 def _customer_key(customer_id: str) -> bytes:
@@ -162,6 +159,12 @@ class IdentityGraph:
         ordered = sorted(identifiers.items(), key=lambda kv: (rules.rank(kv[0]), kv[1]))
         linked = tuple((k, mask(k, v)) for k, v in ordered)
         roots = [op.root_of(kind, value) for kind, value in ordered]
+        first_known = roots[0]
+        if first_known is not None and all(
+            root is not None and root.number == first_known.number for root in roots
+        ):
+            person = any(first_known.identifiers.get(k) for k in PERSON_IDENTIFIERS)
+            return Resolution(first_known.customer_id, known_person=person)
         first_known = next((root for root in roots if root is not None), None)
         created = first_known is None
         base = first_known if first_known is not None else op.create(*ordered[0], at, event_id)
@@ -208,6 +211,12 @@ class IdentityGraph:
                 return f"{kind}: {limit}"
         return None
 
+    @property
+    def profiles_created(self) -> int:
+        """How many profiles were ever created (merged ones included)."""
+        raw = self._store.get(_NEXT)
+        return int(raw) - 1 if raw is not None else 0
+
     def profile_of(self, kind: str, value: str) -> dict[str, Any] | None:
         """The live profile holding an identifier: its id, identifiers and history."""
         number = self._store.get(_identifier_key(kind, value))
@@ -224,11 +233,12 @@ class IdentityGraph:
         return None if found is None else str(found["customer_id"])
 
     def _describe(self, number: int) -> dict[str, Any]:
-        profile = _Operation(self._store).follow(number)
+        operation = _Operation(self._store)
+        profile = operation.follow(number)
         return {
             "customer_id": profile.customer_id,
             "identifiers": profile.identifiers,
-            "history": profile.history,
+            "history": operation.history(profile.number),
         }
 
     def roll_back(self, to_sequence: int) -> int:
@@ -246,6 +256,13 @@ class IdentityGraph:
             self._store.write(changes)
             undone += 1
         return undone
+
+    def clear(self) -> None:
+        """Forget everything: the graph as it was before its first operation."""
+        keys: list[bytes] = []
+        for prefix in (b"i\x00", b"p\x00", b"h\x00", b"c\x00", b"u\x00"):
+            keys.extend(self._store.keys_from(prefix))
+        self._store.write(dict.fromkeys([*keys, _SEQ, _NEXT]))
 
     def forget_undo(self, up_to: int) -> None:
         """Drop undo records of operations up to ``up_to``: they can no longer be rolled back."""
@@ -297,12 +314,10 @@ class _Operation:
         raw = self._get(_NEXT)
         number = int(raw) if raw is not None else 1
         self._put(_NEXT, b"%d" % (number + 1))
-        profile = _Profile(
-            number,
-            canonical_id(kind, value),
-            {kind: [value]},
-            None,
-            [{"at": at, "event": "created", "event_id": event_id}],
+        profile = _Profile(number, canonical_id(kind, value), {kind: [value]}, None)
+        self._put(
+            _history_key(number),
+            orjson.dumps([{"at": at, "event": "created", "event_id": event_id}]),
         )
         self._profiles[number] = profile
         self._put(_identifier_key(kind, value), b"%d" % number)
@@ -335,16 +350,29 @@ class _Operation:
             "survivor": survivor.customer_id,
             "identifiers": [list(pair) for pair in linked],
         }
-        survivor.history = [*survivor.history, *retired.history, entry][-MAX_HISTORY:]
-        survivor.history.sort(key=lambda e: e["at"])
-        retired.history = [*retired.history, entry][-MAX_HISTORY:]
+        retired_history = self.history(retired.number)
+        merged = sorted(
+            [*self.history(survivor.number), *retired_history, entry], key=lambda e: e["at"]
+        )
+        self._put(_history_key(survivor.number), orjson.dumps(merged[-MAX_HISTORY:]))
+        self._put(
+            _history_key(retired.number), orjson.dumps([*retired_history, entry][-MAX_HISTORY:])
+        )
         self._save(retired)
         self._save(survivor)
+
+    def history(self, number: int) -> list[dict[str, Any]]:
+        raw = self._get(_history_key(number))
+        return [] if raw is None else list(orjson.loads(raw))
 
     def _save(self, profile: _Profile) -> None:
         self._put(_profile_key(profile.number), profile.encode())
 
     def commit(self) -> None:
+        """Write the operation with its undo record; an operation that changed nothing
+        writes nothing (and takes no number)."""
+        if not self._writes:
+            return
         raw = self._store.get(_SEQ)
         seq = (int(raw) if raw is not None else 0) + 1
         self._old.setdefault(_SEQ, raw)

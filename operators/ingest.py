@@ -10,7 +10,7 @@ import orjson
 
 import schemas
 from operators.durations import format_duration
-from operators.identifiers import KNOWN_IDENTIFIERS, normalise_all
+from operators.identifiers import KNOWN_IDENTIFIERS, Rejection, mask, normalise_all
 from operators.identity import customer_of_action_id
 from operators.model import DeadLetter, DeadLetterReason, Event, Origin
 from operators.policy import Policy
@@ -172,6 +172,11 @@ class Ingestor:
             received_at,
             self.clock,
             tuple((kind, why.value) for kind, why in rejected),
+            tuple(
+                (kind, mask(kind, str(data["identifiers"][kind]).strip()))
+                for kind, why in rejected
+                if why is Rejection.BLOCKED
+            ),
         )
 
 

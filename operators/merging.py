@@ -56,6 +56,9 @@ class Journey:
     held: list[Event] = field(default_factory=list)
     adopted: set[str] = field(default_factory=set)
     """Merge ids already folded in (so a repeated transfer changes nothing)."""
+    early: dict[str, Transfer] = field(default_factory=dict)
+    """Transfers that came before the notice to adopt them (a restart can replay the
+    transfers topic ahead of the identity step); same merge id, same content."""
     retiring: Retire | None = None
     """A retirement that waits for this profile's own pending merges to complete."""
     retired: bool = False
@@ -66,9 +69,16 @@ class Journey:
             return []
         return handle_event(policy, self.state, event)
 
-    def on_adopt(self, adopt: Adopt) -> None:
-        if adopt.merge_id not in self.adopted:
-            self.awaiting.add(adopt.merge_id)
+    def on_adopt(self, policy: Policy, adopt: Adopt) -> tuple[list[Output], Transfer | None]:
+        """Start holding events back until the retired context arrives (at once, if it
+        came early)."""
+        if adopt.merge_id in self.adopted:
+            return [], None
+        self.awaiting.add(adopt.merge_id)
+        early = self.early.pop(adopt.merge_id, None)
+        if early is None:
+            return [], None
+        return self.on_transfer(policy, early)
 
     def on_transfer(
         self, policy: Policy, transfer: Transfer
@@ -76,6 +86,9 @@ class Journey:
         """Fold the retired context in; once nothing else is awaited, handle what was held
         (and, if this profile is itself retiring, hand everything over)."""
         if transfer.merge_id in self.adopted or self.retired:
+            return [], None
+        if transfer.merge_id not in self.awaiting:
+            self.early[transfer.merge_id] = transfer
             return [], None
         merge_states(policy, self.state, state_from_record(transfer.state))
         self.adopted.add(transfer.merge_id)

@@ -74,6 +74,8 @@ class Event:
     """Event time of the input when this event was read: the latest time accepted on its
     partition so far (this event's own time, unless it arrived late)."""
     rejected_identifiers: tuple[tuple[str, str], ...] = ()
+    blocked_identifiers: tuple[tuple[str, str], ...] = ()
+    """(kind, masked value) of identifiers the policy blocks, for the audit stream."""
     """Identifier kinds this event named but could not use, with the reason (empty, blocked,
     invalid)."""
 
@@ -204,4 +206,38 @@ class Decision:
         record["signals"] = list(self.signals)
         record["triggered_by"] = list(self.triggered_by)
         record["policy_version"] = self.policy_version
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """An identity merge, or a link the policy refused, for the audit stream."""
+
+    at: int
+    kind: str
+    customer_ids: tuple[str, ...]
+    surviving_id: str
+    identifiers: tuple[tuple[str, str], ...]
+    """(type, masked value) of the identifiers involved."""
+    event_id: str
+    limit: str | None = None
+    blocked: str | None = None
+
+    @property
+    def customer_id(self) -> str:
+        return self.surviving_id
+
+    def as_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "at": format_ms(self.at),
+            "kind": self.kind,
+            "customer_ids": list(self.customer_ids),
+            "surviving_id": self.surviving_id,
+            "identifiers": [{"type": t, "value": v} for t, v in self.identifiers],
+            "event_id": _cut(self.event_id),
+        }
+        if self.limit is not None:
+            record["limit"] = self.limit
+        if self.blocked is not None:
+            record["blocked"] = self.blocked
         return record

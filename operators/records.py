@@ -6,9 +6,12 @@ from typing import NamedTuple
 
 import orjson
 
-from operators.model import Action, DeadLetter, Decision
+from operators.merging import Transfer
+from operators.model import Action, Audit, DeadLetter, Decision
 
 DECISIONS = "decisions"
+TRANSFERS = "transfers"
+"""Internal: a retired profile's context on its way to the survivor (see operators.merging)."""
 DEAD_LETTERS = "dlq"
 AUDIT = "audit"
 ACTIONS_PREFIX = "actions."
@@ -61,3 +64,33 @@ def encode_dead_letter(dead: DeadLetter) -> OutRecord:
         (0, line, "", 0),
         dead.reason.value,
     )
+
+
+def encode_audit(audit: Audit, line: int, n: int) -> OutRecord:
+    """An identity merge or refusal, keyed by the surviving customer id."""
+    return OutRecord(
+        AUDIT,
+        audit.surviving_id.encode(),
+        orjson.dumps(audit.as_record()),
+        (0, line, "", n),
+        audit.kind,
+    )
+
+
+def encode_transfer(transfer: Transfer) -> OutRecord:
+    """A transfer for the loop back into the flow, keyed by the survivor."""
+    value = orjson.dumps(
+        {
+            "merge_id": transfer.merge_id,
+            "retired": transfer.retired,
+            "survivor": transfer.survivor,
+            "state": transfer.state,
+        }
+    )
+    return OutRecord(TRANSFERS, transfer.survivor.encode(), value, (0, 0, "", 0), "transfer")
+
+
+def decode_transfer(value: bytes) -> Transfer:
+    """The inverse of :func:`encode_transfer`."""
+    record = orjson.loads(value)
+    return Transfer(record["merge_id"], record["retired"], record["survivor"], record["state"])

@@ -65,7 +65,10 @@ class Topics:
     def __post_init__(self) -> None:
         self.settings = KafkaSettings(self.broker.bootstrap, self.prefix, dict(QUIET), 3)
 
-    def create(self, policy: Any) -> None:
+    def create(self, policy: Any, partitions: int = 3) -> None:
+        """Create the topics; with one partition every event keeps its order, which a test
+        comparing with replay needs when one person's events carry different keys."""
+        self.settings = KafkaSettings(self.broker.bootstrap, self.prefix, dict(QUIET), partitions)
         ensure_topics(
             self.settings, self.settings.input_topics() + self.settings.output_topics(policy)
         )

@@ -206,7 +206,7 @@ def records_by_action_id(topics, policy) -> dict[str, set[bytes]]:
 def test_after_kill_9_nothing_is_skipped_and_repeats_are_identical(
     topics, flows, policy, tmp_path, reference_policy_path
 ):
-    topics.create(policy)
+    topics.create(policy, partitions=1)
     events = recent_stream(customers=150, count=3000, seed=21, timers=False)
     half = len(events) // 2
     first = flows(topics, "--snapshot-interval", "1").start()
@@ -237,7 +237,7 @@ def test_after_kill_9_nothing_is_skipped_and_repeats_are_identical(
 def test_kafka_mode_gives_what_replay_predicts(
     topics, flows, policy, tmp_path, reference_policy_path, workers
 ):
-    topics.create(policy)
+    topics.create(policy, partitions=1)
     events = recent_stream(customers=200, count=4000, seed=8)
     assert any(e["type"] == "checkout_started" for e in events)
     topics.produce(events)

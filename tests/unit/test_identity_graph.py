@@ -186,3 +186,13 @@ def test_a_rolled_back_graph_replays_to_the_same_resolutions(events, data):
     g.roll_back(mark)
     assert store.data == saved
     assert [g.resolve(*op) for op in rest] == first
+
+
+def test_a_cleared_graph_is_as_new():
+    store = DictStore()
+    g = IdentityGraph(store, NO_LIMITS)
+    first = g.resolve({"email": "a@x.com"}, 1, "e1")
+    g.resolve({"email": "a@x.com", "loyalty_id": "L"}, 2, "e2")
+    g.clear()
+    assert store.data == {} and g.sequence == 0
+    assert g.resolve({"email": "a@x.com"}, 1, "e1") == first

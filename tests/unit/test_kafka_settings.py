@@ -38,6 +38,7 @@ def test_every_client_gets_the_user_properties_last(policy):
         "acme.decisions",
         "acme.dlq",
         "acme.audit",
+        "acme.transfers",
     ]
 
 
