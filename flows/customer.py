@@ -116,7 +116,8 @@ class CustomerLogic(StatefulBatchLogic[JourneyInput, JourneyOutput, bytes]):
                 if handed is not None:
                     out.append(handed)
             else:
-                handed = journey.on_retire(item)
+                outputs, handed = journey.on_retire(policy, item)
+                out.extend(Emitted(o, (0, 0, "", n), 0.0) for n, o in enumerate(outputs))
                 if handed is not None:
                     out.append(handed)
         if journey.retired:
@@ -133,9 +134,9 @@ class CustomerLogic(StatefulBatchLogic[JourneyInput, JourneyOutput, bytes]):
     def on_eof(self) -> tuple[Iterable[JourneyOutput], bool]:
         if self._journey is None:
             return (), StatefulBatchLogic.RETAIN
+        if self._config.frontier.interrupted:
+            return (), StatefulBatchLogic.RETAIN
         if self._config.wall_clock_timers:
-            if self._config.frontier.interrupted:
-                return (), StatefulBatchLogic.RETAIN
             end = self._config.frontier.safe_until(int(time.time() * 1000))
         else:
             if self._config.end_of_input.at is None:

@@ -10,6 +10,7 @@ it, so it is exactly as it was when the rest of the flow's state was taken.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -39,19 +40,26 @@ Routed = tuple[str, JourneyItem] | tuple[Audit, tuple[int, int]]
 
 @dataclass
 class LoopCounters:
-    """How far merges have got, so an input that ends can tell whether transfers are due."""
+    """How far merges have got, so an input that ends can tell whether transfers are due.
+    Worker threads of one process share it."""
 
     inputs_open: int = 0
     events_read: int = 0
     events_resolved: int = 0
     merges_issued: int = 0
     transfers_delivered: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, counter: str, n: int = 1) -> None:
+        with self._lock:
+            setattr(self, counter, getattr(self, counter) + n)
 
     def settled(self) -> bool:
-        return (
-            self.events_resolved >= self.events_read
-            and self.transfers_delivered >= self.merges_issued
-        )
+        with self._lock:
+            return (
+                self.events_resolved >= self.events_read
+                and self.transfers_delivered >= self.merges_issued
+            )
 
 
 @dataclass
@@ -94,7 +102,7 @@ class IdentityLogic(StatefulBatchLogic[Event, Routed, int]):
                 known += 1
             else:
                 unknown += 1
-        self._config.counters.events_resolved += len(values)
+        self._config.counters.add("events_resolved", len(values))
         metrics.count_resolved(known, unknown, self._graph.profiles_created)
         return routed, StatefulBatchLogic.RETAIN
 
@@ -108,9 +116,10 @@ class IdentityLogic(StatefulBatchLogic[Event, Routed, int]):
         audits: list[Audit] = []
         for merge in resolution.merges:
             merge_id = f"{self._graph.sequence}:{merge.retired}>{merge.survivor}"
-            routed.append((merge.retired, Retire(merge_id, merge.survivor)))
-            routed.append((merge.survivor, Adopt(merge_id, merge.retired)))
-            self._config.counters.merges_issued += 1
+            at = max(event.time, event.watermark)
+            routed.append((merge.retired, Retire(merge_id, merge.survivor, at)))
+            routed.append((merge.survivor, Adopt(merge_id, merge.retired, at)))
+            self._config.counters.add("merges_issued")
             audits.append(
                 Audit(
                     event.time,

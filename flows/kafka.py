@@ -30,7 +30,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from flows import metrics
-from flows.customer import InputFrontier
+from flows.customer import EndOfInput, InputFrontier
 from flows.identity import LoopCounters
 from operators.ingest import Ingestor
 from operators.merging import Transfer
@@ -168,10 +168,12 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
         stop_at_end: bool,
         frontier: InputFrontier,
         loop: LoopCounters,
+        end: EndOfInput,
     ) -> None:
         offset, clock = resume if resume is not None else (OFFSET_BEGINNING, None)
+        self._end = end
         self._loop = loop
-        loop.inputs_open += 1
+        loop.add("inputs_open")
         self._offset = offset
         self._topic = topic
         self._index = index
@@ -207,7 +209,8 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
             raise StopIteration
         if self._done:
             self._frontier.update(self._name, self._ingestor.clock, caught_up=True)
-            self._loop.inputs_open -= 1
+            self._end.at = int(time.time() * 1000)
+            self._loop.add("inputs_open", -1)
             raise StopIteration
         messages = self._consumer.consume(CONSUME_BATCH, 0)
         batch: list[Event | DeadLetter] = []
@@ -246,7 +249,7 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
             self._offset = (offset if offset is not None else self._offset) + 1
             caught_up = False
         metrics.count_ingested(ok, bad, self._known)
-        self._loop.events_read += len(ok)
+        self._loop.add("events_read", len(ok))
         self._awake = None if messages else datetime.now(UTC) + IDLE_POLL
         self._caught_up = caught_up
         self._frontier.update(self._name, self._ingestor.clock, caught_up)
@@ -323,7 +326,7 @@ class _TransferPartition(StatefulSourcePartition[Transfer, SourceState]):
             except (ValueError, KeyError, TypeError):
                 metrics.KAFKA_ERRORS.labels("transfers").inc()
                 log.error("skipping a record on %s that is not a transfer", self._topic)
-        self._loop.transfers_delivered += len(transfers)
+        self._loop.add("transfers_delivered", len(transfers))
         if (
             self._stop_at_end
             and not transfers
@@ -355,8 +358,10 @@ class KafkaEventSource(FixedPartitionedSource[Event | DeadLetter, SourceState]):
         policy: Policy,
         frontier: InputFrontier,
         loop: LoopCounters,
+        end: EndOfInput,
         stop_at_end: bool = False,
     ) -> None:
+        self._end = end
         self._settings = settings
         self._policy = policy
         self._frontier = frontier
@@ -390,6 +395,7 @@ class KafkaEventSource(FixedPartitionedSource[Event | DeadLetter, SourceState]):
             self._stop_at_end,
             self._frontier,
             self._loop,
+            self._end,
         )
 
 

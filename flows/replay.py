@@ -121,7 +121,7 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter, None]):
         self._stats.events_in += len(batch)
         self._stats.events_ok += len(ok)
         self._stats.dead_letters += len(bad)
-        self._loop.counters.events_read += len(ok)
+        self._loop.counters.add("events_read", len(ok))
         count_ingested(ok, bad, self._known)
         self._report()
         return batch
@@ -168,7 +168,7 @@ class _TransferPartition(StatefulSourcePartition[Transfer, None]):
     def next_batch(self) -> list[Transfer]:
         loop = self._loop
         transfers = [decode_transfer(value) for value in _drain(loop.queue)]
-        loop.counters.transfers_delivered += len(transfers)
+        loop.counters.add("transfers_delivered", len(transfers))
         if not transfers and loop.input_done and loop.counters.settled():
             raise StopIteration
         self._awake = None if transfers else datetime.now(UTC) + LOOP_POLL

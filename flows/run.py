@@ -181,10 +181,15 @@ def run(
     processes = len(addresses) if addresses else 1
     _prepare_recovery(recovery_dir, workers_per_process, processes, process_id or 0)
 
-    config = JourneyConfig(policy, wall_clock_timers=True)
+    # Reading history to its end is a batch job: its timers fire by event time, as in
+    # replay, and what is still due fires once the input is read. Tailing fires them on
+    # the wall clock.
+    config = JourneyConfig(policy, wall_clock_timers=not stop_at_end)
     graph_store = _GraphStore(state_dir / "identity")
     identity = IdentityConfig(policy.identifier_rules, graph_store.open)
-    source = KafkaEventSource(settings, policy, config.frontier, identity.counters, stop_at_end)
+    source = KafkaEventSource(
+        settings, policy, config.frontier, identity.counters, config.end_of_input, stop_at_end
+    )
     flow = build_flow(config, identity, source, KafkaRecordSink(settings))
     STOP.clear()
     previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -22,18 +22,22 @@ from operators.policy import Policy
 
 @dataclass(frozen=True, slots=True)
 class Retire:
-    """Tell a profile it was merged into ``into``: hand over the context and stop."""
+    """Tell a profile it was merged into ``into``: hand over the context and stop.
+    ``at`` is the input's event time when the merge happened."""
 
     merge_id: str
     into: str
+    at: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Adopt:
-    """Tell a profile that ``retired`` was merged into it: wait for its context."""
+    """Tell a profile that ``retired`` was merged into it: wait for its context.
+    ``at`` is the input's event time when the merge happened."""
 
     merge_id: str
     retired: str
+    at: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +78,13 @@ class Journey:
         came early)."""
         if adopt.merge_id in self.adopted:
             return [], None
+        before = self.fire_due(policy, adopt.at, inclusive=False)
         self.awaiting.add(adopt.merge_id)
         early = self.early.pop(adopt.merge_id, None)
         if early is None:
-            return [], None
-        return self.on_transfer(policy, early)
+            return before, None
+        outputs, handed = self.on_transfer(policy, early)
+        return before + outputs, handed
 
     def on_transfer(
         self, policy: Policy, transfer: Transfer
@@ -103,13 +109,15 @@ class Journey:
             return outputs, self._hand_over(self.retiring)
         return outputs, None
 
-    def on_retire(self, retire: Retire) -> Transfer | None:
-        """Hand the context over, or, while this profile still waits for a merge of its
-        own, once that is done (its held events are its own history)."""
+    def on_retire(self, policy: Policy, retire: Retire) -> tuple[list[Output], Transfer | None]:
+        """Fire what fell due before the merge, then hand the context over; or, while this
+        profile still waits for a merge of its own, do so once that is done (its held
+        events are its own history)."""
+        before = self.fire_due(policy, retire.at, inclusive=False)
         if self.awaiting:
             self.retiring = retire
-            return None
-        return self._hand_over(retire)
+            return before, None
+        return before, self._hand_over(retire)
 
     def _hand_over(self, retire: Retire) -> Transfer:
         self.retired = True

@@ -29,7 +29,7 @@ def test_the_survivor_holds_its_events_until_the_retired_context_arrives(policy)
     )
     web.on_adopt(policy, Adopt("m1", "cus_store"))
     assert web.on_event(policy, view("2026-11-22T10:00:00Z", "w3")) == []
-    transfer = store.on_retire(Retire("m1", "cus_web"))
+    transfer = store.on_retire(policy, Retire("m1", "cus_web"))[1]
     assert transfer is not None and store.retired
     outputs, handed = web.on_transfer(policy, transfer)
     assert handed is None
@@ -42,7 +42,7 @@ def test_a_transfer_delivered_twice_is_folded_in_once(policy):
     web = journey(policy, "cus_web")
     store = journey(policy, "cus_store", view("2026-11-20T10:00:00Z", "s1"))
     web.on_adopt(policy, Adopt("m1", "cus_store"))
-    transfer = store.on_retire(Retire("m1", "cus_web"))
+    transfer = store.on_retire(policy, Retire("m1", "cus_web"))[1]
     web.on_transfer(policy, transfer)
     before = dict(web.state.windows)
     web.on_adopt(policy, Adopt("m1", "cus_store"))
@@ -62,7 +62,7 @@ def test_timers_wait_while_a_merge_is_pending(policy):
     next_day = parse_ms("2026-11-21T10:00:00Z")
     assert web.fire_due(policy, next_day, inclusive=True) == []
     store = journey(policy, "cus_store", make_event("purchase", "2026-11-20T10:10:00Z"))
-    web.on_transfer(policy, store.on_retire(Retire("m1", "cus_web")))
+    web.on_transfer(policy, store.on_retire(policy, Retire("m1", "cus_web"))[1])
     # The purchase on the other profile came after the checkout: no cart reminder.
     assert web.fire_due(policy, next_day, inclusive=True) == []
     assert "checkout_abandoned" not in web.state.pending
@@ -72,9 +72,9 @@ def test_a_profile_retiring_while_it_waits_hands_over_after_its_own_merge(policy
     middle = journey(policy, "cus_mid", view("2026-11-20T10:00:00Z", "m1"))
     middle.on_adopt(policy, Adopt("first", "cus_old"))
     middle.on_event(policy, view("2026-11-21T10:00:00Z", "m2"))
-    assert middle.on_retire(Retire("second", "cus_final")) is None
+    assert middle.on_retire(policy, Retire("second", "cus_final")) == ([], None)
     old = journey(policy, "cus_old", view("2026-11-19T10:00:00Z", "o1"))
-    _, handed = middle.on_transfer(policy, old.on_retire(Retire("first", "cus_mid")))
+    _, handed = middle.on_transfer(policy, old.on_retire(policy, Retire("first", "cus_mid"))[1])
     assert handed is not None and handed.survivor == "cus_final" and middle.retired
     events = [e for _, e in handed.state["windows"][0][2]]
     assert events == ["o1", "m1", "m2"]
@@ -85,7 +85,7 @@ def test_a_transfer_that_comes_before_its_adopt_notice_waits_for_it(policy):
     store = journey(
         policy, "cus_store", make_event("consent_changed", "2026-11-19T09:00:00Z", GRANT)
     )
-    transfer = store.on_retire(Retire("m1", "cus_web"))
+    transfer = store.on_retire(policy, Retire("m1", "cus_web"))[1]
     assert web.on_transfer(policy, transfer) == ([], None)
     assert not has_consent(web.state, "marketing", "push")
     web.on_adopt(policy, Adopt("m1", "cus_store"))
