@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -81,6 +82,47 @@ def _replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _identity(args: argparse.Namespace) -> int:
+    from flows.identity_store import RocksStore
+    from operators.identifiers import KNOWN_IDENTIFIERS, IdentifierRules, Rejection, mask, normalise
+    from operators.identity import is_canonical_id
+    from operators.identity_graph import IdentityGraph
+
+    kind, sep, value = args.identifier.partition(":")
+    if not is_canonical_id(args.identifier) and (not sep or kind not in KNOWN_IDENTIFIERS):
+        raise CommandError(
+            f"name an identifier as TYPE:VALUE (types: {', '.join(KNOWN_IDENTIFIERS)}) "
+            "or a canonical customer id (cus_...)"
+        )
+    try:
+        store = RocksStore(Path(args.state_dir) / "identity", read_only=True)
+    except FileNotFoundError:
+        raise CommandError(f"no identity graph under {args.state_dir}") from None
+    with store:
+        graph = IdentityGraph(store, IdentifierRules())
+        if is_canonical_id(args.identifier):
+            found = graph.profile(args.identifier)
+        else:
+            normal = normalise(kind, value, IdentifierRules(), args.region)
+            if isinstance(normal, Rejection):
+                raise CommandError(f"{kind} {value!r} is {normal.value}")
+            found = graph.profile_of(kind, normal)
+    if found is None:
+        print(f"no profile holds {args.identifier}", file=sys.stderr)
+        return EXIT_FAILED
+    shown = {
+        "customer_id": found["customer_id"],
+        "identifiers": [
+            {"type": k, "value": mask(k, v)}
+            for k, values in found["identifiers"].items()
+            for v in values
+        ],
+        "history": found["history"],
+    }
+    print(json.dumps(shown, indent=2))
+    return EXIT_OK
+
+
 def _run(args: argparse.Namespace) -> int:
     from flows.run import run_from_args
 
@@ -120,6 +162,25 @@ def parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--quiet", action="store_true", help="print no progress or summary")
     replay.set_defaults(handler=_replay)
+
+    identity = commands.add_parser(
+        "identity", help="print the profile holding an identifier, from the identity graph"
+    )
+    identity.add_argument(
+        "--state-dir",
+        default=".concierge/state",
+        metavar="DIR",
+        help="the flow's --state-dir (default: %(default)s)",
+    )
+    identity.add_argument(
+        "--region", default=None, help="region for a phone number without a country code, e.g. ES"
+    )
+    identity.add_argument(
+        "identifier",
+        metavar="IDENTIFIER",
+        help="TYPE:VALUE (email:ana@example.com) or a canonical id (cus_...)",
+    )
+    identity.set_defaults(handler=_identity)
 
     run = commands.add_parser("run", help="run against Kafka and serve Prometheus metrics")
     run.add_argument("--policy", required=True, metavar="POLICY")

@@ -312,3 +312,43 @@ def test_sigint_stops_it_cleanly_too(topics, flows, policy):
     flow.wait_for_records_in(7)
     code, took = flow.terminate(signal.SIGINT)
     assert code == 0 and took < 10, flow.output()
+
+
+def test_one_customer_across_identifiers_in_kafka_and_in_the_identity_command(
+    topics, flows, policy, tmp_path
+):
+    import json
+
+    from tests.scenarios.conftest import concierge
+    from tests.scenarios.test_identity import story
+
+    # One partition: which profile is older (and so survives) depends on the order the
+    # identity step sees them in, which several partitions would leave open.
+    topics.create(policy, partitions=1)
+    base = datetime.now(UTC) - timedelta(hours=8)
+    events = story(lambda n: (base + timedelta(hours=n)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    topics.produce(
+        events, keys=[b"tablet-7", b"tablet-7", b"ana", b"tablet-7", b"L-7", b"L-7", b"tablet-7"]
+    )
+    flow = flows(topics, "--stop-at-end").start()
+    assert flow.wait(120) == 0, flow.output()
+
+    customer = canonical_id("device_id", "tablet-7")
+    decisions = topics.values("decisions")
+    assert [(d["customer_id"], d["outcome"]) for d in decisions] == [
+        (customer, "sent"),
+        (customer, "cooldown"),
+    ]
+    merges = [a for a in topics.values("audit") if a["kind"] == "merge"]
+    assert merges and all(m["surviving_id"] == customer for m in merges)
+
+    shown = concierge("identity", "--state-dir", str(tmp_path / "state"), "email:ANA@example.com ")
+    assert shown.returncode == 0, shown.stderr
+    profile = json.loads(shown.stdout)
+    assert profile["customer_id"] == customer
+    types = sorted(i["type"] for i in profile["identifiers"])
+    assert types == ["device_id", "email", "loyalty_id"]
+    assert "ana@example.com" not in shown.stdout
+    assert any(h["event"] == "merged" for h in profile["history"])
+    missing = concierge("identity", "--state-dir", str(tmp_path / "state"), "email:x@y.z")
+    assert missing.returncode == 1
