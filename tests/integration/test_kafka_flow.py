@@ -125,6 +125,9 @@ def test_metrics_count_every_record_and_sigterm_stops_cleanly(topics, flows, pol
     assert metrics['concierge_actions_total{channel="push"}'] == 1
     assert metrics["concierge_event_to_action_latency_seconds_count"] == 2
     assert metrics["concierge_processing_latency_seconds_count"] == 2
+    assert metrics['concierge_identity_resolved_total{known="true"}'] == 4
+    assert metrics['concierge_identity_resolved_total{known="false"}'] == 3
+    assert metrics["concierge_identity_profiles"] == 2
 
     code, took = flow.terminate()
     assert code == 0, flow.output()
