@@ -147,6 +147,11 @@ def _print_summary(records: dict[str, list[bytes]], read: int, elapsed: float, p
         f"dead letters: {len(records['dlq']):,}"
         + (f" ({', '.join(f'{r}: {n}' for r, n in reasons.most_common())})" if reasons else "")
     )
+    audit = Counter(orjson.loads(r)["kind"] for r in records["audit"])
+    print(
+        f"identity: {audit['merge']:,} profiles merged, {audit['merge_refused']:,} links refused "
+        "(limits, blocked values)"
+    )
     sample = next(
         (v[0] for s, v in sorted(records.items()) if s.startswith("actions.") and v), None
     )
