@@ -355,3 +355,31 @@ def test_one_customer_across_identifiers_in_kafka_and_in_the_identity_command(
     assert any(h["event"] == "merged" for h in profile["history"])
     missing = concierge("identity", "--state-dir", str(tmp_path / "state"), "email:x@y.z")
     assert missing.returncode == 1
+
+
+def test_two_processes_give_the_same_records_and_stop_together(topics, flows, policy, tmp_path):
+    import signal
+
+    from flows.broker import free_port
+    from tests.scenarios.test_identity import story
+
+    topics.create(policy, partitions=1)
+    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+    cluster = []
+    for index in (0, 1):
+        workdir = tmp_path / f"process-{index}"
+        workdir.mkdir()
+        cluster.append(flows(topics, "-i", str(index), "-a", addresses, workdir=workdir).start())
+    base = datetime.now(UTC) - timedelta(hours=8)
+    topics.produce(story(lambda n: (base + timedelta(hours=n)).strftime("%Y-%m-%dT%H:%M:%SZ")))
+    wait_for(lambda: len(topics.values("decisions")) == 2, 60, "the story's two decisions")
+
+    customer = canonical_id("device_id", "tablet-7")
+    assert [(d["customer_id"], d["outcome"]) for d in topics.values("decisions")] == [
+        (customer, "sent"),
+        (customer, "cooldown"),
+    ]
+    for process in cluster:
+        assert process.process is not None
+        process.process.send_signal(signal.SIGTERM)
+    assert [process.wait(10) for process in cluster] == [0, 0]
