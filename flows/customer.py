@@ -109,6 +109,7 @@ class CustomerLogic(StatefulBatchLogic[JourneyInput, JourneyOutput, bytes]):
                 held = [e.origin.line or 0 for e in journey.held]
                 if isinstance(item, Adopt):
                     outputs, handed = journey.on_adopt(policy, item)
+                    held.append(item.line)
                 else:
                     outputs, handed = journey.on_transfer(policy, item)
                 line = max(held, default=0)
@@ -117,7 +118,7 @@ class CustomerLogic(StatefulBatchLogic[JourneyInput, JourneyOutput, bytes]):
                     out.append(handed)
             else:
                 outputs, handed = journey.on_retire(policy, item)
-                out.extend(Emitted(o, (0, 0, "", n), 0.0) for n, o in enumerate(outputs))
+                out.extend(Emitted(o, (0, item.line, "", n), 0.0) for n, o in enumerate(outputs))
                 if handed is not None:
                     out.append(handed)
         if journey.retired:

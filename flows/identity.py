@@ -28,7 +28,7 @@ from operators.model import Audit, Event
 log = logging.getLogger("concierge.identity")
 
 IDENTITY_KEY = "identity"
-KEPT_SNAPSHOTS = 3
+KEPT_SNAPSHOTS = 10
 """Undo records are kept back to this many snapshots ago: Bytewax resumes from the last
 snapshot every worker committed, which may trail the latest one."""
 
@@ -117,8 +117,9 @@ class IdentityLogic(StatefulBatchLogic[Event, Routed, int]):
         for merge in resolution.merges:
             merge_id = f"{self._graph.sequence}:{merge.retired}>{merge.survivor}"
             at = max(event.time, event.watermark)
-            routed.append((merge.retired, Retire(merge_id, merge.survivor, at)))
-            routed.append((merge.survivor, Adopt(merge_id, merge.retired, at)))
+            line = event.origin.line or 0
+            routed.append((merge.retired, Retire(merge_id, merge.survivor, at, line)))
+            routed.append((merge.survivor, Adopt(merge_id, merge.retired, at, line)))
             self._config.counters.add("merges_issued")
             audits.append(
                 Audit(
@@ -155,8 +156,7 @@ class IdentityLogic(StatefulBatchLogic[Event, Routed, int]):
                     blocked=f"{kind}: {masked}",
                 )
             )
-        line = event.origin.line if event.origin.line is not None else 0
-        routed.extend((audit, (line, n)) for n, audit in enumerate(audits))
+        routed.extend((audit, (event.origin.line or 0, n)) for n, audit in enumerate(audits))
         metrics.count_merges(
             len(resolution.merges), len(resolution.refusals) + len(event.blocked_identifiers)
         )

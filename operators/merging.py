@@ -28,6 +28,8 @@ class Retire:
     merge_id: str
     into: str
     at: int = 0
+    line: int = 0
+    """The input line of the event that caused the merge (replay's output order)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,8 @@ class Adopt:
     merge_id: str
     retired: str
     at: int = 0
+    line: int = 0
+    """The input line of the event that caused the merge (replay's output order)."""
 
 
 @dataclass(frozen=True, slots=True)
