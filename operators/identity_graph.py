@@ -27,6 +27,7 @@ from operators.identifiers import PERSON_IDENTIFIERS, IdentifierRules, mask
 from operators.identity import canonical_id
 
 MAX_HISTORY = 50
+MAX_CACHED = 500_000
 _SEQ = b"s"
 _NEXT = b"n"
 
@@ -144,6 +145,10 @@ class IdentityGraph:
     def __init__(self, store: KeyValue, rules: IdentifierRules) -> None:
         self._store = store
         self._rules = rules
+        self._profiles: dict[int, _Profile] = {}
+        self._numbers: dict[bytes, int] = {}
+        """Decoded profiles and identifier lookups, written through: the graph has one
+        owner, so what it last wrote is what the store holds."""
 
     @property
     def sequence(self) -> int:
@@ -154,7 +159,16 @@ class IdentityGraph:
     def resolve(self, identifiers: Mapping[str, str], at: int, event_id: str) -> Resolution:
         """Stitch an event's (normalised, non-empty) identifiers into the graph and say
         which profile the event belongs to."""
-        op = _Operation(self._store)
+        try:
+            return self._resolve(identifiers, at, event_id)
+        except BaseException:
+            self._forget_cache()
+            raise
+
+    def _resolve(self, identifiers: Mapping[str, str], at: int, event_id: str) -> Resolution:
+        if len(self._profiles) > MAX_CACHED:
+            self._forget_cache()
+        op = _Operation(self._store, self._profiles, self._numbers)
         rules = self._rules
         ordered = sorted(identifiers.items(), key=lambda kv: (rules.rank(kv[0]), kv[1]))
         linked = tuple((k, mask(k, v)) for k, v in ordered)
@@ -241,8 +255,13 @@ class IdentityGraph:
             "history": operation.history(profile.number),
         }
 
+    def _forget_cache(self) -> None:
+        self._profiles.clear()
+        self._numbers.clear()
+
     def roll_back(self, to_sequence: int) -> int:
         """Undo every operation after ``to_sequence``; return how many were undone."""
+        self._forget_cache()
         undone = 0
         while (seq := self.sequence) > to_sequence:
             raw = self._store.get(_undo_key(seq))
@@ -259,6 +278,7 @@ class IdentityGraph:
 
     def clear(self) -> None:
         """Forget everything: the graph as it was before its first operation."""
+        self._forget_cache()
         keys: list[bytes] = []
         for prefix in (b"i\x00", b"p\x00", b"h\x00", b"c\x00", b"u\x00"):
             keys.extend(self._store.keys_from(prefix))
@@ -278,11 +298,17 @@ class IdentityGraph:
 class _Operation:
     """The writes of one resolve, buffered, with the values they replace."""
 
-    def __init__(self, store: KeyValue) -> None:
+    def __init__(
+        self,
+        store: KeyValue,
+        profiles: dict[int, _Profile] | None = None,
+        numbers: dict[bytes, int] | None = None,
+    ) -> None:
         self._store = store
         self._writes: dict[bytes, bytes | None] = {}
         self._old: dict[bytes, bytes | None] = {}
-        self._profiles: dict[int, _Profile] = {}
+        self._profiles: dict[int, _Profile] = {} if profiles is None else profiles
+        self._numbers: dict[bytes, int] = {} if numbers is None else numbers
 
     def _get(self, key: bytes) -> bytes | None:
         if key in self._writes:
@@ -307,8 +333,14 @@ class _Operation:
             number = profile.into
 
     def root_of(self, kind: str, value: str) -> _Profile | None:
-        number = self._get(_identifier_key(kind, value))
-        return None if number is None else self.follow(int(number))
+        key = _identifier_key(kind, value)
+        number = self._numbers.get(key)
+        if number is None:
+            raw = self._get(key)
+            if raw is None:
+                return None
+            number = self._numbers[key] = int(raw)
+        return self.follow(number)
 
     def create(self, kind: str, value: str, at: int, event_id: str) -> _Profile:
         raw = self._get(_NEXT)
