@@ -54,6 +54,12 @@ class LoopCounters:
         with self._lock:
             setattr(self, counter, getattr(self, counter) + n)
 
+    def drained(self) -> bool:
+        """Every input has ended and every merge it caused has delivered its transfer."""
+        with self._lock:
+            inputs_closed = self.inputs_open == 0
+        return inputs_closed and self.settled()
+
     def settled(self) -> bool:
         with self._lock:
             return (

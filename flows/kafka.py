@@ -327,13 +327,7 @@ class _TransferPartition(StatefulSourcePartition[Transfer, SourceState]):
                 metrics.KAFKA_ERRORS.labels("transfers").inc()
                 log.error("skipping a record on %s that is not a transfer", self._topic)
         self._loop.add("transfers_delivered", len(transfers))
-        if (
-            self._stop_at_end
-            and not transfers
-            and self._caught_up
-            and self._loop.inputs_open == 0
-            and self._loop.settled()
-        ):
+        if self._stop_at_end and not transfers and self._caught_up and self._loop.drained():
             raise StopIteration
         self._awake = None if messages else datetime.now(UTC) + IDLE_POLL
         return transfers

@@ -128,7 +128,7 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter, None]):
 
     def _finish(self) -> None:
         self._done = True
-        self._loop.input_done = True
+        self._loop.counters.add("inputs_open", -1)
         self._end.at = self._until if self._until is not None else self._ingestor.clock
 
     def _report(self) -> None:
@@ -157,7 +157,6 @@ class TransferLoop:
 
     queue: deque[bytes] = field(default_factory=deque)
     counters: LoopCounters = field(default_factory=LoopCounters)
-    input_done: bool = False
 
 
 class _TransferPartition(StatefulSourcePartition[Transfer, None]):
@@ -169,7 +168,7 @@ class _TransferPartition(StatefulSourcePartition[Transfer, None]):
         loop = self._loop
         transfers = [decode_transfer(value) for value in _drain(loop.queue)]
         loop.counters.add("transfers_delivered", len(transfers))
-        if not transfers and loop.input_done and loop.counters.settled():
+        if not transfers and loop.counters.drained():
             raise StopIteration
         self._awake = None if transfers else datetime.now(UTC) + LOOP_POLL
         return transfers
@@ -204,6 +203,8 @@ class ReplaySource(FixedPartitionedSource[Event | DeadLetter | Transfer, None]):
     ) -> None:
         self._args = (path, policy, end, until, stats, progress, loop)
         self._loop = loop
+        # Counted before any partition runs, so the transfers cannot end ahead of the file.
+        loop.counters.add("inputs_open")
 
     def list_parts(self) -> list[str]:
         return ["file", "transfers"]

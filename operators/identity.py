@@ -1,8 +1,9 @@
-"""Identifiers and canonical customer ids.
+"""Canonical customer ids, and the ids action ids and events name.
 
-Until the identity graph lands, an event's customer is its strongest
-identifier (the policy's ``identity.identifiers`` order), hashed into a
-stable canonical customer id.
+The identity graph (``operators.identity_graph``) decides which profile an
+event lands on; these are the names it uses, and the key a producer should
+give an event: its strongest identifier (the policy's ``identity.identifiers``
+order), hashed into a canonical customer id.
 """
 
 from __future__ import annotations
@@ -36,10 +37,9 @@ def is_canonical_id(value: str) -> bool:
 
 
 def resolve_customer(event: Event, order: Sequence[str]) -> str:
-    """The canonical customer id an event belongs to.
-
-    Feedback names its action, and the action names its customer; anything
-    else goes to the profile of its strongest identifier.
+    """The canonical id of an event's strongest identifier (for feedback, of the customer
+    its action was for): the key a producer gives the event, and the id a profile
+    created by it gets. Merges are the graph's business, not this function's.
     """
     if event.type == "feedback":
         action_id = event.properties.get("action_id")

@@ -115,9 +115,6 @@ class _Profile:
         data = orjson.loads(raw)
         return _Profile(data["n"], data["id"], data["ids"], data["into"])
 
-    def count(self, kind: str) -> int:
-        return len(self.identifiers.get(kind, ()))
-
 
 def _identifier_key(kind: str, value: str) -> bytes:
     return b"i\x00" + kind.encode() + b"\x00" + value.encode()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import event_dict, write_jsonl
 from tests.scenarios.conftest import concierge
 
@@ -52,22 +54,6 @@ def test_a_missing_policy_or_events_file_is_a_clear_error(tmp_path, reference_po
         str(tmp_path / "out"),
     )
     assert done.returncode == 2 and "none.jsonl" in done.stderr
-
-
-def test_until_must_be_a_timestamp(tmp_path, reference_policy_path):
-    events = write_jsonl(tmp_path / "e.jsonl", [event_dict("a", "2026-11-20T10:00:00Z")])
-    done = concierge(
-        "replay",
-        "--policy",
-        str(reference_policy_path),
-        "--events",
-        str(events),
-        "--out",
-        str(tmp_path / "out"),
-        "--until",
-        "tomorrow",
-    )
-    assert done.returncode == 2 and "RFC 3339" in done.stderr
 
 
 def test_run_without_brokers_says_how_to_give_them(reference_policy_path):
@@ -142,7 +128,8 @@ def test_a_bad_client_property_or_out_path_is_a_message_not_a_traceback(
     assert done.returncode == 2 and "not a directory" in done.stderr
 
 
-def test_until_takes_the_same_timestamps_events_do(tmp_path, reference_policy_path):
+@pytest.mark.parametrize("until", ["tomorrow", "2026-11-20 10:30:00+00:00"])
+def test_until_takes_the_same_timestamps_events_do(tmp_path, reference_policy_path, until):
     events = write_jsonl(tmp_path / "e.jsonl", [event_dict("a", "2026-11-20T10:00:00Z")])
     done = concierge(
         "replay",
@@ -153,6 +140,6 @@ def test_until_takes_the_same_timestamps_events_do(tmp_path, reference_policy_pa
         "--out",
         str(tmp_path / "out"),
         "--until",
-        "2026-11-20 10:30:00+00:00",
+        until,
     )
     assert done.returncode == 2 and "RFC 3339" in done.stderr
