@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import schemas
+from operators.durations import format_duration
 from operators.policy import Policy
 from operators.policy_load import PolicyError, load_policy
 from operators.timefmt import InvalidTimestamp, parse_ms
@@ -79,6 +80,13 @@ def _replay(args: argparse.Namespace) -> int:
             f"{sum(summary['decisions'].values())} decisions -> {args.out}",
             file=sys.stderr,
         )
+        if summary["late_events"]:
+            print(
+                f"note: {summary['late_events']} events came more than "
+                f"{format_duration(policy.allowed_lateness)} after later ones in the file and "
+                "counted in no window (is the file in time order? see ingest.allowed_lateness)",
+                file=sys.stderr,
+            )
     return EXIT_OK
 
 

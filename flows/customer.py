@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from bytewax.operators import StatefulBatchLogic
 
-from flows.metrics import CUSTOMERS
+from flows.metrics import CUSTOMERS, CUSTOMERS_EVICTED
 from operators.context import CustomerState
 from operators.decide import Output
 from operators.merging import Adopt, Journey, Retire, Transfer
@@ -121,6 +121,9 @@ class CustomerLogic(StatefulBatchLogic[JourneyInput, JourneyOutput, bytes]):
                 out.extend(Emitted(o, (0, item.line, "", n), 0.0) for n, o in enumerate(outputs))
                 if handed is not None:
                     out.append(handed)
+        if journey.evicted:
+            CUSTOMERS_EVICTED.inc(journey.evicted)
+            journey.evicted = 0
         if journey.retired:
             CUSTOMERS.dec()
             return out, StatefulBatchLogic.DISCARD
@@ -130,7 +133,9 @@ class CustomerLogic(StatefulBatchLogic[JourneyInput, JourneyOutput, bytes]):
         if self._journey is None or not self._config.wall_clock_timers:
             return (), StatefulBatchLogic.RETAIN
         until = self._config.frontier.safe_until(int(time.time() * 1000))
-        return self._fired(self._journey.fire_due(self._config.policy, until, inclusive=True))
+        return self._fired(
+            self._journey.fire_due(self._config.policy, until, inclusive=True), until
+        )
 
     def on_eof(self) -> tuple[Iterable[JourneyOutput], bool]:
         if self._journey is None:
@@ -143,13 +148,17 @@ class CustomerLogic(StatefulBatchLogic[JourneyInput, JourneyOutput, bytes]):
             if self._config.end_of_input.at is None:
                 return (), StatefulBatchLogic.RETAIN
             end = self._config.end_of_input.at
-        return self._fired(self._journey.fire_due(self._config.policy, end, inclusive=True))
+        return self._fired(self._journey.fire_due(self._config.policy, end, inclusive=True), end)
 
     def notify_at(self) -> datetime | None:
         if self._journey is None or not self._config.wall_clock_timers:
             return None
+        if self._journey.awaiting:
+            return None
         due = self._journey.state.next_due()
-        if due is None or self._journey.awaiting:
+        if due is None:
+            due = self._journey.next_eviction(self._config.policy)
+        if due is None:
             return None
         now = int(time.time() * 1000)
         if due <= now and due > self._config.frontier.safe_until(now):
@@ -159,12 +168,18 @@ class CustomerLogic(StatefulBatchLogic[JourneyInput, JourneyOutput, bytes]):
     def snapshot(self) -> bytes:
         return pickle.dumps(self._journey, protocol=pickle.HIGHEST_PROTOCOL)
 
-    def _fired(self, outputs: list[Output]) -> tuple[Iterable[JourneyOutput], bool]:
+    def _fired(self, outputs: list[Output], now: int) -> tuple[Iterable[JourneyOutput], bool]:
+        """Emit what the timers decided; then forget the customer if, as of ``now``, they
+        have been idle long enough with nothing pending."""
         assert self._journey is not None
         customer = self._journey.state.customer_id
         emitted = [
             Emitted(output, (1, _at(output), customer, n), 0.0) for n, output in enumerate(outputs)
         ]
+        if self._journey.evictable(self._config.policy, now):
+            CUSTOMERS.dec()
+            CUSTOMERS_EVICTED.inc()
+            return emitted, StatefulBatchLogic.DISCARD
         return emitted, StatefulBatchLogic.RETAIN
 
 

@@ -32,6 +32,15 @@ PROCESSING = Histogram(
     "Wall time from reading a record to writing the decisions it caused",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+LATE_EVENTS = Counter(
+    "concierge_late_events",
+    "Events further behind their input's clock than the policy's allowed_lateness (kept but "
+    "uncounted in windows; with late_events: dead_letter they are dead letters instead)",
+)
+CUSTOMERS_EVICTED = Counter(
+    "concierge_customers_evicted",
+    "Customers forgotten after evict_idle_after with nothing pending",
+)
 CUSTOMERS = Gauge("concierge_customers_in_state", "Customers whose context this process holds")
 CONSUMER_LAG = Gauge(
     "concierge_consumer_lag", "Records behind the end of an input partition", ["topic", "partition"]
@@ -76,10 +85,15 @@ def count_ingested(events: Iterable[Event], reasons: Iterable[str], known: froze
     records = 0
     types: Tally[str] = Tally()
     rejected: Tally[tuple[str, str]] = Tally()
+    late = 0
     for event in events:
         types[event.type] += 1
         if event.rejected_identifiers:
             rejected.update(event.rejected_identifiers)
+        if event.late:
+            late += 1
+    if late:
+        LATE_EVENTS.inc(late)
     for (kind, why), n in rejected.items():
         IDENTIFIERS_REJECTED.labels(kind, why).inc(n)
     for event_type, n in types.items():
@@ -87,6 +101,8 @@ def count_ingested(events: Iterable[Event], reasons: Iterable[str], known: froze
         records += n
     for reason, n in Tally(reasons).items():
         DEAD_LETTERS.labels(reason).inc(n)
+        if reason == "late_event":
+            LATE_EVENTS.inc(n)
         records += n
     if records:
         RECORDS_IN.inc(records)

@@ -58,6 +58,8 @@ class ReplayStats:
     events_in: int = 0
     events_ok: int = 0
     dead_letters: int = 0
+    late_events: int = 0
+    """Events further behind the file's clock than ``allowed_lateness`` (kept or dead letters)."""
     actions: Counter[str] = field(default_factory=Counter)
     decisions: Counter[str] = field(default_factory=Counter)
     audit: int = 0
@@ -67,6 +69,7 @@ class ReplayStats:
             "events_in": self.events_in,
             "events_ok": self.events_ok,
             "dead_letters": self.dead_letters,
+            "late_events": self.late_events,
             "actions": dict(sorted(self.actions.items())),
             "decisions": dict(sorted(self.decisions.items())),
             "audit": self.audit,
@@ -121,6 +124,7 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter, None]):
         self._stats.events_in += len(batch)
         self._stats.events_ok += len(ok)
         self._stats.dead_letters += len(bad)
+        self._stats.late_events += sum(1 for e in ok if e.late) + bad.count("late_event")
         self._loop.counters.add("events_read", len(ok))
         count_ingested(ok, bad, self._known)
         self._report()

@@ -1,16 +1,25 @@
-"""Customer context: the per-customer state and the signals it detects, in event time."""
+"""Customer context: the per-customer state and what changes it, in event time.
+
+Counting windows live in :mod:`operators.windows`; folding two contexts into
+one, and a context as a record, in :mod:`operators.handover`.
+"""
 
 from __future__ import annotations
 
-from bisect import insort
 from dataclasses import dataclass
 from typing import Any
 
-from operators.decay import decayed
+from operators.decay import falls_below_at
 from operators.model import Event
-from operators.policy import AbsenceSignal, CountingSignal, Policy
+from operators.policy import AbsenceSignal, ActionSpec, Policy, SuppressionSpec, TextSignal
 
 Group = str | None
+
+MAX_GROUPS = 32
+"""Groups (products, say) kept per customer for each signal's windows, each moment kind,
+each action's cooldowns and each suppression: a new group pushes out the least recent."""
+MAX_TRIGGERS = 16
+"""Event ids a moment keeps as its explanation (the latest)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +34,12 @@ class SignalFired:
 
 @dataclass(frozen=True, slots=True)
 class PendingAbsence:
-    """An absence signal waiting: it fires at ``due`` unless an awaited event comes first."""
+    """An absence signal waiting: started at ``started_at`` by event ``started_by``, it
+    fires at ``due`` unless an awaited event comes first."""
 
     due: int
     started_by: str
+    started_at: int
 
 
 @dataclass(slots=True)
@@ -43,8 +54,12 @@ class OpenMoment:
 
 
 class CustomerState:
-    """Everything Concierge keeps about one customer. Bounded: windows keep only what
-    their signal needs, moments one per kind and group."""
+    """Everything Concierge keeps about one customer.
+
+    Bounded: a window keeps what its signal still needs (:mod:`operators.windows`),
+    one moment per kind and group, at most :data:`MAX_GROUPS` groups of anything,
+    consent only for the purposes and channels the policy names.
+    """
 
     __slots__ = (
         "cancelled_at",
@@ -55,12 +70,14 @@ class CustomerState:
         "moments",
         "pending",
         "seq",
+        "suppressions",
         "windows",
     )
 
     def __init__(self, customer_id: str) -> None:
         self.customer_id = customer_id
         self.windows: dict[tuple[str, Group], list[tuple[int, str]]] = {}
+        """(counting signal, group) -> (event time, event id) in time order."""
         self.pending: dict[str, PendingAbsence] = {}
         self.cancelled_at: dict[str, int] = {}
         """Absence signal -> the latest time an event it awaits (``unless``) was seen."""
@@ -68,6 +85,9 @@ class CustomerState:
         self.consent: dict[tuple[str, str], tuple[bool, tuple[int, int]]] = {}
         """(purpose, channel) -> (granted, (event time, sequence)) of the latest word."""
         self.last_sent: dict[tuple[str, Group], int] = {}
+        """(action, group) -> when it was last sent: its cooldown runs from there."""
+        self.suppressions: dict[tuple[str, Group], tuple[int, int]] = {}
+        """(suppression, the ``same`` value or None) -> (from, until) when it holds."""
         self.last_event_at: int | None = None
         self.seq = 0
 
@@ -95,51 +115,33 @@ def lookup(path: tuple[str, ...], event: Event) -> Any:
     return node
 
 
-def _group_of(signal: CountingSignal, event: Event) -> Group | bool:
-    """The window group an event counts in; False when the event lacks the group field."""
-    if signal.group_by is None:
+def names_a_phrase(signal: TextSignal, event: Event) -> SignalFired | None:
+    """A text signal fires when its text field names one of its phrases. What the text
+    says is not kept: the signal carries only the event id."""
+    text = lookup(signal.text_field, event)
+    if not isinstance(text, str) or not signal.matcher.matches(text):
         return None
-    value = lookup(signal.group_by, event)
-    if value is None or isinstance(value, (dict, list)):
-        return False
-    return str(value)
-
-
-def count(state: CustomerState, signal: CountingSignal, event: Event) -> SignalFired | None:
-    """Count ``event`` in its window; the signal fires when the window reaches ``at_least``.
-
-    A window keeps only the latest ``at_least`` events: that is all the signal needs.
-    """
-    group = _group_of(signal, event)
-    if group is False:
-        return None
-    assert group is not True
-    key = (signal.name, group)
-    window = state.windows.get(key)
-    if window is None:
-        window = state.windows[key] = []
-    entry = (event.time, event.event_id)
-    if any(seen == event.event_id for _, seen in window):
-        return None
-    insort(window, entry)
-    if len(window) > signal.at_least:
-        del window[: len(window) - signal.at_least]
-    if entry not in window or len(window) < signal.at_least:
-        return None
-    if window[-1][0] - window[0][0] > signal.within:
-        return None
-    return SignalFired(signal.name, group, event.time, tuple(e for _, e in window))
+    return SignalFired(signal.name, None, event.time, (event.event_id,))
 
 
 def watch_absences(state: CustomerState, signals: tuple[AbsenceSignal, ...], event: Event) -> None:
-    """An event cancels the absence signals awaiting it and starts those it begins."""
+    """An event cancels the absence signals awaiting it, if it happened after they started,
+    and starts those it begins, unless an awaited event already came after it."""
+    at = event.time
     for signal in signals:
+        name = signal.name
         if signal.unless is None or event.type in signal.unless:
-            state.pending.pop(signal.name, None)
-            if event.time > state.cancelled_at.get(signal.name, -1):
-                state.cancelled_at[signal.name] = event.time
+            pending = state.pending.get(name)
+            if pending is not None and at >= pending.started_at:
+                del state.pending[name]
+            if at > state.cancelled_at.get(name, -1):
+                state.cancelled_at[name] = at
         if signal.on is None or event.type in signal.on:
-            state.pending[signal.name] = PendingAbsence(event.time + signal.after, event.event_id)
+            pending = state.pending.get(name)
+            if (pending is None or at >= pending.started_at) and state.cancelled_at.get(
+                name, -1
+            ) <= at:
+                state.pending[name] = PendingAbsence(at + signal.after, event.event_id, at)
 
 
 def due_absences(state: CustomerState, until: int, inclusive: bool) -> list[SignalFired]:
@@ -157,22 +159,30 @@ def due_absences(state: CustomerState, until: int, inclusive: bool) -> list[Sign
     return fired
 
 
-def record_consent(state: CustomerState, event: Event) -> None:
-    """A ``consent_changed`` event sets consent for a purpose on a channel (``*``: all)."""
+def record_consent(policy: Policy, state: CustomerState, event: Event) -> None:
+    """A ``consent_changed`` event sets consent for a purpose on a channel (``*``: all).
+    Words on purposes or channels the policy does not name change nothing it decides,
+    and are not kept."""
     props = event.properties
+    purpose = props["purpose"]
     channel = props.get("channel") or "*"
-    state.consent[(props["purpose"], channel)] = (bool(props["granted"]), (event.time, state.seq))
+    if purpose not in policy.consent_purposes:
+        return
+    if channel != "*" and channel not in policy.channels:
+        return
+    state.consent[(purpose, channel)] = (bool(props["granted"]), (event.time, state.seq))
 
 
 def has_consent(state: CustomerState, purpose: str, channel: str) -> bool:
     """Opt-in: granted only if the latest word on this channel (or on all) is a grant."""
-    word = _latest_word(state, purpose, channel)
+    word = latest_word(state, purpose, channel)
     return word is not None and word[0]
 
 
-def _latest_word(
+def latest_word(
     state: CustomerState, purpose: str, channel: str
 ) -> tuple[bool, tuple[int, int]] | None:
+    """The latest consent word that applies to ``purpose`` on ``channel``, if any."""
     specific = state.consent.get((purpose, channel))
     every = state.consent.get((purpose, "*"))
     if specific is None:
@@ -180,6 +190,63 @@ def _latest_word(
     if every is None or specific[1] > every[1]:
         return specific
     return every
+
+
+def start_suppressions(
+    state: CustomerState, suppressions: tuple[SuppressionSpec, ...], at: int, event: Event | None
+) -> None:
+    """Start (or extend) ``suppressions`` at ``at``. With ``same``, one holds only for the
+    starting event's value at that path; without the value, it holds for every group."""
+    for spec in suppressions:
+        value: Group = None
+        if spec.same is not None and event is not None:
+            found = lookup(spec.same, event)
+            if found is not None and not isinstance(found, (dict, list)):
+                value = str(found)
+        key = (spec.name, value)
+        held = state.suppressions.get(key)
+        if held is None:
+            _make_room_for_suppression(state, spec.name, at)
+            state.suppressions[key] = (at, at + spec.duration)
+        else:
+            state.suppressions[key] = joined(held, (at, at + spec.duration))
+
+
+def joined(one: tuple[int, int], other: tuple[int, int]) -> tuple[int, int]:
+    """Two spells of a suppression as one: their union if they overlap, else the later."""
+    first, second = sorted((one, other))
+    if second[0] <= first[1]:
+        return (first[0], max(first[1], second[1]))
+    return second
+
+
+def _make_room_for_suppression(state: CustomerState, name: str, now: int) -> None:
+    keys = [key for key in state.suppressions if key[0] == name]
+    for key in keys:
+        if state.suppressions[key][1] <= now:
+            del state.suppressions[key]
+    live = [key for key in keys if key in state.suppressions]
+    if len(live) >= MAX_GROUPS:
+        del state.suppressions[min(live, key=lambda k: (state.suppressions[k][1], str(k[1])))]
+
+
+def suppressed_by(
+    policy: Policy, state: CustomerState, action: ActionSpec, channel: str, group: Group, now: int
+) -> tuple[str, int] | None:
+    """The suppression holding ``action`` back on ``channel`` at ``now`` (name, until), if any;
+    of several, the one that holds longest. A suppression holds from the moment it
+    started, not before: an older decision that arrives late is not held back by it."""
+    found: tuple[str, int] | None = None
+    for (name, value), (start, until) in state.suppressions.items():
+        if not start <= now < until or (found is not None and until <= found[1]):
+            continue
+        spec = policy.suppressions.get(name)
+        if spec is None or not spec.selects(action, channel):
+            continue
+        if value is not None and group is not None and value != group:
+            continue
+        found = (name, until)
+    return found
 
 
 def open_moments(
@@ -191,12 +258,13 @@ def open_moments(
         key = (spec.name, fired.group)
         moment = state.moments.get(key)
         if moment is None:
+            _make_room_for_moment(state, spec.name)
             state.moments[key] = OpenMoment(
-                spec.value, fired.at, event_id, (fired.signal,), fired.triggered_by
+                spec.value, fired.at, event_id, (fired.signal,), fired.triggered_by[-MAX_TRIGGERS:]
             )
         else:
             moment.value = spec.value
-            moment.opened_at = fired.at
+            moment.opened_at = max(moment.opened_at, fired.at)
             if fired.signal not in moment.signals:
                 moment.signals = (*moment.signals, fired.signal)
             moment.triggered_by = _latest_unique(moment.triggered_by, fired.triggered_by)
@@ -204,7 +272,11 @@ def open_moments(
     return opened
 
 
-MAX_TRIGGERS = 16
+def _make_room_for_moment(state: CustomerState, kind: str) -> None:
+    groups = [key for key in state.moments if key[0] == kind]
+    if len(groups) >= MAX_GROUPS:
+        oldest = min(groups, key=lambda key: (state.moments[key].opened_at, str(key[1])))
+        del state.moments[oldest]
 
 
 def _latest_unique(old: tuple[str, ...], new: tuple[str, ...]) -> tuple[str, ...]:
@@ -215,148 +287,44 @@ def _latest_unique(old: tuple[str, ...], new: tuple[str, ...]) -> tuple[str, ...
     return tuple(merged[-MAX_TRIGGERS:])
 
 
-def merge_states(policy: Policy, survivor: CustomerState, retired: CustomerState) -> None:
-    """Fold a retired profile's context into its survivor's, as if one customer had done both.
+def record_sent(state: CustomerState, action: ActionSpec, group: Group, now: int) -> None:
+    """Start ``action``'s cooldown for ``group``; cooldowns that have run out are dropped."""
+    key = (action.name, group)
+    if key not in state.last_sent:
+        groups = [k for k in state.last_sent if k[0] == action.name]
+        for k in groups:
+            if state.last_sent[k] + action.cooldown <= now:
+                del state.last_sent[k]
+        live = [k for k in groups if k in state.last_sent]
+        if len(live) >= MAX_GROUPS:
+            del state.last_sent[min(live, key=lambda k: (state.last_sent[k], str(k[1])))]
+    state.last_sent[key] = now
 
-    Windows merge in time order (each event once); the more valuable open moment
-    of a kind and group stays; cooldowns keep the latest send; consent keeps the
-    most restrictive word where both said something; pending absences keep the
-    latest start, so one person's activity on either profile counts.
+
+def evict_at(policy: Policy, state: CustomerState) -> int | None:
+    """When this customer may be forgotten: ``evict_idle_after`` past their last event, once
+    nothing is pending. None while an absence timer is pending (it has to fire first).
+
+    Pending means a timer, a moment still worth acting on, a window still counting, a
+    cooldown or a suppression still running. Consent is not: a forgotten customer has
+    none, so nothing marketing reaches them until they grant it again (opt-in).
     """
-    for key, events in retired.windows.items():
-        merged = sorted(set(survivor.windows.get(key, [])) | set(events))
-        signal = policy.counting.get(key[0])
-        keep = signal.at_least if signal is not None else len(merged)
-        survivor.windows[key] = _unique_events(merged)[-keep:]
-    survivor.pending = _surviving_absences(policy, survivor, retired)
-    for name, at in retired.cancelled_at.items():
-        survivor.cancelled_at[name] = max(at, survivor.cancelled_at.get(name, at))
-    now = max(survivor.last_event_at or 0, retired.last_event_at or 0)
-    for key, moment in retired.moments.items():
-        mine_moment = survivor.moments.get(key)
-        spec = policy.moments.get(key[0])
-        if (
-            mine_moment is None
-            or spec is None
-            or _worth(moment, spec.half_life, now) > _worth(mine_moment, spec.half_life, now)
-        ):
-            survivor.moments[key] = moment
-    for key, sent in retired.last_sent.items():
-        survivor.last_sent[key] = max(sent, survivor.last_sent.get(key, sent))
-    survivor.consent = _restrictive_consent(policy, survivor, retired)
-    if retired.last_event_at is not None:
-        survivor.last_event_at = now
-    survivor.seq = max(survivor.seq, retired.seq)
-
-
-def _surviving_absences(
-    policy: Policy, one: CustomerState, other: CustomerState
-) -> dict[str, PendingAbsence]:
-    """A pending absence survives unless the other profile saw what it awaits after it
-    started; of two survivors, the later start wins."""
-    after = {signal.name: signal.after for signal in policy.absence_signals}
-    kept: dict[str, PendingAbsence] = {}
-    for mine, theirs in ((one, other), (other, one)):
-        for name, pending in mine.pending.items():
-            started = pending.due - after.get(name, 0)
-            if theirs.cancelled_at.get(name, -1) >= started:
-                continue
-            if name not in kept or pending.due > kept[name].due:
-                kept[name] = pending
-    return kept
-
-
-def _restrictive_consent(
-    policy: Policy, one: CustomerState, other: CustomerState
-) -> dict[tuple[str, str], tuple[bool, tuple[int, int]]]:
-    """Per purpose and channel, a grant only if every profile that said something granted."""
-    merged: dict[tuple[str, str], tuple[bool, tuple[int, int]]] = {}
-    purposes = {purpose for purpose, _ in one.consent} | {purpose for purpose, _ in other.consent}
-    for purpose in purposes:
-        for channel in policy.channels:
-            words = [
-                w
-                for w in (
-                    _latest_word(one, purpose, channel),
-                    _latest_word(other, purpose, channel),
-                )
-                if w is not None
-            ]
-            if words:
-                merged[(purpose, channel)] = (
-                    all(granted for granted, _ in words),
-                    max(order for _, order in words),
-                )
-    return merged
-
-
-def _unique_events(entries: list[tuple[int, str]]) -> list[tuple[int, str]]:
-    seen: set[str] = set()
-    unique = []
-    for at, event_id in entries:
-        if event_id not in seen:
-            seen.add(event_id)
-            unique.append((at, event_id))
-    return unique
-
-
-def _worth(moment: OpenMoment, half_life: int, now: int) -> float:
-    return decayed(moment.value, now - moment.opened_at, half_life)
-
-
-STATE_FORMAT = 1
-
-
-def state_to_record(state: CustomerState) -> dict[str, Any]:
-    """A customer's context as plain JSON-ready data: safe to send between processes
-    (a merge moves it to the surviving profile) and readable by a person."""
-    return {
-        "format": STATE_FORMAT,
-        "customer_id": state.customer_id,
-        "windows": [
-            [signal, group, [list(e) for e in events]]
-            for (signal, group), events in state.windows.items()
-        ],
-        "pending": [[name, p.due, p.started_by] for name, p in state.pending.items()],
-        "moments": [
-            [
-                name,
-                group,
-                m.value,
-                m.opened_at,
-                m.opening_event,
-                list(m.signals),
-                list(m.triggered_by),
-            ]
-            for (name, group), m in state.moments.items()
-        ],
-        "consent": [
-            [purpose, channel, granted, list(order)]
-            for (purpose, channel), (granted, order) in state.consent.items()
-        ],
-        "last_sent": [[action, group, at] for (action, group), at in state.last_sent.items()],
-        "cancelled_at": [[name, at] for name, at in state.cancelled_at.items()],
-        "last_event_at": state.last_event_at,
-        "seq": state.seq,
-    }
-
-
-def state_from_record(record: dict[str, Any]) -> CustomerState:
-    """The inverse of :func:`state_to_record`."""
-    if record.get("format") != STATE_FORMAT:
-        raise ValueError(f"unknown customer state format {record.get('format')!r}")
-    state = CustomerState(record["customer_id"])
-    state.windows = {
-        (s, g): [(int(t), str(e)) for t, e in events] for s, g, events in record["windows"]
-    }
-    state.pending = {name: PendingAbsence(due, by) for name, due, by in record["pending"]}
-    state.moments = {
-        (name, group): OpenMoment(float(value), opened, opening, tuple(signals), tuple(triggers))
-        for name, group, value, opened, opening, signals, triggers in record["moments"]
-    }
-    state.consent = {(p, c): (bool(g), (int(o[0]), int(o[1]))) for p, c, g, o in record["consent"]}
-    state.last_sent = {(a, g): int(at) for a, g, at in record["last_sent"]}
-    state.cancelled_at = {name: int(at) for name, at in record["cancelled_at"]}
-    state.last_event_at = record["last_event_at"]
-    state.seq = record["seq"]
-    return state
+    if state.pending or state.last_event_at is None:
+        return None
+    at = state.last_event_at + policy.evict_idle_after
+    for (name, _), moment in state.moments.items():
+        spec = policy.moments.get(name)
+        threshold = policy.lowest_min_value.get(name)
+        if spec is not None and threshold is not None:
+            at = max(at, falls_below_at(moment.value, moment.opened_at, spec.half_life, threshold))
+    for (signal, _), window in state.windows.items():
+        counting = policy.counting.get(signal)
+        if counting is not None and window:
+            at = max(at, window[-1][0] + counting.within)
+    for (action, _), sent in state.last_sent.items():
+        action_spec = policy.actions.get(action)
+        if action_spec is not None:
+            at = max(at, sent + action_spec.cooldown)
+    for _, until in state.suppressions.values():
+        at = max(at, until)
+    return at

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import hashlib
 
-from operators.context import CustomerState, Group, OpenMoment, has_consent
+from operators.context import (
+    CustomerState,
+    Group,
+    OpenMoment,
+    has_consent,
+    record_sent,
+    suppressed_by,
+)
 from operators.decay import decayed, falls_below_at
 from operators.model import Action, Decision, Outcome
 from operators.policy import ActionSpec, Policy
@@ -48,7 +55,7 @@ def decide(policy: Policy, state: CustomerState, key: tuple[str, Group], now: in
                 )
             )
             continue
-        outcome, reason = _check(state, action, group, value, now)
+        outcome, reason = _check(policy, state, action, group, value, now)
         if outcome is not Outcome.SENT:
             outputs.append(
                 _decision(policy, state, action, moment, key, now, value, outcome, reason)
@@ -82,7 +89,7 @@ def decide(policy: Policy, state: CustomerState, key: tuple[str, Group], now: in
                 policy_version=policy.version,
             )
         )
-        state.last_sent[(action.name, group)] = now
+        record_sent(state, action, group, now)
         sent = action.name
     if sent is not None:
         del state.moments[key]
@@ -90,14 +97,23 @@ def decide(policy: Policy, state: CustomerState, key: tuple[str, Group], now: in
 
 
 def _check(
-    state: CustomerState, action: ActionSpec, group: Group, value: float, now: int
+    policy: Policy,
+    state: CustomerState,
+    action: ActionSpec,
+    group: Group,
+    value: float,
+    now: int,
 ) -> tuple[Outcome, str]:
     if value < action.min_value:
         return Outcome.STALE, f"value {value:.2f} is below min_value {action.min_value:g}"
+    channel = action.channels[0]
+    suppression = suppressed_by(policy, state, action, channel, group, now)
+    if suppression is not None:
+        name, until = suppression
+        return Outcome.SUPPRESSED, f"suppressed by {name} until {format_ms(until)}"
     last = state.last_sent.get((action.name, group))
     if last is not None and now - last < action.cooldown:
         return Outcome.COOLDOWN, f"cooldown until {format_ms(last + action.cooldown)}"
-    channel = action.channels[0]
     if action.consent is not None and not has_consent(state, action.consent, channel):
         return Outcome.NO_CONSENT, f"no {action.consent} consent on {channel}"
     return Outcome.SENT, "eligible"

@@ -31,10 +31,21 @@ class Ingestor:
 
     It keeps that partition's ingest clock: the latest event time it has
     accepted. A timestamp more than ``max_future_skew`` past the clock (or past
-    the record's arrival time, when the source knows it) is rejected as absurd.
+    the record's arrival time, when the source knows it) is rejected as absurd;
+    one more than ``allowed_lateness`` behind it is *late*: marked so, or a dead
+    letter if the policy says so.
     """
 
-    __slots__ = ("_event_types", "_max_bytes", "_rules", "_skew", "_validate", "clock")
+    __slots__ = (
+        "_dead_letter_late",
+        "_event_types",
+        "_lateness",
+        "_max_bytes",
+        "_rules",
+        "_skew",
+        "_validate",
+        "clock",
+    )
 
     def __init__(self, policy: Policy, clock: int | None = None) -> None:
         self._validate = event_validator().validate
@@ -42,6 +53,8 @@ class Ingestor:
         self._skew = policy.max_future_skew
         self._event_types = policy.event_types
         self._rules = policy.identifier_rules
+        self._lateness = policy.allowed_lateness
+        self._dead_letter_late = policy.dead_letter_late
         self.clock = clock
 
     def ingest(
@@ -159,6 +172,19 @@ class Ingestor:
                 event_type,
                 "identifiers",
             )
+        late = self.clock is not None and self.clock - time > self._lateness
+        if late and self._dead_letter_late:
+            assert self.clock is not None
+            return DeadLetter(
+                Reason.LATE_EVENT,
+                f"timestamp {format_ms(time)} is more than {format_duration(self._lateness)} "
+                f"behind the ingest clock {format_ms(self.clock)}",
+                raw,
+                origin,
+                event_id,
+                event_type,
+                "timestamp",
+            )
         if self.clock is None or time > self.clock:
             self.clock = time
         return Event(
@@ -177,6 +203,7 @@ class Ingestor:
                 for kind, why in rejected
                 if why is Rejection.BLOCKED
             ),
+            late,
         )
 
 

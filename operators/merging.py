@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from operators.context import CustomerState, merge_states, state_from_record, state_to_record
+from operators.context import CustomerState, evict_at
 from operators.customer import fire_due, handle_event
 from operators.decide import Output
+from operators.handover import merge_states, state_from_record, state_to_record
 from operators.model import Event
 from operators.policy import Policy
 
@@ -70,12 +71,39 @@ class Journey:
     retiring: Retire | None = None
     """A retirement that waits for this profile's own pending merges to complete."""
     retired: bool = False
+    evicted: int = 0
+    """Times this customer's context was forgotten as idle, since the step last looked."""
 
     def on_event(self, policy: Policy, event: Event) -> list[Output]:
         if self.awaiting:
             self.held.append(event)
             return []
-        return handle_event(policy, self.state, event)
+        return self._handle(policy, event)
+
+    def _handle(self, policy: Policy, event: Event) -> list[Output]:
+        """Handle ``event``; a context idle long enough by its time is forgotten first, the
+        same as if the wall clock had evicted it already."""
+        outputs = fire_due(policy, self.state, max(event.time, event.watermark), inclusive=False)
+        idle_until = evict_at(policy, self.state)
+        if idle_until is not None and idle_until <= event.time:
+            self.state = CustomerState(self.state.customer_id)
+            self.evicted += 1
+        outputs.extend(handle_event(policy, self.state, event))
+        return outputs
+
+    def evictable(self, policy: Policy, now: int) -> bool:
+        """Whether this customer can be forgotten as of ``now``: idle, with nothing pending
+        and no merge under way."""
+        if self.awaiting or self.held or self.early or self.retiring or self.retired:
+            return False
+        idle_until = evict_at(policy, self.state)
+        return idle_until is not None and idle_until <= now
+
+    def next_eviction(self, policy: Policy) -> int | None:
+        """When this customer becomes evictable, if nothing happens before."""
+        if self.awaiting or self.held or self.early or self.retiring or self.retired:
+            return None
+        return evict_at(policy, self.state)
 
     def on_adopt(self, policy: Policy, adopt: Adopt) -> tuple[list[Output], Transfer | None]:
         """Start holding events back until the retired context arrives (at once, if it
@@ -108,7 +136,7 @@ class Journey:
         held, self.held = self.held, []
         outputs: list[Output] = []
         for event in held:
-            outputs.extend(handle_event(policy, self.state, event))
+            outputs.extend(self._handle(policy, event))
         if self.retiring is not None:
             return outputs, self._hand_over(self.retiring)
         return outputs, None

@@ -37,6 +37,7 @@ class DeadLetterReason(StrEnum):
     UNKNOWN_EVENT_TYPE = "unknown_event_type"
     NO_USABLE_IDENTIFIER = "no_usable_identifier"
     UNKNOWN_ACTION_ID = "unknown_action_id"
+    LATE_EVENT = "late_event"
     KAFKA_ERROR = "kafka_error"
 
 
@@ -74,10 +75,14 @@ class Event:
     """Event time of the input when this event was read: the latest time accepted on its
     partition so far (this event's own time, unless it arrived late)."""
     rejected_identifiers: tuple[tuple[str, str], ...] = ()
-    blocked_identifiers: tuple[tuple[str, str], ...] = ()
-    """(kind, masked value) of identifiers the policy blocks, for the audit stream."""
     """Identifier kinds this event named but could not use, with the reason (empty, blocked,
     invalid)."""
+    blocked_identifiers: tuple[tuple[str, str], ...] = ()
+    """(kind, masked value) of identifiers the policy blocks, for the audit stream."""
+    late: bool = False
+    """Further behind its input's clock than the policy's ``allowed_lateness``: it still
+    changes consent, suppressions and activity, but counts in no window and starts no
+    absence timer (those moments have passed)."""
 
 
 RAW_KEEP_BYTES = 65536

@@ -9,11 +9,14 @@ from typing import Any
 
 from operators.durations import parse_duration_ms
 from operators.identifiers import KNOWN_IDENTIFIERS, IdentifierRules, compile_rules
+from operators.text import PhraseMatcher
 
 DEFAULT_IDENTIFIER_ORDER = KNOWN_IDENTIFIERS
 DEFAULT_TIMEZONE = "UTC"
 DEFAULT_MAX_RECORD_BYTES = 65536
 DEFAULT_MAX_FUTURE_SKEW = "365d"
+DEFAULT_ALLOWED_LATENESS = "1d"
+DEFAULT_EVICT_IDLE_AFTER = "365d"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,32 @@ class TextSignal:
     on: frozenset[str]
     text_field: tuple[str, ...]
     phrases: tuple[str, ...]
+    matcher: PhraseMatcher
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionSpec:
+    """While active, holds back the actions it selects (every selector given must match).
+
+    Started ``duration`` ms long by an event type, a signal or a feedback outcome.
+    With ``same``, it holds back only moments whose group equals the starting
+    event's value at that path (a purchase stops nudges for that product).
+    """
+
+    name: str
+    categories: frozenset[str] | None
+    actions: frozenset[str] | None
+    channels: frozenset[str] | None
+    same: tuple[str, ...] | None
+    duration: int
+
+    def selects(self, action: ActionSpec, channel: str) -> bool:
+        """Whether this suppression holds back ``action`` on ``channel``."""
+        return (
+            (self.categories is None or action.category in self.categories)
+            and (self.actions is None or action.name in self.actions)
+            and (self.channels is None or channel in self.channels)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,22 +113,46 @@ class Policy:
     counting: Mapping[str, CountingSignal]
     absence_signals: tuple[AbsenceSignal, ...]
     text_signals: tuple[TextSignal, ...]
+    text_by_type: Mapping[str, tuple[TextSignal, ...]]
+    suppressions: Mapping[str, SuppressionSpec]
+    suppressions_by_event: Mapping[str, tuple[SuppressionSpec, ...]]
+    suppressions_by_signal: Mapping[str, tuple[SuppressionSpec, ...]]
+    suppressions_by_feedback: Mapping[str, tuple[SuppressionSpec, ...]]
     moments_by_signal: Mapping[str, tuple[MomentSpec, ...]]
     moments: Mapping[str, MomentSpec]
     actions_by_moment: Mapping[str, tuple[ActionSpec, ...]]
     actions: Mapping[str, ActionSpec]
+    consent_purposes: frozenset[str]
+    """The consent purposes some action needs: the only ones a customer's context keeps."""
+    lowest_min_value: Mapping[str, float]
+    """Moment kind -> the lowest ``min_value`` of its actions: below it, a moment is worth
+    nothing to anyone."""
     identifier_order: tuple[str, ...]
     identifier_rules: IdentifierRules
     default_timezone: str
     event_types: frozenset[str] | None
     max_record_bytes: int
     max_future_skew: int
+    allowed_lateness: int
+    """Events up to this far behind their input's clock still count exactly in windows."""
+    dead_letter_late: bool
+    """Events later than ``allowed_lateness``: dead letters (True) or kept, uncounted (False)."""
+    evict_idle_after: int
+    """A customer with nothing pending and no event for this long is forgotten."""
     document: Mapping[str, Any]
     """The validated policy as plain data, for the parts compiled by later stages."""
 
 
 def _names(value: str | list[str]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _selector(selector: Mapping[str, Any], key: str) -> frozenset[str] | None:
+    return frozenset(_names(selector[key])) if key in selector else None
+
+
+def _frozen(table: Mapping[str, list[Any]]) -> Mapping[str, tuple[Any, ...]]:
+    return MappingProxyType({k: tuple(v) for k, v in table.items()})
 
 
 def _path(dotted: str) -> tuple[str, ...]:
@@ -141,8 +194,13 @@ def compile_policy(document: Mapping[str, Any], version: str) -> Policy:
                     on=frozenset(_names(spec["on"])),
                     text_field=_path(spec["text_field"]),
                     phrases=tuple(spec["matches_any"]),
+                    matcher=PhraseMatcher(spec["matches_any"]),
                 )
             )
+    text_by_type: dict[str, list[TextSignal]] = {}
+    for text_signal in text:
+        for event_type in text_signal.on:
+            text_by_type.setdefault(event_type, []).append(text_signal)
 
     moments: dict[str, MomentSpec] = {}
     moments_by_signal: dict[str, list[MomentSpec]] = {}
@@ -175,6 +233,28 @@ def compile_policy(document: Mapping[str, Any], version: str) -> Policy:
         actions[name] = action
         actions_by_moment.setdefault(action.moment, []).append(action)
 
+    suppressions: dict[str, SuppressionSpec] = {}
+    triggers: dict[str, dict[str, list[SuppressionSpec]]] = {
+        "event": {},
+        "signal": {},
+        "feedback": {},
+    }
+    for rule in document.get("suppressions", ()):
+        if "suppress" not in rule:
+            continue
+        selector = rule["suppress"]
+        suppression = SuppressionSpec(
+            name=rule["name"],
+            categories=_selector(selector, "category"),
+            actions=_selector(selector, "action"),
+            channels=_selector(selector, "channel"),
+            same=_path(selector["same"]) if "same" in selector else None,
+            duration=parse_duration_ms(rule["for"]),
+        )
+        suppressions[suppression.name] = suppression
+        ((kind, trigger),) = rule["when"].items()
+        triggers[kind].setdefault(trigger, []).append(suppression)
+
     identity = document.get("identity", {})
     ingest = document.get("ingest", {})
     event_types = document.get("event_types")
@@ -186,15 +266,31 @@ def compile_policy(document: Mapping[str, Any], version: str) -> Policy:
         counting=MappingProxyType(counting_by_name),
         absence_signals=tuple(absence),
         text_signals=tuple(text),
+        text_by_type=_frozen(text_by_type),
+        suppressions=MappingProxyType(suppressions),
+        suppressions_by_event=_frozen(triggers["event"]),
+        suppressions_by_signal=_frozen(triggers["signal"]),
+        suppressions_by_feedback=_frozen(triggers["feedback"]),
         moments_by_signal=MappingProxyType({k: tuple(v) for k, v in moments_by_signal.items()}),
         moments=MappingProxyType(moments),
         actions_by_moment=MappingProxyType({k: tuple(v) for k, v in actions_by_moment.items()}),
         actions=MappingProxyType(actions),
+        consent_purposes=frozenset(a.consent for a in actions.values() if a.consent is not None),
+        lowest_min_value=MappingProxyType(
+            {moment: min(a.min_value for a in specs) for moment, specs in actions_by_moment.items()}
+        ),
         identifier_order=tuple(identity.get("identifiers", DEFAULT_IDENTIFIER_ORDER)),
         identifier_rules=compile_rules(identity, document.get("defaults", {}).get("phone_region")),
         default_timezone=document.get("defaults", {}).get("timezone", DEFAULT_TIMEZONE),
         event_types=frozenset(event_types) if event_types is not None else None,
         max_record_bytes=ingest.get("max_record_bytes", DEFAULT_MAX_RECORD_BYTES),
         max_future_skew=parse_duration_ms(ingest.get("max_future_skew", DEFAULT_MAX_FUTURE_SKEW)),
+        allowed_lateness=parse_duration_ms(
+            ingest.get("allowed_lateness", DEFAULT_ALLOWED_LATENESS)
+        ),
+        dead_letter_late=ingest.get("late_events", "keep") == "dead_letter",
+        evict_idle_after=parse_duration_ms(
+            document.get("customers", {}).get("evict_idle_after", DEFAULT_EVICT_IDLE_AFTER)
+        ),
         document=MappingProxyType(dict(document)),
     )

@@ -22,6 +22,7 @@ from ruamel.yaml.error import MarkedYAMLError
 import schemas
 from operators.durations import parse_duration_ms
 from operators.policy import Policy, compile_policy
+from operators.text import phrase_words
 
 PathItem = str | int
 
@@ -187,6 +188,8 @@ _DURATION_FIELDS = (
     ("caps", "*", "window"),
     ("suppressions", "*", "for"),
     ("ingest", "max_future_skew"),
+    ("ingest", "allowed_lateness"),
+    ("customers", "evict_idle_after"),
 )
 _NUMBER_FIELDS = (
     ("moments", "*", "value"),
@@ -277,6 +280,9 @@ def _reference_problems(document: dict[str, Any]) -> Problems:
         for key in ("group_by", "text_field"):
             if key in spec and not spec[key].startswith(prefixes):
                 yield ("signals", name, key), "must start with properties. or context."
+        for index, phrase in enumerate(spec.get("matches_any", [])):
+            if isinstance(phrase, str) and not phrase_words(phrase):
+                yield ("signals", name, "matches_any", index), f"{phrase!r} has no words to match"
 
     def moment(name: str, spec: dict[str, Any]) -> Problems:
         single = isinstance(spec["from"], str)
@@ -327,7 +333,14 @@ def _reference_problems(document: dict[str, Any]) -> Problems:
         if _is_zero(spec["window"]):
             yield ("caps", index, "window"), "must be longer than 0"
 
+    suppression_names: set[str] = set()
+
     def suppression(index: int, rule: dict[str, Any]) -> Problems:
+        name = rule.get("name")
+        if isinstance(name, str):
+            if name in suppression_names:
+                yield ("suppressions", index, "name"), f"another suppression is named {name!r}"
+            suppression_names.add(name)
         when = rule.get("when", {})
         if "signal" in when and when["signal"] not in signals:
             yield (

@@ -1,79 +1,24 @@
+"""Customer context: absences, consent, text signals, suppressions, eviction
+(operators/context.py)."""
+
 from operators.context import (
+    MAX_GROUPS,
     CustomerState,
-    count,
     due_absences,
+    evict_at,
     has_consent,
+    names_a_phrase,
+    open_moments,
     record_consent,
+    record_sent,
+    start_suppressions,
+    suppressed_by,
     watch_absences,
 )
+from operators.timefmt import parse_ms
 from tests.conftest import make_event
 
-VIEW = {"product_id": "p-42"}
-
-
-def repeat_signal(policy):
-    return policy.counting_by_type["product_view"][0]
-
-
-def views(policy, state, *times, product="p-42"):
-    signal = repeat_signal(policy)
-    return [
-        count(state, signal, make_event("product_view", t, {"product_id": product})) for t in times
-    ]
-
-
-def test_third_view_within_the_window_fires(policy):
-    state = CustomerState("cus_1")
-    first, second, third = views(
-        policy, state, "2026-11-20T10:00:00Z", "2026-11-21T10:00:00Z", "2026-11-22T10:00:00Z"
-    )
-    assert first is None and second is None
-    assert third is not None and third.group == "p-42" and len(third.triggered_by) == 3
-
-
-def test_exactly_at_the_window_boundary_counts(policy):
-    state = CustomerState("cus_1")
-    *_, third = views(
-        policy, state, "2026-11-20T10:00:00Z", "2026-11-23T10:00:00Z", "2026-11-27T10:00:00Z"
-    )
-    assert third is not None
-
-
-def test_one_millisecond_past_the_window_does_not(policy):
-    state = CustomerState("cus_1")
-    *_, third = views(
-        policy, state, "2026-11-20T10:00:00Z", "2026-11-23T10:00:00Z", "2026-11-27T10:00:00.001Z"
-    )
-    assert third is None
-
-
-def test_groups_count_apart(policy):
-    state = CustomerState("cus_1")
-    fired = views(policy, state, "2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z", product="p-1")
-    fired += views(policy, state, "2026-11-20T12:00:00Z", product="p-2")
-    assert fired == [None, None, None]
-
-
-def test_a_view_without_a_product_is_not_counted(policy):
-    state = CustomerState("cus_1")
-    signal = repeat_signal(policy)
-    for t in ("2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z", "2026-11-20T12:00:00Z"):
-        assert count(state, signal, make_event("product_view", t, {})) is None
-    assert state.windows == {}
-
-
-def test_a_late_event_inside_the_window_still_completes_it(policy):
-    state = CustomerState("cus_1")
-    *_, late = views(
-        policy, state, "2026-11-20T10:00:00Z", "2026-11-22T10:00:00Z", "2026-11-21T10:00:00Z"
-    )
-    assert late is not None
-
-
-def test_windows_keep_only_what_the_signal_needs(policy):
-    state = CustomerState("cus_1")
-    views(policy, state, *(f"2026-11-2{d}T10:00:00Z" for d in range(10)))
-    assert len(state.windows[("repeat_product_interest", "p-42")]) == 3
+DAY = 86_400_000
 
 
 def absence(policy, name):
@@ -118,6 +63,7 @@ def test_consent_is_opt_in_and_the_latest_word_wins(policy):
     def consent(channel, granted):
         state.seq += 1
         record_consent(
+            policy,
             state,
             make_event(
                 "consent_changed",
@@ -134,3 +80,173 @@ def test_consent_is_opt_in_and_the_latest_word_wins(policy):
     assert not has_consent(state, "marketing", "email")
     consent("email", True)
     assert has_consent(state, "marketing", "email") and not has_consent(state, "marketing", "push")
+
+
+def test_a_purchase_from_before_the_checkout_does_not_cancel_it(policy):
+    """Out of order: the purchase is older than the checkout it arrives after."""
+    state = CustomerState("cus_1")
+    signals = policy.absence_signals
+    watch_absences(state, signals, make_event("checkout_started", "2026-11-20T10:00:00Z"))
+    watch_absences(state, signals, make_event("purchase", "2026-11-20T09:50:00Z"))
+    assert "checkout_abandoned" in state.pending
+
+
+def test_a_checkout_arriving_after_its_purchase_starts_no_timer(policy):
+    state = CustomerState("cus_1")
+    signals = policy.absence_signals
+    watch_absences(state, signals, make_event("purchase", "2026-11-20T10:05:00Z"))
+    watch_absences(state, signals, make_event("checkout_started", "2026-11-20T10:00:00Z"))
+    assert "checkout_abandoned" not in state.pending
+
+
+def test_an_older_event_does_not_pull_the_inactivity_timer_back(policy):
+    state = CustomerState("cus_1")
+    signals = policy.absence_signals
+    watch_absences(state, signals, make_event("page_view", "2026-11-21T10:00:00Z"))
+    due = state.pending["inactive"].due
+    watch_absences(state, signals, make_event("page_view", "2026-11-20T10:00:00Z"))
+    assert state.pending["inactive"].due == due
+
+
+def test_consent_for_purposes_and_channels_the_policy_does_not_name_is_not_kept(policy):
+    state = CustomerState("cus_1")
+    for purpose, channel in (("research", "email"), ("marketing", "fax")):
+        record_consent(
+            policy,
+            state,
+            make_event(
+                "consent_changed",
+                "2026-11-20T10:00:00Z",
+                {"purpose": purpose, "channel": channel, "granted": True},
+            ),
+        )
+    assert state.consent == {}
+
+
+def text_signal(policy):
+    return policy.text_by_type["complaint"][0]
+
+
+def test_a_sensitive_phrase_fires_the_signal_with_only_the_event_id(policy):
+    event = make_event(
+        "complaint", "2026-11-20T10:00:00Z", {"text": "My mother PASSED  away last week"}, "c-1"
+    )
+    fired = names_a_phrase(text_signal(policy), event)
+    assert fired is not None
+    assert (fired.signal, fired.group, fired.triggered_by) == (
+        "sensitive_circumstance",
+        None,
+        ("c-1",),
+    )
+
+
+def test_text_matching_is_whole_words_and_ignores_case_and_accents(policy):
+    signal = text_signal(policy)
+
+    def says(text):
+        return names_a_phrase(
+            signal, make_event("complaint", "2026-11-20T10:00:00Z", {"text": text})
+        )
+
+    assert says("Ella está en el HÓSPITAL")
+    assert says("a Funeral.")
+    assert says("passed-away")
+    assert not says("a deathly dull wait")
+    assert not says("the hospitality was poor")
+    assert not says("passed, then went away")
+    assert not says(None)
+    assert not says(["hospital"])
+
+
+def test_a_suppression_holds_until_exactly_its_end(policy):
+    state = CustomerState("cus_1")
+    complaint = make_event("complaint", "2026-11-20T10:00:00Z")
+    start_suppressions(state, policy.suppressions_by_event["complaint"], complaint.time, complaint)
+    nudge = policy.actions["product_nudge"]
+    end = complaint.time + 14 * DAY
+    assert suppressed_by(policy, state, nudge, "push", "p-1", end - 1) == ("after-complaint", end)
+    assert suppressed_by(policy, state, nudge, "push", "p-1", end) is None
+    assert (
+        suppressed_by(policy, state, policy.actions["help_offer"], "in_app", None, end - 1) is None
+    )
+
+
+def test_a_purchase_suppresses_nudges_for_the_same_product_only(policy):
+    state = CustomerState("cus_1")
+    purchase = make_event("purchase", "2026-11-20T10:00:00Z", {"product_id": "p-42"})
+    start_suppressions(state, policy.suppressions_by_event["purchase"], purchase.time, purchase)
+    nudge = policy.actions["product_nudge"]
+    later = purchase.time + DAY
+    assert suppressed_by(policy, state, nudge, "push", "p-42", later) is not None
+    assert suppressed_by(policy, state, nudge, "push", "p-7", later) is None
+    assert suppressed_by(policy, state, policy.actions["cart_recovery"], "email", None, later)
+
+
+def test_a_purchase_without_a_product_suppresses_every_product(policy):
+    state = CustomerState("cus_1")
+    purchase = make_event("purchase", "2026-11-20T10:00:00Z", {})
+    start_suppressions(state, policy.suppressions_by_event["purchase"], purchase.time, purchase)
+    nudge = policy.actions["product_nudge"]
+    assert suppressed_by(policy, state, nudge, "push", "p-7", purchase.time + DAY) is not None
+
+
+def test_suppressed_groups_are_bounded(policy):
+    state = CustomerState("cus_1")
+    for n in range(MAX_GROUPS + 10):
+        purchase = make_event("purchase", "2026-11-20T10:00:00Z", {"product_id": f"p-{n}"})
+        start_suppressions(
+            state, policy.suppressions_by_event["purchase"], purchase.time + n, purchase
+        )
+    assert len(state.suppressions) == MAX_GROUPS
+
+
+def idle_customer(policy):
+    state = CustomerState("cus_1")
+    state.last_event_at = parse_ms("2026-01-01T00:00:00Z")
+    return state
+
+
+def test_an_idle_customer_is_evictable_after_the_policy_time(policy):
+    state = idle_customer(policy)
+    assert evict_at(policy, state) == state.last_event_at + policy.evict_idle_after
+
+
+def test_a_pending_timer_keeps_a_customer(policy):
+    state = idle_customer(policy)
+    watch_absences(state, policy.absence_signals, make_event("page_view", "2026-01-01T00:00:00Z"))
+    assert evict_at(policy, state) is None
+
+
+def test_a_running_cooldown_suppression_or_valuable_moment_keeps_a_customer(policy):
+    base = idle_customer(policy)
+    idle = base.last_event_at + policy.evict_idle_after
+    far = idle + 400 * DAY
+
+    state = idle_customer(policy)
+    record_sent(state, policy.actions["win_back_offer"], None, far)
+    assert evict_at(policy, state) == far + 30 * DAY
+
+    state = idle_customer(policy)
+    state.suppressions[("sensitive", None)] = (far - DAY, far)
+    assert evict_at(policy, state) == far
+
+    state = idle_customer(policy)
+    fired = due_absences_signal("inactive", far)
+    open_moments(state, policy, fired, "e-1")
+    # win_back: 30, halving every 7d, falls below min_value 10 after log2(3) half-lives
+    assert far + 11 * DAY < evict_at(policy, state) < far + 12 * DAY
+
+
+def due_absences_signal(name, at):
+    from operators.context import SignalFired
+
+    return SignalFired(name, None, at, ("e-1",))
+
+
+def test_due_absences_in_due_order(policy):
+    state = CustomerState("cus_1")
+    signals = policy.absence_signals
+    watch_absences(state, signals, make_event("checkout_started", "2026-11-20T10:00:00Z"))
+    fired = due_absences(state, parse_ms("2027-02-01T00:00:00Z"), inclusive=True)
+    assert [f.signal for f in fired] == ["checkout_abandoned", "inactive"]
+    assert not has_consent(state, "marketing", "email")

@@ -1,7 +1,8 @@
 """Two profiles found to be one person: their contexts combine (operators/context.py)."""
 
-from operators.context import CustomerState, has_consent, merge_states
+from operators.context import CustomerState, has_consent
 from operators.customer import handle_event
+from operators.handover import merge_states
 from operators.model import Action
 from tests.conftest import make_event
 
@@ -72,7 +73,7 @@ def test_cooldowns_keep_the_latest_send_and_timers_the_latest_activity(policy):
 def test_a_state_survives_its_json_record_unchanged(policy):
     import orjson
 
-    from operators.context import state_from_record, state_to_record
+    from operators.handover import state_from_record, state_to_record
 
     state = customer(
         policy,
@@ -81,9 +82,12 @@ def test_a_state_survives_its_json_record_unchanged(policy):
         view("2026-11-21T10:00:00Z", "b"),
         view("2026-11-22T10:00:00Z", "c"),
         make_event("checkout_started", "2026-11-22T11:00:00Z"),
+        make_event("complaint", "2026-11-22T12:00:00Z", {"text": "dad is in hospital"}),
+        make_event("purchase", "2026-11-22T13:00:00Z", {"product_id": "p-1"}),
     )
     state.last_sent[("help_offer", None)] = 5
-    assert state.moments and state.pending and state.consent and state.windows
+    empty = [name for name in CustomerState.__slots__ if not getattr(state, name)]
+    assert empty == [], "the record round trip should cover every part of the state"
     record = orjson.loads(orjson.dumps(state_to_record(state)))
     restored = state_from_record(record)
     assert state_to_record(restored) == state_to_record(state)

@@ -1,0 +1,97 @@
+"""Counting signals: sliding windows in event time, per customer and group.
+
+A window holds ``(event time, event id)`` entries in time order, and only
+those a future event could still need. Events arrive at most
+``allowed_lateness`` behind their input's clock (later ones are *late* and not
+counted), so the entries newer than ``newest - lateness`` may still gain
+neighbours on either side and are all kept; of the older ones, only the
+``at_least - 1`` latest can still complete a window and the rest go. That is
+exact for out-of-order events within the lateness, and bounded: see
+:data:`MAX_UNSETTLED` and :data:`operators.context.MAX_GROUPS`.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+
+from operators.context import MAX_GROUPS, CustomerState, Group, SignalFired, lookup
+from operators.model import Event
+from operators.policy import CountingSignal
+
+MAX_UNSETTLED = 16
+"""Entries a window keeps beyond ``at_least`` while they are within the lateness of its
+newest: a burst larger than this inside the lateness is counted from its latest events."""
+
+
+def count(
+    state: CustomerState, signal: CountingSignal, event: Event, lateness: int
+) -> SignalFired | None:
+    """Count ``event`` in its window; the signal fires when ``at_least`` events of it fall
+    within ``within`` (inclusive).
+
+    The signal fires at the newest event of the completed window: the event's own
+    time, unless it arrived out of order into the middle of the window.
+    """
+    group = group_of(signal, event)
+    if group is False:
+        return None
+    assert group is not True
+    key = (signal.name, group)
+    window = state.windows.get(key)
+    if window is None:
+        _make_room(state, signal.name)
+        window = state.windows[key] = []
+    event_id = event.event_id
+    for _, seen in window:
+        if seen == event_id:
+            return None
+    entry = (event.time, event_id)
+    insort(window, entry)
+    fired = _completed(window, entry, signal, group)
+    prune(window, signal, lateness)
+    return fired
+
+
+def group_of(signal: CountingSignal, event: Event) -> Group | bool:
+    """The window group an event counts in; False when the event lacks the group field."""
+    if signal.group_by is None:
+        return None
+    value = lookup(signal.group_by, event)
+    if value is None or isinstance(value, (dict, list)):
+        return False
+    return str(value)
+
+
+def _completed(
+    window: list[tuple[int, str]], entry: tuple[int, str], signal: CountingSignal, group: Group
+) -> SignalFired | None:
+    """The latest run of ``at_least`` consecutive entries that holds ``entry`` and spans at
+    most ``within``, if there is one."""
+    need = signal.at_least
+    at = bisect_left(window, entry)
+    for start in range(min(at, len(window) - need), max(at - need, -1), -1):
+        run = window[start : start + need]
+        if run[-1][0] - run[0][0] <= signal.within:
+            return SignalFired(signal.name, group, run[-1][0], tuple(e for _, e in run))
+    return None
+
+
+def prune(window: list[tuple[int, str]], signal: CountingSignal, lateness: int) -> None:
+    """Drop the entries of a (time-ordered) window that no event within the lateness of
+    its newest could still need."""
+    settled = window[-1][0] - lateness
+    first_unsettled = bisect_left(window, (settled, ""))
+    start = max(0, first_unsettled - (signal.at_least - 1))
+    horizon = settled - signal.within
+    while start < first_unsettled and window[start][0] < horizon:
+        start += 1
+    start = max(start, len(window) - (signal.at_least + MAX_UNSETTLED))
+    if start:
+        del window[:start]
+
+
+def _make_room(state: CustomerState, signal: str) -> None:
+    groups = [key for key in state.windows if key[0] == signal]
+    if len(groups) >= MAX_GROUPS:
+        stalest = min(groups, key=lambda key: (state.windows[key][-1][0], str(key[1])))
+        del state.windows[stalest]
