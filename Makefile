@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit scenarios integration bench clean
+.PHONY: install demo test lint typecheck unit scenarios integration bench bench-state clean
 
 install: $(STAMP)
 
@@ -38,6 +38,9 @@ test: install lint typecheck
 
 bench: install
 	$(BIN)/python bench/throughput.py
+
+bench-state: install
+	$(BIN)/python bench/state_size.py
 
 clean:
 	rm -rf $(VENV) .concierge .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,7 @@
+import dataclasses
+
 import jsonschema
+import orjson
 import pytest
 
 import schemas
@@ -10,6 +13,7 @@ from operators.timefmt import parse_ms
 from tests.conftest import make_event
 
 GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
+DAY = 86_400_000
 
 
 def run(policy, events, state=None):
@@ -165,3 +169,99 @@ def test_state_survives_a_pickle_round_trip(policy):
     restored = pickle.loads(pickle.dumps(state))
     _, outputs = run(policy, [three_views()[2]], restored)
     assert [a.action for a in actions(outputs)] == ["product_nudge"]
+
+
+def test_a_bereavement_hands_over_to_an_agent_and_holds_marketing_back(policy):
+    complaint = make_event(
+        "complaint",
+        "2026-11-19T12:00:00Z",
+        {"text": "My husband passed away and you keep emailing him"},
+        event_id="c-1",
+    )
+    consent = make_event("consent_changed", "2026-11-19T09:00:00Z", GRANT)
+    _, outputs = run(policy, [consent, complaint, *three_views()])
+    (handoff,) = actions(outputs)
+    assert (handoff.action, handoff.channel, handoff.category) == (
+        "empathy_handoff",
+        "agent",
+        "care",
+    )
+    assert handoff.signals == ("sensitive_circumstance",) and handoff.triggered_by == ("c-1",)
+    nudge = decisions(outputs)[-1]
+    assert nudge.action == "product_nudge" and nudge.outcome is Outcome.SUPPRESSED
+    # the complaint's own 14 days and the sensitive circumstance's 90: the longer one names it
+    assert nudge.reason == "suppressed by sensitive until 2027-02-17T12:00:00Z"
+
+
+def test_the_matched_text_is_never_copied_into_a_record(policy):
+    text = "Mi madre murió; she passed away in HOSPITAL, a terminal illness"
+    complaint = make_event("support_contact", "2026-11-19T12:00:00Z", {"text": text})
+    _, outputs = run(policy, [complaint, *three_views()])
+    assert actions(outputs)
+    written = b"".join(orjson.dumps(o.as_record()) for o in outputs).lower()
+    for word in ("madre", "passed", "hospital", "terminal", "illness"):
+        assert word.encode() not in written
+
+
+def test_no_phrase_no_handoff(policy):
+    complaint = make_event("complaint", "2026-11-19T12:00:00Z", {"text": "deathly slow delivery"})
+    _, outputs = run(policy, [complaint])
+    assert outputs == []
+
+
+def test_a_purchase_stops_nudges_for_that_product_but_not_for_another(policy):
+    consent = make_event("consent_changed", "2026-11-19T09:00:00Z", GRANT)
+    bought = make_event("purchase", "2026-11-19T10:00:00Z", {"product_id": "p-42"})
+    _, outputs = run(
+        policy, [consent, bought, *three_views(product="p-42"), *three_views(24, product="p-7")]
+    )
+    assert [(d.group, d.outcome) for d in decisions(outputs)] == [
+        ("p-42", Outcome.SUPPRESSED),
+        ("p-7", Outcome.SENT),
+    ]
+    assert decisions(outputs)[0].reason.startswith("suppressed by after-purchase until")
+
+
+def test_a_late_event_counts_in_no_window(policy):
+    consent = make_event("consent_changed", "2026-11-19T09:00:00Z", GRANT)
+    first, second, third = three_views()
+    late_third = dataclasses.replace(third, late=True)
+    _, outputs = run(policy, [consent, first, second, late_third])
+    assert outputs == []
+
+
+def test_a_customer_idle_past_the_eviction_time_starts_afresh(policy):
+    from operators.merging import Journey
+
+    short = dataclasses.replace(policy, evict_idle_after=parse_ms("1970-01-31T00:00:00Z"))
+    consent = make_event("consent_changed", "2026-01-01T09:00:00Z", GRANT)
+    journey = Journey(CustomerState("cus_ana"))
+    journey.on_event(short, consent)
+    # the inactivity timer (45 days) must fire before anything can be forgotten
+    assert journey.next_eviction(short) is None
+    outputs = journey.on_event(short, make_event("page_view", "2026-07-01T09:00:00Z"))
+    assert [d.action for d in decisions(outputs)] == ["win_back_offer"]  # fired on the way
+    assert journey.evicted == 1
+    outputs = []
+    for day in (10, 11, 12):
+        view = make_event("product_view", f"2026-07-{day}T10:00:00Z", {"product_id": "p-42"})
+        outputs += journey.on_event(short, view)
+    (decision,) = decisions(outputs)
+    assert decision.outcome is Outcome.NO_CONSENT  # forgotten with everything else
+
+
+def test_eviction_waits_for_cooldowns_and_valuable_moments(policy):
+    from operators.merging import Journey
+
+    journey = Journey(CustomerState("cus_ana"))
+    for event in [make_event("consent_changed", "2026-11-19T09:00:00Z", GRANT), *three_views()]:
+        journey.on_event(policy, event)
+    journey.state.pending.clear()  # as if the inactivity timer had fired
+    sent = parse_ms("2026-11-22T10:00:00Z")
+    assert journey.next_eviction(policy) == max(
+        sent + 3 * DAY,  # the nudge's cooldown
+        parse_ms("2026-11-22T10:00:00Z") + 7 * DAY,  # the window still counting
+        journey.state.last_event_at + policy.evict_idle_after,
+    )
+    assert not journey.evictable(policy, journey.state.last_event_at + policy.evict_idle_after - 1)
+    assert journey.evictable(policy, journey.state.last_event_at + policy.evict_idle_after)

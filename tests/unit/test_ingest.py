@@ -231,3 +231,27 @@ def test_phones_are_normalised_with_the_event_region(policy):
     event = ingest(policy, record)
     assert event.identifiers == {"phone": "+34600111222"}
     assert event.rejected_identifiers == (("email", "blocked"),)
+
+
+def late_stream(policy):
+    ingestor = Ingestor(policy)
+    first = ingestor.ingest(orjson.dumps(event_dict("page_view", "2026-11-20T10:00:00Z")), ORIGIN)
+    within = ingestor.ingest(orjson.dumps(event_dict("page_view", "2026-11-20T09:55:00Z")), ORIGIN)
+    beyond = ingestor.ingest(orjson.dumps(event_dict("page_view", "2026-11-20T09:54:59Z")), ORIGIN)
+    return first, within, beyond
+
+
+def test_an_event_more_than_the_allowed_lateness_behind_the_clock_is_marked_late(policy):
+    lenient = load_policy_with(policy, "ingest: {allowed_lateness: 5m}")
+    first, within, beyond = late_stream(lenient)
+    assert not first.late and not within.late
+    assert isinstance(beyond, Event) and beyond.late
+    assert beyond.watermark == first.time
+
+
+def test_late_events_are_dead_letters_when_the_policy_says_so(policy):
+    strict = load_policy_with(policy, "ingest: {allowed_lateness: 5m, late_events: dead_letter}")
+    _, within, beyond = late_stream(strict)
+    assert isinstance(within, Event)
+    assert isinstance(beyond, DeadLetter) and beyond.reason is DeadLetterReason.LATE_EVENT
+    assert beyond.path == "timestamp" and "5m behind" in beyond.detail

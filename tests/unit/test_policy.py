@@ -147,3 +147,39 @@ def test_ingest_limits_and_event_types_are_configurable(reference_policy_path):
     assert policy.event_types == {"product_view", "purchase"}
     assert policy.max_record_bytes == 1024
     assert policy.max_future_skew == 86_400_000
+
+
+def test_lateness_and_eviction_are_configurable_with_safe_defaults(reference_policy_path, policy):
+    assert policy.allowed_lateness == 86_400_000 and not policy.dead_letter_late
+    assert policy.evict_idle_after == 365 * 86_400_000
+    text = reference_policy_path.read_text() + (
+        "\ningest: {allowed_lateness: 5m, late_events: dead_letter}\n"
+        "customers: {evict_idle_after: 90d}\n"
+    )
+    custom = load_policy(text)
+    assert custom.allowed_lateness == 300_000 and custom.dead_letter_late
+    assert custom.evict_idle_after == 90 * 86_400_000
+
+
+def test_phrases_without_words_and_twin_suppression_names_are_refused(reference_policy_path):
+    text = (
+        reference_policy_path.read_text()
+        .replace("funeral, terminal", '"!!", terminal')
+        .replace("name: after-purchase", "name: after-complaint")
+        + "\ningest: {late_events: drop}\n"
+    )
+    paths = {".".join(map(str, p.path)) for p in _problems(text)}
+    assert {
+        "signals.sensitive_circumstance.matches_any.4",
+        "suppressions.1.name",
+        "ingest.late_events",
+    } <= paths
+
+
+def test_the_reference_suppressions_are_compiled_by_what_starts_them(policy):
+    assert [s.name for s in policy.suppressions_by_event["purchase"]] == ["after-purchase"]
+    assert policy.suppressions["after-purchase"].same == ("properties", "product_id")
+    assert [s.name for s in policy.suppressions_by_signal["sensitive_circumstance"]] == [
+        "sensitive"
+    ]
+    assert "unsubscribed" not in policy.suppressions  # it revokes consent; it suppresses nothing
