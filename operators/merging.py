@@ -60,10 +60,12 @@ class Journey:
     """One customer's context plus the merges it is waiting for and the events it holds
     back meanwhile."""
 
+    # Immutable, replaced on change: most customers never merge, and an empty set or list
+    # per customer would cost more than the rest of a typical customer's context.
     state: CustomerState
-    awaiting: set[str] = field(default_factory=set)
-    held: list[Event] = field(default_factory=list)
-    adopted: set[str] = field(default_factory=set)
+    awaiting: frozenset[str] = frozenset()
+    held: tuple[Event, ...] = ()
+    adopted: frozenset[str] = frozenset()
     """Merge ids already folded in (so a repeated transfer changes nothing)."""
     early: dict[str, Transfer] = field(default_factory=dict)
     """Transfers that came before the notice to adopt them (a restart can replay the
@@ -76,7 +78,7 @@ class Journey:
 
     def on_event(self, policy: Policy, event: Event) -> list[Output]:
         if self.awaiting:
-            self.held.append(event)
+            self.held = (*self.held, event)
             return []
         return self._handle(policy, event)
 
@@ -111,7 +113,7 @@ class Journey:
         if adopt.merge_id in self.adopted:
             return [], None
         before = self.fire_due(policy, adopt.at, inclusive=False)
-        self.awaiting.add(adopt.merge_id)
+        self.awaiting = self.awaiting | {adopt.merge_id}
         early = self.early.pop(adopt.merge_id, None)
         if early is None:
             return before, None
@@ -129,11 +131,11 @@ class Journey:
             self.early[transfer.merge_id] = transfer
             return [], None
         merge_states(policy, self.state, state_from_record(transfer.state))
-        self.adopted.add(transfer.merge_id)
-        self.awaiting.discard(transfer.merge_id)
+        self.adopted = self.adopted | {transfer.merge_id}
+        self.awaiting = self.awaiting - {transfer.merge_id}
         if self.awaiting:
             return [], None
-        held, self.held = self.held, []
+        held, self.held = self.held, ()
         outputs: list[Output] = []
         for event in held:
             outputs.extend(self._handle(policy, event))

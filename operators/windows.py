@@ -79,6 +79,8 @@ def _completed(
 def prune(window: list[tuple[int, str]], signal: CountingSignal, lateness: int) -> None:
     """Drop the entries of a (time-ordered) window that no event within the lateness of
     its newest could still need."""
+    if not window:
+        return
     settled = window[-1][0] - lateness
     first_unsettled = bisect_left(window, (settled, ""))
     start = max(0, first_unsettled - (signal.at_least - 1))
