@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from operators.decay import falls_below_at
+from operators.guardrails import Send, zone
 from operators.model import Event
 from operators.policy import AbsenceSignal, ActionSpec, Policy, SuppressionSpec, TextSignal
 
@@ -65,12 +66,15 @@ class CustomerState:
         "cancelled_at",
         "consent",
         "customer_id",
+        "deferred",
         "last_event_at",
         "last_sent",
         "moments",
         "pending",
+        "sends",
         "seq",
         "suppressions",
+        "timezone",
         "windows",
     )
 
@@ -88,6 +92,13 @@ class CustomerState:
         """(action, group) -> when it was last sent: its cooldown runs from there."""
         self.suppressions: dict[tuple[str, Group], tuple[int, int]] = {}
         """(suppression, the ``same`` value or None) -> (from, until) when it holds."""
+        self.sends: list[Send] = []
+        """Recent sends in time order: what caps count, and what feedback refers to."""
+        self.deferred: dict[tuple[str, Group], int] = {}
+        """(moment kind, group) -> when to decide it again (after quiet hours, or when a
+        cap frees a slot)."""
+        self.timezone: tuple[str, int] | None = None
+        """The latest ``context.timezone`` seen, with the event time that said so."""
         self.last_event_at: int | None = None
         self.seq = 0
 
@@ -99,10 +110,11 @@ class CustomerState:
             setattr(self, name, value)
 
     def next_due(self) -> int | None:
-        """When the earliest pending absence signal fires, if any."""
-        if not self.pending:
-            return None
-        return min(p.due for p in self.pending.values())
+        """When the earliest pending timer fires (an absence signal or a deferred
+        decision), if any."""
+        due = [p.due for p in self.pending.values()]
+        due.extend(self.deferred.values())
+        return min(due) if due else None
 
 
 def lookup(path: tuple[str, ...], event: Event) -> Any:
@@ -113,6 +125,75 @@ def lookup(path: tuple[str, ...], event: Event) -> Any:
             return None
         node = node.get(part)
     return node
+
+
+def record_timezone(state: CustomerState, event: Event) -> None:
+    """The customer's time zone is the latest valid ``context.timezone`` they sent."""
+    name = event.context.get("timezone")
+    if not isinstance(name, str) or zone(name) is None:
+        return
+    if state.timezone is None or event.time >= state.timezone[1]:
+        state.timezone = (name, event.time)
+
+
+def timezone_of(policy: Policy, state: CustomerState) -> str:
+    """The customer's time zone, else the policy's default."""
+    return state.timezone[0] if state.timezone is not None else policy.default_timezone
+
+
+MAX_SENDS = 256
+"""Sends kept per customer (the latest), beyond which older ones are forgotten."""
+FEEDBACK_WINDOW = 30 * 86_400_000
+"""How long a send is remembered for feedback about it (clicked, converted) to close its
+moment's group; caps may keep sends longer."""
+
+
+def record_send(
+    policy: Policy,
+    state: CustomerState,
+    action_id: str,
+    action: ActionSpec,
+    channel: str,
+    group: Group,
+    now: int,
+) -> None:
+    """Remember a send (caps count it once per action id); older sends than any cap's
+    window and the feedback window are dropped."""
+    horizon = now - max(policy.longest_cap_window, FEEDBACK_WINDOW)
+    kept = [s for s in state.sends if s[0] > horizon and s[1] != action_id]
+    kept.append((now, action_id, action.name, channel, action.category, group))
+    kept.sort(key=lambda s: (s[0], s[1]))
+    state.sends = kept[-MAX_SENDS:]
+
+
+def revoke_consent(
+    policy: Policy, state: CustomerState, channel: str, purpose: str | None, at: int
+) -> None:
+    """An opt-out from feedback (an unsubscribe): for ``purpose`` (None: every purpose the
+    policy uses) on ``channel`` (``*``: all)."""
+    if channel != "*" and channel not in policy.channels:
+        return
+    for each in (purpose,) if purpose is not None else sorted(policy.consent_purposes):
+        state.consent[(each, channel)] = (False, (at, state.seq))
+
+
+def close_moment(policy: Policy, state: CustomerState, acted_on: str) -> None:
+    """Feedback that a customer acted on an action (clicked, converted) closes its moment,
+    and any decision waiting for it, so no other channel repeats it."""
+    group: Group = None
+    name: str | None = None
+    for _, sent_id, sent_action, _, _, sent_group in state.sends:
+        if sent_id == acted_on:
+            name, group = sent_action, sent_group
+    if name is None:
+        parts = acted_on.split(".")
+        name = ".".join(parts[1:-1]) if len(parts) >= 3 else None
+    action = policy.actions.get(name) if name is not None else None
+    if action is None:
+        return
+    key = (action.moment, group)
+    state.moments.pop(key, None)
+    state.deferred.pop(key, None)
 
 
 def names_a_phrase(signal: TextSignal, event: Event) -> SignalFired | None:
@@ -309,7 +390,7 @@ def evict_at(policy: Policy, state: CustomerState) -> int | None:
     cooldown or a suppression still running. Consent is not: a forgotten customer has
     none, so nothing marketing reaches them until they grant it again (opt-in).
     """
-    if state.pending or state.last_event_at is None:
+    if state.pending or state.deferred or state.last_event_at is None:
         return None
     at = state.last_event_at + policy.evict_idle_after
     for (name, _), moment in state.moments.items():
@@ -327,4 +408,6 @@ def evict_at(policy: Policy, state: CustomerState) -> int | None:
             at = max(at, sent + action_spec.cooldown)
     for _, until in state.suppressions.values():
         at = max(at, until)
+    if state.sends and policy.caps:
+        at = max(at, state.sends[-1][0] + policy.longest_cap_window)
     return at

@@ -1,9 +1,10 @@
 """One customer's journey, event by event: context -> moments -> decisions.
 
 This is the core the dataflow's per-customer step calls. Time is event time:
-an event is handled as of its timestamp, and absence signals fire as of their
-due time, whether the clock that reached it was the next event, the end of a
-replay, or the wall clock in Kafka mode.
+an event is handled as of its timestamp, and timers (absence signals, decisions
+deferred by quiet hours or a full cap) fire as of their due time, whether the
+clock that reached it was the next event, the end of a replay, or the wall
+clock in Kafka mode.
 """
 
 from __future__ import annotations
@@ -11,17 +12,22 @@ from __future__ import annotations
 from operators.context import (
     CustomerState,
     SignalFired,
+    close_moment,
     due_absences,
     names_a_phrase,
     open_moments,
     record_consent,
+    record_timezone,
+    revoke_consent,
     start_suppressions,
     watch_absences,
 )
-from operators.decide import Output, decide
+from operators.decide import MomentKey, Output, decide
 from operators.model import Event
 from operators.policy import Policy
 from operators.windows import count
+
+ACTED_ON = frozenset({"clicked", "converted"})
 
 
 def handle_event(policy: Policy, state: CustomerState, event: Event) -> list[Output]:
@@ -29,21 +35,18 @@ def handle_event(policy: Policy, state: CustomerState, event: Event) -> list[Out
     later than its own time when it arrived late), then let ``event`` update context and
     decide.
 
-    Suppressions the event or its signals start take hold before any decision it
+    Consent, suppressions and feedback take hold before any decision the event
     causes: a complaint that also completes a window gets no marketing for it.
     """
     outputs = fire_due(policy, state, max(event.time, event.watermark), inclusive=False)
     state.seq += 1
     event_type = event.type
+    record_timezone(state, event)
     if event_type == "consent_changed":
         record_consent(policy, state, event)
     start_suppressions(state, policy.suppressions_by_event.get(event_type, ()), event.time, event)
     if event_type == "feedback":
-        outcome = event.properties.get("outcome")
-        if isinstance(outcome, str):
-            start_suppressions(
-                state, policy.suppressions_by_feedback.get(outcome, ()), event.time, event
-            )
+        _feedback(policy, state, event)
     fired: list[SignalFired] = []
     if not event.late:
         for signal in policy.counting_by_type.get(event_type, ()):
@@ -57,25 +60,60 @@ def handle_event(policy: Policy, state: CustomerState, event: Event) -> list[Out
     watch_absences(state, policy.absence_signals, event)
     if state.last_event_at is None or event.time > state.last_event_at:
         state.last_event_at = event.time
+    if not fired:
+        return outputs
+    keys: list[MomentKey] = []
     for signal_fired in fired:
         start_suppressions(
             state, policy.suppressions_by_signal.get(signal_fired.signal, ()), signal_fired.at, None
         )
     for signal_fired in fired:
-        now = max(event.time, signal_fired.at)
-        for key in open_moments(state, policy, signal_fired, event.event_id):
-            outputs.extend(decide(policy, state, key, now))
+        keys.extend(open_moments(state, policy, signal_fired, event.event_id))
+    now = max(event.time, *(f.at for f in fired))
+    outputs.extend(decide(policy, state, keys, now))
     return outputs
+
+
+def _feedback(policy: Policy, state: CustomerState, event: Event) -> None:
+    """A channel service's word on an action: suppressions it starts, consent it revokes
+    (an unsubscribe), a moment it closes (clicked, converted); ``complained`` also does
+    what a complaint event does."""
+    props = event.properties
+    outcome = props.get("outcome")
+    if not isinstance(outcome, str):
+        return
+    start_suppressions(state, policy.suppressions_by_feedback.get(outcome, ()), event.time, event)
+    if outcome == "complained":
+        start_suppressions(
+            state, policy.suppressions_by_event.get("complaint", ()), event.time, event
+        )
+    for channel, purpose in policy.consent_revocations.get(outcome, ()):
+        named = props.get("channel") if channel == "from_feedback" else channel
+        if isinstance(named, str):
+            revoke_consent(policy, state, named, purpose, event.time)
+    if outcome in ACTED_ON and isinstance(props.get("action_id"), str):
+        close_moment(policy, state, props["action_id"])
 
 
 def fire_due(policy: Policy, state: CustomerState, until: int, inclusive: bool) -> list[Output]:
-    """Fire the absence signals due before ``until`` (or at it, if ``inclusive``), each
-    deciding as of its own due time."""
+    """Fire the timers due before ``until`` (or at it, if ``inclusive``) in time order, each
+    instant deciding as of itself: absence signals open their moments, deferred decisions
+    are taken again."""
     outputs: list[Output] = []
-    for signal_fired in due_absences(state, until, inclusive):
-        start_suppressions(
-            state, policy.suppressions_by_signal.get(signal_fired.signal, ()), signal_fired.at, None
-        )
-        for key in open_moments(state, policy, signal_fired, signal_fired.triggered_by[0]):
-            outputs.extend(decide(policy, state, key, signal_fired.at))
-    return outputs
+    while True:
+        due = state.next_due()
+        if due is None or due > until or (due == until and not inclusive):
+            return outputs
+        keys: list[MomentKey] = []
+        for signal_fired in due_absences(state, due, inclusive=True):
+            start_suppressions(
+                state,
+                policy.suppressions_by_signal.get(signal_fired.signal, ()),
+                signal_fired.at,
+                None,
+            )
+            keys.extend(open_moments(state, policy, signal_fired, signal_fired.triggered_by[0]))
+        for key in [k for k, at in state.deferred.items() if at == due]:
+            del state.deferred[key]
+            keys.append(key)
+        outputs.extend(decide(policy, state, keys, due))

@@ -11,6 +11,7 @@ from typing import Any
 
 from operators.context import (
     MAX_GROUPS,
+    MAX_SENDS,
     CustomerState,
     OpenMoment,
     PendingAbsence,
@@ -27,8 +28,9 @@ def merge_states(policy: Policy, survivor: CustomerState, retired: CustomerState
 
     Windows merge in time order (each event once); the more valuable open moment
     of a kind and group stays; cooldowns and suppressions keep the later end;
-    consent keeps the most restrictive word where both said something; pending
-    absences keep the latest start, so one person's activity on either profile
+    consent keeps the most restrictive word where both said something; sends
+    count once each against the caps; pending absences keep the latest start and
+    deferred decisions the earliest, so one person's activity on either profile
     counts.
     """
     for key, events in retired.windows.items():
@@ -60,6 +62,16 @@ def merge_states(policy: Policy, survivor: CustomerState, retired: CustomerState
         survivor.suppressions[key] = spell if held is None else joined(held, spell)
     _keep_latest_groups(survivor.suppressions, lambda spell: spell[1])
     survivor.consent = _restrictive_consent(policy, survivor, retired)
+    sends = {send[1]: send for send in survivor.sends}
+    for send in retired.sends:
+        sends.setdefault(send[1], send)
+    survivor.sends = sorted(sends.values(), key=lambda s: (s[0], s[1]))[-MAX_SENDS:]
+    for key, due in retired.deferred.items():
+        survivor.deferred[key] = min(due, survivor.deferred.get(key, due))
+    if retired.timezone is not None and (
+        survivor.timezone is None or retired.timezone[1] > survivor.timezone[1]
+    ):
+        survivor.timezone = retired.timezone
     if retired.last_event_at is not None:
         survivor.last_event_at = now
     survivor.seq = max(survivor.seq, retired.seq)
@@ -160,6 +172,9 @@ def state_to_record(state: CustomerState) -> dict[str, Any]:
             [name, value, start, until]
             for (name, value), (start, until) in state.suppressions.items()
         ],
+        "sends": [list(send) for send in state.sends],
+        "deferred": [[name, group, due] for (name, group), due in state.deferred.items()],
+        "timezone": list(state.timezone) if state.timezone is not None else None,
         "cancelled_at": [[name, at] for name, at in state.cancelled_at.items()],
         "last_event_at": state.last_event_at,
         "seq": state.seq,
@@ -186,6 +201,12 @@ def state_from_record(record: dict[str, Any]) -> CustomerState:
     state.suppressions = {
         (n, v): (int(start), int(until)) for n, v, start, until in record["suppressions"]
     }
+    state.sends = [
+        (int(at), str(i), str(a), str(c), str(k), g) for at, i, a, c, k, g in record["sends"]
+    ]
+    state.deferred = {(name, group): int(due) for name, group, due in record["deferred"]}
+    zone = record["timezone"]
+    state.timezone = (str(zone[0]), int(zone[1])) if zone is not None else None
     state.cancelled_at = {name: int(at) for name, at in record["cancelled_at"]}
     state.last_event_at = record["last_event_at"]
     state.seq = record["seq"]

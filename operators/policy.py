@@ -103,6 +103,46 @@ class ActionSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class CapSpec:
+    """At most ``max`` sends within any ``window`` ms, of the sends it matches (every
+    field given must match; none given: every send)."""
+
+    name: str
+    channel: str | None
+    category: str | None
+    action: str | None
+    max: int
+    window: int
+
+    def matches(self, action: str, channel: str, category: str) -> bool:
+        """Whether a send of ``action`` on ``channel`` counts against this cap."""
+        return (
+            (self.channel is None or channel == self.channel)
+            and (self.category is None or category == self.category)
+            and (self.action is None or action == self.action)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class QuietHours:
+    """Local times of day (minutes since midnight) when nothing is sent, except on
+    ``except_channels`` and in ``except_categories``; ``start > end`` spans midnight."""
+
+    start: int
+    end: int
+    except_channels: frozenset[str]
+    except_categories: frozenset[str]
+
+    def applies(self, channel: str, category: str) -> bool:
+        """Whether quiet hours hold back ``category`` on ``channel``."""
+        return (
+            self.start != self.end
+            and channel not in self.except_channels
+            and category not in self.except_categories
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """A validated, compiled policy. Build it with :func:`operators.policy_load.load_policy`."""
 
@@ -118,6 +158,11 @@ class Policy:
     suppressions_by_event: Mapping[str, tuple[SuppressionSpec, ...]]
     suppressions_by_signal: Mapping[str, tuple[SuppressionSpec, ...]]
     suppressions_by_feedback: Mapping[str, tuple[SuppressionSpec, ...]]
+    consent_revocations: Mapping[str, tuple[tuple[str, str | None], ...]]
+    """Feedback outcome -> (channel or ``from_feedback``, purpose or None: every purpose)."""
+    caps: tuple[CapSpec, ...]
+    longest_cap_window: int
+    quiet_hours: QuietHours | None
     moments_by_signal: Mapping[str, tuple[MomentSpec, ...]]
     moments: Mapping[str, MomentSpec]
     actions_by_moment: Mapping[str, tuple[ActionSpec, ...]]
@@ -145,6 +190,22 @@ class Policy:
 
 def _names(value: str | list[str]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _quiet_hours(spec: Mapping[str, Any] | None) -> QuietHours | None:
+    if not spec or "default" not in spec:
+        return None
+    return QuietHours(
+        start=_minutes(spec["default"]["start"]),
+        end=_minutes(spec["default"]["end"]),
+        except_channels=frozenset(spec.get("except_channels", ())),
+        except_categories=frozenset(spec.get("except_categories", ())),
+    )
+
+
+def _minutes(hh_mm: str) -> int:
+    hours, minutes = hh_mm.split(":")
+    return int(hours) * 60 + int(minutes)
 
 
 def _selector(selector: Mapping[str, Any], key: str) -> frozenset[str] | None:
@@ -239,7 +300,13 @@ def compile_policy(document: Mapping[str, Any], version: str) -> Policy:
         "signal": {},
         "feedback": {},
     }
+    revocations: dict[str, list[tuple[str, str | None]]] = {}
     for rule in document.get("suppressions", ()):
+        if "revoke_consent" in rule and "feedback" in rule["when"]:
+            revoke = rule["revoke_consent"]
+            revocations.setdefault(rule["when"]["feedback"], []).append(
+                (revoke["channel"], revoke.get("purpose"))
+            )
         if "suppress" not in rule:
             continue
         selector = rule["suppress"]
@@ -271,6 +338,22 @@ def compile_policy(document: Mapping[str, Any], version: str) -> Policy:
         suppressions_by_event=_frozen(triggers["event"]),
         suppressions_by_signal=_frozen(triggers["signal"]),
         suppressions_by_feedback=_frozen(triggers["feedback"]),
+        consent_revocations=_frozen(revocations),
+        caps=tuple(
+            CapSpec(
+                name=cap["name"],
+                channel=cap.get("match", {}).get("channel"),
+                category=cap.get("match", {}).get("category"),
+                action=cap.get("match", {}).get("action"),
+                max=cap["max"],
+                window=parse_duration_ms(cap["window"]),
+            )
+            for cap in document.get("caps", ())
+        ),
+        longest_cap_window=max(
+            (parse_duration_ms(cap["window"]) for cap in document.get("caps", ())), default=0
+        ),
+        quiet_hours=_quiet_hours(document.get("quiet_hours")),
         moments_by_signal=MappingProxyType({k: tuple(v) for k, v in moments_by_signal.items()}),
         moments=MappingProxyType(moments),
         actions_by_moment=MappingProxyType({k: tuple(v) for k, v in actions_by_moment.items()}),

@@ -206,13 +206,28 @@ def records_by_action_id(topics, policy) -> dict[str, set[bytes]]:
     return actions
 
 
+def without_timers(reference_policy_path, tmp_path):
+    """The reference policy without quiet hours. The second half of a stream produced
+    after a restart holds events from before timers the first half set: in Kafka mode a
+    timer fires on the wall clock once the input is read to its end, so deferrals (like
+    checkout timers, left out of these streams) would fire before those events arrive;
+    replay, reading the whole file, would not."""
+    text = reference_policy_path.read_text()
+    start = text.index("quiet_hours:")
+    end = text.index("\n\n", start)
+    path = tmp_path / "no-quiet-hours.yaml"
+    path.write_text(text[:start] + text[end + 2 :])
+    return path
+
+
 def test_after_kill_9_nothing_is_skipped_and_repeats_are_identical(
     topics, flows, policy, tmp_path, reference_policy_path
 ):
     topics.create(policy, partitions=1)
     events = recent_stream(customers=150, count=3000, seed=21, timers=False)
     half = len(events) // 2
-    first = flows(topics, "--snapshot-interval", "1").start()
+    reference_policy_path = without_timers(reference_policy_path, tmp_path)
+    first = flows(topics, "--snapshot-interval", "1", policy=reference_policy_path).start()
     topics.produce(events[:half])
     wait_for(
         lambda: first.metrics().get("concierge_records_in_total", 0) >= half,
@@ -222,12 +237,15 @@ def test_after_kill_9_nothing_is_skipped_and_repeats_are_identical(
     first.kill()
 
     topics.produce(events[half:])
-    second = flows(topics, "--stop-at-end", "--snapshot-interval", "1").start()
+    second = flows(
+        topics, "--stop-at-end", "--snapshot-interval", "1", policy=reference_policy_path
+    ).start()
     assert second.wait(120) == 0, second.output()
 
     actions = records_by_action_id(topics, policy)
     assert actions, "the stream should have caused actions"
-    assert all(len(copies) == 1 for copies in actions.values()), "a repeat differed"
+    differing = {k: v for k, v in actions.items() if len(v) > 1}
+    assert not differing, f"a repeat differed: {differing}"
     predicted = replay_prediction(events, tmp_path, reference_policy_path)
     kafka_decisions = {value for _, value, _, _ in topics.read("decisions")}
     assert kafka_decisions == set(predicted["decisions"]), "a decision was skipped or differs"

@@ -67,7 +67,7 @@ def test_marketing_without_consent_is_not_sent(policy):
     assert "marketing" in decision.reason and "push" in decision.reason
 
 
-def test_an_opt_out_is_honoured_for_the_next_decision(policy):
+def test_an_opt_out_on_one_channel_moves_the_nudge_to_the_next(policy):
     grant = make_event("consent_changed", "2026-11-19T09:00:00Z", GRANT)
     revoke = make_event(
         "consent_changed",
@@ -75,7 +75,18 @@ def test_an_opt_out_is_honoured_for_the_next_decision(policy):
         {"purpose": "marketing", "channel": "push", "granted": False},
     )
     _, outputs = run(policy, [grant, *three_views()[:2], revoke, three_views()[2]])
-    assert [d.outcome for d in decisions(outputs)] == [Outcome.NO_CONSENT]
+    (decision,) = decisions(outputs)
+    assert (decision.outcome, decision.channel) == (Outcome.SENT, "email")
+
+
+def test_an_opt_out_everywhere_is_honoured_for_the_next_decision(policy):
+    grant = make_event("consent_changed", "2026-11-19T09:00:00Z", GRANT)
+    revoke = make_event("consent_changed", "2026-11-21T11:00:00Z", {**GRANT, "granted": False})
+    _, outputs = run(policy, [grant, *three_views()[:2], revoke, three_views()[2]])
+    (decision,) = decisions(outputs)
+    assert decision.outcome is Outcome.NO_CONSENT and decision.reason == (
+        "no marketing consent on push"
+    )
 
 
 def test_service_actions_need_no_marketing_consent(policy):

@@ -86,6 +86,8 @@ def test_a_state_survives_its_json_record_unchanged(policy):
         make_event("purchase", "2026-11-22T13:00:00Z", {"product_id": "p-1"}),
     )
     state.last_sent[("help_offer", None)] = 5
+    state.deferred[("browse_intent", "p-9")] = 7
+    state.timezone = ("Asia/Tokyo", 6)
     empty = [name for name in CustomerState.__slots__ if not getattr(state, name)]
     assert empty == [], "the record round trip should cover every part of the state"
     record = orjson.loads(orjson.dumps(state_to_record(state)))
