@@ -43,6 +43,13 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: flo
         time.sleep(every)
 
 
+def afternoon_zone() -> str:
+    """A fixed-offset time zone in which it is now about 14:00, so events stamped in the
+    last few hours fall outside quiet hours whatever the time of day the tests run."""
+    offset = (14 - datetime.now(UTC).hour + 12) % 24 - 12
+    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
 def stamp(delta: timedelta) -> str:
     """An RFC 3339 UTC time relative to now, so wall-clock timers stay in the future."""
     return (datetime.now(UTC) + delta).strftime("%Y-%m-%dT%H:%M:%SZ")

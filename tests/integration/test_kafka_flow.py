@@ -10,7 +10,7 @@ import pytest
 from flows.generator import Generator
 from operators.identity import canonical_id
 from tests.conftest import event_dict
-from tests.integration.conftest import stamp, wait_for
+from tests.integration.conftest import afternoon_zone, stamp, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -18,8 +18,9 @@ GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
 
 
 def story(prefix: str = "", product: str = "p-42", searcher: str = "bob") -> list[dict]:
-    """Ana browses one product three times with consent; someone searches help three times."""
-    return [
+    """Ana browses one product three times with consent; someone searches help three times.
+    Everyone is in a time zone where it is afternoon now: no quiet hours."""
+    events = [
         event_dict(
             "consent_changed",
             stamp(timedelta(hours=-5)),
@@ -48,6 +49,10 @@ def story(prefix: str = "", product: str = "p-42", searcher: str = "bob") -> lis
             for n in range(3)
         ],
     ]
+    zone = afternoon_zone()
+    for event in events:
+        event["context"] = {"timezone": zone}
+    return events
 
 
 def test_actions_decisions_and_dead_letters_land_on_their_topics(topics, flows, policy):
