@@ -20,6 +20,12 @@ EVENTS_IN = Counter(
 )
 DEAD_LETTERS = Counter("concierge_dead_letters", "Rejected input records by reason", ["reason"])
 DECISIONS = Counter("concierge_decisions", "Decisions by outcome", ["outcome"])
+HELD_BACK = Counter(
+    "concierge_decisions_held_back",
+    "Decisions capped, suppressed or deferred, by the rule that held them back (a cap's or "
+    "suppression's name, or quiet_hours)",
+    ["outcome", "rule"],
+)
 ACTIONS = Counter("concierge_actions", "Actions emitted by channel", ["channel"])
 RECORDS_OUT = Counter("concierge_records_out", "Records written, by stream", ["stream"])
 LATENCY = Histogram(

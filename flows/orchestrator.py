@@ -17,7 +17,7 @@ from bytewax.outputs import Sink
 
 from flows.customer import CustomerLogic, JourneyConfig, JourneyInput, JourneyOutput
 from flows.identity import IDENTITY_KEY, IdentityConfig, IdentityLogic, route
-from flows.metrics import ACTIONS, DECISIONS, LATENCY, PROCESSING, RECORDS_OUT
+from flows.metrics import ACTIONS, DECISIONS, HELD_BACK, LATENCY, PROCESSING, RECORDS_OUT
 from operators.merging import Transfer
 from operators.model import Action, Audit, DeadLetter, Event
 from operators.records import AUDIT as AUDIT_STREAM
@@ -135,6 +135,8 @@ def _emit(batch: list[tuple[str, JourneyOutput]]) -> Iterable[OutRecord]:
                 LATENCY.observe(now - emitted.received_at)
         else:
             outcomes[output.outcome] = outcomes.get(output.outcome, 0) + 1
+            if output.rule is not None:
+                HELD_BACK.labels(output.outcome.value, output.rule).inc()
             if emitted.received_at:
                 PROCESSING.observe(now - emitted.received_at)
         streams[record.stream] = streams.get(record.stream, 0) + 1

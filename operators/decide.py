@@ -31,6 +31,7 @@ from operators.timefmt import format_ms
 
 Output = Decision | Action
 MomentKey = tuple[str, Group]
+QUIET_HOURS = "quiet_hours"
 
 
 def action_id(customer_id: str, action: str, moment: str, group: Group, opening_event: str) -> str:
@@ -54,6 +55,10 @@ class Verdict:
     channel: str | None = None
     again_at: int | None = None
     """When to decide again (the end of quiet hours, or when a cap frees a slot)."""
+    rule: str | None = None
+    """What held it back: a cap, a suppression, or ``quiet_hours``."""
+    until: int | None = None
+    """Until when it is held back."""
 
     @property
     def score(self) -> float:
@@ -103,16 +108,22 @@ def _judge(
     now: int,
 ) -> Verdict:
     def verdict(
-        outcome: Outcome, reason: str, channel: str | None = None, again_at: int | None = None
+        outcome: Outcome,
+        reason: str,
+        channel: str | None = None,
+        again_at: int | None = None,
+        rule: str | None = None,
+        until: int | None = None,
     ) -> Verdict:
-        return Verdict(action, key, moment, value, outcome, reason, channel, again_at)
+        return Verdict(action, key, moment, value, outcome, reason, channel, again_at, rule, until)
 
     group = key[1]
     if value < action.min_value:
         return verdict(Outcome.STALE, f"value {value:.2f} is below min_value {action.min_value:g}")
     last = state.last_sent.get((action.name, group))
     if last is not None and now - last < action.cooldown:
-        return verdict(Outcome.COOLDOWN, f"cooldown until {format_ms(last + action.cooldown)}")
+        cooled = last + action.cooldown
+        return verdict(Outcome.COOLDOWN, f"cooldown until {format_ms(cooled)}", until=cooled)
     blocked: list[Verdict] = []
     for channel in action.channels:
         suppression = suppressed_by(policy, state, action, channel, group, now)
@@ -120,7 +131,11 @@ def _judge(
             name, until = suppression
             blocked.append(
                 verdict(
-                    Outcome.SUPPRESSED, f"suppressed by {name} until {format_ms(until)}", channel
+                    Outcome.SUPPRESSED,
+                    f"suppressed by {name} until {format_ms(until)}",
+                    channel,
+                    rule=name,
+                    until=until,
                 )
             )
             continue
@@ -132,14 +147,16 @@ def _judge(
         full = full_cap(policy.caps, state.sends, action.name, channel, action.category, now)
         if full is not None:
             cap, frees = full
-            blocked.append(verdict(Outcome.CAPPED, cap.name, channel, frees))
+            blocked.append(verdict(Outcome.CAPPED, cap.name, channel, frees, cap.name, frees))
             continue
         quiet = policy.quiet_hours
         if quiet is not None and quiet.applies(channel, action.category):
             tz = zone(timezone_of(policy, state))
             ends = quiet_until(quiet, now, tz) if tz is not None else None
             if ends is not None:
-                blocked.append(verdict(Outcome.DEFERRED, "quiet hours", channel, ends))
+                blocked.append(
+                    verdict(Outcome.DEFERRED, "quiet hours", channel, ends, QUIET_HOURS, ends)
+                )
                 continue
         return verdict(Outcome.SENT, "eligible", channel)
     return _held_back(policy, blocked, action, moment, key)
@@ -173,7 +190,7 @@ def _held_back(
             return _replace(
                 soonest, Outcome.DEFERRED, f"quiet hours until {format_ms(again)}", again
             )
-        cap = soonest.reason
+        cap = soonest.rule
         if worth_then:
             assert again is not None
             return _replace(
@@ -189,6 +206,7 @@ def _held_back(
 
 
 def _replace(verdict: Verdict, outcome: Outcome, reason: str, again_at: int | None) -> Verdict:
+    held = outcome is not Outcome.STALE
     return Verdict(
         verdict.action,
         verdict.key,
@@ -198,6 +216,8 @@ def _replace(verdict: Verdict, outcome: Outcome, reason: str, again_at: int | No
         reason,
         verdict.channel,
         again_at,
+        verdict.rule if held else None,
+        verdict.until if held else None,
     )
 
 
@@ -260,4 +280,6 @@ def _decision(
             else None
         ),
         channel=verdict.channel if outcome is not Outcome.OUTRANKED else None,
+        rule=verdict.rule if outcome is verdict.outcome else None,
+        until=verdict.until if outcome is verdict.outcome else None,
     )

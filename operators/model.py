@@ -191,6 +191,11 @@ class Decision:
     policy_version: str
     action_id: str | None = None
     channel: str | None = None
+    rule: str | None = None
+    """What held it back, machine-readable: the cap's or suppression's name, or
+    ``quiet_hours``."""
+    until: int | None = None
+    """Until when it is held back (a deferral's end, a cap's free slot, a suppression's end)."""
 
     def as_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -204,6 +209,10 @@ class Decision:
             record["channel"] = self.channel
         record["outcome"] = self.outcome.value
         record["reason"] = self.reason
+        if self.rule is not None:
+            record["rule"] = self.rule
+        if self.until is not None:
+            record["until"] = format_ms(self.until)
         record["moment"] = self.moment
         if self.group is not None:
             record["group"] = self.group

@@ -54,6 +54,7 @@ def test_a_nudge_in_quiet_hours_is_deferred_to_their_end_with_the_same_action_id
     ]
     deferred, done = [o for o in outputs if isinstance(o, Decision)]
     assert deferred.reason == "quiet hours until 2026-11-21T07:00:00Z"
+    assert (deferred.rule, deferred.until) == ("quiet_hours", parse_ms("2026-11-21T07:00:00Z"))
     assert deferred.action_id == done.action_id == sent(outputs)[0].action_id
 
 
@@ -110,6 +111,8 @@ def test_a_capped_action_is_decided_again_when_a_slot_frees():
     ]
     capped = [o for o in outputs if isinstance(o, Decision)][-2]
     assert capped.reason == "capped by marketing-weekly until 2026-11-17T12:00:00Z"
+    assert capped.as_record()["rule"] == "marketing-weekly"
+    assert capped.as_record()["until"] == "2026-11-17T12:00:00Z"
     assert [a.group for a in sent(outputs)] == ["p-0", "p-1", "p-2", "p-3"]
 
 
