@@ -107,3 +107,38 @@ def test_an_awaited_event_on_either_profile_cancels_the_other_profiles_timer(pol
     bought_before = customer(policy, make_event("purchase", "2026-11-20T09:00:00Z"))
     merge_states(policy, checkout, bought_before)
     assert "checkout_abandoned" in checkout.pending
+
+
+def nudged_twice(policy, name, products, day):
+    events = [consent("2026-11-01T09:00:00Z", "*", True)]
+    for n, product in enumerate(products):
+        events += [
+            view(f"2026-11-{day}T1{h}:0{n}:00Z", f"{name}-{product}-{h}", product)
+            for h in (0, 1, 2)
+        ]
+    return customer(policy, *events, name=name)
+
+
+def test_caps_count_the_sends_of_both_profiles_after_a_merge(policy):
+    phone = nudged_twice(policy, "cus_phone", ("a", "b"), 16)
+    laptop = nudged_twice(policy, "cus_laptop", ("c",), 17)
+    assert len(phone.sends) == 2 and len(laptop.sends) == 1
+    merge_states(policy, phone, laptop)
+    assert len(phone.sends) == 3
+    outputs = []
+    for h in (0, 1, 2):
+        outputs += handle_event(policy, phone, view(f"2026-11-18T1{h}:00:00Z", f"d-{h}", "d"))
+    (decision,) = [o for o in outputs if not isinstance(o, Action)]
+    assert decision.outcome.value == "capped" and decision.rule == "marketing-weekly"
+
+
+def test_a_deferred_decision_survives_a_merge(policy):
+    night = customer(
+        policy,
+        consent("2026-11-01T09:00:00Z", "*", True),
+        *[view(f"2026-11-20T2{m}:00:00Z", f"n-{m}") for m in (0, 1, 2)],
+    )
+    assert night.deferred
+    other = customer(policy, make_event("page_view", "2026-11-20T22:30:00Z"), name="cus_y")
+    merge_states(policy, other, night)
+    assert other.deferred == night.deferred
