@@ -177,6 +177,14 @@ def revoke_consent(
         state.consent[(each, channel)] = (False, (at, state.seq))
 
 
+def sent_on(state: CustomerState, action_id: object) -> str | None:
+    """The channel a remembered send with ``action_id`` went out on."""
+    for _, sent_id, _, channel, _, _ in state.sends:
+        if sent_id == action_id:
+            return channel
+    return None
+
+
 def close_moment(policy: Policy, state: CustomerState, acted_on: str) -> None:
     """Feedback that a customer acted on an action (clicked, converted) closes its moment,
     and any decision waiting for it, so no other channel repeats it."""
@@ -205,9 +213,12 @@ def names_a_phrase(signal: TextSignal, event: Event) -> SignalFired | None:
     return SignalFired(signal.name, None, event.time, (event.event_id,))
 
 
-def watch_absences(state: CustomerState, signals: tuple[AbsenceSignal, ...], event: Event) -> None:
+def watch_absences(
+    state: CustomerState, signals: tuple[AbsenceSignal, ...], event: Event, start: bool = True
+) -> None:
     """An event cancels the absence signals awaiting it, if it happened after they started,
-    and starts those it begins, unless an awaited event already came after it."""
+    and (with ``start``: not for a late event, whose moment has passed) starts those it
+    begins, unless an awaited event already came after it."""
     at = event.time
     for signal in signals:
         name = signal.name
@@ -217,7 +228,7 @@ def watch_absences(state: CustomerState, signals: tuple[AbsenceSignal, ...], eve
                 del state.pending[name]
             if at > state.cancelled_at.get(name, -1):
                 state.cancelled_at[name] = at
-        if signal.on is None or event.type in signal.on:
+        if start and (signal.on is None or event.type in signal.on):
             pending = state.pending.get(name)
             if (pending is None or at >= pending.started_at) and state.cancelled_at.get(
                 name, -1

@@ -19,6 +19,7 @@ from operators.context import (
     record_consent,
     record_timezone,
     revoke_consent,
+    sent_on,
     start_suppressions,
     watch_absences,
 )
@@ -57,7 +58,7 @@ def handle_event(policy: Policy, state: CustomerState, event: Event) -> list[Out
         named = names_a_phrase(text_signal, event)
         if named is not None:
             fired.append(named)
-    watch_absences(state, policy.absence_signals, event)
+    watch_absences(state, policy.absence_signals, event, start=not event.late)
     if state.last_event_at is None or event.time > state.last_event_at:
         state.last_event_at = event.time
     if not fired:
@@ -88,7 +89,10 @@ def _feedback(policy: Policy, state: CustomerState, event: Event) -> None:
             state, policy.suppressions_by_event.get("complaint", ()), event.time, event
         )
     for channel, purpose in policy.consent_revocations.get(outcome, ()):
-        named = props.get("channel") if channel == "from_feedback" else channel
+        named = channel
+        if channel == "from_feedback":
+            # the feedback's channel, else the channel the action went out on, else all
+            named = props.get("channel") or sent_on(state, props.get("action_id")) or "*"
         if isinstance(named, str):
             revoke_consent(policy, state, named, purpose, event.time)
     if outcome in ACTED_ON and isinstance(props.get("action_id"), str):

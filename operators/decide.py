@@ -89,7 +89,7 @@ def decide(policy: Policy, state: CustomerState, keys: list[MomentKey], now: int
             outputs.append(_decision(policy, state, verdict, now, Outcome.OUTRANKED, outranked))
         else:
             outputs.append(_decision(policy, state, verdict, now, verdict.outcome, verdict.reason))
-            if verdict.again_at is not None:
+            if verdict.again_at is not None and verdict.again_at > now:
                 due = state.deferred.get(verdict.key, verdict.again_at)
                 state.deferred[verdict.key] = min(due, verdict.again_at)
     if winner is not None:

@@ -91,11 +91,12 @@ def _keep_latest_groups(table: dict[tuple[str, Any], Any], recency: Any) -> None
 
 def _surviving_absences(one: CustomerState, other: CustomerState) -> dict[str, PendingAbsence]:
     """A pending absence survives unless the other profile saw what it awaits after it
-    started; of two survivors, the later start wins."""
+    started (at the same instant, both could be the start: it survives); of two
+    survivors, the later start wins."""
     kept: dict[str, PendingAbsence] = {}
     for mine, theirs in ((one, other), (other, one)):
         for name, pending in mine.pending.items():
-            if theirs.cancelled_at.get(name, -1) >= pending.started_at:
+            if theirs.cancelled_at.get(name, -1) > pending.started_at:
                 continue
             if name not in kept or pending.started_at > kept[name].started_at:
                 kept[name] = pending

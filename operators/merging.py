@@ -86,12 +86,17 @@ class Journey:
         """Handle ``event``; a context idle long enough by its time is forgotten first, the
         same as if the wall clock had evicted it already."""
         outputs = fire_due(policy, self.state, max(event.time, event.watermark), inclusive=False)
-        idle_until = evict_at(policy, self.state)
-        if idle_until is not None and idle_until <= event.time:
-            self.state = CustomerState(self.state.customer_id)
-            self.evicted += 1
+        self._forget_if_idle(policy, event.time)
         outputs.extend(handle_event(policy, self.state, event))
         return outputs
+
+    def _forget_if_idle(self, policy: Policy, now: int) -> None:
+        """Forget the context if it had become evictable by ``now``: what the wall clock
+        would have done already in Kafka mode, done lazily (replay, or a clock behind)."""
+        idle_until = evict_at(policy, self.state)
+        if idle_until is not None and idle_until <= now:
+            self.state = CustomerState(self.state.customer_id)
+            self.evicted += 1
 
     def evictable(self, policy: Policy, now: int) -> bool:
         """Whether this customer can be forgotten as of ``now``: idle, with nothing pending
@@ -113,6 +118,8 @@ class Journey:
         if adopt.merge_id in self.adopted:
             return [], None
         before = self.fire_due(policy, adopt.at, inclusive=False)
+        if not self.awaiting:
+            self._forget_if_idle(policy, adopt.at)
         self.awaiting = self.awaiting | {adopt.merge_id}
         early = self.early.pop(adopt.merge_id, None)
         if early is None:
@@ -151,6 +158,7 @@ class Journey:
         if self.awaiting:
             self.retiring = retire
             return before, None
+        self._forget_if_idle(policy, retire.at)
         return before, self._hand_over(retire)
 
     def _hand_over(self, retire: Retire) -> Transfer:

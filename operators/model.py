@@ -81,8 +81,8 @@ class Event:
     """(kind, masked value) of identifiers the policy blocks, for the audit stream."""
     late: bool = False
     """Further behind its input's clock than the policy's ``allowed_lateness``: it still
-    changes consent, suppressions and activity, but counts in no window and starts no
-    absence timer (those moments have passed)."""
+    changes consent and suppressions, cancels timers and counts as activity, but counts in
+    no window and starts no absence timer (those moments have passed)."""
 
 
 RAW_KEEP_BYTES = 65536

@@ -219,3 +219,28 @@ def test_the_customers_time_zone_is_the_latest_they_sent(policy):
         ("product_nudge", Outcome.DEFERRED, "push", "2026-11-20T12:30:00Z"),
         ("product_nudge", Outcome.SENT, "push", "2026-11-20T23:00:00Z"),
     ]
+
+
+def test_an_unsubscribe_without_a_channel_revokes_the_channel_it_went_out_on(policy):
+    state, action = nudged(policy)
+    unsubscribe = make_event(
+        "feedback",
+        "2026-11-20T13:00:00Z",
+        {"action_id": action.action_id, "outcome": "unsubscribed"},
+    )
+    handle_event(policy, state, unsubscribe)
+    assert state.consent[("marketing", "push")][0] is False
+
+
+def test_a_late_checkout_starts_no_cart_timer(policy):
+    late = dataclasses.replace(make_event("checkout_started", "2026-11-17T10:00:00Z"), late=True)
+    state, outputs = run(policy, [grant(), late], until="2026-11-20T12:00:00Z")
+    assert "checkout_abandoned" not in state.pending and sent(outputs) == []
+
+
+def test_a_time_zone_that_is_a_directory_of_zones_is_ignored(policy):
+    event = dataclasses.replace(
+        make_event("page_view", "2026-11-20T10:00:00Z"), context={"timezone": "Europe"}
+    )
+    state, _ = run(policy, [event])
+    assert state.timezone is None

@@ -90,3 +90,21 @@ def test_a_transfer_that_comes_before_its_adopt_notice_waits_for_it(policy):
     assert not has_consent(web.state, "marketing", "push")
     web.on_adopt(policy, Adopt("m1", "cus_store"))
     assert has_consent(web.state, "marketing", "push") and not web.awaiting
+
+
+def test_a_profile_idle_past_eviction_is_forgotten_before_it_is_merged(policy):
+    """Replay evicts lazily: a merge must see what Kafka mode's wall clock left."""
+    import dataclasses
+
+    short = dataclasses.replace(policy, evict_idle_after=30 * 86_400_000)
+    old = Journey(CustomerState("cus_old"))
+    grant = make_event(
+        "consent_changed",
+        "2024-01-01T09:00:00Z",
+        {"purpose": "marketing", "channel": "*", "granted": True},
+    )
+    old.on_event(short, grant)
+    retire = Retire("m-1", "cus_new", at=parse_ms("2025-03-02T10:00:00Z"))
+    _, handed = old.on_retire(short, retire)
+    assert handed is not None and handed.state["consent"] == []
+    assert old.evicted == 1
