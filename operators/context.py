@@ -12,7 +12,7 @@ from typing import Any
 from operators.decay import falls_below_at
 from operators.guardrails import Send, zone
 from operators.model import Event
-from operators.policy import AbsenceSignal, ActionSpec, Policy, SuppressionSpec, TextSignal
+from operators.policy import AbsenceSignal, ActionSpec, Policy, TextSignal
 
 Group = str | None
 
@@ -282,63 +282,6 @@ def latest_word(
     if every is None or specific[1] > every[1]:
         return specific
     return every
-
-
-def start_suppressions(
-    state: CustomerState, suppressions: tuple[SuppressionSpec, ...], at: int, event: Event | None
-) -> None:
-    """Start (or extend) ``suppressions`` at ``at``. With ``same``, one holds only for the
-    starting event's value at that path; without the value, it holds for every group."""
-    for spec in suppressions:
-        value: Group = None
-        if spec.same is not None and event is not None:
-            found = lookup(spec.same, event)
-            if found is not None and not isinstance(found, (dict, list)):
-                value = str(found)
-        key = (spec.name, value)
-        held = state.suppressions.get(key)
-        if held is None:
-            _make_room_for_suppression(state, spec.name, at)
-            state.suppressions[key] = (at, at + spec.duration)
-        else:
-            state.suppressions[key] = joined(held, (at, at + spec.duration))
-
-
-def joined(one: tuple[int, int], other: tuple[int, int]) -> tuple[int, int]:
-    """Two spells of a suppression as one: their union if they overlap, else the later."""
-    first, second = sorted((one, other))
-    if second[0] <= first[1]:
-        return (first[0], max(first[1], second[1]))
-    return second
-
-
-def _make_room_for_suppression(state: CustomerState, name: str, now: int) -> None:
-    keys = [key for key in state.suppressions if key[0] == name]
-    for key in keys:
-        if state.suppressions[key][1] <= now:
-            del state.suppressions[key]
-    live = [key for key in keys if key in state.suppressions]
-    if len(live) >= MAX_GROUPS:
-        del state.suppressions[min(live, key=lambda k: (state.suppressions[k][1], str(k[1])))]
-
-
-def suppressed_by(
-    policy: Policy, state: CustomerState, action: ActionSpec, channel: str, group: Group, now: int
-) -> tuple[str, int] | None:
-    """The suppression holding ``action`` back on ``channel`` at ``now`` (name, until), if any;
-    of several, the one that holds longest. A suppression holds from the moment it
-    started, not before: an older decision that arrives late is not held back by it."""
-    found: tuple[str, int] | None = None
-    for (name, value), (start, until) in state.suppressions.items():
-        if not start <= now < until or (found is not None and until <= found[1]):
-            continue
-        spec = policy.suppressions.get(name)
-        if spec is None or not spec.selects(action, channel):
-            continue
-        if value is not None and group is not None and value != group:
-            continue
-        found = (name, until)
-    return found
 
 
 def open_moments(

@@ -20,12 +20,12 @@ from operators.context import (
     record_timezone,
     revoke_consent,
     sent_on,
-    start_suppressions,
     watch_absences,
 )
 from operators.decide import MomentKey, Output, decide
 from operators.model import Event
 from operators.policy import Policy
+from operators.suppression import start_suppressions
 from operators.windows import count
 
 ACTED_ON = frozenset({"clicked", "converted"})

@@ -20,13 +20,13 @@ from operators.context import (
     has_consent,
     record_send,
     record_sent,
-    suppressed_by,
     timezone_of,
 )
 from operators.decay import decayed, falls_below_at
 from operators.guardrails import full_cap, quiet_until, zone
 from operators.model import Action, Decision, Outcome
 from operators.policy import ActionSpec, Policy
+from operators.suppression import suppressed_by
 from operators.timefmt import format_ms
 
 Output = Decision | Action

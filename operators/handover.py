@@ -15,11 +15,11 @@ from operators.context import (
     CustomerState,
     OpenMoment,
     PendingAbsence,
-    joined,
     latest_word,
 )
 from operators.decay import decayed
 from operators.policy import Policy
+from operators.suppression import joined
 from operators.windows import prune
 
 

@@ -2,7 +2,6 @@
 (operators/context.py)."""
 
 from operators.context import (
-    MAX_GROUPS,
     CustomerState,
     due_absences,
     evict_at,
@@ -11,8 +10,6 @@ from operators.context import (
     open_moments,
     record_consent,
     record_sent,
-    start_suppressions,
-    suppressed_by,
     watch_absences,
 )
 from operators.timefmt import parse_ms
@@ -156,48 +153,6 @@ def test_text_matching_is_whole_words_and_ignores_case_and_accents(policy):
     assert not says("passed, then went away")
     assert not says(None)
     assert not says(["hospital"])
-
-
-def test_a_suppression_holds_until_exactly_its_end(policy):
-    state = CustomerState("cus_1")
-    complaint = make_event("complaint", "2026-11-20T10:00:00Z")
-    start_suppressions(state, policy.suppressions_by_event["complaint"], complaint.time, complaint)
-    nudge = policy.actions["product_nudge"]
-    end = complaint.time + 14 * DAY
-    assert suppressed_by(policy, state, nudge, "push", "p-1", end - 1) == ("after-complaint", end)
-    assert suppressed_by(policy, state, nudge, "push", "p-1", end) is None
-    assert (
-        suppressed_by(policy, state, policy.actions["help_offer"], "in_app", None, end - 1) is None
-    )
-
-
-def test_a_purchase_suppresses_nudges_for_the_same_product_only(policy):
-    state = CustomerState("cus_1")
-    purchase = make_event("purchase", "2026-11-20T10:00:00Z", {"product_id": "p-42"})
-    start_suppressions(state, policy.suppressions_by_event["purchase"], purchase.time, purchase)
-    nudge = policy.actions["product_nudge"]
-    later = purchase.time + DAY
-    assert suppressed_by(policy, state, nudge, "push", "p-42", later) is not None
-    assert suppressed_by(policy, state, nudge, "push", "p-7", later) is None
-    assert suppressed_by(policy, state, policy.actions["cart_recovery"], "email", None, later)
-
-
-def test_a_purchase_without_a_product_suppresses_every_product(policy):
-    state = CustomerState("cus_1")
-    purchase = make_event("purchase", "2026-11-20T10:00:00Z", {})
-    start_suppressions(state, policy.suppressions_by_event["purchase"], purchase.time, purchase)
-    nudge = policy.actions["product_nudge"]
-    assert suppressed_by(policy, state, nudge, "push", "p-7", purchase.time + DAY) is not None
-
-
-def test_suppressed_groups_are_bounded(policy):
-    state = CustomerState("cus_1")
-    for n in range(MAX_GROUPS + 10):
-        purchase = make_event("purchase", "2026-11-20T10:00:00Z", {"product_id": f"p-{n}"})
-        start_suppressions(
-            state, policy.suppressions_by_event["purchase"], purchase.time + n, purchase
-        )
-    assert len(state.suppressions) == MAX_GROUPS
 
 
 def idle_customer(policy):

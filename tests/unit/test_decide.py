@@ -2,11 +2,12 @@
 
 import dataclasses
 
-from operators.context import CustomerState, OpenMoment, suppressed_by
+from operators.context import CustomerState, OpenMoment
 from operators.customer import fire_due, handle_event
 from operators.decide import decide
 from operators.model import Action, Decision, Outcome
 from operators.policy_load import load_policy
+from operators.suppression import suppressed_by
 from operators.timefmt import format_ms, parse_ms
 from tests.conftest import REFERENCE_POLICY, make_event
 
