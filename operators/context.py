@@ -6,8 +6,9 @@ one, and a context as a record, in :mod:`operators.handover`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from operators.decay import falls_below_at
 from operators.guardrails import Send, zone
@@ -21,6 +22,35 @@ MAX_GROUPS = 32
 each action's cooldowns and each suppression: a new group pushes out the least recent."""
 MAX_TRIGGERS = 16
 """Event ids a moment keeps as its explanation (the latest)."""
+
+
+V = TypeVar("V")
+
+
+def keep_latest(
+    table: dict[tuple[str, Group], V], name: str, recency: Callable[[V], int], keep: int
+) -> None:
+    """Leave at most ``keep`` groups of ``name`` in ``table``: the most recent by
+    ``recency(value)`` (ties: by group)."""
+    keys = [key for key in table if key[0] == name]
+    if len(keys) > keep:
+        keys.sort(key=lambda key: (recency(table[key]), str(key[1])))
+        for key in keys[: len(keys) - keep]:
+            del table[key]
+
+
+def make_room(
+    table: dict[tuple[str, Group], V],
+    name: str,
+    recency: Callable[[V], int],
+    expired: Callable[[V], bool] | None = None,
+) -> None:
+    """Before a new group of ``name`` joins ``table``: drop its groups that have
+    ``expired``, then, if :data:`MAX_GROUPS` are left, the least recent."""
+    if expired is not None:
+        for key in [key for key, value in table.items() if key[0] == name and expired(value)]:
+            del table[key]
+    keep_latest(table, name, recency, MAX_GROUPS - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +323,7 @@ def open_moments(
         key = (spec.name, fired.group)
         moment = state.moments.get(key)
         if moment is None:
-            _make_room_for_moment(state, spec.name)
+            make_room(state.moments, spec.name, lambda moment: moment.opened_at)
             state.moments[key] = OpenMoment(
                 spec.value, fired.at, event_id, (fired.signal,), fired.triggered_by[-MAX_TRIGGERS:]
             )
@@ -305,13 +335,6 @@ def open_moments(
             moment.triggered_by = _latest_unique(moment.triggered_by, fired.triggered_by)
         opened.append(key)
     return opened
-
-
-def _make_room_for_moment(state: CustomerState, kind: str) -> None:
-    groups = [key for key in state.moments if key[0] == kind]
-    if len(groups) >= MAX_GROUPS:
-        oldest = min(groups, key=lambda key: (state.moments[key].opened_at, str(key[1])))
-        del state.moments[oldest]
 
 
 def _latest_unique(old: tuple[str, ...], new: tuple[str, ...]) -> tuple[str, ...]:
@@ -326,13 +349,12 @@ def record_sent(state: CustomerState, action: ActionSpec, group: Group, now: int
     """Start ``action``'s cooldown for ``group``; cooldowns that have run out are dropped."""
     key = (action.name, group)
     if key not in state.last_sent:
-        groups = [k for k in state.last_sent if k[0] == action.name]
-        for k in groups:
-            if state.last_sent[k] + action.cooldown <= now:
-                del state.last_sent[k]
-        live = [k for k in groups if k in state.last_sent]
-        if len(live) >= MAX_GROUPS:
-            del state.last_sent[min(live, key=lambda k: (state.last_sent[k], str(k[1])))]
+        make_room(
+            state.last_sent,
+            action.name,
+            lambda sent: sent,
+            lambda sent: sent + action.cooldown <= now,
+        )
     state.last_sent[key] = now
 
 

@@ -34,12 +34,18 @@ ACTED_ON = frozenset({"clicked", "converted"})
 def handle_event(policy: Policy, state: CustomerState, event: Event) -> list[Output]:
     """Fire what fell due before the input's event time reached ``event`` (its watermark:
     later than its own time when it arrived late), then let ``event`` update context and
-    decide.
+    decide."""
+    outputs = fire_due(policy, state, max(event.time, event.watermark), inclusive=False)
+    outputs.extend(apply_event(policy, state, event))
+    return outputs
+
+
+def apply_event(policy: Policy, state: CustomerState, event: Event) -> list[Output]:
+    """Let ``event`` update context and decide, once what fell due before it has fired.
 
     Consent, suppressions and feedback take hold before any decision the event
     causes: a complaint that also completes a window gets no marketing for it.
     """
-    outputs = fire_due(policy, state, max(event.time, event.watermark), inclusive=False)
     state.seq += 1
     event_type = event.type
     record_timezone(state, event)
@@ -62,17 +68,20 @@ def handle_event(policy: Policy, state: CustomerState, event: Event) -> list[Out
     if state.last_event_at is None or event.time > state.last_event_at:
         state.last_event_at = event.time
     if not fired:
-        return outputs
+        return []
     keys: list[MomentKey] = []
     for signal_fired in fired:
-        start_suppressions(
-            state, policy.suppressions_by_signal.get(signal_fired.signal, ()), signal_fired.at, None
-        )
-    for signal_fired in fired:
-        keys.extend(open_moments(state, policy, signal_fired, event.event_id))
-    now = max(event.time, *(f.at for f in fired))
-    outputs.extend(decide(policy, state, keys, now))
-    return outputs
+        keys.extend(_take(policy, state, signal_fired, event.event_id))
+    return decide(policy, state, keys, max(event.time, *(f.at for f in fired)))
+
+
+def _take(
+    policy: Policy, state: CustomerState, fired: SignalFired, opening_event: str
+) -> list[MomentKey]:
+    """A fired signal starts its suppressions and opens its moments (the keys returned);
+    the caller decides once every signal of the instant is taken."""
+    start_suppressions(state, policy.suppressions_by_signal.get(fired.signal, ()), fired.at, None)
+    return open_moments(state, policy, fired, opening_event)
 
 
 def _feedback(policy: Policy, state: CustomerState, event: Event) -> None:
@@ -110,13 +119,7 @@ def fire_due(policy: Policy, state: CustomerState, until: int, inclusive: bool) 
             return outputs
         keys: list[MomentKey] = []
         for signal_fired in due_absences(state, due, inclusive=True):
-            start_suppressions(
-                state,
-                policy.suppressions_by_signal.get(signal_fired.signal, ()),
-                signal_fired.at,
-                None,
-            )
-            keys.extend(open_moments(state, policy, signal_fired, signal_fired.triggered_by[0]))
+            keys.extend(_take(policy, state, signal_fired, signal_fired.triggered_by[0]))
         for key in [k for k, at in state.deferred.items() if at == due]:
             del state.deferred[key]
             keys.append(key)

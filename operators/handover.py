@@ -7,14 +7,18 @@ and is folded in there (:func:`merge_states`) as if one customer had done both.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from operators.context import (
     MAX_GROUPS,
     MAX_SENDS,
     CustomerState,
+    Group,
     OpenMoment,
     PendingAbsence,
+    V,
+    keep_latest,
     latest_word,
 )
 from operators.decay import decayed
@@ -77,16 +81,10 @@ def merge_states(policy: Policy, survivor: CustomerState, retired: CustomerState
     survivor.seq = max(survivor.seq, retired.seq)
 
 
-def _keep_latest_groups(table: dict[tuple[str, Any], Any], recency: Any) -> None:
+def _keep_latest_groups(table: dict[tuple[str, Group], V], recency: Callable[[V], int]) -> None:
     """At most :data:`MAX_GROUPS` groups per name: the most recent by ``recency(value)``."""
-    per_name: dict[str, list[tuple[str, Any]]] = {}
-    for key in table:
-        per_name.setdefault(key[0], []).append(key)
-    for keys in per_name.values():
-        if len(keys) > MAX_GROUPS:
-            keys.sort(key=lambda k: (recency(table[k]), str(k[1])))
-            for key in keys[: len(keys) - MAX_GROUPS]:
-                del table[key]
+    for name in {key[0] for key in table}:
+        keep_latest(table, name, recency, MAX_GROUPS)
 
 
 def _surviving_absences(one: CustomerState, other: CustomerState) -> dict[str, PendingAbsence]:

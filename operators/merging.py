@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from operators.context import CustomerState, evict_at
-from operators.customer import fire_due, handle_event
+from operators.customer import apply_event, fire_due
 from operators.decide import Output
 from operators.handover import merge_states, state_from_record, state_to_record
 from operators.model import Event
@@ -87,7 +87,7 @@ class Journey:
         same as if the wall clock had evicted it already."""
         outputs = fire_due(policy, self.state, max(event.time, event.watermark), inclusive=False)
         self._forget_if_idle(policy, event.time)
-        outputs.extend(handle_event(policy, self.state, event))
+        outputs.extend(apply_event(policy, self.state, event))
         return outputs
 
     def _forget_if_idle(self, policy: Policy, now: int) -> None:
@@ -101,9 +101,7 @@ class Journey:
     def evictable(self, policy: Policy, now: int) -> bool:
         """Whether this customer can be forgotten as of ``now``: idle, with nothing pending
         and no merge under way."""
-        if self.awaiting or self.held or self.early or self.retiring or self.retired:
-            return False
-        idle_until = evict_at(policy, self.state)
+        idle_until = self.next_eviction(policy)
         return idle_until is not None and idle_until <= now
 
     def next_eviction(self, policy: Policy) -> int | None:

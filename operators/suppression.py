@@ -8,7 +8,7 @@ it) until its end; another start while it holds extends it.
 
 from __future__ import annotations
 
-from operators.context import MAX_GROUPS, CustomerState, Group, lookup
+from operators.context import CustomerState, Group, lookup, make_room
 from operators.model import Event
 from operators.policy import ActionSpec, Policy, SuppressionSpec
 
@@ -27,7 +27,7 @@ def start_suppressions(
         key = (spec.name, value)
         held = state.suppressions.get(key)
         if held is None:
-            _make_room_for_suppression(state, spec.name, at)
+            make_room(state.suppressions, spec.name, lambda spell: spell[1], lambda s: s[1] <= at)
             state.suppressions[key] = (at, at + spec.duration)
         else:
             state.suppressions[key] = joined(held, (at, at + spec.duration))
@@ -39,16 +39,6 @@ def joined(one: tuple[int, int], other: tuple[int, int]) -> tuple[int, int]:
     if second[0] <= first[1]:
         return (first[0], max(first[1], second[1]))
     return second
-
-
-def _make_room_for_suppression(state: CustomerState, name: str, now: int) -> None:
-    keys = [key for key in state.suppressions if key[0] == name]
-    for key in keys:
-        if state.suppressions[key][1] <= now:
-            del state.suppressions[key]
-    live = [key for key in keys if key in state.suppressions]
-    if len(live) >= MAX_GROUPS:
-        del state.suppressions[min(live, key=lambda k: (state.suppressions[k][1], str(k[1])))]
 
 
 def suppressed_by(

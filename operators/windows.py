@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 
-from operators.context import MAX_GROUPS, CustomerState, Group, SignalFired, lookup
+from operators.context import CustomerState, Group, SignalFired, lookup, make_room
 from operators.model import Event
 from operators.policy import CountingSignal
 
@@ -39,7 +39,7 @@ def count(
     key = (signal.name, group)
     window = state.windows.get(key)
     if window is None:
-        _make_room(state, signal.name)
+        make_room(state.windows, signal.name, lambda entries: entries[-1][0])
         window = state.windows[key] = []
     event_id = event.event_id
     for _, seen in window:
@@ -90,10 +90,3 @@ def prune(window: list[tuple[int, str]], signal: CountingSignal, lateness: int) 
     start = max(start, len(window) - (signal.at_least + MAX_UNSETTLED))
     if start:
         del window[:start]
-
-
-def _make_room(state: CustomerState, signal: str) -> None:
-    groups = [key for key in state.windows if key[0] == signal]
-    if len(groups) >= MAX_GROUPS:
-        stalest = min(groups, key=lambda key: (state.windows[key][-1][0], str(key[1])))
-        del state.windows[stalest]
