@@ -11,7 +11,8 @@ from pathlib import Path
 import schemas
 from operators.durations import format_duration
 from operators.policy import Policy
-from operators.policy_load import PolicyError, load_policy
+from operators.policy_limits import MAX_POLICY_BYTES
+from operators.policy_load import PolicyError, PolicyProblem, load_policy
 from operators.timefmt import InvalidTimestamp, parse_ms
 
 EXIT_OK = 0
@@ -27,9 +28,16 @@ def read_policy(path: str) -> Policy:
     """Load and compile the policy at ``path``; raise :class:`CommandError` or
     :class:`PolicyError` when it cannot be used."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as file:
+            data = file.read(MAX_POLICY_BYTES + 1)
     except OSError as err:
         raise CommandError(f"cannot read policy {path}: {err.strerror}") from None
+    if len(data) > MAX_POLICY_BYTES:
+        raise PolicyError(
+            path, [PolicyProblem((), None, f"the policy is over {MAX_POLICY_BYTES:,} bytes")]
+        )
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise CommandError(f"cannot read policy {path}: not UTF-8 text") from None
     return load_policy(text, path)

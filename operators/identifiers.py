@@ -62,7 +62,7 @@ def compile_rules(identity: Mapping[str, Any], phone_region: str | None) -> Iden
     """Compile the policy's ``identity`` block; blocked patterns use ``*`` and ``?``."""
     blocked = {
         kind: tuple(
-            re.compile(fnmatch.translate(_comparable(kind, pattern)), re.IGNORECASE)
+            re.compile(fnmatch.translate(_pattern(kind, pattern)), re.IGNORECASE)
             for pattern in patterns
         )
         for kind, patterns in identity.get("blocked", {}).items()
@@ -80,10 +80,24 @@ def _comparable(kind: str, value: str) -> str:
     return value.casefold() if kind == "email" else value
 
 
+def _pattern(kind: str, pattern: str) -> str:
+    """A blocked pattern in the form values are compared in (a phone's without separators)."""
+    pattern = _comparable(kind, pattern)
+    return _SEPARATORS.sub("", pattern) if kind == "phone" else pattern
+
+
+_SEPARATORS = re.compile(r"[\s().\-/]")
+
+
 def normalise(
     kind: str, value: str, rules: IdentifierRules, region: str | None = None
 ) -> str | Rejection:
-    """The normal form of one identifier, or why it cannot be used."""
+    """The normal form of one identifier, or why it cannot be used.
+
+    A phone is blocked when a pattern matches it as written, its digits, its E.164 form
+    (with or without the ``+``) or its national number, so ``+1 123 456 7890`` is
+    blocked by ``1234567890``.
+    """
     value = _comparable(kind, value)
     if not value:
         return Rejection.EMPTY
@@ -91,10 +105,12 @@ def normalise(
     if kind == "phone":
         if any(p.match(value) or p.match(_digits(value)) for p in patterns):
             return Rejection.BLOCKED
-        phone = _e164(value, region or rules.phone_region)
-        if phone is None:
+        number = _phone(value, region or rules.phone_region)
+        if number is None:
             return Rejection.INVALID
-        if any(p.match(phone) or p.match(phone[1:]) for p in patterns):
+        phone = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        national = phonenumbers.national_significant_number(number)
+        if any(p.match(phone) or p.match(phone[1:]) or p.match(national) for p in patterns):
             return Rejection.BLOCKED
         return phone
     if any(p.match(value) for p in patterns):
@@ -121,14 +137,14 @@ def _digits(value: str) -> str:
     return "".join(ch for ch in value if ch.isdigit())
 
 
-def _e164(value: str, region: str | None) -> str | None:
+def _phone(value: str, region: str | None) -> phonenumbers.PhoneNumber | None:
     try:
         number = phonenumbers.parse(value, region.upper() if region else None)
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_possible_number(number):
         return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return number
 
 
 def mask(kind: str, value: str) -> str:

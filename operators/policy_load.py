@@ -8,11 +8,10 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jsonschema
 from ruamel.yaml import YAML
@@ -21,7 +20,9 @@ from ruamel.yaml.error import MarkedYAMLError
 
 import schemas
 from operators.durations import parse_duration_ms
+from operators.guardrails import zone
 from operators.policy import Policy, compile_policy
+from operators.policy_limits import BoundedScanner, PolicyTooLarge, check_text, plain
 from operators.text import phrase_words
 
 PathItem = str | int
@@ -62,19 +63,19 @@ def _validator() -> jsonschema.protocols.Validator:
 
 
 def load_policy(text: str, source: str = "policy") -> Policy:
-    """Parse, validate and compile policy ``text`` (YAML 1.2); raise :class:`PolicyError`."""
-    yaml = YAML(typ="rt")
-    yaml.version = (1, 2)
+    """Parse, validate and compile policy ``text`` (YAML 1.2); raise :class:`PolicyError`.
+
+    The limits of :mod:`operators.policy_limits` are checked first, so a hostile file is
+    refused before it costs anything.
+    """
+    tree = None
     try:
-        tree = yaml.load(io.StringIO(text))
-    except MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        line = mark.line + 1 if mark is not None else None
-        message = " ".join(str(part) for part in (err.context, err.problem) if part)
-        raise PolicyError(source, [PolicyProblem((), line, f"not valid YAML: {message}")]) from None
-    except Exception as err:  # ruamel raises several non-marked errors, e.g. on duplicate keys
-        raise PolicyError(source, [PolicyProblem((), None, f"not valid YAML: {err}")]) from None
-    document = _plain(tree)
+        check_text(text)
+        tree = _parse(text, source)
+        document = plain(tree)
+    except PolicyTooLarge as err:
+        line = err.line if err.line is not None else _line_of(tree, err.path)
+        raise PolicyError(source, [PolicyProblem(err.path, line, err.message)]) from None
     if not isinstance(document, dict):
         raise PolicyError(source, [PolicyProblem((), 1, "a policy is a mapping of sections")])
 
@@ -94,21 +95,22 @@ def load_policy(text: str, source: str = "policy") -> Policy:
     return compile_policy(document, version)
 
 
-def _plain(node: Any) -> Any:
-    """Turn ruamel's round-trip nodes into plain dicts, lists and scalars."""
-    if isinstance(node, Mapping):
-        return {str(key): _plain(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_plain(item) for item in node]
-    if isinstance(node, bool) or node is None:
-        return node
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, str):
-        return str(node)
-    return node
+def _parse(text: str, source: str) -> Any:
+    """The YAML 1.2 tree of ``text``, read with a scanner that refuses deep nesting."""
+    yaml = YAML(typ="rt")
+    yaml.version = (1, 2)
+    yaml.Scanner = BoundedScanner
+    try:
+        return yaml.load(io.StringIO(text))
+    except PolicyTooLarge:
+        raise
+    except MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = mark.line + 1 if mark is not None else None
+        message = " ".join(str(part) for part in (err.context, err.problem) if part)
+        raise PolicyError(source, [PolicyProblem((), line, f"not valid YAML: {message}")]) from None
+    except Exception as err:  # ruamel raises several non-marked errors, e.g. on duplicate keys
+        raise PolicyError(source, [PolicyProblem((), None, f"not valid YAML: {err}")]) from None
 
 
 def _line_of(tree: Any, path: Sequence[PathItem]) -> int | None:
@@ -386,11 +388,7 @@ def _names_in(section: Any) -> list[str]:
 
 
 def _is_timezone(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
+    return zone(name) is not None
 
 
 def _is_zero(duration: str) -> bool:

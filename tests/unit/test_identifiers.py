@@ -49,6 +49,27 @@ def test_the_reference_blocked_values_never_count(rules):
     assert normalise("phone", "call me", rules) is Rejection.INVALID
 
 
+@pytest.mark.parametrize(
+    ("raw", "region"),
+    [
+        ("+1 123 456 7890", None),
+        ("+11234567890", "ES"),
+        ("001 123 456 7890", "ES"),
+        ("(123) 456-7890", "US"),
+        ("+1 000 000 0000", None),
+    ],
+)
+def test_a_blocked_phone_is_blocked_with_a_country_code_too(rules, raw, region):
+    assert normalise("phone", raw, rules, region) is Rejection.BLOCKED
+
+
+def test_blocked_phone_patterns_may_be_written_with_separators():
+    rules = compile_rules({"blocked": {"phone": ["+34 600-111-222"]}}, None)
+    assert normalise("phone", "+34600111222", rules) is Rejection.BLOCKED
+    assert normalise("phone", "600 111 222", rules, "ES") is Rejection.BLOCKED
+    assert normalise("phone", "+34600111223", rules) == "+34600111223"
+
+
 def test_an_event_keeps_its_usable_identifiers_and_names_the_rest(rules):
     usable, rejected = normalise_all(
         {"email": "test@test.com", "phone": "", "anonymous_id": "a-1"}, rules
