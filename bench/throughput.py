@@ -81,7 +81,7 @@ from confluent_kafka import (
 
 from flows.broker import EmbeddedBroker
 from flows.generator import Generator
-from flows.kafka import KafkaSettings, ensure_topics
+from flows.kafka_config import KafkaSettings, ensure_topics
 from operators.ingest import Ingestor
 from operators.model import DeadLetter, Event, Origin
 from operators.policy import Policy

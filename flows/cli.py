@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
+import tempfile
+import traceback
 from pathlib import Path
+from typing import Any
 
 import schemas
 from operators.durations import format_duration
@@ -18,6 +22,7 @@ from operators.timefmt import InvalidTimestamp, parse_ms
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+DEBUG_ENV = "CONCIERGE_DEBUG"
 
 
 class CommandError(Exception):
@@ -68,18 +73,27 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from flows.action_key import ActionKeyError
     from flows.replay import replay, stderr_progress
 
     policy = read_policy(args.policy)
     events = Path(args.events)
     if not events.is_file():
         raise CommandError(f"no events file at {events}")
+    try:
+        events.open("rb").close()
+    except OSError as err:
+        raise CommandError(f"cannot read {events}: {err.strerror}") from None
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CommandError(f"--out {out} is a file, not a directory")
-    summary = replay(
-        policy, events, Path(args.out), args.until, progress=None if args.quiet else stderr_progress
-    )
+    _check_writable(out)
+    try:
+        summary = replay(
+            policy, events, out, args.until, progress=None if args.quiet else stderr_progress
+        )
+    except ActionKeyError as err:
+        raise CommandError(str(err)) from None
     if not args.quiet:
         print(
             f"replayed {summary['events_in']} records: {summary['events_ok']} events, "
@@ -89,13 +103,28 @@ def _replay(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         if summary["late_events"]:
+            what = (
+                "went to dlq.jsonl as late_event"
+                if policy.dead_letter_late
+                else "counted in no window"
+            )
             print(
                 f"note: {summary['late_events']} events came more than "
                 f"{format_duration(policy.allowed_lateness)} after later ones in the file and "
-                "counted in no window (is the file in time order? see ingest.allowed_lateness)",
+                f"{what} (is the file in time order? see ingest.allowed_lateness)",
                 file=sys.stderr,
             )
     return EXIT_OK
+
+
+def _check_writable(out: Path) -> None:
+    """Raise :class:`CommandError` unless replay can write its files into ``out``."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".concierge-probe-"):
+            pass
+    except OSError as err:
+        raise CommandError(f"cannot write to --out {out}: {err.strerror}") from None
 
 
 def _identity(args: argparse.Namespace) -> int:
@@ -151,25 +180,50 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
-def parser() -> argparse.ArgumentParser:
-    from flows.run import add_run_arguments
+def _command(commands: Any, name: str, summary: str, example: str) -> argparse.ArgumentParser:
+    command: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=summary,
+        description=summary,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return command
 
+
+def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="concierge",
         description="Real-time customer journey orchestration on Kafka, and its offline replay.",
+        epilog="example:\n  concierge replay --policy policy.yaml --events week.jsonl --out out/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    root.add_argument("--version", action="version", version=f"concierge {_version()}")
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    validate = commands.add_parser("validate", help="check a policy; exit 2 naming each bad field")
-    validate.add_argument("policy", metavar="POLICY")
+    validate = _command(
+        commands,
+        "validate",
+        "check a policy; exit 2 naming each bad field",
+        "concierge validate policy.yaml",
+    )
+    validate.add_argument("policy", metavar="POLICY", help="the policy file (YAML)")
     validate.set_defaults(handler=_validate)
 
-    replay = commands.add_parser(
-        "replay", help="run the dataflow over a JSON-lines file with an event-time clock"
+    replay = _command(
+        commands,
+        "replay",
+        "run the dataflow over a JSON-lines file with an event-time clock",
+        "concierge replay --policy policy.yaml --events week.jsonl --out out/ "
+        "--until 2026-11-30T00:00:00Z",
     )
-    replay.add_argument("--policy", required=True, metavar="POLICY")
-    replay.add_argument("--events", required=True, metavar="EVENTS.jsonl")
-    replay.add_argument("--out", required=True, metavar="DIR")
+    replay.add_argument("--policy", required=True, metavar="POLICY", help="the policy file")
+    replay.add_argument(
+        "--events", required=True, metavar="EVENTS.jsonl", help="one JSON event per line"
+    )
+    replay.add_argument(
+        "--out", required=True, metavar="DIR", help="where the outputs go (replaced)"
+    )
     replay.add_argument(
         "--until",
         type=_timestamp,
@@ -179,8 +233,11 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--quiet", action="store_true", help="print no progress or summary")
     replay.set_defaults(handler=_replay)
 
-    identity = commands.add_parser(
-        "identity", help="print the profile holding an identifier, from the identity graph"
+    identity = _command(
+        commands,
+        "identity",
+        "print the profile holding an identifier, from the identity graph",
+        "concierge identity --state-dir .concierge/state email:ana@example.com",
     )
     identity.add_argument(
         "--state-dir",
@@ -198,20 +255,144 @@ def parser() -> argparse.ArgumentParser:
     )
     identity.set_defaults(handler=_identity)
 
-    run = commands.add_parser("run", help="run against Kafka and serve Prometheus metrics")
-    run.add_argument("--policy", required=True, metavar="POLICY")
-    add_run_arguments(run)
+    run = _command(
+        commands,
+        "run",
+        "run against Kafka and serve Prometheus metrics",
+        "concierge run --policy policy.yaml --brokers kafka-1:9092 -X security.protocol=SSL",
+    )
+    run.add_argument("--policy", required=True, metavar="POLICY", help="the policy file")
+    _add_run_arguments(run)
     run.set_defaults(handler=_run)
 
-    demo = commands.add_parser(
-        "demo", help="embedded broker + generated stream + the flow, then a summary"
+    demo = _command(
+        commands,
+        "demo",
+        "embedded broker + generated stream + the flow, then a summary",
+        "concierge demo --customers 1000 --events 20000",
     )
-    demo.add_argument("--customers", type=int, default=3000)
-    demo.add_argument("--events", type=int, default=60000)
-    demo.add_argument("--metrics-port", type=int, default=9464)
-    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--customers", type=int, default=3000, help="customers in the stream")
+    demo.add_argument("--events", type=int, default=60000, help="events in the stream")
+    demo.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9464,
+        metavar="PORT",
+        help="serve metrics here while the flow runs; 0 turns them off (default: %(default)s)",
+    )
+    demo.add_argument("--seed", type=int, default=7, help="seed of the generated stream")
     demo.set_defaults(handler=_demo)
     return root
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``concierge run``."""
+    from flows.kafka_config import DEFAULT_PREFIX, ENV_BROKERS, ENV_PREFIX
+
+    parser.add_argument(
+        "--brokers",
+        default=os.environ.get(ENV_BROKERS),
+        metavar="LIST",
+        help=f"bootstrap servers, host:port,... [env: {ENV_BROKERS}]",
+    )
+    parser.add_argument(
+        "--topic-prefix",
+        default=DEFAULT_PREFIX,
+        metavar="PREFIX",
+        help="prefix of every topic name (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--recovery-dir",
+        default=".concierge/recovery",
+        metavar="DIR",
+        help="where progress and state snapshots go (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        default=".concierge/state",
+        metavar="DIR",
+        help="where the identity graph lives (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9464,
+        metavar="PORT",
+        help="Prometheus /metrics port; 0 turns it off (default: %(default)s)",
+    )
+    parser.add_argument(
+        "-X",
+        dest="properties",
+        action="append",
+        default=[],
+        metavar="PROPERTY=VALUE",
+        help=f"a librdkafka property for every client (also env {ENV_PREFIX}*)",
+    )
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=3,
+        metavar="N",
+        help="partitions of topics this creates (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--replication-factor",
+        type=int,
+        default=-1,
+        metavar="N",
+        help="replication of topics this creates; -1: the broker's default",
+    )
+    parser.add_argument(
+        "--snapshot-interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between recovery snapshots (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to keep trying to reach the brokers at start (default: %(default)s)",
+    )
+    parser.add_argument(
+        "-w",
+        "--workers-per-process",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker threads in this process (default: %(default)s)",
+    )
+    parser.add_argument(
+        "-i",
+        "--process-id",
+        type=int,
+        default=None,
+        metavar="INDEX",
+        help="this process's index in a cluster (with -a)",
+    )
+    parser.add_argument(
+        "-a",
+        "--addresses",
+        default=None,
+        metavar="ADDRESSES",
+        help="host:port of every process in the cluster, separated by ;",
+    )
+    parser.add_argument(
+        "--stop-at-end",
+        action="store_true",
+        help="stop once the input topics are read to their end",
+    )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("concierge")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,6 +405,18 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as err:
         print(f"concierge {args.command}: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"concierge {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # the last resort: one line, and the traceback only on request
+        if os.environ.get(DEBUG_ENV):
+            traceback.print_exc()
+        print(
+            f"concierge {args.command}: failed: {type(err).__name__}: {err} "
+            f"(set {DEBUG_ENV}=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return code
 
 

@@ -20,7 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 from flows import metrics
 from flows.broker import EmbeddedBroker, free_port
 from flows.generator import Generator
-from flows.kafka import KafkaSettings, ensure_topics
+from flows.kafka_config import KafkaSettings, ensure_topics
 from flows.run import run
 from operators.identity import resolve_customer
 from operators.ingest import Ingestor
@@ -54,9 +54,11 @@ def run_demo(args: argparse.Namespace) -> int:
             f"in {time.monotonic() - started:.1f}s"
         )
 
-        port = args.metrics_port if _port_free(args.metrics_port) else free_port()
+        port = args.metrics_port
+        if port and not _port_free(port):
+            port = free_port()
         started = time.monotonic()
-        run(
+        code = run(
             policy,
             settings,
             recovery_dir=Path(tmp) / "recovery",
@@ -66,6 +68,8 @@ def run_demo(args: argparse.Namespace) -> int:
             stop_at_end=True,
         )
         elapsed = time.monotonic() - started
+        if code:
+            return code
         read = int(metrics.RECORDS_IN._value.get())
 
         outputs = _read_outputs(settings, policy)
@@ -157,7 +161,10 @@ def _print_summary(records: dict[str, list[bytes]], read: int, elapsed: float, p
     )
     if sample is not None:
         print(f"a sample action: {sample.decode()}")
-    print(f"metrics were served at http://127.0.0.1:{port}/metrics while the flow ran")
+    if port:
+        print(f"metrics were served at http://127.0.0.1:{port}/metrics while the flow ran")
+    else:
+        print("metrics were not served (--metrics-port 0)")
 
 
 def _port_free(port: int) -> bool:

@@ -19,8 +19,8 @@ from typing import Any
 from bytewax.operators import StatefulBatchLogic
 
 from flows import metrics
+from operators.action_ids import customer_of_action_id
 from operators.identifiers import IdentifierRules
-from operators.identity import customer_of_action_id
 from operators.identity_graph import IdentityGraph, KeyValue, Resolution
 from operators.merging import Adopt, Retire
 from operators.model import Audit, Event

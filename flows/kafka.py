@@ -1,9 +1,5 @@
-"""Kafka mode's edge: client settings, topics, the input source and the output sink.
-
-Clients take ``bootstrap.servers`` from ``--brokers`` (else
-``KAFKA_BOOTSTRAP_SERVERS``) and every other librdkafka property from ``-X``
-flags or ``CONCIERGE_KAFKA_<PROPERTY>`` environment variables.
-"""
+"""Kafka mode's edge: the input source and the output sink (settings are in
+:mod:`flows.kafka_config`)."""
 
 from __future__ import annotations
 
@@ -11,8 +7,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,130 +21,32 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
 from flows import metrics
 from flows.customer import EndOfInput, InputFrontier
 from flows.identity import LoopCounters
+from flows.kafka_config import CLIENT_LOG, KafkaSettings
 from operators.ingest import Ingestor
 from operators.merging import Transfer
 from operators.model import DeadLetter, Event, Origin
 from operators.policy import Policy
 from operators.records import (
-    ACTIONS_PREFIX,
-    AUDIT,
     DEAD_LETTERS,
-    DECISIONS,
     TRANSFERS,
     OutRecord,
     decode_transfer,
+    replacement_for_too_large,
 )
 
 log = logging.getLogger("concierge.kafka")
 
-ENV_BROKERS = "KAFKA_BOOTSTRAP_SERVERS"
-ENV_PREFIX = "CONCIERGE_KAFKA_"
-DEFAULT_PREFIX = "concierge."
 CONSUME_BATCH = 1000
 IDLE_POLL = timedelta(milliseconds=10)
 FLUSH_TIMEOUT_S = 30.0
 
 STOP = threading.Event()
 """Set by SIGTERM/SIGINT: sources end their input and the dataflow drains and exits."""
-
-
-@dataclass(frozen=True, slots=True)
-class KafkaSettings:
-    """Where the cluster is, how clients connect, and what the topics are called."""
-
-    brokers: str
-    prefix: str
-    client: Mapping[str, str]
-    partitions: int = 3
-    replication_factor: int = -1
-
-    def config(self, **extra: Any) -> dict[str, Any]:
-        """A librdkafka config: the bootstrap servers, ``extra``, then the user's properties."""
-        return {"bootstrap.servers": self.brokers, **extra, **self.client}
-
-    def events_topic(self) -> str:
-        return self.prefix + "events"
-
-    def feedback_topic(self) -> str:
-        return self.prefix + "feedback"
-
-    def transfers_topic(self) -> str:
-        """Internal: merged profiles' contexts on their way back into the flow."""
-        return self.prefix + TRANSFERS
-
-    def input_topics(self) -> list[str]:
-        return [self.events_topic(), self.feedback_topic()]
-
-    def output_topics(self, policy: Policy) -> list[str]:
-        streams = [ACTIONS_PREFIX + channel for channel in policy.channels]
-        streams += [DECISIONS, DEAD_LETTERS, AUDIT, TRANSFERS]
-        return [self.prefix + stream for stream in streams]
-
-
-def client_properties(flags: list[str], environ: Mapping[str, str]) -> dict[str, str]:
-    """librdkafka properties from ``CONCIERGE_KAFKA_*`` variables, overridden by ``-X`` flags.
-
-    In a variable's name ``_`` stands for ``.`` and ``__`` for ``_``
-    (``CONCIERGE_KAFKA_SASL_PASSWORD`` is ``sasl.password``). A variable that
-    names no librdkafka property (Kubernetes adds ``*_SERVICE_HOST`` ones) is
-    skipped with a warning; a bad ``-X`` flag is an error.
-    """
-    properties = {}
-    for name, value in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or len(name) == len(ENV_PREFIX):
-            continue
-        words = name[len(ENV_PREFIX) :].lower().split("__")
-        prop = "_".join(word.replace("_", ".") for word in words)
-        if _is_property(prop, value):
-            properties[prop] = value
-        else:
-            log.warning("ignoring %s: %r is not a librdkafka property", name, prop)
-    for flag in flags:
-        name, sep, value = flag.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"-X takes PROPERTY=VALUE, not {flag!r}")
-        if not _is_property(name.strip(), value):
-            raise ValueError(f"-X {name.strip()}: not a librdkafka property")
-        properties[name.strip()] = value
-    return properties
-
-
-def _is_property(name: str, value: str) -> bool:
-    try:
-        Producer({name: value, "log_level": 0})
-    except KafkaException as err:
-        return "No such configuration property" not in err.args[0].str()
-    return True
-
-
-def ensure_topics(settings: KafkaSettings, topics: list[str], timeout: float = 30.0) -> list[str]:
-    """Create the topics that do not exist yet; return the ones created."""
-    admin = AdminClient(settings.config())
-    try:
-        existing = set(admin.list_topics(timeout=timeout).topics)
-    except KafkaException as err:
-        raise RuntimeError(f"cannot list topics: {err.args[0].str()}") from None
-    missing = [t for t in topics if t not in existing]
-    if not missing:
-        return []
-    futures = admin.create_topics(
-        [NewTopic(t, settings.partitions, settings.replication_factor) for t in missing],
-        request_timeout=timeout,
-    )
-    created = []
-    for topic, future in futures.items():
-        try:
-            future.result(timeout)
-            created.append(topic)
-        except KafkaException as err:
-            if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise RuntimeError(f"cannot create topic {topic}: {err.args[0].str()}") from None
-    return created
 
 
 SourceState = tuple[int, int | None]
@@ -393,10 +289,24 @@ class KafkaEventSource(FixedPartitionedSource[Event | DeadLetter, SourceState]):
         )
 
 
+SIZE_REFUSALS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
+WAIT_REPORT_S = 30.0
+
+
 class _ProducerPartition(StatelessSinkPartition[OutRecord]):
+    """Writes a batch, then waits until the brokers have acknowledged all of it.
+
+    A stalled broker is waited for (librdkafka retries until ``message.timeout.ms``), with a
+    log line every 30 s. A record the brokers refuse as too large is replaced by what
+    :func:`replacement_for_too_large` says, counted and logged. Any other failed delivery
+    fails the batch: the flow stops before its next snapshot, so the records are written
+    again when it resumes; nothing is skipped.
+    """
+
     def __init__(self, settings: KafkaSettings) -> None:
         self._prefix = settings.prefix
         self._failures: list[str] = []
+        self._too_large: list[tuple[str, bytes | None, bytes]] = []
         self._producer = Producer(
             settings.config(
                 **{
@@ -410,30 +320,84 @@ class _ProducerPartition(StatelessSinkPartition[OutRecord]):
         )
 
     def write_batch(self, items: list[OutRecord]) -> None:
-        produce = self._producer.produce
         prefix = self._prefix
         for record in items:
-            while True:
-                try:
-                    produce(
-                        prefix + record.stream,
-                        record.value,
-                        record.key,
-                        on_delivery=self._delivered,
-                    )
-                    break
-                except BufferError:
-                    self._producer.poll(0.05)
+            self._produce(prefix + record.stream, record.value, record.key)
         self._flush()
+        replaced: set[bytes] = set()
+        while self._too_large:
+            refused, self._too_large = self._too_large, []
+            for topic, key, value in refused:
+                self._replace(topic, key, value, replaced)
+            self._flush()
+
+    def _produce(self, topic: str, value: bytes, key: bytes | None) -> None:
+        waited = time.monotonic()
+        while True:
+            try:
+                self._producer.produce(topic, value, key, on_delivery=self._delivered)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+                if time.monotonic() - waited > WAIT_REPORT_S:
+                    waited = time.monotonic()
+                    log.warning("the producer's queue is full: waiting for the brokers")
+            except KafkaException as err:
+                if err.args[0].code() not in SIZE_REFUSALS:
+                    raise
+                self._too_large.append((topic, key, value))
+                return
 
     def _delivered(self, error: KafkaError | None, message: Any) -> None:
-        if error is not None:
+        if error is None:
+            return
+        if error.code() in SIZE_REFUSALS:
+            self._too_large.append((message.topic(), message.key(), message.value()))
+        else:
             self._failures.append(f"{message.topic()}: {error.str()}")
 
+    def _replace(self, topic: str, key: bytes | None, value: bytes, replaced: set[bytes]) -> None:
+        stream = topic[len(self._prefix) :]
+        metrics.RECORDS_REFUSED.labels(stream).inc()
+        if value in replaced:
+            log.error(
+                "the brokers refused even the %d-byte replacement of a record too large for "
+                "%s; it is not written (check the topic's max.message.bytes)",
+                len(value),
+                topic,
+            )
+            return
+        target, replacement = replacement_for_too_large(stream, value)
+        log.error(
+            "the brokers refused a %d-byte record for %s as too large: wrote %s to %s instead",
+            len(value),
+            topic,
+            "it without its raw text"
+            if stream == DEAD_LETTERS
+            else "it without the merged context"
+            if stream == TRANSFERS
+            else "a dead letter (output_too_large)",
+            self._prefix + target,
+        )
+        replaced.add(replacement)
+        self._produce(self._prefix + target, replacement, key)
+
     def _flush(self) -> None:
-        remaining = self._producer.flush(FLUSH_TIMEOUT_S)
-        if remaining or self._failures:
-            problems = "; ".join(self._failures[:5]) or f"{remaining} records unacknowledged"
+        started = reported = time.monotonic()
+        remaining = self._producer.flush(1.0)
+        while remaining:
+            now = time.monotonic()
+            if now - reported >= WAIT_REPORT_S:
+                reported = now
+                log.warning(
+                    "waiting for the brokers to acknowledge %d records (%.0fs so far)",
+                    remaining,
+                    now - started,
+                )
+            remaining = self._producer.flush(1.0)
+        if self._failures:
+            problems = "; ".join(self._failures[:5])
+            self._failures = []
             raise RuntimeError(f"writing to Kafka failed: {problems}")
 
     def close(self) -> None:
@@ -454,6 +418,6 @@ class KafkaRecordSink(DynamicSink[OutRecord]):
 def _client_error(client: str) -> Any:
     def report(error: KafkaError) -> None:
         metrics.KAFKA_ERRORS.labels(client).inc()
-        log.warning("%s: %s", client, error.str())
+        CLIENT_LOG.warning("%s: %s", client, error.str())
 
     return report

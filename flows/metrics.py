@@ -28,6 +28,12 @@ HELD_BACK = Counter(
 )
 ACTIONS = Counter("concierge_actions", "Actions emitted by channel", ["channel"])
 RECORDS_OUT = Counter("concierge_records_out", "Records written, by stream", ["stream"])
+RECORDS_REFUSED = Counter(
+    "concierge_records_refused",
+    "Output records the brokers refused as too large, by stream (each replaced by a smaller "
+    "record: a dead letter output_too_large, or a dead letter or transfer without its content)",
+    ["stream"],
+)
 LATENCY = Histogram(
     "concierge_event_to_action_latency_seconds",
     "Wall time from reading the triggering record to handing its action to the producer",

@@ -7,6 +7,7 @@ caused it, then what the end of input fired, by due time) before writing.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import os
 import shutil
@@ -25,10 +26,12 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
+from flows.action_key import load_action_key
 from flows.customer import EndOfInput, JourneyConfig
 from flows.identity import IdentityConfig, LoopCounters
 from flows.metrics import count_ingested, type_labels
 from flows.orchestrator import build_flow
+from operators.action_ids import keyed
 from operators.identity_graph import DictStore
 from operators.ingest import Ingestor
 from operators.merging import Transfer
@@ -323,7 +326,12 @@ def replay(
     until: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the dataflow over ``events`` and write its outputs and summary into ``out_dir``."""
+    """Run the dataflow over ``events`` and write its outputs and summary into ``out_dir``.
+
+    Action ids are signed with the action key (see :mod:`flows.action_key`), as in Kafka mode.
+    """
+    secret, _ = load_action_key()
+    policy = dataclasses.replace(policy, action_ids=keyed(secret))
     _clear_outputs(out_dir)
     stats = ReplayStats()
     end = EndOfInput()

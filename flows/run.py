@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -17,106 +18,27 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from flows import metrics
+from flows.action_key import ENV_KEY, ActionKeyError, load_action_key
 from flows.customer import JourneyConfig
 from flows.identity import IdentityConfig
 from flows.identity_store import RocksStore
-from flows.kafka import (
-    DEFAULT_PREFIX,
+from flows.kafka import STOP, KafkaEventSource, KafkaRecordSink
+from flows.kafka_config import (
     ENV_BROKERS,
-    ENV_PREFIX,
-    STOP,
-    KafkaEventSource,
-    KafkaRecordSink,
+    BrokersUnreachable,
     KafkaSettings,
+    check_settings,
     client_properties,
     ensure_topics,
+    wait_for_brokers,
 )
 from flows.orchestrator import build_flow
+from operators.action_ids import keyed
 from operators.policy import Policy
 
 log = logging.getLogger("concierge.run")
 
 STOP_GRACE_S = 8.0
-
-
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``concierge run``."""
-    parser.add_argument(
-        "--brokers",
-        default=os.environ.get(ENV_BROKERS),
-        help=f"bootstrap servers, host:port,... [env: {ENV_BROKERS}]",
-    )
-    parser.add_argument(
-        "--topic-prefix",
-        default=DEFAULT_PREFIX,
-        metavar="PREFIX",
-        help="prefix of every topic name (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--recovery-dir",
-        default=".concierge/recovery",
-        metavar="DIR",
-        help="where progress and state snapshots go (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--state-dir",
-        default=".concierge/state",
-        metavar="DIR",
-        help="where the identity graph lives (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--metrics-port",
-        type=int,
-        default=9464,
-        metavar="PORT",
-        help="Prometheus /metrics port; 0 turns it off (default: %(default)s)",
-    )
-    parser.add_argument(
-        "-X",
-        dest="properties",
-        action="append",
-        default=[],
-        metavar="PROPERTY=VALUE",
-        help=f"a librdkafka property for every client (also env {ENV_PREFIX}*)",
-    )
-    parser.add_argument(
-        "--partitions",
-        type=int,
-        default=3,
-        help="partitions of topics this creates (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--replication-factor",
-        type=int,
-        default=-1,
-        help="replication of topics this creates; -1: the broker's default",
-    )
-    parser.add_argument(
-        "--snapshot-interval",
-        type=float,
-        default=5.0,
-        metavar="SECONDS",
-        help="seconds between recovery snapshots (default: %(default)s)",
-    )
-    parser.add_argument("-w", "--workers-per-process", type=int, default=1)
-    parser.add_argument(
-        "-i",
-        "--process-id",
-        type=int,
-        default=None,
-        help="this process's index in a cluster (with -a)",
-    )
-    parser.add_argument(
-        "-a",
-        "--addresses",
-        default=None,
-        help="host:port of every process in the cluster, separated by ;",
-    )
-    parser.add_argument(
-        "--stop-at-end",
-        action="store_true",
-        help="stop once the input topics are read to their end",
-    )
 
 
 def run_from_args(policy: Policy, args: argparse.Namespace) -> int:
@@ -129,12 +51,13 @@ def run_from_args(policy: Policy, args: argparse.Namespace) -> int:
         return 2
     try:
         client = client_properties(args.properties, os.environ)
+        settings = KafkaSettings(
+            args.brokers, args.topic_prefix, client, args.partitions, args.replication_factor
+        )
+        check_settings(settings)
     except ValueError as err:
         print(f"concierge run: {err}", file=sys.stderr)
         return 2
-    settings = KafkaSettings(
-        args.brokers, args.topic_prefix, client, args.partitions, args.replication_factor
-    )
     return run(
         policy,
         settings,
@@ -146,6 +69,7 @@ def run_from_args(policy: Policy, args: argparse.Namespace) -> int:
         process_id=args.process_id,
         addresses=args.addresses.split(";") if args.addresses else None,
         stop_at_end=args.stop_at_end,
+        connect_timeout=args.connect_timeout,
     )
 
 
@@ -161,8 +85,14 @@ def run(
     process_id: int | None = None,
     addresses: list[str] | None = None,
     stop_at_end: bool = False,
+    connect_timeout: float = 60.0,
 ) -> int:
-    """Run the dataflow against Kafka until SIGTERM/SIGINT (or the end, with ``stop_at_end``)."""
+    """Run the dataflow against Kafka until SIGTERM/SIGINT (or the end, with ``stop_at_end``).
+
+    Exit 0 once stopped; 1, with one line on stderr, when the brokers cannot be reached
+    within ``connect_timeout`` seconds or the dataflow fails (it resumes from its last
+    snapshot when started again).
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if metrics_port:
         try:
@@ -174,11 +104,29 @@ def run(
             )
             return 2
         log.info("metrics on http://0.0.0.0:%d/metrics", metrics_port)
-    created = ensure_topics(settings, settings.input_topics() + settings.output_topics(policy))
+    try:
+        wait_for_brokers(settings, connect_timeout)
+        created = ensure_topics(settings, settings.input_topics() + settings.output_topics(policy))
+    except (BrokersUnreachable, RuntimeError) as err:
+        print(f"concierge run: {err}", file=sys.stderr)
+        return 1
     if created:
         log.info("created topics: %s", ", ".join(created))
     state_dir.mkdir(parents=True, exist_ok=True)
     processes = len(addresses) if addresses else 1
+    try:
+        secret, source = load_action_key(state_dir)
+    except ActionKeyError as err:
+        print(f"concierge run: {err}", file=sys.stderr)
+        return 2
+    log.info("action ids are signed with the action key from %s", source)
+    if processes > 1 and source != ENV_KEY:
+        log.warning(
+            "every process of a cluster must sign action ids with the same key: set %s on "
+            "each (feedback read by one process about another's actions is refused otherwise)",
+            ENV_KEY,
+        )
+    policy = dataclasses.replace(policy, action_ids=keyed(secret))
     _prepare_recovery(recovery_dir, workers_per_process, processes, process_id or 0)
 
     # Reading history to its end is a batch job: its timers fire by event time, as in
@@ -205,12 +153,27 @@ def run(
         )
     except KeyboardInterrupt:
         log.info("stopped before the dataflow drained; it resumes from the last snapshot")
+    except Exception as err:  # Bytewax wraps what failed in its own error, traceback and all
+        log.error("the dataflow stopped: %s; it resumes from the last snapshot", _cause(err))
+        print(f"concierge run: the dataflow stopped: {_cause(err)}", file=sys.stderr)
+        return 1
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         graph_store.close()
     log.info("stopped")
     return 0
+
+
+def _cause(err: BaseException) -> str:
+    """The innermost error's first line: what actually went wrong."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    for line in reversed(lines):
+        if ": " in line and not line.startswith((" ", "File ")):
+            return line.strip()
+    return lines[-1].strip() if lines else type(err).__name__
 
 
 class _GraphStore:

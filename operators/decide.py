@@ -10,7 +10,6 @@ cap is decided again when they end, if its moment will still be worth it.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from operators.context import (
@@ -32,14 +31,6 @@ from operators.timefmt import format_ms
 Output = Decision | Action
 MomentKey = tuple[str, Group]
 QUIET_HOURS = "quiet_hours"
-
-
-def action_id(customer_id: str, action: str, moment: str, group: Group, opening_event: str) -> str:
-    """The idempotency key of an action: the same customer, action, moment, group and
-    opening event always give the same key, so a replay after a crash repeats it."""
-    material = f"{customer_id}|{action}|{moment}|{group or ''}|{opening_event}"
-    digest = hashlib.blake2b(material.encode(), digest_size=8).hexdigest()
-    return f"{customer_id}.{action}.{digest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +215,9 @@ def _replace(verdict: Verdict, outcome: Outcome, reason: str, again_at: int | No
 def _send(policy: Policy, state: CustomerState, verdict: Verdict, now: int) -> list[Output]:
     action, moment, (name, group) = verdict.action, verdict.moment, verdict.key
     assert verdict.channel is not None
-    the_id = action_id(state.customer_id, action.name, name, group, moment.opening_event)
+    the_id = policy.action_ids.issue(
+        state.customer_id, action.name, name, group, moment.opening_event
+    )
     record_sent(state, action, group, now)
     record_send(policy, state, the_id, action, verdict.channel, group, now)
     spec = policy.moments[name]
@@ -275,7 +268,9 @@ def _decision(
         triggered_by=moment.triggered_by,
         policy_version=policy.version,
         action_id=(
-            action_id(state.customer_id, action.name, name, group, moment.opening_event)
+            policy.action_ids.issue(
+                state.customer_id, action.name, name, group, moment.opening_event
+            )
             if with_id
             else None
         ),

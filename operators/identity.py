@@ -12,23 +12,17 @@ import hashlib
 import re
 from collections.abc import Sequence
 
+from operators.action_ids import customer_of_action_id
 from operators.model import Event
 
 CUSTOMER_ID_PREFIX = "cus_"
 CUSTOMER_ID = re.compile(r"cus_[0-9a-f]{20}")
-ACTION_ID = re.compile(r"(cus_[0-9a-f]{20})\.[A-Za-z0-9_-]+\.[0-9a-f]{16}")
 
 
 def canonical_id(kind: str, value: str) -> str:
     """The canonical customer id of a profile first seen with identifier ``kind:value``."""
     digest = hashlib.blake2b(f"{kind}:{value}".encode(), digest_size=10).hexdigest()
     return CUSTOMER_ID_PREFIX + digest
-
-
-def customer_of_action_id(action_id: str) -> str | None:
-    """The canonical customer id an action id was issued for, if it is one of ours."""
-    match = ACTION_ID.fullmatch(action_id)
-    return match.group(1) if match else None
 
 
 def is_canonical_id(value: str) -> bool:

@@ -11,7 +11,6 @@ import orjson
 import schemas
 from operators.durations import format_duration
 from operators.identifiers import KNOWN_IDENTIFIERS, Rejection, mask, normalise_all
-from operators.identity import customer_of_action_id
 from operators.model import DeadLetter, DeadLetterReason, Event, Origin
 from operators.policy import Policy
 from operators.timefmt import InvalidTimestamp, format_ms, parse_ms
@@ -37,6 +36,8 @@ class Ingestor:
     """
 
     __slots__ = (
+        "_action_ids",
+        "_actions",
         "_dead_letter_late",
         "_event_types",
         "_lateness",
@@ -55,6 +56,8 @@ class Ingestor:
         self._rules = policy.identifier_rules
         self._lateness = policy.allowed_lateness
         self._dead_letter_late = policy.dead_letter_late
+        self._action_ids = policy.action_ids
+        self._actions = frozenset(policy.actions)
         self.clock = clock
 
     def ingest(
@@ -143,19 +146,18 @@ class Ingestor:
                 event_type,
                 "timestamp",
             )
-        if (
-            event_type == "feedback"
-            and customer_of_action_id(data["properties"]["action_id"]) is None
-        ):
-            return DeadLetter(
-                Reason.UNKNOWN_ACTION_ID,
-                "feedback names an action_id Concierge did not issue",
-                raw,
-                origin,
-                event_id,
-                event_type,
-                "properties.action_id",
-            )
+        if event_type == "feedback":
+            unknown = self._unknown_action(data["properties"]["action_id"])
+            if unknown is not None:
+                return DeadLetter(
+                    Reason.UNKNOWN_ACTION_ID,
+                    unknown,
+                    raw,
+                    origin,
+                    event_id,
+                    event_type,
+                    "properties.action_id",
+                )
         context = data.get("context") or {}
         region = context.get("region")
         identifiers, rejected = normalise_all(
@@ -205,6 +207,15 @@ class Ingestor:
             ),
             late,
         )
+
+    def _unknown_action(self, action_id: str) -> str | None:
+        """Why feedback about ``action_id`` cannot be accepted, or None if Concierge issued it."""
+        issued = self._action_ids.verify(action_id)
+        if issued is None:
+            return "feedback names an action_id Concierge did not issue"
+        if issued[1] not in self._actions:
+            return f"feedback names an action the policy does not have: {issued[1]!r}"
+        return None
 
 
 def _text(value: object) -> str | None:

@@ -52,7 +52,9 @@ class Transfer:
     merge_id: str
     retired: str
     survivor: str
-    state: dict[str, Any]
+    state: dict[str, Any] | None
+    """None when the context was lost on the way (too large for the brokers to take): the
+    merge completes with nothing folded in."""
 
 
 @dataclass(slots=True)
@@ -135,7 +137,8 @@ class Journey:
         if transfer.merge_id not in self.awaiting:
             self.early[transfer.merge_id] = transfer
             return [], None
-        merge_states(policy, self.state, state_from_record(transfer.state))
+        if transfer.state is not None:
+            merge_states(policy, self.state, state_from_record(transfer.state))
         self.adopted = self.adopted | {transfer.merge_id}
         self.awaiting = self.awaiting - {transfer.merge_id}
         if self.awaiting:

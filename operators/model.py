@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 from operators.timefmt import format_ms
 
 
@@ -39,6 +41,8 @@ class DeadLetterReason(StrEnum):
     UNKNOWN_ACTION_ID = "unknown_action_id"
     LATE_EVENT = "late_event"
     KAFKA_ERROR = "kafka_error"
+    OUTPUT_TOO_LARGE = "output_too_large"
+    """Not an input record: an output record the brokers refused for its size."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +90,17 @@ class Event:
 
 
 RAW_KEEP_BYTES = 65536
-"""An oversize record's dead letter keeps this many bytes of it (any other keeps all of it:
-records that are not oversize are at most ``ingest.max_record_bytes``, 256 KiB at most)."""
+"""An oversize record's dead letter keeps at most this many bytes of it."""
+RAW_SLACK = 4096
+"""How much larger than the record itself the quoted ``raw`` (and ``raw_base64``) may be: JSON
+escapes quotes and control characters, and bytes that are not UTF-8 are quoted twice. A record
+that costs more to quote keeps only its first bytes."""
 TEXT_KEEP_CHARS = 1000
-"""Dead-letter fields quoted from the input (detail, event id, type, path) keep this much."""
+"""Dead-letter fields quoted from the input (detail, event id, type, path) keep this much..."""
+TEXT_KEEP_BYTES = 2048
+"""... and at most this much once quoted."""
+DEAD_LETTER_SLACK = 16384
+"""A dead letter, serialized, is at most its record's size plus this (all of the above)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,17 +116,16 @@ class DeadLetter:
     path: str | None = None
 
     def as_record(self) -> dict[str, Any]:
-        raw = self.raw
         record: dict[str, Any] = {"reason": self.reason.value, "detail": _cut(self.detail)}
-        truncated = self.reason is DeadLetterReason.OVERSIZE and len(raw) > RAW_KEEP_BYTES
-        kept = raw[:RAW_KEEP_BYTES] if truncated else raw
-        try:
-            record["raw"] = kept.decode("utf-8")
-        except UnicodeDecodeError:
-            record["raw"] = kept[:RAW_KEEP_BYTES].decode("utf-8", errors="replace")
-            if not truncated:
-                record["raw_base64"] = base64.b64encode(kept).decode("ascii")
-        if truncated:
+        raw = self.raw
+        most = (
+            min(len(raw), RAW_KEEP_BYTES) if self.reason is DeadLetterReason.OVERSIZE else len(raw)
+        )
+        kept, text, raw_base64 = _quotable(raw, most, most + RAW_SLACK)
+        record["raw"] = text
+        if raw_base64 is not None:
+            record["raw_base64"] = raw_base64
+        if kept < len(raw):
             record["raw_truncated"] = True
             record["raw_size"] = len(raw)
         record["origin"] = self.origin.as_record()
@@ -128,8 +138,42 @@ class DeadLetter:
         return record
 
 
+def _quotable(raw: bytes, most: int, budget: int) -> tuple[int, str, str | None]:
+    """The longest prefix of ``raw`` (at most ``most`` bytes) whose quoted form fits in
+    ``budget`` bytes: (its length, its text, its base64 when ``raw`` is not UTF-8)."""
+    try:
+        raw[:most].decode("utf-8")
+        utf8 = True
+    except UnicodeDecodeError as bad:  # a character cut at ``most`` is still UTF-8
+        utf8 = most < len(raw) and bad.reason == "unexpected end of data"
+
+    def quoted(size: int) -> tuple[int, str, str | None]:
+        head = raw[:size]
+        if utf8:
+            return len(orjson.dumps(text := head.decode("utf-8", "ignore"))), text, None
+        text = head.decode("utf-8", "replace")
+        encoded = base64.b64encode(head).decode("ascii")
+        return len(orjson.dumps(text)) + len(encoded), text, encoded
+
+    cost, text, encoded = quoted(most)
+    if cost <= budget:
+        return most, text, encoded
+    low, high = 0, most
+    while low < high:
+        middle = (low + high + 1) // 2
+        if quoted(middle)[0] <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return (low, *quoted(low)[1:])
+
+
 def _cut(text: str) -> str:
-    return text if len(text) <= TEXT_KEEP_CHARS else text[:TEXT_KEEP_CHARS] + "..."
+    if len(text) > TEXT_KEEP_CHARS:
+        text = text[:TEXT_KEEP_CHARS] + "..."
+    while len(orjson.dumps(text)) > TEXT_KEEP_BYTES:
+        text = text[: len(text) // 2] + "..."
+    return text
 
 
 @dataclass(frozen=True, slots=True)

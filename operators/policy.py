@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from operators.action_ids import UNKEYED, ActionIds
 from operators.durations import parse_duration_ms
 from operators.identifiers import KNOWN_IDENTIFIERS, IdentifierRules, compile_rules
 from operators.text import PhraseMatcher
@@ -186,6 +187,9 @@ class Policy:
     """A customer with nothing pending and no event for this long is forgotten."""
     document: Mapping[str, Any]
     """The validated policy as plain data, for the parts compiled by later stages."""
+    action_ids: ActionIds = UNKEYED
+    """How action ids are issued and checked. Not from the file: the deployment's key, which
+    the edges that run the flow set (``dataclasses.replace``)."""
 
 
 def _names(value: str | list[str]) -> tuple[str, ...]:

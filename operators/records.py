@@ -7,7 +7,7 @@ from typing import NamedTuple
 import orjson
 
 from operators.merging import Transfer
-from operators.model import Action, Audit, DeadLetter, Decision
+from operators.model import Action, Audit, DeadLetter, DeadLetterReason, Decision
 
 DECISIONS = "decisions"
 TRANSFERS = "transfers"
@@ -88,6 +88,41 @@ def encode_transfer(transfer: Transfer) -> OutRecord:
         }
     )
     return OutRecord(TRANSFERS, transfer.survivor.encode(), value, (0, 0, "", 0), "transfer")
+
+
+QUOTED_OUTPUT_CHARS = 1000
+"""How much of an output record the brokers refused its dead letter quotes."""
+
+
+def replacement_for_too_large(stream: str, value: bytes) -> tuple[str, bytes]:
+    """What to write instead of a record the brokers refused as too large: (stream, value).
+
+    A dead letter becomes one without its raw text; a transfer becomes one without the
+    context (the merge completes with nothing folded in, rather than waiting forever);
+    anything else becomes a dead letter ``output_too_large`` quoting its beginning.
+    """
+    if stream == DEAD_LETTERS:
+        record = orjson.loads(value)
+        raw_size = record.get("raw_size", len(record.get("raw", "").encode()))
+        for field in ("raw", "raw_base64", "detail", "event_id", "type", "path"):
+            record.pop(field, None)
+        record.update(raw="", raw_truncated=True, raw_size=raw_size)
+        record["detail"] = "its dead letter was too large for the brokers; raw left out"
+        return DEAD_LETTERS, orjson.dumps(record)
+    if stream == TRANSFERS:
+        transfer = orjson.loads(value)
+        transfer["state"] = None
+        return TRANSFERS, orjson.dumps(transfer)
+    text = value[: QUOTED_OUTPUT_CHARS * 4].decode("utf-8", "ignore")[:QUOTED_OUTPUT_CHARS]
+    dead = {
+        "reason": DeadLetterReason.OUTPUT_TOO_LARGE.value,
+        "detail": f"a {stream} record of {len(value)} bytes was too large for the brokers",
+        "raw": text,
+        "raw_truncated": True,
+        "raw_size": len(value),
+        "origin": {"stream": stream},
+    }
+    return DEAD_LETTERS, orjson.dumps(dead)
 
 
 def decode_transfer(value: bytes) -> Transfer:

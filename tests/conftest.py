@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,16 @@ SPEC_POLICY = ROOT.parent / "shared" / "spec" / "reference" / "policy.yaml"
 REFERENCE_POLICY = SPEC_POLICY if SPEC_POLICY.is_file() else ROOT / "flows" / "demo_policy.yaml"
 
 _ids = itertools.count(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The commands the tests run keep this machine's action key here, not in the user's
+    home; every command of the session shares it, as on one machine."""
+    config = tmp_path_factory.mktemp("xdg-config")
+    os.environ["XDG_CONFIG_HOME"] = str(config)
+    os.environ.pop("CONCIERGE_ACTION_KEY", None)
+    return config
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 from prometheus_client.parser import text_string_to_metric_families
 
 from flows.broker import EmbeddedBroker, free_port
-from flows.kafka import KafkaSettings, ensure_topics
+from flows.kafka_config import KafkaSettings, ensure_topics
 from operators.identifiers import IdentifierRules, normalise_all
 from operators.identity import resolve_customer
 from operators.model import Event

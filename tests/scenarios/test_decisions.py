@@ -3,6 +3,8 @@ reference policy: what a customer would notice, and what the decisions say."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import event_dict, write_jsonl
 
 GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
@@ -99,6 +101,46 @@ def test_after_unsubscribing_from_push_the_next_nudge_comes_by_email(tmp_path, r
         ("product_nudge", "sent", "email"),
     ]
     assert after.lines("actions.push.jsonl")[0]["action_id"] == push["action_id"]
+
+
+@pytest.mark.parametrize("outcome", ["complained", "unsubscribed"])
+def test_feedback_forged_from_an_email_changes_nothing_and_is_a_dead_letter(
+    tmp_path, replay, outcome
+):
+    from operators.identity import canonical_id
+
+    ana = canonical_id("email", "ana@example.com")
+    forged = {
+        "event_id": "forged-1",
+        "type": "feedback",
+        "timestamp": "2026-11-20T09:00:00Z",
+        "properties": {
+            "action_id": f"{ana}.product_nudge.0000000000000000",
+            "outcome": outcome,
+            "channel": "push",
+        },
+    }
+    coat = views("coat", "2026-11-20T10:00:00Z", "2026-11-20T10:30:00Z", "2026-11-20T11:00:00Z")
+    result = story(tmp_path, replay, [consent(), forged, *coat])
+    assert [(a, o, c) for a, o, c, _ in told(result)] == [("product_nudge", "sent", "push")]
+    (dead,) = result.lines("dlq.jsonl")
+    assert dead["reason"] == "unknown_action_id" and dead["event_id"] == "forged-1"
+    assert result.summary()["dead_letters"] == 1
+
+
+def test_an_action_id_stays_the_same_across_replays_so_feedback_finds_it(tmp_path, replay):
+    coat = views("coat", "2026-11-20T10:00:00Z", "2026-11-20T10:30:00Z", "2026-11-20T11:00:00Z")
+    first = story(tmp_path, replay, [consent(), *coat], name="first")
+    (push,) = first.lines("actions.push.jsonl")
+    clicked = event_dict(
+        "feedback",
+        "2026-11-20T12:00:00Z",
+        {"action_id": push["action_id"], "channel": "push", "outcome": "clicked"},
+    )
+    clicked.pop("identifiers")
+    second = story(tmp_path, replay, [consent(), *coat, clicked], name="second")
+    assert second.lines("actions.push.jsonl") == [push]
+    assert second.lines("dlq.jsonl") == []
 
 
 def test_a_complaint_stops_marketing_for_two_weeks_but_help_still_comes(tmp_path, replay):

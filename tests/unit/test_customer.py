@@ -7,7 +7,6 @@ import pytest
 import schemas
 from operators.context import CustomerState
 from operators.customer import fire_due, handle_event
-from operators.decide import action_id
 from operators.model import Action, Decision, Outcome
 from operators.timefmt import parse_ms
 from tests.conftest import make_event
@@ -145,14 +144,6 @@ def test_a_stale_moment_is_not_sent(policy, reference_policy_path):
     state, _ = run(strict, [consent, checkout])
     (decision,) = fire_due(strict, state, parse_ms("2026-11-21T00:00:00Z"), inclusive=True)
     assert decision.outcome is Outcome.STALE and "min_value 60" in decision.reason
-
-
-def test_action_ids_are_a_function_of_customer_action_moment_and_opening_event():
-    one = action_id("cus_1", "product_nudge", "browse_intent", "p-42", "v-22")
-    assert one == action_id("cus_1", "product_nudge", "browse_intent", "p-42", "v-22")
-    assert one.startswith("cus_1.product_nudge.")
-    assert one != action_id("cus_1", "product_nudge", "browse_intent", "p-43", "v-22")
-    assert one != action_id("cus_2", "product_nudge", "browse_intent", "p-42", "v-22")
 
 
 def test_the_same_events_give_the_same_outputs(policy):

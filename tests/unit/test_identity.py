@@ -1,4 +1,5 @@
-from operators.identity import canonical_id, customer_of_action_id, resolve_customer
+from operators.action_ids import customer_of_action_id
+from operators.identity import canonical_id, resolve_customer
 from operators.model import Event
 
 
@@ -23,7 +24,10 @@ def test_feedback_lands_on_the_customer_its_action_was_for(policy):
     customer = canonical_id("email", "ana@example.com")
     feedback = event(
         "feedback",
-        {"action_id": f"{customer}.product_nudge.0123456789abcdef", "outcome": "clicked"},
+        {
+            "action_id": policy.action_ids.issue(customer, "product_nudge", "m", None, "e"),
+            "outcome": "clicked",
+        },
     )
     assert resolve_customer(feedback, policy.identifier_order) == customer
     assert customer_of_action_id("not-ours") is None

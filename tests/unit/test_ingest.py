@@ -3,7 +3,8 @@ import base64
 import orjson
 import pytest
 
-from operators.decide import action_id as action_id_for
+from operators.action_ids import UNKEYED, keyed
+from operators.identity import canonical_id
 from operators.ingest import Ingestor
 from operators.model import DeadLetter, DeadLetterReason, Event, Origin
 from operators.policy_load import load_policy
@@ -145,7 +146,9 @@ def test_a_closed_set_of_event_types_rejects_the_others(reference_policy_path):
 
 
 def test_feedback_names_its_action_and_needs_no_identifiers(policy):
-    action_id = action_id_for("cus_" + "ab" * 10, "product_nudge", "browse_intent", "p-1", "v")
+    action_id = policy.action_ids.issue(
+        "cus_" + "ab" * 10, "product_nudge", "browse_intent", "p-1", "v"
+    )
     record = {
         "event_id": "f-1",
         "type": "feedback",
@@ -157,16 +160,44 @@ def test_feedback_names_its_action_and_needs_no_identifiers(policy):
     rejected(policy, record, DeadLetterReason.SCHEMA_VIOLATION)
 
 
-@pytest.mark.parametrize("action_id", ["cus_evil", "abc.product_nudge.0123456789abcdef", "x"])
+ANA = canonical_id("email", "ana@example.com")
+FORGED = {
+    "the issue's forgery": f"{ANA}.product_nudge.0000000000000000",
+    "a well-formed id with a made-up tag": f"{ANA}.product_nudge.{'0' * 32}",
+    "a genuine digest with a made-up tag": UNKEYED.issue(ANA, "product_nudge", "m", None, "e")[:-16]
+    + "0" * 16,
+    "an id issued under another key": keyed(b"someone else's deployment").issue(
+        ANA, "product_nudge", "m", None, "e"
+    ),
+    "not an id": "cus_evil",
+    "not ours at all": "abc.product_nudge.0123456789abcdef",
+}
+
+
+@pytest.mark.parametrize("action_id", FORGED.values(), ids=FORGED.keys())
 def test_feedback_about_an_action_we_never_issued_is_a_dead_letter(policy, action_id):
     record = {
         "event_id": "f-2",
         "type": "feedback",
         "timestamp": "2026-11-20T10:00:00Z",
-        "properties": {"action_id": action_id, "outcome": "clicked"},
+        "properties": {"action_id": action_id, "outcome": "unsubscribed", "channel": "push"},
     }
     dead = rejected(policy, record, DeadLetterReason.UNKNOWN_ACTION_ID)
     assert dead.path == "properties.action_id"
+
+
+def test_feedback_about_an_action_the_policy_does_not_have_is_a_dead_letter(policy):
+    record = {
+        "event_id": "f-3",
+        "type": "feedback",
+        "timestamp": "2026-11-20T10:00:00Z",
+        "properties": {
+            "action_id": policy.action_ids.issue(ANA, "free_money", "m", None, "e"),
+            "outcome": "clicked",
+        },
+    }
+    dead = rejected(policy, record, DeadLetterReason.UNKNOWN_ACTION_ID)
+    assert "free_money" in dead.detail
 
 
 def test_dead_letters_never_grow_past_their_input(policy):
@@ -255,3 +286,44 @@ def test_late_events_are_dead_letters_when_the_policy_says_so(policy):
     assert isinstance(within, Event)
     assert isinstance(beyond, DeadLetter) and beyond.reason is DeadLetterReason.LATE_EVENT
     assert beyond.path == "timestamp" and "5m behind" in beyond.detail
+
+
+POISON = {
+    "control characters": b'{"x":"' + b"\x01" * 262_000 + b'"}',
+    "invalid bytes": b"\xff" * 262_000,
+    "quotes": b'"' * 262_000,
+    "backslashes": b'{"x":"' + b"\\" * 262_000,
+    "latin-1 text": ('{"text": "' + "é" * 100_000 + '"}').encode("latin-1"),
+    "oversize control characters": b"\x01" * 1_000_000,
+}
+
+
+@pytest.mark.parametrize("raw", POISON.values(), ids=POISON.keys())
+def test_a_dead_letter_is_at_most_its_record_plus_a_constant_once_serialized(policy, raw):
+    from operators.model import DEAD_LETTER_SLACK
+
+    big = load_policy_with(policy, "ingest: {max_record_bytes: 262144}")
+    dead = Ingestor(big).ingest(raw, ORIGIN)
+    assert isinstance(dead, DeadLetter)
+    serialized = orjson.dumps(dead.as_record())
+    kept_at_most = 65536 if dead.reason is DeadLetterReason.OVERSIZE else len(raw)
+    assert len(serialized) <= kept_at_most + DEAD_LETTER_SLACK
+    record = orjson.loads(serialized)
+    assert record["raw_truncated"] is True and record["raw_size"] == len(raw)
+    kept = (
+        base64.b64decode(record["raw_base64"]) if "raw_base64" in record else record["raw"].encode()
+    )
+    assert raw.startswith(kept) and len(kept) > 10_000
+
+
+def test_an_ordinary_bad_record_keeps_all_of_its_text(policy):
+    raw = b'{"event_id": "e-1", "type": "a \\"quoted\\" \\u0001 word", "timestamp": 7'
+    record = rejected(policy, raw, DeadLetterReason.INVALID_JSON).as_record()
+    assert record["raw"] == raw.decode() and "raw_truncated" not in record
+
+
+def test_a_huge_quoted_field_is_cut_once_escaped(policy):
+    record = event_dict("a", "2026-11-20T10:00:00Z", event_id="\x01" * 250)
+    record["identifiers"] = {"email": 5}
+    dead = rejected(policy, record, DeadLetterReason.SCHEMA_VIOLATION).as_record()
+    assert len(orjson.dumps(dead["event_id"])) <= 2048 + 8

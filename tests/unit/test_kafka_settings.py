@@ -1,8 +1,8 @@
-"""Kafka client settings from flags and environment (flows/kafka.py, the edge)."""
+"""Kafka client settings from flags and environment (flows/kafka_config.py, the edge)."""
 
 import pytest
 
-from flows.kafka import KafkaSettings, client_properties
+from flows.kafka_config import KafkaSettings, client_properties
 
 
 def test_flags_override_environment_and_keep_every_property():
@@ -27,6 +27,7 @@ def test_a_flag_without_a_value_is_refused():
 def test_every_client_gets_the_user_properties_last(policy):
     settings = KafkaSettings("k1:9092", "acme.", {"security.protocol": "SSL"})
     config = settings.config(**{"security.protocol": "PLAINTEXT", "linger.ms": 5})
+    assert config.pop("logger").name == "concierge.librdkafka"
     assert config == {"bootstrap.servers": "k1:9092", "linger.ms": 5, "security.protocol": "SSL"}
     assert settings.input_topics() == ["acme.events", "acme.feedback"]
     assert settings.output_topics(policy) == [
