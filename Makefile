@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit scenarios integration bench bench-state clean
+.PHONY: install demo test lint typecheck unit scenarios integration fuzz bench bench-state clean
 
 install: $(STAMP)
 
@@ -35,6 +35,12 @@ integration: install
 
 test: install lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# The suite's attacks (hostile records, policies, replay and validate), twenty times longer
+# and with fresh random draws each run.
+fuzz: install
+	CONCIERGE_FUZZ_SCALE=20 $(BIN)/pytest -q -p no:cacheprovider tests/unit/test_hostile_input.py \
+		tests/unit/test_hostile_policies.py tests/scenarios/test_hostile_cli.py
 
 bench: install
 	$(BIN)/python bench/throughput.py

@@ -62,6 +62,28 @@ def _timestamp(text: str) -> int:
         ) from None
 
 
+def _bounded(kind: type, low: float, high: float | None = None) -> Any:
+    """An argparse type: a ``kind`` number from ``low`` to ``high`` (inclusive)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value != value or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(
+                f"{text} is out of range ({low}..{high if high is not None else 'any'})"
+            )
+        return value
+
+    return parse
+
+
+PORT = _bounded(int, 0, 65535)
+COUNT = _bounded(int, 1)
+SECONDS = _bounded(float, 0.001, 86400 * 365)
+
+
 def _validate(args: argparse.Namespace) -> int:
     policy = read_policy(args.policy)
     print(
@@ -271,11 +293,11 @@ def parser() -> argparse.ArgumentParser:
         "embedded broker + generated stream + the flow, then a summary",
         "concierge demo --customers 1000 --events 20000",
     )
-    demo.add_argument("--customers", type=int, default=3000, help="customers in the stream")
-    demo.add_argument("--events", type=int, default=60000, help="events in the stream")
+    demo.add_argument("--customers", type=COUNT, default=3000, help="customers in the stream")
+    demo.add_argument("--events", type=COUNT, default=60000, help="events in the stream")
     demo.add_argument(
         "--metrics-port",
-        type=int,
+        type=PORT,
         default=9464,
         metavar="PORT",
         help="serve metrics here while the flow runs; 0 turns them off (default: %(default)s)",
@@ -315,7 +337,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--metrics-port",
-        type=int,
+        type=PORT,
         default=9464,
         metavar="PORT",
         help="Prometheus /metrics port; 0 turns it off (default: %(default)s)",
@@ -330,28 +352,28 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--partitions",
-        type=int,
+        type=COUNT,
         default=3,
         metavar="N",
         help="partitions of topics this creates (default: %(default)s)",
     )
     parser.add_argument(
         "--replication-factor",
-        type=int,
+        type=_bounded(int, -1, 32767),
         default=-1,
         metavar="N",
         help="replication of topics this creates; -1: the broker's default",
     )
     parser.add_argument(
         "--snapshot-interval",
-        type=float,
+        type=SECONDS,
         default=5.0,
         metavar="SECONDS",
         help="seconds between recovery snapshots (default: %(default)s)",
     )
     parser.add_argument(
         "--connect-timeout",
-        type=float,
+        type=_bounded(float, 0, 86400),
         default=60.0,
         metavar="SECONDS",
         help="how long to keep trying to reach the brokers at start (default: %(default)s)",
@@ -359,7 +381,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-w",
         "--workers-per-process",
-        type=int,
+        type=COUNT,
         default=1,
         metavar="N",
         help="worker threads in this process (default: %(default)s)",
@@ -367,7 +389,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-i",
         "--process-id",
-        type=int,
+        type=_bounded(int, 0),
         default=None,
         metavar="INDEX",
         help="this process's index in a cluster (with -a)",

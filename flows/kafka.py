@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -290,14 +291,14 @@ class KafkaEventSource(FixedPartitionedSource[Event | DeadLetter, SourceState]):
 
 
 SIZE_REFUSALS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
-WAIT_REPORT_S = 30.0
+WAIT_REPORT_S = 10.0
 
 
 class _ProducerPartition(StatelessSinkPartition[OutRecord]):
     """Writes a batch, then waits until the brokers have acknowledged all of it.
 
     A stalled broker is waited for (librdkafka retries until ``message.timeout.ms``), with a
-    log line every 30 s. A record the brokers refuse as too large is replaced by what
+    log line every 10 s. A record the brokers refuse as too large is replaced by what
     :func:`replacement_for_too_large` says, counted and logged. Any other failed delivery
     fails the batch: the flow stops before its next snapshot, so the records are written
     again when it resumes; nothing is skipped.
@@ -396,8 +397,11 @@ class _ProducerPartition(StatelessSinkPartition[OutRecord]):
                 )
             remaining = self._producer.flush(1.0)
         if self._failures:
-            problems = "; ".join(self._failures[:5])
-            self._failures = []
+            failures, self._failures = Counter(self._failures), []
+            problems = "; ".join(
+                f"{problem} ({n} records)" if n > 1 else problem
+                for problem, n in failures.most_common(5)
+            )
             raise RuntimeError(f"writing to Kafka failed: {problems}")
 
     def close(self) -> None:

@@ -25,7 +25,6 @@ from flows.identity_store import RocksStore
 from flows.kafka import STOP, KafkaEventSource, KafkaRecordSink
 from flows.kafka_config import (
     ENV_BROKERS,
-    BrokersUnreachable,
     KafkaSettings,
     check_settings,
     client_properties,
@@ -48,6 +47,13 @@ def run_from_args(policy: Policy, args: argparse.Namespace) -> int:
         return 2
     if (args.process_id is None) != (args.addresses is None):
         print("concierge run: -i/--process-id and -a/--addresses go together", file=sys.stderr)
+        return 2
+    if args.addresses is not None and args.process_id >= len(args.addresses.split(";")):
+        print(
+            f"concierge run: -i {args.process_id} names no process of -a "
+            f"({len(args.addresses.split(';'))} addresses; -i counts from 0)",
+            file=sys.stderr,
+        )
         return 2
     try:
         client = client_properties(args.properties, os.environ)
@@ -94,6 +100,21 @@ def run(
     snapshot when started again).
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    processes = len(addresses) if addresses else 1
+    try:
+        secret, key_from = load_action_key(state_dir)
+    except (ActionKeyError, OSError) as err:
+        print(f"concierge run: {err}", file=sys.stderr)
+        return 2
+    log.info("action ids are signed with the action key from %s", key_from)
+    if processes > 1 and key_from != ENV_KEY:
+        log.warning(
+            "every process of a cluster must sign action ids with the same key: set %s on "
+            "each (feedback read by one process about another's actions is refused otherwise)",
+            ENV_KEY,
+        )
+    policy = dataclasses.replace(policy, action_ids=keyed(secret))
     if metrics_port:
         try:
             metrics.serve(metrics_port)
@@ -107,26 +128,11 @@ def run(
     try:
         wait_for_brokers(settings, connect_timeout)
         created = ensure_topics(settings, settings.input_topics() + settings.output_topics(policy))
-    except (BrokersUnreachable, RuntimeError) as err:
+    except RuntimeError as err:  # BrokersUnreachable, or a topic that cannot be made
         print(f"concierge run: {err}", file=sys.stderr)
         return 1
     if created:
         log.info("created topics: %s", ", ".join(created))
-    state_dir.mkdir(parents=True, exist_ok=True)
-    processes = len(addresses) if addresses else 1
-    try:
-        secret, source = load_action_key(state_dir)
-    except ActionKeyError as err:
-        print(f"concierge run: {err}", file=sys.stderr)
-        return 2
-    log.info("action ids are signed with the action key from %s", source)
-    if processes > 1 and source != ENV_KEY:
-        log.warning(
-            "every process of a cluster must sign action ids with the same key: set %s on "
-            "each (feedback read by one process about another's actions is refused otherwise)",
-            ENV_KEY,
-        )
-    policy = dataclasses.replace(policy, action_ids=keyed(secret))
     _prepare_recovery(recovery_dir, workers_per_process, processes, process_id or 0)
 
     # Reading history to its end is a batch job: its timers fire by event time, as in
@@ -140,6 +146,9 @@ def run(
     )
     flow = build_flow(config, identity, source, KafkaRecordSink(settings))
     STOP.clear()
+    if not os.environ.get("CONCIERGE_DEBUG"):
+        # A failure is reported in one line below; Rust's backtrace of it would be 60 more.
+        os.environ["RUST_BACKTRACE"] = "0"
     previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     log.info("reading %s from %s", ", ".join(settings.input_topics()), settings.brokers)
     try:

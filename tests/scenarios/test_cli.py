@@ -78,13 +78,17 @@ def test_run_without_brokers_says_how_to_give_them(reference_policy_path):
     assert done.returncode == 2 and "KAFKA_BOOTSTRAP_SERVERS" in done.stderr
 
 
-def test_an_unreachable_broker_is_retried_then_one_clear_line(reference_policy_path):
+def test_an_unreachable_broker_is_retried_then_one_clear_line(reference_policy_path, tmp_path):
     from flows.broker import free_port
 
     done = concierge(
         "run",
         "--policy",
         str(reference_policy_path),
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--recovery-dir",
+        str(tmp_path / "recovery"),
         "--brokers",
         f"127.0.0.1:{free_port()}",
         "--metrics-port",
@@ -95,11 +99,12 @@ def test_an_unreachable_broker_is_retried_then_one_clear_line(reference_policy_p
     )
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
-    *attempts, last = done.stderr.strip().splitlines()
+    *logged, last = done.stderr.strip().splitlines()
     assert last.startswith("concierge run: cannot reach the brokers at 127.0.0.1:")
     assert " attempts: " in last
+    attempts = [line for line in logged if "action key" not in line]
     assert 1 <= len(attempts) <= 5, done.stderr  # one line per attempt, none from librdkafka
-    assert all("next try in" in line for line in attempts), done.stderr
+    assert all("cannot reach" in line and "next try in" in line for line in attempts), logged
 
 
 @pytest.mark.parametrize(
@@ -203,3 +208,23 @@ def test_until_takes_the_same_timestamps_events_do(tmp_path, reference_policy_pa
         until,
     )
     assert done.returncode == 2 and "RFC 3339" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--metrics-port", "99999"],
+        ["-w", "0"],
+        ["--snapshot-interval", "0"],
+        ["--partitions", "-1"],
+        ["--connect-timeout", "nan"],
+        ["-i", "2", "-a", "127.0.0.1:1;127.0.0.1:2"],
+    ],
+    ids=["port", "workers", "snapshots", "partitions", "timeout", "process-id"],
+)
+def test_run_refuses_numbers_out_of_range_naming_the_flag(reference_policy_path, flags):
+    done = concierge(
+        "run", "--policy", str(reference_policy_path), "--brokers", "127.0.0.1:1", *flags
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert flags[0] in done.stderr.splitlines()[-1]

@@ -231,6 +231,13 @@ def test_a_file_out_of_order_beyond_the_lateness_is_reported(tmp_path, replay):
     result = story(tmp_path, replay, [consent("2026-11-15T09:00:00Z"), *views], policy=lenient)
     assert result.summary()["late_events"] == 0
     assert outcomes(result) == [("product_nudge", "sent")]
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(_reference(tmp_path) + "\ningest: {late_events: dead_letter}\n")
+    result = story(tmp_path, replay, [consent("2026-11-15T09:00:00Z"), *views], policy=strict)
+    assert "2 events came more than 1d after later ones in the file and went to dlq.jsonl" in (
+        result.stderr
+    )
+    assert [d["reason"] for d in result.lines("dlq.jsonl")] == ["late_event", "late_event"]
 
 
 def _reference(tmp_path):

@@ -3,6 +3,8 @@ one dead letter with a reason, never much larger than the record, and nothing ra
 
 from __future__ import annotations
 
+import os
+
 import jsonschema
 import orjson
 import pytest
@@ -27,8 +29,12 @@ from tests.hostile import (
 
 ORIGIN = Origin(topic="concierge.events", partition=0, offset=7, key=b"k")
 DEAD_LETTER_SCHEMA = schemas.load("dead_letter")
+SCALE = int(os.environ.get("CONCIERGE_FUZZ_SCALE", "1"))
 FUZZ = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+    max_examples=300 * SCALE,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=SCALE == 1,
 )
 
 

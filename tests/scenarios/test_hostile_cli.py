@@ -1,0 +1,131 @@
+"""The command line under attack. ``concierge replay``: bad records anywhere in a file are
+each one dead letter with a reason and their line, records in = events accepted + dead
+letters, and the good records around them are decided exactly as without them.
+``concierge validate``: a hostile policy is exit 0 or 2, never a traceback or a hang."""
+
+from __future__ import annotations
+
+import os
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import REFERENCE_POLICY, event_dict
+from tests.hostile import EXPECTED_REASONS, bad_records
+from tests.scenarios.conftest import concierge
+from tests.unit.test_hostile_policies import mangled_text, mutated_documents
+
+SCALE = int(os.environ.get("CONCIERGE_FUZZ_SCALE", "1"))
+one_line = bad_records.filter(lambda record: b"\n" not in record and b"\r" not in record)
+"""A line of a file cannot hold a line break: those records are not lines."""
+GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
+
+
+def good_story() -> list[bytes]:
+    """Ana browses, Bob is stuck, Cleo mentions a bereavement, Dan abandons a checkout."""
+    events = [
+        event_dict("consent_changed", "2026-11-20T08:00:00Z", GRANT, "g-0"),
+        *[
+            event_dict("product_view", f"2026-11-20T10:{m}:00Z", {"product_id": "coat"}, f"v-{m}")
+            for m in (10, 20, 30)
+        ],
+        *[
+            event_dict(
+                "help_search", f"2026-11-20T11:{m:02d}:00Z", None, f"h-{m}", anonymous_id="bob"
+            )
+            for m in (0, 5, 10)
+        ],
+        event_dict(
+            "support_contact",
+            "2026-11-20T12:00:00Z",
+            {"text": "my husband passed away"},
+            "s-1",
+            email="cleo@example.com",
+        ),
+        event_dict("checkout_started", "2026-11-20T13:00:00Z", None, "c-1", anonymous_id="dan"),
+    ]
+    return [orjson.dumps(e) for e in events]
+
+
+def _replay(tmp_path, name, lines):
+    events = tmp_path / f"{name}.jsonl"
+    events.write_bytes(b"".join(line + b"\n" for line in lines))
+    out = tmp_path / name
+    done = concierge(
+        "replay",
+        "--policy",
+        str(REFERENCE_POLICY),
+        "--events",
+        str(events),
+        "--out",
+        str(out),
+        "--until",
+        "2026-11-21T12:00:00Z",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    return out
+
+
+EXPECTED: dict[str, bytes] = {}
+"""What the good story alone gives, replayed once."""
+
+
+def _outputs(out):
+    return {
+        path.name: path.read_bytes()
+        for path in sorted(out.glob("*.jsonl"))
+        if path.name != "dlq.jsonl"
+    }
+
+
+@settings(
+    max_examples=6 * SCALE,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    derandomize=SCALE == 1,
+)
+@given(
+    bad=st.lists(one_line, min_size=1, max_size=12),
+    places=st.lists(st.integers(1, 9), min_size=12, max_size=12),
+)
+def test_bad_records_anywhere_are_dead_letters_and_change_nothing_else(tmp_path, bad, places):
+    good = good_story()
+    if not EXPECTED:
+        EXPECTED.update(_outputs(_replay(tmp_path, "good", good)))
+    expected = dict(EXPECTED)
+    lines: list[bytes] = list(good)
+    bad_lines: set[int] = set()
+    for record, place in zip(bad, places, strict=False):
+        at = min(place, len(lines))  # after the first good line: it sets the ingest clock
+        lines.insert(at, record)
+    for number, line in enumerate(lines, start=1):
+        if line not in good:
+            bad_lines.add(number)
+    out = _replay(tmp_path, "attacked", lines)
+
+    summary = orjson.loads((out / "summary.json").read_bytes())
+    assert summary["events_in"] == len(lines)
+    assert summary["events_ok"] + summary["dead_letters"] == summary["events_in"]
+    assert summary["events_ok"] == len(good)
+    dead = [orjson.loads(line) for line in (out / "dlq.jsonl").read_bytes().splitlines()]
+    assert {d["origin"]["line"] for d in dead} == bad_lines and len(dead) == len(bad)
+    assert all(d["reason"] in EXPECTED_REASONS and d["detail"] for d in dead)
+    assert _outputs(out) == expected
+
+
+@settings(
+    max_examples=8 * SCALE,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    derandomize=SCALE == 1,
+)
+@given(text=st.one_of(mutated_documents(), mangled_text()))
+def test_validate_answers_a_hostile_policy_with_0_or_2_and_no_traceback(tmp_path, text):
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    done = concierge("validate", str(path), timeout=30)
+    assert done.returncode in (0, 2), done.stderr
+    assert "Traceback" not in done.stderr
+    assert (done.returncode == 0) == ("valid" in done.stdout)
