@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import NamedTuple
 
 import orjson
@@ -103,7 +104,12 @@ def replacement_for_too_large(stream: str, value: bytes) -> tuple[str, bytes]:
     """
     if stream == DEAD_LETTERS:
         record = orjson.loads(value)
-        raw_size = record.get("raw_size", len(record.get("raw", "").encode()))
+        if "raw_size" in record:
+            raw_size = record["raw_size"]
+        elif "raw_base64" in record:
+            raw_size = len(base64.b64decode(record["raw_base64"]))
+        else:
+            raw_size = len(record.get("raw", "").encode())
         for field in ("raw", "raw_base64", "detail", "event_id", "type", "path"):
             record.pop(field, None)
         record.update(raw="", raw_truncated=True, raw_size=raw_size)
