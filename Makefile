@@ -37,10 +37,11 @@ test: install lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider
 
 # The suite's attacks (hostile records, policies, replay and validate), twenty times longer
-# and with fresh random draws each run.
+# and with fresh random draws each run: about 20 minutes.
 fuzz: install
-	CONCIERGE_FUZZ_SCALE=20 $(BIN)/pytest -q -p no:cacheprovider tests/unit/test_hostile_input.py \
-		tests/unit/test_hostile_policies.py tests/scenarios/test_hostile_cli.py
+	CONCIERGE_FUZZ_SCALE=20 $(BIN)/pytest -q -p no:cacheprovider --timeout 3600 \
+		tests/unit/test_hostile_input.py tests/unit/test_hostile_policies.py \
+		tests/scenarios/test_hostile_cli.py
 
 bench: install
 	$(BIN)/python bench/throughput.py

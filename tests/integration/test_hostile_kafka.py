@@ -210,8 +210,8 @@ def test_a_stalled_broker_is_waited_for_and_nothing_is_lost_or_changed(
 def test_a_write_that_fails_stops_the_flow_which_then_resumes_and_skips_nothing(
     tmp_path, reference_policy_path, flows
 ):
-    """With writes given 3 s to succeed, a 10 s stall makes them fail: the flow exits 1 with
-    one line saying so, and started again it writes everything replay predicts."""
+    """With writes given 3 s to succeed, a longer stall makes them fail: the flow exits 1
+    with one line saying so, and started again it writes everything replay predicts."""
     from operators.policy_load import load_policy
     from tests.integration.test_kafka_flow import replay_prediction, without_timers
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import REFERENCE_POLICY, event_dict
@@ -85,6 +85,7 @@ def _outputs(out):
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     derandomize=SCALE == 1,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
 )
 @given(
     bad=st.lists(one_line, min_size=1, max_size=12),
@@ -120,6 +121,7 @@ def test_bad_records_anywhere_are_dead_letters_and_change_nothing_else(tmp_path,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     derandomize=SCALE == 1,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
 )
 @given(text=st.one_of(mutated_documents(), mangled_text()))
 def test_validate_answers_a_hostile_policy_with_0_or_2_and_no_traceback(tmp_path, text):

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
@@ -27,6 +27,7 @@ FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=SCALE == 1,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
 )
 TEXT = REFERENCE_POLICY.read_text()
 DOCUMENT = load_policy(TEXT).document
@@ -39,7 +40,7 @@ hostile_values = st.one_of(
     st.text(max_size=20),
     st.sampled_from(["", "0s", "3650d", "3651d", "1h", "-1", "Europe", "A" * 300, "*", "on"]),
     st.lists(st.text(max_size=5), max_size=4),
-    st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(-(2**63), 2**64 - 1), max_size=3),
 )
 
 
