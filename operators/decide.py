@@ -215,14 +215,14 @@ def _replace(verdict: Verdict, outcome: Outcome, reason: str, again_at: int | No
 def _send(policy: Policy, state: CustomerState, verdict: Verdict, now: int) -> list[Output]:
     action, moment, (name, group) = verdict.action, verdict.moment, verdict.key
     assert verdict.channel is not None
-    the_id = policy.action_ids.issue(
-        state.customer_id, action.name, name, group, moment.opening_event
-    )
+    decision = _decision(policy, state, verdict, now, Outcome.SENT, "eligible")
+    the_id = decision.action_id
+    assert the_id is not None
     record_sent(state, action, group, now)
     record_send(policy, state, the_id, action, verdict.channel, group, now)
     spec = policy.moments[name]
     return [
-        _decision(policy, state, verdict, now, Outcome.SENT, "eligible"),
+        decision,
         Action(
             action_id=the_id,
             customer_id=state.customer_id,
