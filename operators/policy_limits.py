@@ -54,8 +54,8 @@ class BoundedScanner(RoundTripScanner):
         return added
 
 
-def _too_deep(line: int) -> PolicyTooLarge:
-    return PolicyTooLarge(f"nested more than {MAX_DEPTH} levels deep", line)
+def _too_deep(line: int | None = None, path: tuple[str | int, ...] = ()) -> PolicyTooLarge:
+    return PolicyTooLarge(f"nested more than {MAX_DEPTH} levels deep", line, path)
 
 
 _COMMENT = re.compile(r"(^|[ \t])#.*$", re.MULTILINE)
@@ -92,7 +92,7 @@ def plain(tree: Any) -> Any:
             )
         if isinstance(node, Mapping | list):
             if len(path) >= MAX_DEPTH:
-                raise PolicyTooLarge(f"nested more than {MAX_DEPTH} levels deep", path=path)
+                raise _too_deep(path=path)
             if len(node) > MAX_ITEMS:
                 raise PolicyTooLarge(f"has {len(node):,} entries; at most {MAX_ITEMS:,}", path=path)
             if isinstance(node, Mapping):

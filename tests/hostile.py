@@ -10,9 +10,11 @@ harm. ``POISON`` holds the fixed records a crash-loop was once found with.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import orjson
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 
 from operators.identity import canonical_id
@@ -33,6 +35,22 @@ EXPECTED_REASONS = frozenset(
 )
 MAX_RECORD_BYTES = 262_144
 """The largest ``ingest.max_record_bytes`` a policy may set: the policies attacked use it."""
+
+SCALE = int(os.environ.get("CONCIERGE_FUZZ_SCALE", "1"))
+"""``make fuzz`` runs every attack this many times longer, with fresh draws."""
+
+
+def attacks(examples: int, *slow: HealthCheck) -> settings:
+    """Hypothesis settings for an attack: ``examples`` draws (times :data:`SCALE`), the same
+    draws every suite run, no deadline, and no explain phase (it traces and is slow)."""
+    return settings(
+        max_examples=examples * SCALE,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, *slow],
+        derandomize=SCALE == 1,
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+    )
+
 
 POISON = {
     "control characters": b'{"x":"' + b"\x01" * 262_000 + b'"}',
@@ -139,41 +157,37 @@ def huge(draw: st.DrawFn) -> bytes:
 
 
 @st.composite
-def bad_timestamp(draw: st.DrawFn) -> bytes:
+def _with(draw: st.DrawFn, field: str, values: list[Any]) -> bytes:
+    """A valid record whose ``field`` is one of ``values``."""
     record = draw(good_records())
-    record["timestamp"] = draw(
-        st.sampled_from(
-            [
-                "2026-02-30T10:00:00Z",
-                "2026-04-31T10:00:00Z",
-                "2025-02-29T10:00:00Z",
-                "9999-12-31T23:59:59Z",
-                "9001-01-01T00:00:00Z",
-                "0001-01-01T00:00:00Z",
-                "1969-12-31T23:59:59Z",
-                "8000-01-01T00:00:00Z",  # past max_future_skew of anything read before it
-            ]
-        )
-    )
+    record[field] = draw(st.sampled_from(values))
     return orjson.dumps(record)
 
 
-@st.composite
-def unusable_identifiers(draw: st.DrawFn) -> bytes:
-    record = draw(good_records())
-    record["identifiers"] = draw(
-        st.sampled_from(
-            [
-                {"email": "test@test.com"},
-                {"email": "NoReply@shop.example"},
-                {"phone": "0000000000"},
-                {"phone": "+1 123 456 7890"},
-                {"phone": "call me maybe"},
-                {"email": "test@test.com", "phone": "1234567890"},
-            ]
-        )
-    )
-    return orjson.dumps(record)
+bad_timestamp = _with(
+    "timestamp",
+    [
+        "2026-02-30T10:00:00Z",
+        "2026-04-31T10:00:00Z",
+        "2025-02-29T10:00:00Z",
+        "9999-12-31T23:59:59Z",
+        "9001-01-01T00:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "8000-01-01T00:00:00Z",  # past max_future_skew of anything read before it
+    ],
+)
+unusable_identifiers = _with(
+    "identifiers",
+    [
+        {"email": "test@test.com"},
+        {"email": "NoReply@shop.example"},
+        {"phone": "0000000000"},
+        {"phone": "+1 123 456 7890"},
+        {"phone": "call me maybe"},
+        {"email": "test@test.com", "phone": "1234567890"},
+    ],
+)
 
 
 @st.composite
@@ -205,8 +219,8 @@ bad_records = st.one_of(
     deep(),
     not_an_object(),
     huge(),
-    bad_timestamp(),
-    unusable_identifiers(),
+    bad_timestamp,
+    unusable_identifiers,
     forged_feedback(),
 )
 """Records each of which must be exactly one dead letter."""

@@ -33,6 +33,15 @@ def views(product, *stamps, who="ana@example.com", zone=None):
     return events
 
 
+def feedback(action_id, outcome, at="2026-11-20T12:00:00Z", event_id=None):
+    """A channel service's report about an action; feedback names no identifiers."""
+    report = event_dict(
+        "feedback", at, {"action_id": action_id, "channel": "push", "outcome": outcome}, event_id
+    )
+    report.pop("identifiers")
+    return report
+
+
 def consent(at="2026-11-01T09:00:00Z", who="ana@example.com", **change):
     return event_dict("consent_changed", at, {**GRANT, **change}, email=who)
 
@@ -88,12 +97,7 @@ def test_after_unsubscribing_from_push_the_next_nudge_comes_by_email(tmp_path, r
     ]
     before = story(tmp_path, replay, first, name="before")
     (push,) = before.lines("actions.push.jsonl")
-    unsubscribe = event_dict(
-        "feedback",
-        "2026-11-20T12:00:00Z",
-        {"action_id": push["action_id"], "channel": "push", "outcome": "unsubscribed"},
-    )
-    unsubscribe.pop("identifiers")
+    unsubscribe = feedback(push["action_id"], "unsubscribed")
     later = views("boots", "2026-11-22T10:00:00Z", "2026-11-22T10:30:00Z", "2026-11-22T11:00:00Z")
     after = story(tmp_path, replay, [*first, unsubscribe, *later], name="after")
     assert [(a, o, c) for a, o, c, _ in told(after)] == [
@@ -110,16 +114,9 @@ def test_feedback_forged_from_an_email_changes_nothing_and_is_a_dead_letter(
     from operators.identity import canonical_id
 
     ana = canonical_id("email", "ana@example.com")
-    forged = {
-        "event_id": "forged-1",
-        "type": "feedback",
-        "timestamp": "2026-11-20T09:00:00Z",
-        "properties": {
-            "action_id": f"{ana}.product_nudge.0000000000000000",
-            "outcome": outcome,
-            "channel": "push",
-        },
-    }
+    forged = feedback(
+        f"{ana}.product_nudge.0000000000000000", outcome, "2026-11-20T09:00:00Z", "forged-1"
+    )
     coat = views("coat", "2026-11-20T10:00:00Z", "2026-11-20T10:30:00Z", "2026-11-20T11:00:00Z")
     result = story(tmp_path, replay, [consent(), forged, *coat])
     assert [(a, o, c) for a, o, c, _ in told(result)] == [("product_nudge", "sent", "push")]
@@ -132,12 +129,7 @@ def test_an_action_id_stays_the_same_across_replays_so_feedback_finds_it(tmp_pat
     coat = views("coat", "2026-11-20T10:00:00Z", "2026-11-20T10:30:00Z", "2026-11-20T11:00:00Z")
     first = story(tmp_path, replay, [consent(), *coat], name="first")
     (push,) = first.lines("actions.push.jsonl")
-    clicked = event_dict(
-        "feedback",
-        "2026-11-20T12:00:00Z",
-        {"action_id": push["action_id"], "channel": "push", "outcome": "clicked"},
-    )
-    clicked.pop("identifiers")
+    clicked = feedback(push["action_id"], "clicked")
     second = story(tmp_path, replay, [consent(), *coat, clicked], name="second")
     assert second.lines("actions.push.jsonl") == [push]
     assert second.lines("dlq.jsonl") == []

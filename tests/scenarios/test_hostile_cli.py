@@ -5,18 +5,15 @@ letters, and the good records around them are decided exactly as without them.
 
 from __future__ import annotations
 
-import os
-
 import orjson
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from tests.conftest import REFERENCE_POLICY, event_dict
-from tests.hostile import EXPECTED_REASONS, bad_records
+from tests.hostile import EXPECTED_REASONS, attacks, bad_records
 from tests.scenarios.conftest import concierge
 from tests.unit.test_hostile_policies import mangled_text, mutated_documents
 
-SCALE = int(os.environ.get("CONCIERGE_FUZZ_SCALE", "1"))
 one_line = bad_records.filter(lambda record: b"\n" not in record and b"\r" not in record)
 """A line of a file cannot hold a line break: those records are not lines."""
 GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
@@ -80,13 +77,7 @@ def _outputs(out):
     }
 
 
-@settings(
-    max_examples=6 * SCALE,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    derandomize=SCALE == 1,
-    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
-)
+@attacks(6, HealthCheck.function_scoped_fixture)
 @given(
     bad=st.lists(one_line, min_size=1, max_size=12),
     places=st.lists(st.integers(1, 9), min_size=12, max_size=12),
@@ -116,13 +107,7 @@ def test_bad_records_anywhere_are_dead_letters_and_change_nothing_else(tmp_path,
     assert _outputs(out) == expected
 
 
-@settings(
-    max_examples=8 * SCALE,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    derandomize=SCALE == 1,
-    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
-)
+@attacks(8, HealthCheck.function_scoped_fixture)
 @given(text=st.one_of(mutated_documents(), mangled_text()))
 def test_validate_answers_a_hostile_policy_with_0_or_2_and_no_traceback(tmp_path, text):
     path = tmp_path / "hostile.yaml"

@@ -3,12 +3,10 @@ one dead letter with a reason, never much larger than the record, and nothing ra
 
 from __future__ import annotations
 
-import os
-
 import jsonschema
 import orjson
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import schemas
@@ -23,20 +21,14 @@ from tests.hostile import (
     EXPECTED_REASONS,
     MAX_RECORD_BYTES,
     POISON,
+    attacks,
     bad_records,
     odd_records,
 )
 
 ORIGIN = Origin(topic="concierge.events", partition=0, offset=7, key=b"k")
 DEAD_LETTER_SCHEMA = schemas.load("dead_letter")
-SCALE = int(os.environ.get("CONCIERGE_FUZZ_SCALE", "1"))
-FUZZ = settings(
-    max_examples=300 * SCALE,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    derandomize=SCALE == 1,
-    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
-)
+FUZZ = attacks(300)
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import copy
 import io
-import os
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
@@ -19,16 +18,10 @@ from operators.merging import Journey
 from operators.model import Event, Origin
 from operators.policy_load import PolicyError, load_policy
 from tests.conftest import REFERENCE_POLICY
+from tests.hostile import attacks
 from tests.unit.test_policy_limits import billion_laughs
 
-SCALE = int(os.environ.get("CONCIERGE_FUZZ_SCALE", "1"))
-FUZZ = settings(
-    max_examples=150 * SCALE,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    derandomize=SCALE == 1,
-    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
-)
+FUZZ = attacks(150, HealthCheck.data_too_large)
 TEXT = REFERENCE_POLICY.read_text()
 DOCUMENT = load_policy(TEXT).document
 
