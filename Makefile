@@ -25,7 +25,7 @@ typecheck: install
 	$(BIN)/mypy operators
 
 unit: install
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q tests/unit tests/flows
 
 scenarios: install
 	$(BIN)/pytest -q tests/scenarios

@@ -53,13 +53,14 @@ from typing import Any
 
 import orjson
 
-from operators.context import CustomerState
-
 try:
-    from operators.handover import state_to_record
-except ImportError:  # before the record functions moved out of operators.context
-    from operators.context import state_to_record  # type: ignore[attr-defined,no-redef]
-from operators.merging import Journey
+    from operators.journey import Journey
+    from operators.state import CustomerState
+    from operators.state_records import state_to_record
+except ImportError:  # an older tree, measured as the baseline: the core's earlier layout
+    from operators.context import CustomerState  # type: ignore[attr-defined,no-redef]
+    from operators.handover import state_to_record  # type: ignore[attr-defined,no-redef]
+    from operators.merging import Journey  # type: ignore[attr-defined,no-redef]
 from operators.model import Event
 from operators.policy import Policy
 from operators.policy_load import load_policy

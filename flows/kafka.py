@@ -25,11 +25,10 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
 from flows import metrics
-from flows.customer import EndOfInput, InputFrontier
-from flows.identity import LoopCounters
 from flows.kafka_config import CLIENT_LOG, KafkaSettings
+from flows.progress import EndOfInput, InputFrontier, LoopCounters
+from operators.handover import Transfer
 from operators.ingest import Ingestor
-from operators.merging import Transfer
 from operators.model import DeadLetter, Event, Origin
 from operators.policy import Policy
 from operators.records import (

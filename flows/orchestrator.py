@@ -15,11 +15,11 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from flows.customer import CustomerLogic, JourneyConfig, JourneyInput, JourneyOutput
-from flows.identity import IDENTITY_KEY, IdentityConfig, IdentityLogic, route
+from flows.identity import IDENTITY_KEY, IdentityConfig, IdentityLogic
+from flows.journey import JourneyConfig, JourneyLogic, JourneyOutput
 from flows.metrics import ACTIONS, DECISIONS, HELD_BACK, LATENCY, PROCESSING, RECORDS_OUT
-from operators.merging import Transfer
-from operators.model import Action, Audit, DeadLetter, Event
+from operators.handover import Transfer
+from operators.model import Action, DeadLetter, Event
 from operators.records import AUDIT as AUDIT_STREAM
 from operators.records import DEAD_LETTERS as DEAD_LETTER_STREAM
 from operators.records import (
@@ -29,6 +29,7 @@ from operators.records import (
     encode_dead_letter,
     encode_transfer,
 )
+from operators.resolution import ForAudit, ForCustomer, Routed
 
 FLOW_ID = "concierge"
 
@@ -59,17 +60,16 @@ def build_flow(
     #    merging profiles (and telling both customers) as identifiers link them.
     to_graph = op.flat_map_batch("to_identity", ingested, _to_identity)
     resolved = op.stateful_batch("identity", to_graph, lambda r: IdentityLogic(identity, r))
-    routed = op.flat_map_batch("route", resolved, route)
-    audits = op.flat_map_batch("audits", routed, _audits)
+    audits = op.flat_map_batch("audits", resolved, _audits)
     journey_items = op.merge(
         "journey_items",
-        op.flat_map_batch("to_journey", routed, _to_journey),
+        op.flat_map_batch("to_journey", resolved, _to_journey),
         op.flat_map_batch("transfers_in", ingested, _transfers_in),
     )
 
     # 3-6. Context, moments, decisions and guardrails, one customer at a time.
     decided = op.stateful_batch(
-        "journey", journey_items, lambda resume: CustomerLogic(config, resume)
+        "journey", journey_items, lambda resume: JourneyLogic(config, resume)
     )
 
     # 7. Emit: decisions and actions per channel, dead letters, audit records, and
@@ -88,20 +88,16 @@ def _to_identity(batch: list[Ingested]) -> list[tuple[str, Event]]:
     return [(IDENTITY_KEY, r) for r in batch if isinstance(r, Event)]
 
 
-def _to_journey(batch: list[Any]) -> list[tuple[str, JourneyInput]]:
-    return [(item[0], item) for item in batch if isinstance(item[0], str)]
+def _to_journey(batch: list[tuple[str, Routed]]) -> list[tuple[str, ForCustomer]]:
+    return [(r.customer_id, r) for _, r in batch if isinstance(r, ForCustomer)]
 
 
-def _transfers_in(batch: list[Ingested]) -> list[tuple[str, JourneyInput]]:
-    return [(r.survivor, (r.survivor, r)) for r in batch if isinstance(r, Transfer)]
+def _transfers_in(batch: list[Ingested]) -> list[tuple[str, ForCustomer]]:
+    return [(r.survivor, ForCustomer(r.survivor, r)) for r in batch if isinstance(r, Transfer)]
 
 
-def _audits(batch: list[Any]) -> list[OutRecord]:
-    records = [
-        encode_audit(item[0], item[1][0], item[1][1])
-        for item in batch
-        if isinstance(item[0], Audit)
-    ]
+def _audits(batch: list[tuple[str, Routed]]) -> list[OutRecord]:
+    records = [encode_audit(r.audit, r.order) for _, r in batch if isinstance(r, ForAudit)]
     if records:
         RECORDS_OUT.labels(AUDIT_STREAM).inc(len(records))
     return records

@@ -27,14 +27,15 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
 from flows.action_key import load_action_key
-from flows.customer import EndOfInput, JourneyConfig
-from flows.identity import IdentityConfig, LoopCounters
+from flows.identity import IdentityConfig
+from flows.journey import JourneyConfig
 from flows.metrics import count_ingested, type_labels
 from flows.orchestrator import build_flow
+from flows.progress import EndOfInput, LoopCounters
 from operators.action_ids import keyed
+from operators.handover import Transfer
 from operators.identity_graph import DictStore
 from operators.ingest import Ingestor
-from operators.merging import Transfer
 from operators.model import DeadLetter, Event, Origin
 from operators.policy import Policy
 from operators.records import (

@@ -19,9 +19,9 @@ from bytewax.run import cli_main
 
 from flows import metrics
 from flows.action_key import ENV_KEY, ActionKeyError, load_action_key
-from flows.customer import JourneyConfig
 from flows.identity import IdentityConfig
 from flows.identity_store import RocksStore
+from flows.journey import JourneyConfig
 from flows.kafka import STOP, KafkaEventSource, KafkaRecordSink
 from flows.kafka_config import (
     ENV_BROKERS,

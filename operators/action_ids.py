@@ -70,3 +70,10 @@ def customer_of_action_id(action_id: str) -> str | None:
     event whose id ingest has already verified)."""
     match = ACTION_ID.fullmatch(action_id)
     return match.group(1) if match else None
+
+
+def action_of_action_id(action_id: str) -> str | None:
+    """The action an action id names, judged by its form alone (feedback ingest has
+    already verified)."""
+    match = ACTION_ID.fullmatch(action_id)
+    return match.group(2) if match else None

@@ -12,24 +12,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from operators.context import (
-    CustomerState,
-    Group,
-    OpenMoment,
-    has_consent,
-    record_send,
-    record_sent,
-    timezone_of,
-)
-from operators.decay import decayed, falls_below_at
-from operators.guardrails import full_cap, quiet_until, zone
+from operators.caps import full_cap
+from operators.consent import has_consent
+from operators.cooldowns import cooling_until, start_cooldown
+from operators.decay import falls_below_at
 from operators.model import Action, Decision, Outcome
+from operators.moments import value_now
 from operators.policy import ActionSpec, Policy
+from operators.quiet_hours import quiet_until
+from operators.sends import record_send
+from operators.state import CustomerState, MomentKey, OpenMoment
 from operators.suppression import suppressed_by
 from operators.timefmt import format_ms
+from operators.timezones import timezone_of, zone
 
 Output = Decision | Action
-MomentKey = tuple[str, Group]
 QUIET_HOURS = "quiet_hours"
 
 
@@ -64,11 +61,10 @@ def decide(policy: Policy, state: CustomerState, keys: list[MomentKey], now: int
         if moment is None:
             continue
         state.deferred.pop(key, None)
-        spec = policy.moments[key[0]]
-        value = decayed(moment.value, now - moment.opened_at, spec.half_life)
-        for action in policy.actions_by_moment.get(key[0], ()):
+        value = value_now(moment, policy.moments[key.moment].half_life, now)
+        for action in policy.actions_by_moment.get(key.moment, ()):
             verdicts.append(_judge(policy, state, action, key, moment, value, now))
-    verdicts.sort(key=lambda v: (-v.score, v.action.name, v.key[0], v.key[1] or ""))
+    verdicts.sort(key=lambda v: (-v.score, v.action.name, v.key.moment, v.key.group or ""))
     winner = next((v for v in verdicts if v.outcome is Outcome.SENT), None)
     outputs: list[Output] = []
     for verdict in verdicts:
@@ -98,59 +94,66 @@ def _judge(
     value: float,
     now: int,
 ) -> Verdict:
-    def verdict(
+    """What the guardrails say about ``action`` for the moment at ``key``, worth ``value``
+    at ``now``: stale, cooling down, sent on the first channel they let it through, or
+    held back (see :func:`_held_back`)."""
+    if value < action.min_value:
+        reason = f"value {value:.2f} is below min_value {action.min_value:g}"
+        return Verdict(action, key, moment, value, Outcome.STALE, reason)
+    cooled = cooling_until(state, action, key.group, now)
+    if cooled is not None:
+        reason = f"cooldown until {format_ms(cooled)}"
+        return Verdict(action, key, moment, value, Outcome.COOLDOWN, reason, until=cooled)
+    blocked: list[Verdict] = []
+    for channel in action.channels:
+        held = _held_on(policy, state, action, key, moment, value, channel, now)
+        if held is None:
+            return Verdict(action, key, moment, value, Outcome.SENT, "eligible", channel)
+        blocked.append(held)
+    return _held_back(policy, blocked, action, moment, key)
+
+
+def _held_on(
+    policy: Policy,
+    state: CustomerState,
+    action: ActionSpec,
+    key: MomentKey,
+    moment: OpenMoment,
+    value: float,
+    channel: str,
+    now: int,
+) -> Verdict | None:
+    """What holds ``action`` back on ``channel`` at ``now`` (a suppression, no consent, a
+    full cap, quiet hours), or None if nothing does."""
+
+    def held(
         outcome: Outcome,
         reason: str,
-        channel: str | None = None,
         again_at: int | None = None,
         rule: str | None = None,
         until: int | None = None,
     ) -> Verdict:
         return Verdict(action, key, moment, value, outcome, reason, channel, again_at, rule, until)
 
-    group = key[1]
-    if value < action.min_value:
-        return verdict(Outcome.STALE, f"value {value:.2f} is below min_value {action.min_value:g}")
-    last = state.last_sent.get((action.name, group))
-    if last is not None and now - last < action.cooldown:
-        cooled = last + action.cooldown
-        return verdict(Outcome.COOLDOWN, f"cooldown until {format_ms(cooled)}", until=cooled)
-    blocked: list[Verdict] = []
-    for channel in action.channels:
-        suppression = suppressed_by(policy, state, action, channel, group, now)
-        if suppression is not None:
-            name, until = suppression
-            blocked.append(
-                verdict(
-                    Outcome.SUPPRESSED,
-                    f"suppressed by {name} until {format_ms(until)}",
-                    channel,
-                    rule=name,
-                    until=until,
-                )
-            )
-            continue
-        if action.consent is not None and not has_consent(state, action.consent, channel):
-            blocked.append(
-                verdict(Outcome.NO_CONSENT, f"no {action.consent} consent on {channel}", channel)
-            )
-            continue
-        full = full_cap(policy.caps, state.sends, action.name, channel, action.category, now)
-        if full is not None:
-            cap, frees = full
-            blocked.append(verdict(Outcome.CAPPED, cap.name, channel, frees, cap.name, frees))
-            continue
-        quiet = policy.quiet_hours
-        if quiet is not None and quiet.applies(channel, action.category):
-            tz = zone(timezone_of(policy, state))
-            ends = quiet_until(quiet, now, tz) if tz is not None else None
-            if ends is not None:
-                blocked.append(
-                    verdict(Outcome.DEFERRED, "quiet hours", channel, ends, QUIET_HOURS, ends)
-                )
-                continue
-        return verdict(Outcome.SENT, "eligible", channel)
-    return _held_back(policy, blocked, action, moment, key)
+    suppression = suppressed_by(policy, state, action, channel, key.group, now)
+    if suppression is not None:
+        name, until = suppression
+        return held(
+            Outcome.SUPPRESSED, f"suppressed by {name} until {format_ms(until)}", None, name, until
+        )
+    if action.consent is not None and not has_consent(state, action.consent, channel):
+        return held(Outcome.NO_CONSENT, f"no {action.consent} consent on {channel}")
+    full = full_cap(policy.caps, state.sends, action.name, channel, action.category, now)
+    if full is not None:
+        cap, frees = full
+        return held(Outcome.CAPPED, cap.name, frees, cap.name, frees)
+    quiet = policy.quiet_hours
+    if quiet is not None and quiet.applies(channel, action.category):
+        tz = zone(timezone_of(policy, state))
+        ends = quiet_until(quiet, now, tz) if tz is not None else None
+        if ends is not None:
+            return held(Outcome.DEFERRED, "quiet hours", ends, QUIET_HOURS, ends)
+    return None
 
 
 def _held_back(
@@ -158,16 +161,14 @@ def _held_back(
 ) -> Verdict:
     """No channel passed: wait for the soonest channel that only has to wait (quiet hours,
     then a cap), if the moment will still be worth it then; else the first channel's reason."""
-    half_life = policy.moments[key[0]].half_life
+    half_life = policy.moments[key.moment].half_life
     for outcome in (Outcome.DEFERRED, Outcome.CAPPED):
         waiting = [v for v in blocked if v.outcome is outcome]
         if not waiting:
             continue
         soonest = min(waiting, key=lambda v: (v.again_at is None, v.again_at or 0))
         again = soonest.again_at
-        worth_then = again is not None and (
-            decayed(moment.value, again - moment.opened_at, half_life) >= action.min_value
-        )
+        worth_then = again is not None and (value_now(moment, half_life, again) >= action.min_value)
         if outcome is Outcome.DEFERRED:
             assert again is not None
             if not worth_then:
@@ -218,7 +219,7 @@ def _send(policy: Policy, state: CustomerState, verdict: Verdict, now: int) -> l
     decision = _decision(policy, state, verdict, now, Outcome.SENT, "eligible")
     the_id = decision.action_id
     assert the_id is not None
-    record_sent(state, action, group, now)
+    start_cooldown(state, action, group, now)
     record_send(policy, state, the_id, action, verdict.channel, group, now)
     spec = policy.moments[name]
     return [
@@ -238,7 +239,7 @@ def _send(policy: Policy, state: CustomerState, verdict: Verdict, now: int) -> l
             triggered_by=moment.triggered_by,
             decided_at=now,
             expires_at=falls_below_at(
-                moment.value, moment.opened_at, spec.half_life, action.min_value
+                moment.value_at_open, moment.opened_at, spec.half_life, action.min_value
             ),
             policy_version=policy.version,
         ),

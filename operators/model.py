@@ -89,6 +89,16 @@ class Event:
     no window and starts no absence timer (those moments have passed)."""
 
 
+def lookup(path: tuple[str, ...], event: Event) -> Any:
+    """The value at a ``properties.x`` / ``context.x`` path of an event, or None."""
+    node: Any = event.properties if path[0] == "properties" else event.context
+    for part in path[1:]:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
 RAW_KEEP_BYTES = 65536
 """An oversize record's dead letter keeps at most this many bytes of it."""
 RAW_SLACK = 4096
@@ -161,7 +171,8 @@ def _quotable(raw: bytes, most: int, budget: int) -> tuple[int, str, str | None]
     low, high = 0, most
     while low < high:
         middle = (low + high + 1) // 2
-        if quoted(middle)[0] <= budget:
+        cost, _, _ = quoted(middle)
+        if cost <= budget:
             low = middle
         else:
             high = middle - 1

@@ -20,10 +20,10 @@ from ruamel.yaml.error import MarkedYAMLError
 
 import schemas
 from operators.durations import parse_duration_ms
-from operators.guardrails import zone
 from operators.policy import Policy, compile_policy
 from operators.policy_limits import BoundedScanner, PolicyTooLarge, check_text, plain
 from operators.text import phrase_words
+from operators.timezones import zone
 
 PathItem = str | int
 

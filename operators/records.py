@@ -7,19 +7,36 @@ from typing import NamedTuple
 
 import orjson
 
-from operators.merging import Transfer
+from operators.handover import Transfer
 from operators.model import Action, Audit, DeadLetter, DeadLetterReason, Decision
 
 DECISIONS = "decisions"
 TRANSFERS = "transfers"
-"""Internal: a retired profile's context on its way to the survivor (see operators.merging)."""
+"""Internal: a retired profile's context on its way to the survivor (see operators.handover)."""
 DEAD_LETTERS = "dlq"
 AUDIT = "audit"
 ACTIONS_PREFIX = "actions."
 
-Order = tuple[int, int, str, int]
-"""Replay's output order: (0, input line, "", n) for what an input record caused, and
-(1, due time, customer, n) for what the end of input fired."""
+
+class Order(NamedTuple):
+    """Where a record goes in replay's output: what input line ``at`` caused comes in input
+    order (phase 0), then what the end of input fired, by due time ``at`` and customer
+    (phase 1); ``n`` orders the records of one cause."""
+
+    phase: int
+    at: int
+    customer: str
+    n: int
+
+    @staticmethod
+    def of_line(line: int, n: int = 0) -> Order:
+        """The ``n``-th record caused by input line ``line``."""
+        return Order(0, line, "", n)
+
+    @staticmethod
+    def of_timer(due: int, customer: str, n: int = 0) -> Order:
+        """The ``n``-th record a timer of ``customer`` due at ``due`` fired at the end of input."""
+        return Order(1, due, customer, n)
 
 
 class Emitted(NamedTuple):
@@ -62,18 +79,18 @@ def encode_dead_letter(dead: DeadLetter) -> OutRecord:
         DEAD_LETTERS,
         dead.origin.key,
         orjson.dumps(dead.as_record()),
-        (0, line, "", 0),
+        Order.of_line(line),
         dead.reason.value,
     )
 
 
-def encode_audit(audit: Audit, line: int, n: int) -> OutRecord:
+def encode_audit(audit: Audit, order: Order) -> OutRecord:
     """An identity merge or refusal, keyed by the surviving customer id."""
     return OutRecord(
         AUDIT,
         audit.surviving_id.encode(),
         orjson.dumps(audit.as_record()),
-        (0, line, "", n),
+        order,
         audit.kind,
     )
 
@@ -88,7 +105,7 @@ def encode_transfer(transfer: Transfer) -> OutRecord:
             "state": transfer.state,
         }
     )
-    return OutRecord(TRANSFERS, transfer.survivor.encode(), value, (0, 0, "", 0), "transfer")
+    return OutRecord(TRANSFERS, transfer.survivor.encode(), value, Order.of_line(0), "transfer")
 
 
 QUOTED_OUTPUT_CHARS = 1000

@@ -8,9 +8,10 @@ it) until its end; another start while it holds extends it.
 
 from __future__ import annotations
 
-from operators.context import CustomerState, Group, lookup, make_room
-from operators.model import Event
+from operators.bounded import keep_latest_groups, make_room
+from operators.model import Event, lookup
 from operators.policy import ActionSpec, Policy, SuppressionSpec
+from operators.state import CustomerState, Group, Spell
 
 
 def start_suppressions(
@@ -25,19 +26,20 @@ def start_suppressions(
             if found is not None and not isinstance(found, (dict, list)):
                 value = str(found)
         key = (spec.name, value)
+        spell = Spell(at, at + spec.duration)
         held = state.suppressions.get(key)
         if held is None:
-            make_room(state.suppressions, spec.name, lambda spell: spell[1], lambda s: s[1] <= at)
-            state.suppressions[key] = (at, at + spec.duration)
+            make_room(state.suppressions, spec.name, _until, lambda s: s.until <= at)
+            state.suppressions[key] = spell
         else:
-            state.suppressions[key] = joined(held, (at, at + spec.duration))
+            state.suppressions[key] = joined(held, spell)
 
 
-def joined(one: tuple[int, int], other: tuple[int, int]) -> tuple[int, int]:
+def joined(one: Spell, other: Spell) -> Spell:
     """Two spells of a suppression as one: their union if they overlap, else the later."""
     first, second = sorted((one, other))
-    if second[0] <= first[1]:
-        return (first[0], max(first[1], second[1]))
+    if second.start <= first.until:
+        return Spell(first.start, max(first.until, second.until))
     return second
 
 
@@ -48,13 +50,31 @@ def suppressed_by(
     of several, the one that holds longest. A suppression holds from the moment it
     started, not before: an older decision that arrives late is not held back by it."""
     found: tuple[str, int] | None = None
+    longest = 0
     for (name, value), (start, until) in state.suppressions.items():
-        if not start <= now < until or (found is not None and until <= found[1]):
+        if not start <= now < until or (found is not None and until <= longest):
             continue
         spec = policy.suppressions.get(name)
         if spec is None or not spec.selects(action, channel):
             continue
         if value is not None and group is not None and value != group:
             continue
-        found = (name, until)
+        found, longest = (name, until), until
     return found
+
+
+def suppressed_until(state: CustomerState) -> int | None:
+    """When the last suppression spell ends (or ended), if there are any."""
+    return max((spell.until for spell in state.suppressions.values()), default=None)
+
+
+def merge_suppressions(survivor: CustomerState, retired: CustomerState) -> None:
+    """Spells of one suppression (and value) join."""
+    for key, spell in retired.suppressions.items():
+        held = survivor.suppressions.get(key)
+        survivor.suppressions[key] = spell if held is None else joined(held, spell)
+    keep_latest_groups(survivor.suppressions, _until)
+
+
+def _until(spell: Spell) -> int:
+    return spell.until

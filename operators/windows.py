@@ -1,22 +1,24 @@
 """Counting signals: sliding windows in event time, per customer and group.
 
-A window holds ``(event time, event id)`` entries in time order, and only
-those a future event could still need. Events arrive at most
+A window holds the events it counts (:class:`operators.state.Entry`) in time order,
+and only those a future event could still need. Events arrive at most
 ``allowed_lateness`` behind their input's clock (later ones are *late* and not
 counted), so the entries newer than ``newest - lateness`` may still gain
 neighbours on either side and are all kept; of the older ones, only the
 ``at_least - 1`` latest can still complete a window and the rest go. That is
 exact for out-of-order events within the lateness, and bounded: see
-:data:`MAX_UNSETTLED` and :data:`operators.context.MAX_GROUPS`.
+:data:`MAX_UNSETTLED` and :data:`operators.bounded.MAX_GROUPS`.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
 
-from operators.context import CustomerState, Group, SignalFired, lookup, make_room
-from operators.model import Event
-from operators.policy import CountingSignal
+from operators.bounded import keep_latest_groups, make_room
+from operators.model import Event, lookup
+from operators.policy import CountingSignal, Policy
+from operators.signals import SignalFired
+from operators.state import CustomerState, Entry, Group
 
 MAX_UNSETTLED = 16
 """Entries a window keeps beyond ``at_least`` while they are within the lateness of its
@@ -39,13 +41,13 @@ def count(
     key = (signal.name, group)
     window = state.windows.get(key)
     if window is None:
-        make_room(state.windows, signal.name, lambda entries: entries[-1][0])
+        make_room(state.windows, signal.name, _newest)
         window = state.windows[key] = []
     event_id = event.event_id
-    for _, seen in window:
-        if seen == event_id:
+    for entry in window:
+        if entry.event_id == event_id:
             return None
-    entry = (event.time, event_id)
+    entry = Entry(event.time, event_id)
     insort(window, entry)
     fired = _completed(window, entry, signal, group)
     prune(window, signal, lateness)
@@ -63,7 +65,7 @@ def group_of(signal: CountingSignal, event: Event) -> Group | bool:
 
 
 def _completed(
-    window: list[tuple[int, str]], entry: tuple[int, str], signal: CountingSignal, group: Group
+    window: list[Entry], entry: Entry, signal: CountingSignal, group: Group
 ) -> SignalFired | None:
     """The latest run of ``at_least`` consecutive entries that holds ``entry`` and spans at
     most ``within``, if there is one."""
@@ -71,22 +73,60 @@ def _completed(
     at = bisect_left(window, entry)
     for start in range(min(at, len(window) - need), max(at - need, -1), -1):
         run = window[start : start + need]
-        if run[-1][0] - run[0][0] <= signal.within:
-            return SignalFired(signal.name, group, run[-1][0], tuple(e for _, e in run))
+        if run[-1].at - run[0].at <= signal.within:
+            return SignalFired(signal.name, group, run[-1].at, tuple(e.event_id for e in run))
     return None
 
 
-def prune(window: list[tuple[int, str]], signal: CountingSignal, lateness: int) -> None:
+def prune(window: list[Entry], signal: CountingSignal, lateness: int) -> None:
     """Drop the entries of a (time-ordered) window that no event within the lateness of
     its newest could still need."""
     if not window:
         return
-    settled = window[-1][0] - lateness
+    settled = window[-1].at - lateness
     first_unsettled = bisect_left(window, (settled, ""))
     start = max(0, first_unsettled - (signal.at_least - 1))
     horizon = settled - signal.within
-    while start < first_unsettled and window[start][0] < horizon:
+    while start < first_unsettled and window[start].at < horizon:
         start += 1
     start = max(start, len(window) - (signal.at_least + MAX_UNSETTLED))
     if start:
         del window[:start]
+
+
+def counting_until(policy: Policy, state: CustomerState) -> int | None:
+    """When the last window still counting stops counting (its newest event's ``within``
+    has passed), if any window holds events."""
+    until: int | None = None
+    for (signal, _), window in state.windows.items():
+        counting = policy.counting.get(signal)
+        if counting is not None and window:
+            end = window[-1].at + counting.within
+            until = end if until is None else max(until, end)
+    return until
+
+
+def merge_windows(policy: Policy, survivor: CustomerState, retired: CustomerState) -> None:
+    """Windows merge in time order, each event once, pruned as one window."""
+    for key, events in retired.windows.items():
+        merged = _unique_events(sorted(set(survivor.windows.get(key, [])) | set(events)))
+        signal_name, _ = key
+        signal = policy.counting.get(signal_name)
+        if signal is not None:
+            prune(merged, signal, policy.allowed_lateness)
+        survivor.windows[key] = merged
+    keep_latest_groups(survivor.windows, _newest)
+
+
+def _newest(window: list[Entry]) -> int:
+    return window[-1].at
+
+
+def _unique_events(entries: list[Entry]) -> list[Entry]:
+    seen: set[str] = set()
+    unique = []
+    for entry in entries:
+        if entry.event_id not in seen:
+            seen.add(entry.event_id)
+            unique.append(entry)
+    return unique

@@ -340,6 +340,13 @@ def test_sigint_stops_it_cleanly_too(topics, flows, policy):
     assert code == 0 and took < 10, flow.output()
 
 
+def yesterdays_hour(n: int) -> str:
+    """Yesterday at 09:00 UTC (morning in Madrid) plus ``n`` hours: outside quiet hours (its sends
+    go out) whatever time of day the suite runs."""
+    morning = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0)
+    return (morning - timedelta(days=1) + timedelta(hours=n)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def test_one_customer_across_identifiers_in_kafka_and_in_the_identity_command(
     topics, flows, policy, tmp_path
 ):
@@ -351,8 +358,7 @@ def test_one_customer_across_identifiers_in_kafka_and_in_the_identity_command(
     # One partition: which profile is older (and so survives) depends on the order the
     # identity step sees them in, which several partitions would leave open.
     topics.create(policy, partitions=1)
-    base = datetime.now(UTC) - timedelta(hours=8)
-    events = story(lambda n: (base + timedelta(hours=n)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    events = story(yesterdays_hour)
     topics.produce(
         events, keys=[b"tablet-7", b"tablet-7", b"ana", b"tablet-7", b"L-7", b"L-7", b"tablet-7"]
     )
@@ -393,8 +399,7 @@ def test_two_processes_give_the_same_records_and_stop_together(topics, flows, po
         workdir = tmp_path / f"process-{index}"
         workdir.mkdir()
         cluster.append(flows(topics, "-i", str(index), "-a", addresses, workdir=workdir).start())
-    base = datetime.now(UTC) - timedelta(hours=8)
-    topics.produce(story(lambda n: (base + timedelta(hours=n)).strftime("%Y-%m-%dT%H:%M:%SZ")))
+    topics.produce(story(yesterdays_hour))
     wait_for(lambda: len(topics.values("decisions")) == 2, 60, "the story's two decisions")
 
     customer = canonical_id("device_id", "tablet-7")

@@ -1,29 +1,39 @@
-import math
+"""A moment's value with a half-life (operators/decay.py, operators/moments.py)."""
 
 import pytest
 
 from operators.decay import decayed, falls_below_at
+from operators.moments import value_now
+from operators.state import OpenMoment
 
 HOUR = 3_600_000
 
 
-@pytest.mark.parametrize("age_hours", [0, 1, 6, 12, 30, 48])
-def test_value_follows_the_half_life_formula(age_hours):
-    value, half_life = 50.0, 6 * HOUR
-    expected = value * 2 ** (-(age_hours * HOUR) / half_life)
-    assert decayed(value, age_hours * HOUR, half_life) == pytest.approx(expected, rel=1e-12)
+@pytest.mark.parametrize(
+    ("age_hours", "worth"), [(0, 50.0), (6, 25.0), (12, 12.5), (18, 6.25), (3, 35.3553)]
+)
+def test_a_moment_halves_every_half_life(age_hours, worth):
+    assert decayed(50.0, age_hours * HOUR, 6 * HOUR) == pytest.approx(worth, abs=1e-4)
 
 
-def test_one_half_life_halves_the_value():
-    assert decayed(80.0, 30 * 60_000, 30 * 60_000) == pytest.approx(40.0)
+def test_a_moment_is_worth_its_full_value_until_it_opens():
+    assert decayed(50.0, -HOUR, 6 * HOUR) == 50.0
 
 
-def test_expiry_is_when_the_value_reaches_the_threshold():
-    opened, value, half_life, threshold = 1_000_000, 40.0, 48 * HOUR, 15.0
-    expires = falls_below_at(value, opened, half_life, threshold)
-    assert expires - opened == math.floor(half_life * math.log2(value / threshold))
-    assert decayed(value, expires - opened, half_life) == pytest.approx(threshold, rel=1e-6)
-    assert decayed(value, expires - opened + 1000, half_life) < threshold
+def test_a_moments_value_now_decays_from_when_it_opened():
+    moment = OpenMoment(40.0, 10 * HOUR, "e-1", ("s",), ("e-1",))
+    assert value_now(moment, 2 * HOUR, 14 * HOUR) == pytest.approx(10.0)
+
+
+def test_a_moment_expires_when_its_value_reaches_the_threshold():
+    # 40 -> 15 with a 48 h half-life: log2(40 / 15) = 1.415 half-lives, 67 h 55 min 18 s
+    expires = falls_below_at(40.0, 1_000_000, 48 * HOUR, 15.0)
+    assert expires - 1_000_000 == 244_518_479
+    assert decayed(40.0, expires - 1_000_000, 48 * HOUR) == pytest.approx(15.0, rel=1e-6)
+
+
+def test_a_moment_already_below_the_threshold_expires_when_it_opens():
+    assert falls_below_at(10.0, 5_000, HOUR, 15.0) == 5_000
 
 
 def test_a_zero_threshold_never_expires_in_practice():

@@ -2,11 +2,11 @@
 
 import dataclasses
 
-from operators.context import CustomerState, OpenMoment
-from operators.customer import fire_due, handle_event
 from operators.decide import decide
+from operators.journey import Journey
 from operators.model import Action, Decision, Outcome
 from operators.policy_load import load_policy
+from operators.state import CustomerState, MomentKey, OpenMoment
 from operators.suppression import suppressed_by
 from operators.timefmt import format_ms, parse_ms
 from tests.conftest import REFERENCE_POLICY, make_event
@@ -16,14 +16,14 @@ HOUR = 3_600_000
 DAY = 24 * HOUR
 
 
-def run(policy, events, state=None, until=None):
-    state = state or CustomerState("cus_ana")
+def run(policy, events, journey=None, until=None):
+    journey = journey or Journey(CustomerState("cus_ana"))
     outputs = []
     for event in events:
-        outputs += handle_event(policy, state, event)
+        outputs += journey.on_event(policy, event)
     if until is not None:
-        outputs += fire_due(policy, state, parse_ms(until), inclusive=True)
-    return state, outputs
+        outputs += journey.fire_due(policy, parse_ms(until), inclusive=True)
+    return journey, outputs
 
 
 def decisions(outputs):
@@ -149,21 +149,25 @@ def test_channels_are_tried_in_order(policy):
 
 
 def test_the_highest_score_wins_and_the_others_are_outranked_and_stay_open(policy):
-    state = CustomerState("cus_ana")
-    handle_event(policy, state, grant())
+    journey = Journey(CustomerState("cus_ana"))
+    journey.on_event(policy, grant())
     now = parse_ms("2026-11-20T10:00:00Z")
-    state.moments[("browse_intent", "p-42")] = OpenMoment(
+    journey.state.moments[("browse_intent", "p-42")] = OpenMoment(
         40.0, now, "v-1", ("repeat_product_interest",), ("v-1",)
     )
-    state.moments[("loan_intent", None)] = OpenMoment(
+    journey.state.moments[("loan_intent", None)] = OpenMoment(
         60.0, now, "l-1", ("eligibility_checks",), ("l-1",)
     )
-    outputs = decide(policy, state, [("browse_intent", "p-42"), ("loan_intent", None)], now)
+    keys = [MomentKey("browse_intent", "p-42"), MomentKey("loan_intent", None)]
+    outputs = decide(policy, journey.state, keys, now)
     assert [(d.action, d.outcome, d.reason) for d in outputs if isinstance(d, Decision)] == [
         ("loan_offer", Outcome.SENT, "eligible"),
         ("product_nudge", Outcome.OUTRANKED, "outranked by loan_offer"),
     ]
-    assert ("browse_intent", "p-42") in state.moments and ("loan_intent", None) not in state.moments
+    assert ("browse_intent", "p-42") in journey.state.moments and (
+        "loan_intent",
+        None,
+    ) not in journey.state.moments
 
 
 def feedback(action_id, outcome, at, channel="push"):
@@ -173,38 +177,40 @@ def feedback(action_id, outcome, at, channel="push"):
 
 
 def nudged(policy):
-    state, outputs = run(
+    journey, outputs = run(
         policy,
         [grant(), *views("2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z", "2026-11-20T12:00:00Z")],
     )
     (action,) = sent(outputs)
-    return state, action
+    return journey, action
 
 
 def test_an_unsubscribe_revokes_consent_on_that_channel(policy):
-    state, action = nudged(policy)
-    handle_event(policy, state, feedback(action.action_id, "unsubscribed", "2026-11-20T13:00:00Z"))
+    journey, action = nudged(policy)
+    journey.on_event(policy, feedback(action.action_id, "unsubscribed", "2026-11-20T13:00:00Z"))
     later = views(
         "2026-11-25T10:00:00Z", "2026-11-25T11:00:00Z", "2026-11-25T12:00:00Z", product="p-7"
     )
-    _, outputs = run(policy, later, state)
+    _, outputs = run(policy, later, journey)
     assert decisions(outputs) == [("product_nudge", Outcome.SENT, "email", "2026-11-25T12:00:00Z")]
 
 
 def test_a_click_closes_the_moment_so_no_other_channel_repeats_it(policy):
-    state, action = nudged(policy)
+    journey, action = nudged(policy)
     more = views("2026-11-20T12:30:00Z", "2026-11-20T12:40:00Z")
-    state, _ = run(policy, more, state)
-    assert ("browse_intent", "p-42") in state.moments  # reopened, held by the cooldown
-    handle_event(policy, state, feedback(action.action_id, "clicked", "2026-11-20T13:00:00Z"))
-    assert ("browse_intent", "p-42") not in state.moments
+    journey, _ = run(policy, more, journey)
+    assert ("browse_intent", "p-42") in journey.state.moments  # reopened, held by the cooldown
+    journey.on_event(policy, feedback(action.action_id, "clicked", "2026-11-20T13:00:00Z"))
+    assert ("browse_intent", "p-42") not in journey.state.moments
 
 
 def test_a_complaint_through_feedback_holds_marketing_back_like_a_complaint(policy):
-    state, action = nudged(policy)
-    handle_event(policy, state, feedback(action.action_id, "complained", "2026-11-20T13:00:00Z"))
+    journey, action = nudged(policy)
+    journey.on_event(policy, feedback(action.action_id, "complained", "2026-11-20T13:00:00Z"))
     loan = policy.actions["loan_offer"]
-    assert suppressed_by(policy, state, loan, "email", None, parse_ms("2026-11-27T00:00:00Z")) == (
+    assert suppressed_by(
+        policy, journey.state, loan, "email", None, parse_ms("2026-11-27T00:00:00Z")
+    ) == (
         "after-complaint",
         parse_ms("2026-12-04T13:00:00Z"),
     )
@@ -223,25 +229,25 @@ def test_the_customers_time_zone_is_the_latest_they_sent(policy):
 
 
 def test_an_unsubscribe_without_a_channel_revokes_the_channel_it_went_out_on(policy):
-    state, action = nudged(policy)
+    journey, action = nudged(policy)
     unsubscribe = make_event(
         "feedback",
         "2026-11-20T13:00:00Z",
         {"action_id": action.action_id, "outcome": "unsubscribed"},
     )
-    handle_event(policy, state, unsubscribe)
-    assert state.consent[("marketing", "push")][0] is False
+    journey.on_event(policy, unsubscribe)
+    assert journey.state.consent[("marketing", "push")].granted is False
 
 
 def test_a_late_checkout_starts_no_cart_timer(policy):
     late = dataclasses.replace(make_event("checkout_started", "2026-11-17T10:00:00Z"), late=True)
-    state, outputs = run(policy, [grant(), late], until="2026-11-20T12:00:00Z")
-    assert "checkout_abandoned" not in state.pending and sent(outputs) == []
+    journey, outputs = run(policy, [grant(), late], until="2026-11-20T12:00:00Z")
+    assert "checkout_abandoned" not in journey.state.pending and sent(outputs) == []
 
 
 def test_a_time_zone_that_is_a_directory_of_zones_is_ignored(policy):
     event = dataclasses.replace(
         make_event("page_view", "2026-11-20T10:00:00Z"), context={"timezone": "Europe"}
     )
-    state, _ = run(policy, [event])
-    assert state.timezone is None
+    journey, _ = run(policy, [event])
+    assert journey.state.timezone is None

@@ -10,12 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import schemas
-from operators.context import CustomerState
 from operators.identity import resolve_customer
 from operators.ingest import Ingestor
-from operators.merging import Journey
+from operators.journey import Journey
 from operators.model import DEAD_LETTER_SLACK, RAW_KEEP_BYTES, DeadLetter, Event, Origin
 from operators.policy_load import load_policy
+from operators.state import CustomerState
 from tests.conftest import REFERENCE_POLICY, event_dict
 from tests.hostile import (
     EXPECTED_REASONS,

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from operators.context import CustomerState
-from operators.merging import Journey
+from operators.journey import Journey
 from operators.model import Event, Origin
 from operators.policy_load import PolicyError, load_policy
+from operators.state import CustomerState
 from tests.conftest import REFERENCE_POLICY
 from tests.hostile import attacks
 from tests.unit.test_policy_limits import billion_laughs

@@ -5,9 +5,9 @@ suppression, and the same input gives the same output."""
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from operators.context import CustomerState
-from operators.customer import fire_due, handle_event
+from operators.journey import Journey
 from operators.model import Action, Event, Origin
+from operators.state import CustomerState
 
 MINUTE = 60_000
 DAY = 1440 * MINUTE
@@ -54,11 +54,11 @@ def events_of(stream):
 
 
 def replay(policy, events):
-    state = CustomerState("cus_x")
+    journey = Journey(CustomerState("cus_x"))
     outputs = []
     for event in events:
-        outputs += handle_event(policy, state, event)
-    outputs += fire_due(policy, state, events[-1].time + 60 * DAY, inclusive=True)
+        outputs += journey.on_event(policy, event)
+    outputs += journey.fire_due(policy, events[-1].time + 60 * DAY, inclusive=True)
     return outputs
 
 

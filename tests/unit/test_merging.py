@@ -1,110 +1,145 @@
-"""A customer's side of a merge (operators/merging.py)."""
+"""Two profiles found to be one person: their contexts combine (operators/merging.py)."""
 
-from operators.context import CustomerState, has_consent
-from operators.merging import Adopt, Journey, Retire
+from operators.consent import has_consent
+from operators.journey import Journey
+from operators.merging import merge_states
 from operators.model import Action
-from operators.timefmt import parse_ms
+from operators.state import CustomerState, MomentKey, TimeZoneWord
 from tests.conftest import make_event
 
-GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
 
-
-def journey(policy, name, *events):
-    j = Journey(CustomerState(name))
+def customer(policy, *events, name="cus_x"):
+    journey = Journey(CustomerState(name))
     for event in events:
-        j.on_event(policy, event)
-    return j
+        journey.on_event(policy, event)
+    return journey.state
 
 
-def view(at, event_id):
-    return make_event("product_view", at, {"product_id": "p-42"}, event_id=event_id)
-
-
-def test_the_survivor_holds_its_events_until_the_retired_context_arrives(policy):
-    web = journey(
-        policy, "cus_web", view("2026-11-20T10:00:00Z", "w1"), view("2026-11-21T10:00:00Z", "w2")
+def consent(at, channel, granted):
+    return make_event(
+        "consent_changed", at, {"purpose": "marketing", "channel": channel, "granted": granted}
     )
-    store = journey(
-        policy, "cus_store", make_event("consent_changed", "2026-11-19T09:00:00Z", GRANT)
-    )
-    web.on_adopt(policy, Adopt("m1", "cus_store"))
-    assert web.on_event(policy, view("2026-11-22T10:00:00Z", "w3")) == []
-    transfer = store.on_retire(policy, Retire("m1", "cus_web"))[1]
-    assert transfer is not None and store.retired
-    outputs, handed = web.on_transfer(policy, transfer)
-    assert handed is None
-    (action,) = [o for o in outputs if isinstance(o, Action)]
-    assert action.triggered_by == ("w1", "w2", "w3")
-    assert has_consent(web.state, "marketing", "push")
 
 
-def test_a_transfer_delivered_twice_is_folded_in_once(policy):
-    web = journey(policy, "cus_web")
-    store = journey(policy, "cus_store", view("2026-11-20T10:00:00Z", "s1"))
-    web.on_adopt(policy, Adopt("m1", "cus_store"))
-    transfer = store.on_retire(policy, Retire("m1", "cus_web"))[1]
-    web.on_transfer(policy, transfer)
-    before = dict(web.state.windows)
-    web.on_adopt(policy, Adopt("m1", "cus_store"))
-    assert not web.awaiting
-    assert web.on_transfer(policy, transfer) == ([], None)
-    assert web.state.windows == before
+def view(at, event_id, product="p-42"):
+    return make_event("product_view", at, {"product_id": product}, event_id=event_id)
 
 
-def test_timers_wait_while_a_merge_is_pending(policy):
-    web = journey(
+def test_windows_merge_in_time_order_so_the_next_view_completes_the_signal(policy):
+    web = customer(
         policy,
-        "cus_web",
-        make_event("consent_changed", "2026-11-20T09:00:00Z", GRANT),
-        make_event("checkout_started", "2026-11-20T10:00:00Z"),
+        consent("2026-11-19T09:00:00Z", "*", True),
+        view("2026-11-20T10:00:00Z", "w1"),
+        name="cus_web",
     )
-    web.on_adopt(policy, Adopt("m1", "cus_store"))
-    next_day = parse_ms("2026-11-21T10:00:00Z")
-    assert web.fire_due(policy, next_day, inclusive=True) == []
-    store = journey(policy, "cus_store", make_event("purchase", "2026-11-20T10:10:00Z"))
-    web.on_transfer(policy, store.on_retire(policy, Retire("m1", "cus_web"))[1])
-    # The purchase on the other profile came after the checkout: no cart reminder.
-    assert web.fire_due(policy, next_day, inclusive=True) == []
-    assert "checkout_abandoned" not in web.state.pending
+    app = customer(policy, view("2026-11-21T10:00:00Z", "a1"), name="cus_app")
+    merge_states(policy, web, app)
+    outputs = Journey(web).on_event(policy, view("2026-11-22T10:00:00Z", "w2"))
+    (action,) = [o for o in outputs if isinstance(o, Action)]
+    assert action.triggered_by == ("w1", "a1", "w2")
 
 
-def test_a_profile_retiring_while_it_waits_hands_over_after_its_own_merge(policy):
-    middle = journey(policy, "cus_mid", view("2026-11-20T10:00:00Z", "m1"))
-    middle.on_adopt(policy, Adopt("first", "cus_old"))
-    middle.on_event(policy, view("2026-11-21T10:00:00Z", "m2"))
-    assert middle.on_retire(policy, Retire("second", "cus_final")) == ([], None)
-    old = journey(policy, "cus_old", view("2026-11-19T10:00:00Z", "o1"))
-    _, handed = middle.on_transfer(policy, old.on_retire(policy, Retire("first", "cus_mid"))[1])
-    assert handed is not None and handed.survivor == "cus_final" and middle.retired
-    events = [e for _, e in handed.state["windows"][0][2]]
-    assert events == ["o1", "m1", "m2"]
+def test_an_event_seen_by_both_profiles_counts_once(policy):
+    one = customer(policy, view("2026-11-20T10:00:00Z", "same"))
+    two = customer(policy, view("2026-11-20T10:00:00Z", "same"), view("2026-11-20T11:00:00Z", "b"))
+    merge_states(policy, one, two)
+    assert [e for _, e in one.windows[("repeat_product_interest", "p-42")]] == ["same", "b"]
 
 
-def test_a_transfer_that_comes_before_its_adopt_notice_waits_for_it(policy):
-    web = journey(policy, "cus_web", view("2026-11-20T10:00:00Z", "w1"))
-    store = journey(
-        policy, "cus_store", make_event("consent_changed", "2026-11-19T09:00:00Z", GRANT)
+def test_a_revocation_on_either_profile_survives_the_merge(policy):
+    granted = customer(policy, consent("2026-11-20T09:00:00Z", "*", True))
+    revoked_sms = customer(policy, consent("2026-11-01T09:00:00Z", "sms", False))
+    merge_states(policy, granted, revoked_sms)
+    assert not has_consent(granted, "marketing", "sms")
+    assert has_consent(granted, "marketing", "email")
+
+
+def test_consent_is_not_invented_by_a_merge(policy):
+    silent = customer(policy, view("2026-11-20T10:00:00Z", "v"))
+    also_silent = customer(policy, view("2026-11-20T11:00:00Z", "w"))
+    merge_states(policy, silent, also_silent)
+    assert not has_consent(silent, "marketing", "email")
+
+
+def test_cooldowns_keep_the_latest_send_and_timers_the_latest_activity(policy):
+    one = customer(policy, make_event("page_view", "2026-11-20T10:00:00Z"))
+    two = customer(policy, make_event("page_view", "2026-11-25T10:00:00Z"))
+    one.cooldowns[("product_nudge", "p-42")] = 1
+    two.cooldowns[("product_nudge", "p-42")] = 5
+    merge_states(policy, one, two)
+    assert one.cooldowns[("product_nudge", "p-42")] == 5
+    assert one.pending["inactive"].due == two.pending["inactive"].due
+
+
+def test_a_state_survives_its_json_record_unchanged(policy):
+    import orjson
+
+    from operators.state_records import state_from_record, state_to_record
+
+    state = customer(
+        policy,
+        consent("2026-11-19T09:00:00Z", "sms", False),
+        view("2026-11-20T10:00:00Z", "a"),
+        view("2026-11-21T10:00:00Z", "b"),
+        view("2026-11-22T10:00:00Z", "c"),
+        make_event("checkout_started", "2026-11-22T11:00:00Z"),
+        make_event("complaint", "2026-11-22T12:00:00Z", {"text": "dad is in hospital"}),
+        make_event("purchase", "2026-11-22T13:00:00Z", {"product_id": "p-1"}),
     )
-    transfer = store.on_retire(policy, Retire("m1", "cus_web"))[1]
-    assert web.on_transfer(policy, transfer) == ([], None)
-    assert not has_consent(web.state, "marketing", "push")
-    web.on_adopt(policy, Adopt("m1", "cus_store"))
-    assert has_consent(web.state, "marketing", "push") and not web.awaiting
+    state.cooldowns[("help_offer", None)] = 5
+    state.deferred[MomentKey("browse_intent", "p-9")] = 7
+    state.timezone = TimeZoneWord("Asia/Tokyo", 6)
+    empty = [name for name in CustomerState.__slots__ if not getattr(state, name)]
+    assert empty == [], "the record round trip should cover every part of the state"
+    record = orjson.loads(orjson.dumps(state_to_record(state)))
+    restored = state_from_record(record)
+    assert state_to_record(restored) == state_to_record(state)
+    later = view("2026-11-23T10:00:00Z", "d")
+    assert Journey(restored).on_event(policy, later) == Journey(state).on_event(policy, later)
 
 
-def test_a_profile_idle_past_eviction_is_forgotten_before_it_is_merged(policy):
-    """Replay evicts lazily: a merge must see what Kafka mode's wall clock left."""
-    import dataclasses
+def test_an_awaited_event_on_either_profile_cancels_the_other_profiles_timer(policy):
+    checkout = customer(policy, make_event("checkout_started", "2026-11-20T10:00:00Z"))
+    bought_elsewhere = customer(policy, make_event("purchase", "2026-11-20T10:05:00Z"))
+    merge_states(policy, checkout, bought_elsewhere)
+    assert "checkout_abandoned" not in checkout.pending
 
-    short = dataclasses.replace(policy, evict_idle_after=30 * 86_400_000)
-    old = Journey(CustomerState("cus_old"))
-    grant = make_event(
-        "consent_changed",
-        "2024-01-01T09:00:00Z",
-        {"purpose": "marketing", "channel": "*", "granted": True},
+    checkout = customer(policy, make_event("checkout_started", "2026-11-20T10:00:00Z"))
+    bought_before = customer(policy, make_event("purchase", "2026-11-20T09:00:00Z"))
+    merge_states(policy, checkout, bought_before)
+    assert "checkout_abandoned" in checkout.pending
+
+
+def nudged_twice(policy, name, products, day):
+    events = [consent("2026-11-01T09:00:00Z", "*", True)]
+    for n, product in enumerate(products):
+        events += [
+            view(f"2026-11-{day}T1{h}:0{n}:00Z", f"{name}-{product}-{h}", product)
+            for h in (0, 1, 2)
+        ]
+    return customer(policy, *events, name=name)
+
+
+def test_caps_count_the_sends_of_both_profiles_after_a_merge(policy):
+    phone = nudged_twice(policy, "cus_phone", ("a", "b"), 16)
+    laptop = nudged_twice(policy, "cus_laptop", ("c",), 17)
+    assert len(phone.sends) == 2 and len(laptop.sends) == 1
+    merge_states(policy, phone, laptop)
+    assert len(phone.sends) == 3
+    outputs = []
+    for h in (0, 1, 2):
+        outputs += Journey(phone).on_event(policy, view(f"2026-11-18T1{h}:00:00Z", f"d-{h}", "d"))
+    (decision,) = [o for o in outputs if not isinstance(o, Action)]
+    assert decision.outcome.value == "capped" and decision.rule == "marketing-weekly"
+
+
+def test_a_deferred_decision_survives_a_merge(policy):
+    night = customer(
+        policy,
+        consent("2026-11-01T09:00:00Z", "*", True),
+        *[view(f"2026-11-20T2{m}:00:00Z", f"n-{m}") for m in (0, 1, 2)],
     )
-    old.on_event(short, grant)
-    retire = Retire("m-1", "cus_new", at=parse_ms("2025-03-02T10:00:00Z"))
-    _, handed = old.on_retire(short, retire)
-    assert handed is not None and handed.state["consent"] == []
-    assert old.evicted == 1
+    assert night.deferred
+    other = customer(policy, make_event("page_view", "2026-11-20T22:30:00Z"), name="cus_y")
+    merge_states(policy, other, night)
+    assert other.deferred == night.deferred

@@ -1,6 +1,7 @@
 """Suppressions: spells that hold actions back (operators/suppression.py)."""
 
-from operators.context import MAX_GROUPS, CustomerState
+from operators.bounded import MAX_GROUPS
+from operators.state import CustomerState
 from operators.suppression import start_suppressions, suppressed_by
 from tests.conftest import make_event
 

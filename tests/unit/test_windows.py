@@ -5,7 +5,8 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.context import MAX_GROUPS, CustomerState
+from operators.bounded import MAX_GROUPS
+from operators.state import CustomerState
 from operators.windows import MAX_UNSETTLED, count
 from tests.conftest import make_event
 

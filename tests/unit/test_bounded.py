@@ -4,9 +4,11 @@ import pickle
 
 import orjson
 
-from operators.context import MAX_GROUPS, MAX_TRIGGERS, CustomerState
-from operators.handover import state_to_record
-from operators.merging import Journey
+from operators.bounded import MAX_GROUPS
+from operators.journey import Journey
+from operators.moments import MAX_TRIGGERS
+from operators.state import CustomerState
+from operators.state_records import state_to_record
 from operators.windows import MAX_UNSETTLED
 from tests.conftest import make_event
 
@@ -56,7 +58,7 @@ def test_a_flooded_customer_stays_within_the_stated_bound(policy):
         assert sum(1 for m, _ in state.moments if m == name) <= MAX_GROUPS
     assert all(len(m.triggered_by) <= MAX_TRIGGERS for m in state.moments.values())
     for name in policy.actions:
-        assert sum(1 for a, _ in state.last_sent if a == name) <= MAX_GROUPS
+        assert sum(1 for a, _ in state.cooldowns if a == name) <= MAX_GROUPS
     for name in policy.suppressions:
         assert sum(1 for s, _ in state.suppressions if s == name) <= MAX_GROUPS
     assert len(state.consent) <= len(policy.consent_purposes) * (len(policy.channels) + 1)

@@ -1,6 +1,6 @@
-"""When a wall-clock timer may fire in Kafka mode (flows/customer.py)."""
+"""When a wall-clock timer may fire in Kafka mode (flows/progress.py)."""
 
-from flows.customer import InputFrontier
+from flows.progress import InputFrontier
 
 
 def test_with_every_partition_caught_up_the_wall_clock_rules():

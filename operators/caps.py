@@ -1,0 +1,40 @@
+"""Frequency caps over rolling windows, counted per canonical customer."""
+
+from __future__ import annotations
+
+from operators.policy import CapSpec
+from operators.state import Send
+
+
+def full_cap(
+    caps: tuple[CapSpec, ...], sends: list[Send], action: str, channel: str, category: str, now: int
+) -> tuple[CapSpec, int | None] | None:
+    """The first cap a send of ``action`` on ``channel`` at ``now`` would exceed, with when
+    a slot frees (None: never, for a cap of 0); None if every cap has room.
+
+    A window is ``(end - window, end]``: a send exactly ``window`` before ``end`` no longer
+    counts. Every window that would hold the new send must have room, including those
+    ending at sends made after ``now`` (a decision taken for an earlier event time, when
+    events arrive out of order). Sends are counted once per action id.
+    """
+    for cap in caps:
+        if not cap.matches(action, channel, category):
+            continue
+        counted: dict[str, int] = {}
+        for send in sends:
+            if now - cap.window < send.at < now + cap.window and cap.matches(
+                send.action, send.channel, send.category
+            ):
+                counted.setdefault(send.action_id, send.at)
+        times = sorted(counted.values())
+        later = [t for t in times if t > now]
+        for end in (now, *later):
+            inside = [t for t in times if end - cap.window < t <= end]
+            if len(inside) < cap.max:
+                continue
+            if cap.max == 0:
+                return cap, None
+            if later:
+                return cap, times[-1] + cap.window
+            return cap, inside[len(inside) - cap.max] + cap.window
+    return None

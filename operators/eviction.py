@@ -1,0 +1,36 @@
+"""Eviction: a customer idle long enough, with nothing pending, is forgotten.
+
+Pending means a timer, a moment still worth acting on, a window still counting, a
+cooldown or a suppression still running, or a send a cap still counts. Consent is
+not: a forgotten customer has none, so nothing marketing reaches them until they
+grant it again (opt-in).
+"""
+
+from __future__ import annotations
+
+from operators.cooldowns import cooling_down_until
+from operators.moments import worth_keeping_until
+from operators.policy import Policy
+from operators.sends import counted_until
+from operators.state import CustomerState
+from operators.suppression import suppressed_until
+from operators.windows import counting_until
+
+
+def evict_at(policy: Policy, state: CustomerState) -> int | None:
+    """When this customer may be forgotten: ``evict_idle_after`` past their last event, or
+    once nothing is pending if that is later. None while a timer is pending (it has to
+    fire first)."""
+    if state.pending or state.deferred or state.last_event_at is None:
+        return None
+    at = state.last_event_at + policy.evict_idle_after
+    for until in (
+        worth_keeping_until(policy, state),
+        counting_until(policy, state),
+        cooling_down_until(policy, state),
+        suppressed_until(state),
+        counted_until(policy, state),
+    ):
+        if until is not None:
+            at = max(at, until)
+    return at

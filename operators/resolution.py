@@ -1,0 +1,97 @@
+"""What the identity step makes of one resolved event: where it goes, the merge notices
+for both profiles of each merge, and the audit records.
+
+The identity graph (:mod:`operators.identity_graph`) says which profile an event lands
+on and what its identifiers merged or were refused; this turns that into items for the
+per-customer journeys (:class:`ForCustomer`) and for the audit stream (:class:`ForAudit`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from operators.handover import Adopt, Retire, Transfer, merge_id
+from operators.identity_graph import Resolution
+from operators.model import Audit, Event
+from operators.records import Order
+
+JourneyItem = Event | Adopt | Retire | Transfer
+
+
+class ForCustomer(NamedTuple):
+    """An item for one customer's journey."""
+
+    customer_id: str
+    item: JourneyItem
+
+
+class ForAudit(NamedTuple):
+    """An audit record, with its place in replay's output."""
+
+    audit: Audit
+    order: Order
+
+
+Routed = ForCustomer | ForAudit
+
+
+def route(sequence: int, resolution: Resolution, event: Event) -> list[Routed]:
+    """Where ``event``, resolved by the graph at operation ``sequence``, goes: for each
+    merge a :class:`Retire` to the retired profile and an :class:`Adopt` to the survivor,
+    then the audit records of merges and refusals, then the event itself to its customer.
+
+    A merge happens at the input's event time when the event was read (its watermark,
+    if it arrived late), so timers due before then fire first on both sides.
+    """
+    line = event.origin.line or 0
+    at = max(event.time, event.watermark)
+    routed: list[Routed] = []
+    for merge in resolution.merges:
+        notice = merge_id(sequence, merge.retired, merge.survivor)
+        routed.append(ForCustomer(merge.retired, Retire(notice, merge.survivor, at, line)))
+        routed.append(ForCustomer(merge.survivor, Adopt(notice, merge.retired, at, line)))
+    audits = identity_audits(resolution, event)
+    routed.extend(ForAudit(audit, Order.of_line(line, n)) for n, audit in enumerate(audits))
+    routed.append(ForCustomer(resolution.customer_id, event))
+    return routed
+
+
+def identity_audits(resolution: Resolution, event: Event) -> list[Audit]:
+    """One audit record per merge, per link the limits refused, and per blocked identifier."""
+    audits = [
+        Audit(
+            event.time,
+            "merge",
+            (merge.retired, merge.survivor),
+            merge.survivor,
+            merge.identifiers,
+            event.event_id,
+        )
+        for merge in resolution.merges
+    ]
+    for refusal in resolution.refusals:
+        involved = (refusal.profile,) + ((refusal.other,) if refusal.other else ())
+        audits.append(
+            Audit(
+                event.time,
+                "merge_refused",
+                involved,
+                resolution.customer_id,
+                (refusal.identifier,),
+                event.event_id,
+                limit=refusal.limit,
+            )
+        )
+    for kind, masked in event.blocked_identifiers:
+        audits.append(
+            Audit(
+                event.time,
+                "merge_refused",
+                (resolution.customer_id,),
+                resolution.customer_id,
+                ((kind, masked),),
+                event.event_id,
+                blocked=f"{kind}: {masked}",
+            )
+        )
+    return audits

@@ -1,0 +1,58 @@
+"""Sends: what a customer was sent lately, which caps count and feedback refers to."""
+
+from __future__ import annotations
+
+from operators.policy import ActionSpec, Policy
+from operators.state import CustomerState, Group, Send
+
+MAX_SENDS = 256
+"""Sends kept per customer (the latest), beyond which older ones are forgotten."""
+FEEDBACK_WINDOW = 30 * 86_400_000
+"""How long a send is remembered for feedback about it (clicked, converted) to close its
+moment's group; caps may keep sends longer."""
+
+
+def record_send(
+    policy: Policy,
+    state: CustomerState,
+    action_id: str,
+    action: ActionSpec,
+    channel: str,
+    group: Group,
+    now: int,
+) -> None:
+    """Remember a send (caps count it once per action id); older sends than any cap's
+    window and the feedback window are dropped."""
+    horizon = now - max(policy.longest_cap_window, FEEDBACK_WINDOW)
+    kept = [s for s in state.sends if s.at > horizon and s.action_id != action_id]
+    kept.append(Send(now, action_id, action.name, channel, action.category, group))
+    kept.sort(key=_order)
+    state.sends = kept[-MAX_SENDS:]
+
+
+def sent(state: CustomerState, action_id: object) -> Send | None:
+    """The remembered send with ``action_id`` (the latest, if it was sent twice)."""
+    found = None
+    for send in state.sends:
+        if send.action_id == action_id:
+            found = send
+    return found
+
+
+def counted_until(policy: Policy, state: CustomerState) -> int | None:
+    """Until when the latest send still counts against some cap."""
+    if state.sends and policy.caps:
+        return state.sends[-1].at + policy.longest_cap_window
+    return None
+
+
+def merge_sends(survivor: CustomerState, retired: CustomerState) -> None:
+    """Sends count once each (by action id) against the caps."""
+    sends = {send.action_id: send for send in survivor.sends}
+    for send in retired.sends:
+        sends.setdefault(send.action_id, send)
+    survivor.sends = sorted(sends.values(), key=_order)[-MAX_SENDS:]
+
+
+def _order(send: Send) -> tuple[int, str]:
+    return (send.at, send.action_id)

@@ -1,0 +1,34 @@
+"""Signals: what a customer's events say (intent, friction, lifecycle, sensitive
+circumstances), each firing at an instant for a group.
+
+Counting signals fire from windows (:mod:`operators.windows`), absence signals from
+timers (:mod:`operators.absences`); text signals fire here, from what an event's text
+names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from operators.model import Event, lookup
+from operators.policy import TextSignal
+from operators.state import Group
+
+
+@dataclass(frozen=True, slots=True)
+class SignalFired:
+    """A signal that fired at ``at``, for ``group``, because of ``triggered_by`` (event ids)."""
+
+    signal: str
+    group: Group
+    at: int
+    triggered_by: tuple[str, ...]
+
+
+def names_a_phrase(signal: TextSignal, event: Event) -> SignalFired | None:
+    """A text signal fires when its text field names one of its phrases. What the text
+    says is not kept: the signal carries only the event id."""
+    text = lookup(signal.text_field, event)
+    if not isinstance(text, str) or not signal.matcher.matches(text):
+        return None
+    return SignalFired(signal.name, None, event.time, (event.event_id,))

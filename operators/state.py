@@ -1,0 +1,152 @@
+"""Everything Concierge keeps about one customer, and the shape of each part.
+
+Each part has the module that changes it: windows (:mod:`operators.windows`),
+pending absences (:mod:`operators.absences`), moments (:mod:`operators.moments`),
+consent (:mod:`operators.consent`), cooldowns (:mod:`operators.cooldowns`),
+suppression spells (:mod:`operators.suppression`), sends (:mod:`operators.sends`),
+deferrals (:mod:`operators.decide`) and the time zone (:mod:`operators.timezones`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+Group = str | None
+"""What a window, moment, cooldown or suppression is per: a product, say; None for all."""
+
+
+class MomentKey(NamedTuple):
+    """A moment's kind and group: at most one moment of each is open."""
+
+    moment: str
+    group: Group
+
+
+class Entry(NamedTuple):
+    """An event counted in a window."""
+
+    at: int
+    event_id: str
+
+
+class Send(NamedTuple):
+    """A recent send: what caps count and what feedback about it refers to."""
+
+    at: int
+    action_id: str
+    action: str
+    channel: str
+    category: str
+    group: Group
+
+
+class ConsentWord(NamedTuple):
+    """The latest word on consent for a purpose on a channel (or on ``*``, every channel).
+    ``at`` and ``seq`` (the customer's event count when it was said) order two words."""
+
+    granted: bool
+    at: int
+    seq: int
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return (self.at, self.seq)
+
+
+class Spell(NamedTuple):
+    """When a suppression holds: from ``start`` (inclusive) to ``until`` (exclusive)."""
+
+    start: int
+    until: int
+
+
+class TimeZoneWord(NamedTuple):
+    """The latest valid ``context.timezone`` a customer sent, and when."""
+
+    name: str
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingAbsence:
+    """An absence signal waiting: started at ``started_at`` by event ``started_by``, it
+    fires at ``due`` unless an awaited event comes first."""
+
+    due: int
+    started_by: str
+    started_at: int
+
+
+@dataclass(slots=True)
+class OpenMoment:
+    """A journey moment that is open: worth ``value_at_open`` at ``opened_at``, decaying from
+    there (:func:`operators.moments.value_now`)."""
+
+    value_at_open: float
+    opened_at: int
+    opening_event: str
+    signals: tuple[str, ...]
+    triggered_by: tuple[str, ...]
+
+
+class CustomerState:
+    """Everything Concierge keeps about one customer.
+
+    Bounded: a window keeps what its signal still needs (:mod:`operators.windows`),
+    one moment per kind and group, at most :data:`operators.bounded.MAX_GROUPS` groups of
+    anything, consent only for the purposes and channels the policy names.
+    """
+
+    __slots__ = (
+        "cancelled_at",
+        "consent",
+        "cooldowns",
+        "customer_id",
+        "deferred",
+        "last_event_at",
+        "moments",
+        "pending",
+        "sends",
+        "seq",
+        "suppressions",
+        "timezone",
+        "windows",
+    )
+
+    def __init__(self, customer_id: str) -> None:
+        self.customer_id = customer_id
+        self.windows: dict[tuple[str, Group], list[Entry]] = {}
+        """(counting signal, group) -> the events it still needs, in time order."""
+        self.pending: dict[str, PendingAbsence] = {}
+        self.cancelled_at: dict[str, int] = {}
+        """Absence signal -> the latest time an event it awaits (``unless``) was seen."""
+        self.moments: dict[MomentKey, OpenMoment] = {}
+        self.consent: dict[tuple[str, str], ConsentWord] = {}
+        """(purpose, channel) -> the latest word."""
+        self.cooldowns: dict[tuple[str, Group], int] = {}
+        """(action, group) -> when it was last sent: its cooldown runs from there."""
+        self.suppressions: dict[tuple[str, Group], Spell] = {}
+        """(suppression, the ``same`` value or None) -> when it holds."""
+        self.sends: list[Send] = []
+        """Recent sends in time order."""
+        self.deferred: dict[MomentKey, int] = {}
+        """Moment -> when to decide it again (after quiet hours, or when a cap frees a slot)."""
+        self.timezone: TimeZoneWord | None = None
+        self.last_event_at: int | None = None
+        self.seq = 0
+        """Events handled: orders two words said at the same event time."""
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, values: tuple[Any, ...]) -> None:
+        for name, value in zip(self.__slots__, values, strict=True):
+            setattr(self, name, value)
+
+    def next_due(self) -> int | None:
+        """When the earliest pending timer fires (an absence signal or a deferred
+        decision), if any."""
+        due = [p.due for p in self.pending.values()]
+        due.extend(self.deferred.values())
+        return min(due) if due else None

@@ -1,0 +1,98 @@
+"""A customer's context as a plain JSON-ready record: what a merge's transfer carries to
+the surviving profile (possibly another process), readable by a person."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from operators.state import (
+    ConsentWord,
+    CustomerState,
+    Entry,
+    MomentKey,
+    OpenMoment,
+    PendingAbsence,
+    Send,
+    Spell,
+    TimeZoneWord,
+)
+
+STATE_FORMAT = 2
+
+
+def state_to_record(state: CustomerState) -> dict[str, Any]:
+    """``state`` as lists and scalars only (see :func:`state_from_record`)."""
+    return {
+        "format": STATE_FORMAT,
+        "customer_id": state.customer_id,
+        "windows": [
+            [signal, group, [list(entry) for entry in entries]]
+            for (signal, group), entries in state.windows.items()
+        ],
+        "pending": [[name, p.due, p.started_by, p.started_at] for name, p in state.pending.items()],
+        "moments": [
+            [
+                key.moment,
+                key.group,
+                m.value_at_open,
+                m.opened_at,
+                m.opening_event,
+                list(m.signals),
+                list(m.triggered_by),
+            ]
+            for key, m in state.moments.items()
+        ],
+        "consent": [
+            [purpose, channel, word.granted, [word.at, word.seq]]
+            for (purpose, channel), word in state.consent.items()
+        ],
+        "last_sent": [[action, group, at] for (action, group), at in state.cooldowns.items()],
+        "suppressions": [
+            [name, value, spell.start, spell.until]
+            for (name, value), spell in state.suppressions.items()
+        ],
+        "sends": [list(send) for send in state.sends],
+        "deferred": [[key.moment, key.group, due] for key, due in state.deferred.items()],
+        "timezone": list(state.timezone) if state.timezone is not None else None,
+        "cancelled_at": [[name, at] for name, at in state.cancelled_at.items()],
+        "last_event_at": state.last_event_at,
+        "seq": state.seq,
+    }
+
+
+def state_from_record(record: dict[str, Any]) -> CustomerState:
+    """The inverse of :func:`state_to_record`."""
+    if record.get("format") != STATE_FORMAT:
+        raise ValueError(f"unknown customer state format {record.get('format')!r}")
+    state = CustomerState(record["customer_id"])
+    state.windows = {
+        (s, g): [Entry(int(t), str(e)) for t, e in entries] for s, g, entries in record["windows"]
+    }
+    state.pending = {
+        name: PendingAbsence(int(due), by, int(at)) for name, due, by, at in record["pending"]
+    }
+    state.moments = {
+        MomentKey(name, group): OpenMoment(
+            float(value), opened, opening, tuple(signals), tuple(triggers)
+        )
+        for name, group, value, opened, opening, signals, triggers in record["moments"]
+    }
+    state.consent = {
+        (p, c): ConsentWord(bool(granted), int(at), int(seq))
+        for p, c, granted, (at, seq) in record["consent"]
+    }
+    state.cooldowns = {(a, g): int(at) for a, g, at in record["last_sent"]}
+    state.suppressions = {
+        (n, v): Spell(int(start), int(until)) for n, v, start, until in record["suppressions"]
+    }
+    state.sends = [
+        Send(int(at), str(i), str(a), str(c), str(k), g) for at, i, a, c, k, g in record["sends"]
+    ]
+    state.deferred = {MomentKey(name, group): int(due) for name, group, due in record["deferred"]}
+    if record["timezone"] is not None:
+        name, at = record["timezone"]
+        state.timezone = TimeZoneWord(str(name), int(at))
+    state.cancelled_at = {name: int(at) for name, at in record["cancelled_at"]}
+    state.last_event_at = record["last_event_at"]
+    state.seq = record["seq"]
+    return state

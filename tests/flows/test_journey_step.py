@@ -1,0 +1,51 @@
+"""The per-customer step on the wall clock (flows/journey.py): when Kafka mode's timers fire,
+driven by a clock the test sets rather than by sleeping."""
+
+from flows.journey import JourneyConfig, JourneyLogic
+from operators.model import Decision
+from operators.resolution import ForCustomer
+from operators.timefmt import format_ms, parse_ms
+from tests.conftest import make_event
+
+GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
+
+
+class Clock:
+    def __init__(self, at: str) -> None:
+        self.now = parse_ms(at)
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def step(policy, clock):
+    config = JourneyConfig(policy, wall_clock_timers=True, clock=clock)
+    logic = JourneyLogic(config, None)
+    events = [
+        make_event("consent_changed", "2026-11-20T09:00:00Z", GRANT),
+        make_event("checkout_started", "2026-11-20T10:00:00Z"),
+    ]
+    logic.on_batch([ForCustomer("cus_ana", e) for e in events])
+    return config, logic
+
+
+def test_a_timer_fires_when_the_wall_clock_passes_it_and_decides_as_of_its_due_time(policy):
+    clock = Clock("2026-11-20T10:10:00Z")
+    _, logic = step(policy, clock)
+    assert format_ms(int(logic.notify_at().timestamp() * 1000)) == "2026-11-20T10:30:00Z"
+    clock.now = parse_ms("2026-11-20T10:45:00Z")
+    emitted, _ = logic.on_notify()
+    decisions = [e.output for e in emitted if isinstance(e.output, Decision)]
+    assert [(d.action, format_ms(d.at)) for d in decisions] == [
+        ("cart_recovery", "2026-11-20T10:30:00Z")
+    ]
+
+
+def test_a_partition_still_reading_its_backlog_holds_the_timer_back(policy):
+    clock = Clock("2026-11-20T10:45:00Z")
+    config, logic = step(policy, clock)
+    config.frontier.update("events#1", parse_ms("2026-11-20T10:20:00Z"), caught_up=False)
+    assert format_ms(int(logic.notify_at().timestamp() * 1000)) == "2026-11-20T10:45:02Z"
+    assert list(logic.on_notify()[0]) == []
+    config.frontier.update("events#1", parse_ms("2026-11-20T10:44:00Z"), caught_up=True)
+    assert len(list(logic.on_notify()[0])) > 0
