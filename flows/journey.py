@@ -56,7 +56,7 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
 
     def __init__(self, config: JourneyConfig, resume: bytes | None) -> None:
         self._config = config
-        self._journey: Journey | None = pickle.loads(resume) if resume is not None else None
+        self._journey: Journey | None = _resumed(resume) if resume is not None else None
         CUSTOMERS.inc()
 
     def on_batch(self, values: list[ForCustomer]) -> tuple[Iterable[JourneyOutput], bool]:
@@ -137,6 +137,23 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
             CUSTOMERS_EVICTED.inc()
             return emitted, StatefulBatchLogic.DISCARD
         return emitted, StatefulBatchLogic.RETAIN
+
+
+class IncompatibleSnapshot(RuntimeError):
+    """A recovery snapshot written by a version whose customer state had another shape."""
+
+
+def _resumed(snapshot: bytes) -> Journey:
+    try:
+        journey = pickle.loads(snapshot)
+    except (AttributeError, ImportError, TypeError, ValueError) as err:
+        raise IncompatibleSnapshot(
+            f"the recovery snapshot holds customer state this version cannot read ({err}): "
+            "it was written by another version; see the README's known limits on upgrading"
+        ) from None
+    if not isinstance(journey, Journey):
+        raise IncompatibleSnapshot("the recovery snapshot holds no customer journey")
+    return journey
 
 
 def _emit(out: list[JourneyOutput], outputs: list[Output], line: int, received_at: float) -> None:

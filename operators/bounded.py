@@ -55,9 +55,4 @@ def make_room(
 
 
 def _keys_named(table: dict[K, V], name: str) -> list[K]:
-    keys = []
-    for key in table:
-        named, _ = key
-        if named == name:
-            keys.append(key)
-    return keys
+    return [key for key in table if key[0] == name]

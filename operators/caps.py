@@ -21,11 +21,11 @@ def full_cap(
         if not cap.matches(action, channel, category):
             continue
         counted: dict[str, int] = {}
-        for send in sends:
-            if now - cap.window < send.at < now + cap.window and cap.matches(
-                send.action, send.channel, send.category
+        for at, action_id, sent_action, sent_channel, sent_category, _ in sends:
+            if now - cap.window < at < now + cap.window and cap.matches(
+                sent_action, sent_channel, sent_category
             ):
-                counted.setdefault(send.action_id, send.at)
+                counted.setdefault(action_id, at)
         times = sorted(counted.values())
         later = [t for t in times if t > now]
         for end in (now, *later):

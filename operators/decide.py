@@ -125,34 +125,39 @@ def _held_on(
 ) -> Verdict | None:
     """What holds ``action`` back on ``channel`` at ``now`` (a suppression, no consent, a
     full cap, quiet hours), or None if nothing does."""
-
-    def held(
-        outcome: Outcome,
-        reason: str,
-        again_at: int | None = None,
-        rule: str | None = None,
-        until: int | None = None,
-    ) -> Verdict:
-        return Verdict(action, key, moment, value, outcome, reason, channel, again_at, rule, until)
-
     suppression = suppressed_by(policy, state, action, channel, key.group, now)
     if suppression is not None:
         name, until = suppression
-        return held(
-            Outcome.SUPPRESSED, f"suppressed by {name} until {format_ms(until)}", None, name, until
+        reason = f"suppressed by {name} until {format_ms(until)}"
+        return Verdict(
+            action, key, moment, value, Outcome.SUPPRESSED, reason, channel, None, name, until
         )
     if action.consent is not None and not has_consent(state, action.consent, channel):
-        return held(Outcome.NO_CONSENT, f"no {action.consent} consent on {channel}")
+        reason = f"no {action.consent} consent on {channel}"
+        return Verdict(action, key, moment, value, Outcome.NO_CONSENT, reason, channel)
     full = full_cap(policy.caps, state.sends, action.name, channel, action.category, now)
     if full is not None:
         cap, frees = full
-        return held(Outcome.CAPPED, cap.name, frees, cap.name, frees)
+        return Verdict(
+            action, key, moment, value, Outcome.CAPPED, cap.name, channel, frees, cap.name, frees
+        )
     quiet = policy.quiet_hours
     if quiet is not None and quiet.applies(channel, action.category):
         tz = zone(timezone_of(policy, state))
         ends = quiet_until(quiet, now, tz) if tz is not None else None
         if ends is not None:
-            return held(Outcome.DEFERRED, "quiet hours", ends, QUIET_HOURS, ends)
+            return Verdict(
+                action,
+                key,
+                moment,
+                value,
+                Outcome.DEFERRED,
+                "quiet hours",
+                channel,
+                ends,
+                QUIET_HOURS,
+                ends,
+            )
     return None
 
 

@@ -16,6 +16,8 @@ from operators.policy import Policy
 from operators.timefmt import InvalidTimestamp, format_ms, parse_ms
 
 Reason = DeadLetterReason
+Identifiers = tuple[dict[str, str], list[tuple[str, Rejection]]]
+"""The usable identifiers of an event, and the kinds rejected with their reasons."""
 
 
 @cache
@@ -23,6 +25,32 @@ def event_validator() -> Any:
     """``schemas/event.schema.json``, compiled once by jsonschema-rs (a compiled validator:
     under a microsecond per event)."""
     return jsonschema_rs.validator_for(schemas.load("event"))
+
+
+class _Rejected(Exception):
+    """A check's verdict that a record is a dead letter: the reason, and the field at fault."""
+
+    __slots__ = ("detail", "path", "reason")
+
+    def __init__(self, reason: DeadLetterReason, detail: str, path: str | None = None) -> None:
+        self.reason = reason
+        self.detail = detail
+        self.path = path
+
+    def dead_letter(self, raw: bytes, origin: Origin, data: Any) -> DeadLetter:
+        """The dead letter of ``raw``; once ``data`` is an object, with the event id and type
+        it gives (when they are strings) and the field at fault."""
+        if not isinstance(data, dict):
+            return DeadLetter(self.reason, self.detail, raw, origin)
+        return DeadLetter(
+            self.reason,
+            self.detail,
+            raw,
+            origin,
+            _text(data.get("event_id")),
+            _text(data.get("type")),
+            self.path,
+        )
 
 
 class Ingestor:
@@ -71,126 +99,27 @@ class Ingestor:
 
         ``arrival`` is when the record reached the broker (ms), if known.
         """
-        if len(raw) > self._max_bytes:
-            return DeadLetter(
-                Reason.OVERSIZE,
-                f"record is {len(raw)} bytes, over the limit of {self._max_bytes}",
-                raw,
-                origin,
-            )
+        data: Any = None
         try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as err:
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as bad:
-                return DeadLetter(
-                    Reason.NOT_UTF8, f"not UTF-8: {bad.reason} at byte {bad.start}", raw, origin
-                )
-            return DeadLetter(Reason.INVALID_JSON, f"not JSON: {err}", raw, origin)
-        if not isinstance(data, dict):
-            return DeadLetter(
-                Reason.NOT_AN_OBJECT,
-                f"an event is a JSON object, not {type(data).__name__}",
-                raw,
-                origin,
-            )
-        try:
-            self._validate(data)
-        except jsonschema_rs.ValidationError as err:
-            path, detail = _explain(err, data)
-            return DeadLetter(
-                Reason.SCHEMA_VIOLATION,
-                detail,
-                raw,
-                origin,
-                _text(data.get("event_id")),
-                _text(data.get("type")),
-                path,
-            )
-        event_id: str = data["event_id"]
-        event_type: str = data["type"]
-        if self._event_types is not None and event_type not in self._event_types:
-            return DeadLetter(
-                Reason.UNKNOWN_EVENT_TYPE,
-                f"event type {event_type!r} is not in the policy's event_types",
-                raw,
-                origin,
-                event_id,
-                event_type,
-                "type",
-            )
-        try:
-            time = parse_ms(data["timestamp"])
-        except InvalidTimestamp as err:
-            return DeadLetter(
-                Reason.INVALID_TIMESTAMP,
-                f"timestamp {data['timestamp']!r}: {err}",
-                raw,
-                origin,
-                event_id,
-                event_type,
-                "timestamp",
-            )
-        reference = self.clock
-        if arrival is not None and (reference is None or arrival > reference):
-            reference = arrival
-        if reference is not None and time - reference > self._skew:
-            return DeadLetter(
-                Reason.FUTURE_TIMESTAMP,
-                f"timestamp {format_ms(time)} is more than {format_duration(self._skew)} past "
-                f"the ingest clock {format_ms(reference)}",
-                raw,
-                origin,
-                event_id,
-                event_type,
-                "timestamp",
-            )
-        if event_type == "feedback":
-            unknown = self._unknown_action(data["properties"]["action_id"])
-            if unknown is not None:
-                return DeadLetter(
-                    Reason.UNKNOWN_ACTION_ID,
-                    unknown,
-                    raw,
-                    origin,
-                    event_id,
-                    event_type,
-                    "properties.action_id",
-                )
-        context = data.get("context") or {}
-        region = context.get("region")
-        identifiers, rejected = normalise_all(
-            data.get("identifiers"), self._rules, region if isinstance(region, str) else None
-        )
-        if not identifiers and "identifiers" in data:
-            reasons = ", ".join(f"{kind} {why.value}" for kind, why in rejected)
-            return DeadLetter(
-                Reason.NO_USABLE_IDENTIFIER,
-                f"no identifier can be used ({reasons})",
-                raw,
-                origin,
-                event_id,
-                event_type,
-                "identifiers",
-            )
-        late = self.clock is not None and self.clock - time > self._lateness
-        if late and self._dead_letter_late:
-            assert self.clock is not None
-            return DeadLetter(
-                Reason.LATE_EVENT,
-                f"timestamp {format_ms(time)} is more than {format_duration(self._lateness)} "
-                f"behind the ingest clock {format_ms(self.clock)}",
-                raw,
-                origin,
-                event_id,
-                event_type,
-                "timestamp",
-            )
+            self._check_size(raw)
+            data = _parse(raw)
+            _check_object(data)
+            self._check_schema(data)
+            event_type: str = data["type"]
+            self._check_event_type(event_type)
+            time = _timestamp(data["timestamp"])
+            self._check_future(time, arrival)
+            if event_type == "feedback":
+                self._check_action_id(data["properties"]["action_id"])
+            context = data.get("context") or {}
+            identifiers, rejected = self._identifiers(data, context)
+            late = self._late(time)
+        except _Rejected as verdict:
+            return verdict.dead_letter(raw, origin, data)
         if self.clock is None or time > self.clock:
             self.clock = time
         return Event(
-            event_id,
+            data["event_id"],
             event_type,
             time,
             identifiers,
@@ -199,26 +128,150 @@ class Ingestor:
             origin,
             received_at,
             self.clock,
-            tuple((kind, why.value) for kind, why in rejected),
-            tuple(
-                (kind, mask(kind, str(data["identifiers"][kind]).strip()))
-                for kind, why in rejected
-                if why is Rejection.BLOCKED
-            ),
+            # Most events reject no identifier: spare them building two generators.
+            _refusals(rejected) if rejected else (),
+            _blocked(data, rejected) if rejected else (),
             late,
         )
 
-    def _unknown_action(self, action_id: str) -> str | None:
-        """Why feedback about ``action_id`` cannot be accepted, or None if Concierge issued it."""
+    def _check_size(self, raw: bytes) -> None:
+        """Reject a record over ``max_record_bytes`` before any work is spent parsing it."""
+        if len(raw) > self._max_bytes:
+            raise _Rejected(
+                Reason.OVERSIZE,
+                f"record is {len(raw)} bytes, over the limit of {self._max_bytes}",
+            )
+
+    def _check_schema(self, data: dict[str, Any]) -> None:
+        """Reject an object that breaks ``schemas/event.schema.json``, naming the field."""
+        try:
+            self._validate(data)
+        except jsonschema_rs.ValidationError as err:
+            path, detail = _explain(err, data)
+            raise _Rejected(Reason.SCHEMA_VIOLATION, detail, path) from None
+
+    def _check_event_type(self, event_type: str) -> None:
+        """Reject an event type outside the policy's ``event_types``, when it lists them."""
+        if self._event_types is not None and event_type not in self._event_types:
+            raise _Rejected(
+                Reason.UNKNOWN_EVENT_TYPE,
+                f"event type {event_type!r} is not in the policy's event_types",
+                "type",
+            )
+
+    def _check_future(self, time: int, arrival: int | None) -> None:
+        """Reject a ``time`` more than ``max_future_skew`` past the ingest clock, or past
+        ``arrival`` when that is later."""
+        reference = self.clock
+        if arrival is not None and (reference is None or arrival > reference):
+            reference = arrival
+        if reference is not None and time - reference > self._skew:
+            raise _Rejected(
+                Reason.FUTURE_TIMESTAMP,
+                f"timestamp {format_ms(time)} is more than {format_duration(self._skew)} past "
+                f"the ingest clock {format_ms(reference)}",
+                "timestamp",
+            )
+
+    def _check_action_id(self, action_id: str) -> None:
+        """Reject feedback about an action Concierge did not issue, or the policy lacks."""
         issued = self._action_ids.verify(action_id)
         if issued is None:
-            return "feedback names an action_id Concierge did not issue"
+            raise _Rejected(
+                Reason.UNKNOWN_ACTION_ID,
+                "feedback names an action_id Concierge did not issue",
+                "properties.action_id",
+            )
         if issued[1] not in self._actions:
-            return f"feedback names an action the policy does not have: {issued[1]!r}"
-        return None
+            raise _Rejected(
+                Reason.UNKNOWN_ACTION_ID,
+                f"feedback names an action the policy does not have: {issued[1]!r}",
+                "properties.action_id",
+            )
+
+    def _identifiers(self, data: dict[str, Any], context: dict[str, Any]) -> Identifiers:
+        """The event's identifiers, normalised; reject an event that gives identifiers but
+        none that can be used."""
+        region = context.get("region")
+        found = normalise_all(
+            data.get("identifiers"), self._rules, region if isinstance(region, str) else None
+        )
+        if not found[0] and "identifiers" in data:
+            reasons = ", ".join(f"{kind} {why.value}" for kind, why in found[1])
+            raise _Rejected(
+                Reason.NO_USABLE_IDENTIFIER,
+                f"no identifier can be used ({reasons})",
+                "identifiers",
+            )
+        return found
+
+    def _late(self, time: int) -> bool:
+        """Whether ``time`` is more than ``allowed_lateness`` behind the ingest clock; reject
+        such an event if the policy dead-letters late events."""
+        clock = self.clock
+        if clock is None or clock - time <= self._lateness:
+            return False
+        if self._dead_letter_late:
+            raise _Rejected(
+                Reason.LATE_EVENT,
+                f"timestamp {format_ms(time)} is more than {format_duration(self._lateness)} "
+                f"behind the ingest clock {format_ms(clock)}",
+                "timestamp",
+            )
+        return True
+
+
+def _parse(raw: bytes) -> Any:
+    """The JSON value ``raw`` holds; reject bytes that are not UTF-8, or not JSON."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise _Rejected(
+                Reason.NOT_UTF8, f"not UTF-8: {bad.reason} at byte {bad.start}"
+            ) from None
+        raise _Rejected(Reason.INVALID_JSON, f"not JSON: {err}") from None
+
+
+def _check_object(data: Any) -> None:
+    """Reject a JSON value that is not an object."""
+    if not isinstance(data, dict):
+        raise _Rejected(
+            Reason.NOT_AN_OBJECT, f"an event is a JSON object, not {type(data).__name__}"
+        )
+
+
+def _timestamp(stamp: str) -> int:
+    """``stamp`` in ms since the epoch; reject an instant that does not exist or is out of
+    range."""
+    try:
+        return parse_ms(stamp)
+    except InvalidTimestamp as err:
+        raise _Rejected(
+            Reason.INVALID_TIMESTAMP, f"timestamp {stamp!r}: {err}", "timestamp"
+        ) from None
+
+
+def _refusals(rejected: list[tuple[str, Rejection]]) -> tuple[tuple[str, str], ...]:
+    """(kind, reason) of every identifier the event named but could not use."""
+    return tuple((kind, why.value) for kind, why in rejected)
+
+
+def _blocked(
+    data: dict[str, Any], rejected: list[tuple[str, Rejection]]
+) -> tuple[tuple[str, str], ...]:
+    """(kind, masked value) of every identifier the policy blocks, for the audit stream."""
+    return tuple(
+        (kind, mask(kind, str(data["identifiers"][kind]).strip()))
+        for kind, why in rejected
+        if why is Rejection.BLOCKED
+    )
 
 
 def _text(value: object) -> str | None:
+    """``value`` if it is a string, else None."""
     return value if isinstance(value, str) else None
 
 

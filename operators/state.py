@@ -23,11 +23,10 @@ class MomentKey(NamedTuple):
     group: Group
 
 
-class Entry(NamedTuple):
-    """An event counted in a window."""
-
-    at: int
-    event_id: str
+Entry = tuple[int, str]
+"""An event counted in a window: (event time, event id), read by unpacking. A plain tuple,
+not a named one: windows hold most of a customer's entries, and the garbage collector
+stops tracking a tuple of plain values but never a named tuple."""
 
 
 class Send(NamedTuple):

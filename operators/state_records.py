@@ -8,7 +8,6 @@ from typing import Any
 from operators.state import (
     ConsentWord,
     CustomerState,
-    Entry,
     MomentKey,
     OpenMoment,
     PendingAbsence,
@@ -66,7 +65,7 @@ def state_from_record(record: dict[str, Any]) -> CustomerState:
         raise ValueError(f"unknown customer state format {record.get('format')!r}")
     state = CustomerState(record["customer_id"])
     state.windows = {
-        (s, g): [Entry(int(t), str(e)) for t, e in entries] for s, g, entries in record["windows"]
+        (s, g): [(int(t), str(e)) for t, e in entries] for s, g, entries in record["windows"]
     }
     state.pending = {
         name: PendingAbsence(int(due), by, int(at)) for name, due, by, at in record["pending"]

@@ -1,6 +1,6 @@
 """Counting signals: sliding windows in event time, per customer and group.
 
-A window holds the events it counts (:class:`operators.state.Entry`) in time order,
+A window holds the events it counts (:data:`operators.state.Entry`) in time order,
 and only those a future event could still need. Events arrive at most
 ``allowed_lateness`` behind their input's clock (later ones are *late* and not
 counted), so the entries newer than ``newest - lateness`` may still gain
@@ -44,10 +44,10 @@ def count(
         make_room(state.windows, signal.name, _newest)
         window = state.windows[key] = []
     event_id = event.event_id
-    for entry in window:
-        if entry.event_id == event_id:
+    for _, seen in window:
+        if seen == event_id:
             return None
-    entry = Entry(event.time, event_id)
+    entry = (event.time, event_id)
     insort(window, entry)
     fired = _completed(window, entry, signal, group)
     prune(window, signal, lateness)
@@ -73,8 +73,9 @@ def _completed(
     at = bisect_left(window, entry)
     for start in range(min(at, len(window) - need), max(at - need, -1), -1):
         run = window[start : start + need]
-        if run[-1].at - run[0].at <= signal.within:
-            return SignalFired(signal.name, group, run[-1].at, tuple(e.event_id for e in run))
+        (first, _), (last, _) = run[0], run[-1]
+        if last - first <= signal.within:
+            return SignalFired(signal.name, group, last, tuple(e for _, e in run))
     return None
 
 
@@ -83,11 +84,14 @@ def prune(window: list[Entry], signal: CountingSignal, lateness: int) -> None:
     its newest could still need."""
     if not window:
         return
-    settled = window[-1].at - lateness
+    settled = _newest(window) - lateness
     first_unsettled = bisect_left(window, (settled, ""))
     start = max(0, first_unsettled - (signal.at_least - 1))
     horizon = settled - signal.within
-    while start < first_unsettled and window[start].at < horizon:
+    while start < first_unsettled:
+        at, _ = window[start]
+        if at >= horizon:
+            break
         start += 1
     start = max(start, len(window) - (signal.at_least + MAX_UNSETTLED))
     if start:
@@ -101,7 +105,7 @@ def counting_until(policy: Policy, state: CustomerState) -> int | None:
     for (signal, _), window in state.windows.items():
         counting = policy.counting.get(signal)
         if counting is not None and window:
-            end = window[-1].at + counting.within
+            end = _newest(window) + counting.within
             until = end if until is None else max(until, end)
     return until
 
@@ -119,14 +123,15 @@ def merge_windows(policy: Policy, survivor: CustomerState, retired: CustomerStat
 
 
 def _newest(window: list[Entry]) -> int:
-    return window[-1].at
+    at, _ = window[-1]
+    return at
 
 
 def _unique_events(entries: list[Entry]) -> list[Entry]:
     seen: set[str] = set()
     unique = []
-    for entry in entries:
-        if entry.event_id not in seen:
-            seen.add(entry.event_id)
-            unique.append(entry)
+    for at, event_id in entries:
+        if event_id not in seen:
+            seen.add(event_id)
+            unique.append((at, event_id))
     return unique

@@ -49,3 +49,20 @@ def test_a_partition_still_reading_its_backlog_holds_the_timer_back(policy):
     assert list(logic.on_notify()[0]) == []
     config.frontier.update("events#1", parse_ms("2026-11-20T10:44:00Z"), caught_up=True)
     assert len(list(logic.on_notify()[0])) > 0
+
+
+def test_a_snapshot_from_another_version_is_refused_with_a_clear_error(policy):
+    import pickle
+
+    import pytest
+
+    from flows.journey import IncompatibleSnapshot
+    from operators.journey import Journey
+    from operators.state import CustomerState
+
+    config = JourneyConfig(policy, wall_clock_timers=False)
+    # what an older version wrote: its customer state under a module this one no longer has
+    journey = pickle.dumps(Journey(CustomerState("cus_ana")), protocol=pickle.HIGHEST_PROTOCOL)
+    older = journey.replace(b"operators.journey", b"operators.merging")
+    with pytest.raises(IncompatibleSnapshot, match="another version"):
+        JourneyLogic(config, older)

@@ -8,12 +8,11 @@ from operators.identity import canonical_id
 from operators.ingest import Ingestor
 from operators.model import DeadLetter, DeadLetterReason, Event, Origin
 from operators.policy_load import load_policy
-from tests.conftest import event_dict
+from tests.conftest import REFERENCE_POLICY, event_dict
 
 
-def load_policy_with(policy, extra):
-    from tests.conftest import REFERENCE_POLICY
-
+def reference_policy_with(extra):
+    """The reference policy with ``extra`` YAML appended (a section it does not have)."""
     return load_policy(REFERENCE_POLICY.read_text() + "\n" + extra + "\n")
 
 
@@ -205,7 +204,7 @@ def test_dead_letters_never_grow_past_their_input(policy):
     record = event_dict("product_view", "2026-11-20T10:00:00Z", event_id=huge_id)
     record["identifiers"] = {"email": 5}
     raw = orjson.dumps(record)
-    small = load_policy_with(policy, "ingest: {max_record_bytes: 262144}")
+    small = reference_policy_with("ingest: {max_record_bytes: 262144}")
     dead = Ingestor(small).ingest(raw, ORIGIN)
     assert len(orjson.dumps(dead.as_record())) < len(raw) + 4096
     assert dead.as_record()["raw"] == raw.decode()
@@ -273,7 +272,7 @@ def late_stream(policy):
 
 
 def test_an_event_more_than_the_allowed_lateness_behind_the_clock_is_marked_late(policy):
-    lenient = load_policy_with(policy, "ingest: {allowed_lateness: 5m}")
+    lenient = reference_policy_with("ingest: {allowed_lateness: 5m}")
     first, within, beyond = late_stream(lenient)
     assert not first.late and not within.late
     assert isinstance(beyond, Event) and beyond.late
@@ -281,7 +280,7 @@ def test_an_event_more_than_the_allowed_lateness_behind_the_clock_is_marked_late
 
 
 def test_late_events_are_dead_letters_when_the_policy_says_so(policy):
-    strict = load_policy_with(policy, "ingest: {allowed_lateness: 5m, late_events: dead_letter}")
+    strict = reference_policy_with("ingest: {allowed_lateness: 5m, late_events: dead_letter}")
     _, within, beyond = late_stream(strict)
     assert isinstance(within, Event)
     assert isinstance(beyond, DeadLetter) and beyond.reason is DeadLetterReason.LATE_EVENT
@@ -302,7 +301,7 @@ POISON = {
 def test_a_dead_letter_is_at_most_its_record_plus_a_constant_once_serialized(policy, raw):
     from operators.model import DEAD_LETTER_SLACK
 
-    big = load_policy_with(policy, "ingest: {max_record_bytes: 262144}")
+    big = reference_policy_with("ingest: {max_record_bytes: 262144}")
     dead = Ingestor(big).ingest(raw, ORIGIN)
     assert isinstance(dead, DeadLetter)
     serialized = orjson.dumps(dead.as_record())

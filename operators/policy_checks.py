@@ -1,0 +1,289 @@
+"""Checks a policy document needs beyond its schema: names that must point at something
+the policy defines, and numbers and durations that must make sense.
+
+Each problem is a field path and a message; :mod:`operators.policy_load` adds the line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from operators.durations import parse_duration_ms
+from operators.text import phrase_words
+from operators.timezones import zone
+
+PathItem = str | int
+Problem = tuple[tuple[PathItem, ...], str]
+Problems = Iterator[Problem]
+
+MAX_DURATION = parse_duration_ms("3650d")
+_DURATION_FIELDS = (
+    ("signals", "*", "within"),
+    ("signals", "*", "after"),
+    ("moments", "*", "half_life"),
+    ("actions", "*", "cooldown"),
+    ("caps", "*", "window"),
+    ("suppressions", "*", "for"),
+    ("ingest", "max_future_skew"),
+    ("ingest", "allowed_lateness"),
+    ("customers", "evict_idle_after"),
+)
+_NUMBER_FIELDS = (
+    ("moments", "*", "value"),
+    ("actions", "*", "min_value"),
+    ("categories", "*"),
+)
+_SHAPE_ERRORS = (KeyError, TypeError, AttributeError, ValueError, IndexError)
+_FIELD_PREFIXES = ("properties.", "context.")
+
+
+def cross_check(document: dict[str, Any]) -> list[Problem]:
+    """Every problem beyond the schema, as far as a document that failed its schema lets
+    us look: a check that trips over a malformed section stops, the others go on."""
+    found: list[Problem] = []
+    for check in (reference_problems, number_problems, duration_problems):
+        try:
+            found.extend(check(document))
+        except _SHAPE_ERRORS:
+            continue
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Defined:
+    """The names a policy document defines, section by section."""
+
+    channels: set[str]
+    categories: set[str]
+    signals: set[str]
+    moments: set[str]
+    actions: set[str]
+
+
+def reference_problems(document: dict[str, Any]) -> Problems:
+    """Names that must point at something the policy defines, and values that must make sense."""
+    defined = Defined(
+        channels=set(_names_in(document.get("channels"))),
+        categories=set(_names_in(document.get("categories"))),
+        signals=set(_names_in(document.get("signals"))),
+        moments=set(_names_in(document.get("moments"))),
+        actions=set(_names_in(document.get("actions"))),
+    )
+    yield from _timezone_problems(document.get("defaults"))
+    yield from _each(_items(document, "signals"), _signal_problems)
+    yield from _each(_items(document, "moments"), _moment_problems, defined)
+    yield from _each(_items(document, "actions"), _action_problems, defined)
+    yield from _each(_items(document, "quiet_hours"), _quiet_hours_problems, defined)
+    yield from _each(_items(document, "caps"), _cap_problems, defined)
+    yield from _each(_items(document, "suppressions"), _suppression_problems, defined, set())
+    identity = document.get("identity")
+    if isinstance(identity, dict):
+        yield from _each(_items(identity, "blocked"), _blocked_problems)
+
+
+def _timezone_problems(defaults: Any) -> Problems:
+    """The default time zone must be one the zone database knows."""
+    timezone = defaults.get("timezone") if isinstance(defaults, dict) else None
+    if isinstance(timezone, str) and zone(timezone) is None:
+        yield ("defaults", "timezone"), f"unknown time zone {timezone!r}"
+
+
+def _signal_problems(name: str, spec: dict[str, Any]) -> Problems:
+    """A signal's durations must be longer than 0, its paths must name event fields, and
+    its phrases must have words."""
+    for key in ("within", "after"):
+        if key in spec and _is_zero(spec[key]):
+            yield ("signals", name, key), "must be longer than 0"
+    for key in ("group_by", "text_field"):
+        if key in spec and not spec[key].startswith(_FIELD_PREFIXES):
+            yield ("signals", name, key), "must start with properties. or context."
+    for index, phrase in enumerate(spec.get("matches_any", [])):
+        if isinstance(phrase, str) and not phrase_words(phrase):
+            yield ("signals", name, "matches_any", index), f"{phrase!r} has no words to match"
+
+
+def _moment_problems(name: str, spec: dict[str, Any], defined: Defined) -> Problems:
+    """A moment must come from defined signals and have a half-life longer than 0."""
+    single = isinstance(spec["from"], str)
+    for index, source in enumerate([spec["from"]] if single else spec["from"]):
+        if source not in defined.signals:
+            path: tuple[PathItem, ...] = ("moments", name, "from")
+            yield (
+                (path if single else (*path, index)),
+                (f"names no signal: {source!r} (signals: {_listing(defined.signals)})"),
+            )
+    if _is_zero(spec["half_life"]):
+        yield ("moments", name, "half_life"), "must be longer than 0"
+
+
+def _action_problems(name: str, spec: dict[str, Any], defined: Defined) -> Problems:
+    """An action must name a defined moment, channels and category."""
+    if spec.get("moment") not in defined.moments:
+        yield (
+            ("actions", name, "moment"),
+            (f"names no moment: {spec.get('moment')!r} (moments: {_listing(defined.moments)})"),
+        )
+    for index, channel in enumerate(spec.get("channels", [])):
+        if channel not in defined.channels:
+            yield (
+                ("actions", name, "channels", index),
+                (f"names no channel: {channel!r} (channels: {_listing(defined.channels)})"),
+            )
+    if spec.get("category") not in defined.categories:
+        yield (
+            ("actions", name, "category"),
+            (
+                f"names no category: {spec.get('category')!r} "
+                f"(categories: {_listing(defined.categories)})"
+            ),
+        )
+
+
+def _quiet_hours_problems(key: str, values: Any, defined: Defined) -> Problems:
+    """The channels and categories quiet hours except must be defined."""
+    known = {"except_channels": defined.channels, "except_categories": defined.categories}.get(key)
+    if known is None or not isinstance(values, list):
+        return
+    for index, value in enumerate(values):
+        if value not in known:
+            yield ("quiet_hours", key, index), f"names no {key[7:-1]}: {value!r}"
+
+
+def _cap_problems(index: int, spec: dict[str, Any], defined: Defined) -> Problems:
+    """A cap must match a defined channel, category and action, over a window longer than 0."""
+    match = spec.get("match", {})
+    for key, known in _selectable(defined):
+        if key in match and match[key] not in known:
+            yield ("caps", index, "match", key), f"names no {key}: {match[key]!r}"
+    if _is_zero(spec["window"]):
+        yield ("caps", index, "window"), "must be longer than 0"
+
+
+def _suppression_problems(
+    index: int, rule: dict[str, Any], defined: Defined, seen: set[str]
+) -> Problems:
+    """A suppression must have a name no earlier one in ``seen`` has, start from a defined
+    signal, and select defined channels, categories and actions by an event field."""
+    name = rule.get("name")
+    if isinstance(name, str):
+        if name in seen:
+            yield ("suppressions", index, "name"), f"another suppression is named {name!r}"
+        seen.add(name)
+    when = rule.get("when", {})
+    if "signal" in when and when["signal"] not in defined.signals:
+        yield (
+            ("suppressions", index, "when", "signal"),
+            (f"names no signal: {when['signal']!r}"),
+        )
+    suppress = rule.get("suppress", {})
+    for key, known in _selectable(defined):
+        values = suppress.get(key, [])
+        for value in [values] if isinstance(values, str) else values:
+            if value not in known:
+                yield ("suppressions", index, "suppress", key), f"names no {key}: {value!r}"
+    same = suppress.get("same")
+    if same is not None and not same.startswith(_FIELD_PREFIXES):
+        yield (
+            ("suppressions", index, "suppress", "same"),
+            ("must start with properties. or context."),
+        )
+
+
+def _blocked_problems(kind: str, patterns: list[str]) -> Problems:
+    """A blocked identifier pattern must not be empty."""
+    for index, pattern in enumerate(patterns):
+        if not pattern.strip():
+            yield ("identity", "blocked", kind, index), "an empty pattern blocks nothing"
+
+
+def duration_problems(document: dict[str, Any]) -> Problems:
+    """Durations longer than :data:`MAX_DURATION`."""
+    for pattern in _DURATION_FIELDS:
+        for path, value in _at(document, pattern):
+            try:
+                too_long = parse_duration_ms(value) > MAX_DURATION
+            except (ValueError, TypeError):
+                continue
+            if too_long:
+                yield path, f"{value!r} is longer than 3650d"
+
+
+def number_problems(document: dict[str, Any]) -> Problems:
+    """Values, minimum values and category weights that are not finite or beyond 1e9."""
+    for pattern in _NUMBER_FIELDS:
+        for path, value in _at(document, pattern):
+            if isinstance(value, float) and not math.isfinite(value):
+                yield path, f"{value!r} is not a finite number"
+            elif isinstance(value, (int, float)) and abs(value) > 1e9:
+                yield path, f"{value!r} is larger than 1e9"
+
+
+def _at(document: Any, pattern: tuple[str, ...]) -> Iterator[tuple[tuple[PathItem, ...], Any]]:
+    """Every value at ``pattern`` (``*`` matches any key or index) with its path."""
+    nodes: list[tuple[tuple[PathItem, ...], Any]] = [((), document)]
+    for part in pattern:
+        following: list[tuple[tuple[PathItem, ...], Any]] = []
+        for path, node in nodes:
+            if part == "*":
+                if isinstance(node, dict):
+                    following += [((*path, k), v) for k, v in node.items()]
+                elif isinstance(node, list):
+                    following += [((*path, i), v) for i, v in enumerate(node)]
+            elif isinstance(node, dict) and part in node:
+                following.append(((*path, part), node[part]))
+        nodes = following
+    yield from nodes
+
+
+def _each(entries: Iterable[Any], check: Callable[..., Problems], *context: Any) -> Problems:
+    """Run ``check`` on every entry (and ``context``); an entry too malformed to check (its
+    schema errors are already reported) does not stop the others."""
+    for entry in entries:
+        try:
+            found = list(check(*entry, *context))
+        except _SHAPE_ERRORS:
+            continue
+        yield from found
+
+
+def _items(document: dict[str, Any], section: str) -> list[tuple[Any, Any]]:
+    """A section's (name, entry) pairs, or (index, entry) for a list; none for any other
+    shape."""
+    value = document.get(section)
+    if isinstance(value, dict):
+        return list(value.items())
+    if isinstance(value, list):
+        return list(enumerate(value))
+    return []
+
+
+def _selectable(defined: Defined) -> tuple[tuple[str, set[str]], ...]:
+    """What caps and suppressions select by, with the names each may take."""
+    return (
+        ("channel", defined.channels),
+        ("category", defined.categories),
+        ("action", defined.actions),
+    )
+
+
+def _names_in(section: Any) -> list[str]:
+    """The names a section defines; nothing when it is not the shape it should be."""
+    if isinstance(section, dict):
+        return [str(k) for k in section]
+    if isinstance(section, list):
+        return [v for v in section if isinstance(v, str)]
+    return []
+
+
+def _is_zero(duration: str) -> bool:
+    """Whether ``duration`` is a zero length (``0s``, ``00m``...)."""
+    digits = duration[:-1]
+    return digits.isdigit() and int(digits) == 0
+
+
+def _listing(names: set[str]) -> str:
+    """``names``, sorted, for a message."""
+    return ", ".join(sorted(names))
