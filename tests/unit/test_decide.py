@@ -1,4 +1,4 @@
-"""Decisions with guardrails, one customer at a time (operators/decide.py, customer.py)."""
+"""Decisions with guardrails, one customer at a time (operators/decide.py, journey.py)."""
 
 import dataclasses
 

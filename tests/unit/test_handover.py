@@ -1,4 +1,5 @@
-"""A customer's side of a merge (operators/merging.py)."""
+"""A merge between two journeys: the handover of the retired context
+(operators/handover.py, journey.py)."""
 
 from operators.consent import has_consent
 from operators.handover import Adopt, Retire

@@ -1,3 +1,6 @@
+"""One customer's journey, event by event: context -> moments -> decisions
+(operators/journey.py)."""
+
 import dataclasses
 
 import jsonschema
