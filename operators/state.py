@@ -60,11 +60,9 @@ class Spell(NamedTuple):
     until: int
 
 
-class TimeZoneWord(NamedTuple):
-    """The latest valid ``context.timezone`` a customer sent, and when."""
-
-    name: str
-    at: int
+TimeZoneWord = tuple[str, int]
+"""The latest valid ``context.timezone`` a customer sent, and when: (zone name, event time),
+read by unpacking. Plain, like :data:`Entry`: it is replaced at almost every event."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,6 @@ from operators.state import (
     PendingAbsence,
     Send,
     Spell,
-    TimeZoneWord,
 )
 
 STATE_FORMAT = 2
@@ -90,7 +89,7 @@ def state_from_record(record: dict[str, Any]) -> CustomerState:
     state.deferred = {MomentKey(name, group): int(due) for name, group, due in record["deferred"]}
     if record["timezone"] is not None:
         name, at = record["timezone"]
-        state.timezone = TimeZoneWord(str(name), int(at))
+        state.timezone = (str(name), int(at))
     state.cancelled_at = {name: int(at) for name, at in record["cancelled_at"]}
     state.last_event_at = record["last_event_at"]
     state.seq = record["seq"]

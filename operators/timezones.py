@@ -26,18 +26,26 @@ def record_timezone(state: CustomerState, event: Event) -> None:
     name = event.context.get("timezone")
     if not isinstance(name, str) or zone(name) is None:
         return
-    if state.timezone is None or event.time >= state.timezone.at:
-        state.timezone = TimeZoneWord(name, event.time)
+    if state.timezone is None or event.time >= _said_at(state.timezone):
+        state.timezone = (name, event.time)
 
 
 def timezone_of(policy: Policy, state: CustomerState) -> str:
     """The customer's time zone, else the policy's default."""
-    return state.timezone.name if state.timezone is not None else policy.default_timezone
+    if state.timezone is None:
+        return policy.default_timezone
+    name, _ = state.timezone
+    return name
 
 
 def merge_timezones(survivor: CustomerState, retired: CustomerState) -> None:
     """The later word on the time zone wins (the survivor's, at the same instant)."""
     if retired.timezone is not None and (
-        survivor.timezone is None or retired.timezone.at > survivor.timezone.at
+        survivor.timezone is None or _said_at(retired.timezone) > _said_at(survivor.timezone)
     ):
         survivor.timezone = retired.timezone
+
+
+def _said_at(word: TimeZoneWord) -> int:
+    _, at = word
+    return at
