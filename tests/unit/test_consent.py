@@ -5,21 +5,22 @@ from operators.state import CustomerState
 from tests.conftest import make_event
 
 
+def word(purpose, channel, granted):
+    """A consent word, as a ``consent_changed`` event says it."""
+    return make_event(
+        "consent_changed",
+        "2026-11-20T10:00:00Z",
+        {"purpose": purpose, "channel": channel, "granted": granted},
+    )
+
+
 def test_consent_is_opt_in_and_the_latest_word_wins(policy):
     state = CustomerState("cus_1")
     assert not has_consent(state, "marketing", "email")
 
     def consent(channel, granted):
         state.seq += 1
-        record_consent(
-            policy,
-            state,
-            make_event(
-                "consent_changed",
-                "2026-11-20T10:00:00Z",
-                {"purpose": "marketing", "channel": channel, "granted": granted},
-            ),
-        )
+        record_consent(policy, state, word("marketing", channel, granted))
 
     consent("*", True)
     assert has_consent(state, "marketing", "email") and has_consent(state, "marketing", "sms")
@@ -34,13 +35,5 @@ def test_consent_is_opt_in_and_the_latest_word_wins(policy):
 def test_consent_for_purposes_and_channels_the_policy_does_not_name_is_not_kept(policy):
     state = CustomerState("cus_1")
     for purpose, channel in (("research", "email"), ("marketing", "fax")):
-        record_consent(
-            policy,
-            state,
-            make_event(
-                "consent_changed",
-                "2026-11-20T10:00:00Z",
-                {"purpose": purpose, "channel": channel, "granted": True},
-            ),
-        )
+        record_consent(policy, state, word(purpose, channel, True))
     assert state.consent == {}
