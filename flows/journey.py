@@ -75,7 +75,7 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
                 line = item.line
             else:
                 # What a merge releases comes after the latest input line it waited for.
-                line = max([e.origin.line or 0 for e in journey.held], default=0)
+                line = max([_line(queued) for queued in journey.queue], default=0)
                 if isinstance(item, Adopt):
                     outputs, handed = journey.on_adopt(policy, item)
                     line = max(line, item.line)
@@ -158,6 +158,10 @@ def _resumed(snapshot: bytes) -> Journey:
 
 def _emit(out: list[JourneyOutput], outputs: list[Output], line: int, received_at: float) -> None:
     out.extend(Emitted(o, Order.of_line(line, n), received_at) for n, o in enumerate(outputs))
+
+
+def _line(item: Event | Adopt | Retire) -> int:
+    return item.origin.line or 0 if isinstance(item, Event) else item.line
 
 
 def _at(output: Output) -> int:

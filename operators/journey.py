@@ -73,31 +73,51 @@ def _take(
     return open_moments(state, policy, fired, opening_event)
 
 
+Queued = Event | Adopt | Retire
+
+
 @dataclass(slots=True)
 class Journey:
-    """One customer's context plus the merges it is waiting for and the events it holds
-    back meanwhile."""
+    """One customer's context plus the merges it is waiting for and what it holds back
+    meanwhile.
+
+    While a merge is pending, everything that comes for the customer waits in
+    :attr:`queue`, in the order the identity step sent it: events, further merges and a
+    retirement. Each is taken in once everything before it is done, so an event is handled
+    with exactly the merges the identity step made before it, however late their contexts
+    arrive (two merges in a row wait for each other; the second never folds in ahead of
+    the events between them).
+    """
 
     # Immutable, replaced on change: most customers never merge, and an empty set or list
     # per customer would cost more than the rest of a typical customer's context.
     state: CustomerState
-    awaiting: frozenset[str] = frozenset()
-    held: tuple[Event, ...] = ()
+    queue: tuple[Queued, ...] = ()
+    """What waits behind the merge at its head (an :class:`Adopt` whose context has not
+    arrived), in arrival order."""
     adopted: frozenset[str] = frozenset()
     """Merge ids already folded in (so a repeated transfer changes nothing)."""
-    early: dict[str, Transfer] = field(default_factory=dict)
-    """Transfers that came before the notice to adopt them (a restart can replay the
-    transfers topic ahead of the identity step); same merge id, same content."""
-    retiring: Retire | None = None
-    """A retirement that waits for this profile's own pending merges to complete."""
+    arrived: dict[str, Transfer] = field(default_factory=dict)
+    """Transfers in hand for merges the queue has not reached yet, or whose notice has not
+    come (a restart can replay the transfers topic ahead of the identity step)."""
     retired: bool = False
     evicted: int = 0
     """Times this customer's context was forgotten as idle, since the step last looked."""
 
+    @property
+    def awaiting(self) -> frozenset[str]:
+        """The merges whose contexts this customer waits for."""
+        return frozenset(item.merge_id for item in self.queue if isinstance(item, Adopt))
+
+    @property
+    def held(self) -> tuple[Event, ...]:
+        """The events held back behind a pending merge."""
+        return tuple(item for item in self.queue if isinstance(item, Event))
+
     def on_event(self, policy: Policy, event: Event) -> list[Output]:
         """Handle ``event``, or hold it back while a merge is pending."""
-        if self.awaiting:
-            self.held = (*self.held, event)
+        if self.queue:
+            self.queue = (*self.queue, event)
             return []
         return self._handle(policy, event)
 
@@ -108,6 +128,13 @@ class Journey:
         outputs = fire_due(policy, self.state, max(event.time, event.watermark), inclusive=False)
         self._forget_if_idle(policy, event.time)
         outputs.extend(act_on_event(policy, self.state, event))
+        return outputs
+
+    def _reach(self, policy: Policy, at: int) -> list[Output]:
+        """A merge happens at ``at``: fire what fell due before it, and forget a context
+        idle long enough by then, so the merge sees what Kafka mode's wall clock left."""
+        outputs = fire_due(policy, self.state, at, inclusive=False)
+        self._forget_if_idle(policy, at)
         return outputs
 
     def _forget_if_idle(self, policy: Policy, now: int) -> None:
@@ -126,7 +153,7 @@ class Journey:
 
     def next_eviction(self, policy: Policy) -> int | None:
         """When this customer becomes evictable, if nothing happens before."""
-        if self.awaiting or self.held or self.early or self.retiring or self.retired:
+        if self.queue or self.arrived or self.retired:
             return None
         return evict_at(policy, self.state)
 
@@ -134,7 +161,7 @@ class Journey:
         """When the wall clock should next look at this customer: its next timer, else its
         eviction. A timer already due that may not fire yet (``fire_until``: the input is
         still being read up to it) is looked at again shortly."""
-        if self.awaiting:
+        if self.queue:
             return None
         due = self.state.next_due()
         if due is None:
@@ -146,58 +173,64 @@ class Journey:
         return due
 
     def on_adopt(self, policy: Policy, adopt: Adopt) -> tuple[list[Output], Transfer | None]:
-        """Start holding events back until the retired context arrives (at once, if it
-        came early)."""
-        if adopt.merge_id in self.adopted:
+        """Wait for the retired context (taking it in at once if it came early); behind a
+        pending merge, queue the notice."""
+        if adopt.merge_id in self.adopted or adopt.merge_id in self.awaiting:
             return [], None
-        before = self.fire_due(policy, adopt.at, inclusive=False)
-        if not self.awaiting:
-            self._forget_if_idle(policy, adopt.at)
-        self.awaiting = self.awaiting | {adopt.merge_id}
-        early = self.early.pop(adopt.merge_id, None)
-        if early is None:
-            return before, None
-        outputs, handed = self.on_transfer(policy, early)
+        if self.queue:
+            self.queue = (*self.queue, adopt)
+            return [], None
+        before = self._reach(policy, adopt.at)
+        self.queue = (adopt,)
+        outputs, handed = self._advance(policy)
         return before + outputs, handed
 
     def on_transfer(
         self, policy: Policy, transfer: Transfer
     ) -> tuple[list[Output], Transfer | None]:
-        """Fold the retired context in; once nothing else is awaited, handle what was held
-        (and, if this profile is itself retiring, hand everything over)."""
+        """Keep the retired context until the queue reaches its merge; take in what that
+        releases (and, if this profile is itself retiring, hand everything over)."""
         if transfer.merge_id in self.adopted or self.retired:
             return [], None
-        if transfer.merge_id not in self.awaiting:
-            self.early[transfer.merge_id] = transfer
-            return [], None
-        if transfer.state is not None:
-            merge_states(policy, self.state, state_from_record(transfer.state))
-        self.adopted = self.adopted | {transfer.merge_id}
-        self.awaiting = self.awaiting - {transfer.merge_id}
-        if self.awaiting:
-            return [], None
-        held, self.held = self.held, ()
-        outputs: list[Output] = []
-        for event in held:
-            outputs.extend(self._handle(policy, event))
-        if self.retiring is not None:
-            return outputs, self._hand_over(self.retiring)
-        return outputs, None
+        self.arrived[transfer.merge_id] = transfer
+        return self._advance(policy)
 
     def on_retire(self, policy: Policy, retire: Retire) -> tuple[list[Output], Transfer | None]:
         """Fire what fell due before the merge, then hand the context over; or, while this
         profile still waits for a merge of its own, do so once that is done (its held
         events are its own history)."""
-        before = self.fire_due(policy, retire.at, inclusive=False)
-        if self.awaiting:
-            self.retiring = retire
-            return before, None
-        self._forget_if_idle(policy, retire.at)
-        return before, self._hand_over(retire)
+        if self.queue:
+            self.queue = (*self.queue, retire)
+            return [], None
+        return self._reach(policy, retire.at), self._hand_over(retire)
+
+    def _advance(self, policy: Policy) -> tuple[list[Output], Transfer | None]:
+        """Take in the queue from its head while the head is not a merge still waiting
+        for its context."""
+        outputs: list[Output] = []
+        queue = list(self.queue)
+        while queue:
+            head = queue[0]
+            if isinstance(head, Adopt) and head.merge_id not in self.adopted:
+                transfer = self.arrived.pop(head.merge_id, None)
+                if transfer is None:
+                    break
+                if transfer.state is not None:
+                    merge_states(policy, self.state, state_from_record(transfer.state))
+                self.adopted = self.adopted | {head.merge_id}
+            elif isinstance(head, Retire):
+                self.queue = ()
+                return outputs, self._hand_over(head)
+            elif isinstance(head, Event):
+                outputs.extend(self._handle(policy, head))
+            del queue[0]
+            if queue and not isinstance(queue[0], Event):
+                outputs.extend(self._reach(policy, queue[0].at))
+        self.queue = tuple(queue)
+        return outputs, None
 
     def _hand_over(self, retire: Retire) -> Transfer:
         self.retired = True
-        self.retiring = None
         return Transfer(
             retire.merge_id, self.state.customer_id, retire.into, state_to_record(self.state)
         )
@@ -205,6 +238,6 @@ class Journey:
     def fire_due(self, policy: Policy, until: int, inclusive: bool) -> list[Output]:
         """Fire what is due by ``until``. Timers wait while a merge is pending: the merged
         context may cancel them."""
-        if self.awaiting or self.retired:
+        if self.queue or self.retired:
             return []
         return fire_due(policy, self.state, until, inclusive)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from operators.identity import canonical_id
 from tests.conftest import event_dict, write_jsonl
 
+STORIES = Path(__file__).parent / "stories"
 GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
 DEVICE = {"device_id": "tablet-7"}
 ANA = {"email": "Ana@Example.com"}
@@ -65,3 +68,19 @@ def test_a_refused_link_and_a_blocked_value_are_audited(tmp_path, replay):
     assert [a.get("limit") for a in refused] == ["email: 3", None]
     assert refused[1]["blocked"].startswith("email: t***@")
     assert refused[0]["event_id"] == "e3"
+
+
+def test_views_between_two_merges_are_decided_when_they_happen(replay):
+    """Issue 12's p-86: a device merged into an email profile, three views on the device,
+    then (hours later) an anonymous browser merged too. The third view is decided at
+    09:01:13, deferred to the end of quiet hours in São Paulo (11:00Z), as Kafka mode
+    decides it; the later merge is not folded in ahead of it."""
+    done = replay(STORIES / "two_merges_in_a_row.jsonl", "--until", "2026-11-21T00:00:00Z")
+    assert done.returncode == 0, done.stderr
+    nudges = [d for d in done.lines("decisions.jsonl") if d["action"] == "product_nudge"]
+    assert [(d["at"], d["outcome"]) for d in nudges[:2]] == [
+        ("2026-11-19T09:01:13Z", "deferred"),
+        ("2026-11-19T11:00:00Z", "sent"),
+    ]
+    assert nudges[0]["until"] == "2026-11-19T11:00:00Z"
+    assert nudges[0]["triggered_by"] == [f"pt20261120-02055-00{n}" for n in (5, 6, 7)]

@@ -111,3 +111,28 @@ def test_a_profile_idle_past_eviction_is_forgotten_before_it_is_merged(policy):
     _, handed = old.on_retire(short, retire)
     assert handed is not None and handed.state["consent"] == []
     assert old.evicted == 1
+
+
+def test_an_event_between_two_merges_is_handled_with_the_first_merge_only(policy):
+    """However late the first context arrives, the second merge never folds in ahead of the
+    events the identity step sent between them: their windows do not see its views."""
+    device = journey(policy, "cus_device", view("2026-11-20T10:00:00Z", "d1"))
+    anon = journey(
+        policy, "cus_anon", view("2026-11-20T15:00:00Z", "a1"), view("2026-11-20T15:01:00Z", "a2")
+    )
+    email = journey(
+        policy, "cus_email", make_event("consent_changed", "2026-11-20T09:00:00Z", GRANT)
+    )
+    email.on_adopt(policy, Adopt("m1", "cus_device", at=parse_ms("2026-11-20T10:00:30Z")))
+    email.on_event(policy, view("2026-11-20T10:01:00Z", "e1"))
+    email.on_event(policy, view("2026-11-20T10:02:00Z", "e2"))
+    email.on_adopt(policy, Adopt("m2", "cus_anon", at=parse_ms("2026-11-20T15:02:00Z")))
+    second = anon.on_retire(policy, Retire("m2", "cus_email"))[1]
+    assert email.on_transfer(policy, second) == ([], None), "the second merge went first"
+    first = device.on_retire(policy, Retire("m1", "cus_email"))[1]
+    outputs, handed = email.on_transfer(policy, first)
+    assert handed is None and not email.queue and email.adopted == {"m1", "m2"}
+    (action,) = [o for o in outputs if isinstance(o, Action)]
+    # The third view (e2) completes d1, e1, e2 at 10:02, before the anonymous views.
+    assert action.triggered_by == ("d1", "e1", "e2")
+    assert action.decided_at == parse_ms("2026-11-20T10:02:00Z")

@@ -470,7 +470,7 @@ def test_the_guardrails_hold_across_a_merge_of_two_profiles(
     since_merge: list[Event] = []
     for n, event in enumerate(held_back):
         copy = pickle.loads(waiting)
-        copy.held = copy.held[:n]
+        copy.queue = copy.queue[: n + 1]  # the merge at its head and n events
         taken_in = len(copy.on_transfer(policy, transfer)[0])
         taken_in += len(copy.fire_due(policy, clock_of(event), inclusive=False))
         after += [(o, list(since_merge)) for o in outputs[len(after) : taken_in]]
