@@ -404,7 +404,15 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stop-at-end",
         action="store_true",
-        help="stop once the input topics are read to their end",
+        help="stop once the input topics are read to their end (every process of a cluster)",
+    )
+    parser.add_argument(
+        "--max-idle-ms",
+        type=_bounded(int, 0, 3_600_000),
+        default=500,
+        metavar="MS",
+        help="how long an event waits for a quiet input partition before it is resolved "
+        "without it (default: %(default)s); partitions still reading are always waited for",
     )
 
 

@@ -1,24 +1,40 @@
-"""The identity step: every event goes through one identity graph, in order.
+"""The identity step: every event goes through one identity graph, in alignment order.
 
-The graph is global (any two identifiers may turn out to be one person), so
-the step has a single key and one worker owns the graph. Its store is RocksDB
-under ``--state-dir`` in Kafka mode and memory in replay. The step's recovery
-snapshot is the graph's operation number: on resume the graph rolls back to
-it, so it is exactly as it was when the rest of the flow's state was taken.
+The graph is global (any two identifiers may turn out to be one person), so the step
+has a single key and one worker owns the graph. Its store is RocksDB under
+``--state-dir`` in Kafka mode and memory in replay.
+
+Events reach it from every input partition, each partition followed by its progress;
+the step's :class:`~operators.alignment.Aligner` resolves them in event-time order across
+all partitions (see :mod:`operators.alignment`), so which profile survives a merge does
+not depend on how partitions interleave. Merged contexts coming back (transfers) pass
+through on their way to the survivor, so the step also knows when every merge has
+completed. What it knows about the whole input it says in a
+:class:`~flows.progress.FrontierMark` (:mod:`flows.progress`).
+
+Its recovery snapshot is the graph's operation number and the events still waiting to be
+aligned: on resume the graph rolls back to that number, so it is exactly as it was when
+the rest of the flow's state was taken.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
 from flows import metrics
-from flows.progress import LoopCounters
+from flows.journey import IncompatibleSnapshot
+from flows.progress import FrontierMark, InputFrontier
 from operators.action_ids import customer_of_action_id
+from operators.alignment import Aligner, Progress
+from operators.handover import Transfer
 from operators.identifiers import IdentifierRules
 from operators.identity_graph import IdentityGraph, KeyValue
 from operators.model import Event
@@ -30,65 +46,143 @@ IDENTITY_KEY = "identity"
 KEPT_SNAPSHOTS = 10
 """Undo records are kept back to this many snapshots ago: Bytewax resumes from the last
 snapshot every worker committed, which may trail the latest one."""
+MARK_EVERY_MS = 250
+"""How often Kafka mode's identity step says how far the input has got, changed or not:
+the other processes take its silence for an owner that is down."""
+
+IdentityInput = Event | Progress | Transfer
+IdentityOutput = Routed | FrontierMark
+Snapshot = tuple[int, Any, int, int]
+"""The graph's operation number, the aligner's snapshot, merges issued, transfers seen."""
 
 
 @dataclass
 class IdentityConfig:
-    """How the identity step opens its graph."""
+    """How the identity step opens its graph and aligns its input."""
 
     rules: IdentifierRules
     open_store: Callable[[], KeyValue]
-    counters: LoopCounters = field(default_factory=LoopCounters)
+    parts: list[str]
+    """Every input partition of the cluster: events wait for all of them."""
+    frontier: InputFrontier = field(default_factory=InputFrontier)
+    """Replay: this process's frontier, told directly (Kafka mode publishes marks instead)."""
+    publish: bool = False
+    """Kafka mode: say how far the input has got on ``<prefix>frontier``, every
+    :data:`MARK_EVERY_MS`, for every process's timers."""
+    max_idle_ms: int = 500
+    clock: Callable[[], int] = lambda: 0
+    """The wall clock (ms): when a quiet partition stops holding the others back."""
 
 
-class IdentityLogic(StatefulBatchLogic[Event, Routed, int]):
+class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot]):
     """The identity graph inside the dataflow."""
 
-    def __init__(self, config: IdentityConfig, resume: int | None) -> None:
+    def __init__(self, config: IdentityConfig, resume: Snapshot | None) -> None:
         self._config = config
         self._graph = IdentityGraph(config.open_store(), config.rules)
-        if resume is None and self._graph.sequence:
-            # The flow starts over from nothing (no snapshot was committed before a crash):
-            # so does the graph, or it would know links its inputs have not made yet.
-            log.warning("identity graph: no snapshot to resume from; starting it afresh")
-            self._graph.clear()
-        elif resume is not None:
-            undone = self._graph.roll_back(resume)
+        self._run = secrets.token_hex(4)
+        now = config.clock()
+        self._merges = self._transfers = 0
+        if resume is None:
+            self._aligner = Aligner(config.parts, config.max_idle_ms)
+            if self._graph.sequence:
+                # The flow starts over from nothing (no snapshot was committed before a
+                # crash): so does the graph, or it would know links its inputs have not made.
+                log.warning("identity graph: no snapshot to resume from; starting it afresh")
+                self._graph.clear()
+        else:
+            if not isinstance(resume, tuple):
+                raise IncompatibleSnapshot(
+                    "the recovery snapshot's identity step was written by another version; "
+                    "see the README's known limits on upgrading"
+                )
+            sequence, aligned, self._merges, self._transfers = resume
+            self._aligner = Aligner.restore(aligned, config.parts, config.max_idle_ms, now)
+            undone = self._graph.roll_back(sequence)
             if undone:
                 log.info("identity graph: rolled back %d operations to the snapshot", undone)
         self._snapshots: deque[int] = deque(maxlen=KEPT_SNAPSHOTS)
+        self._marked: tuple[int, bool] | None = None
+        self._marked_at = 0
 
-    def on_batch(self, values: list[Event]) -> tuple[Iterable[Routed], bool]:
-        routed: list[Routed] = []
+    def on_batch(self, values: list[IdentityInput]) -> tuple[Iterable[IdentityOutput], bool]:
+        now = self._config.clock()
+        aligner = self._aligner
+        out: list[IdentityOutput] = []
+        for value in values:
+            if isinstance(value, Event):
+                aligner.add(value, now)
+            elif isinstance(value, Progress):
+                aligner.progress(value, now)
+            else:
+                self._transfers += 1
+                out.append(ForCustomer(value.survivor, value))
+        self._resolve(aligner.release(now), out)
+        self._mark(now, out)
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_notify(self) -> tuple[Iterable[IdentityOutput], bool]:
+        now = self._config.clock()
+        out: list[IdentityOutput] = []
+        self._resolve(self._aligner.release(now), out)
+        self._mark(now, out)
+        return out, StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        now = self._config.clock()
+        wake = self._aligner.next_release(now)
+        if self._config.publish:
+            heartbeat = self._marked_at + MARK_EVERY_MS
+            wake = heartbeat if wake is None else min(wake, heartbeat)
+        return None if wake is None else datetime.fromtimestamp(max(wake, now) / 1000, UTC)
+
+    def _resolve(self, events: list[Event], out: list[IdentityOutput]) -> None:
+        graph = self._graph
         known = unknown = merges = refusals = 0
-        for event in values:
+        for event in events:
             if event.type == "feedback":
-                routed.append(ForCustomer(self._feedback_customer(event), event))
+                out.append(ForCustomer(self._feedback_customer(event), event))
                 continue
-            resolution = self._graph.resolve(event.identifiers, event.time, event.event_id)
-            routed.extend(route(self._graph.sequence, resolution, event))
+            resolution = graph.resolve(event.identifiers, event.time, event.event_id)
+            out.extend(route(graph.sequence, resolution, event))
             merges += len(resolution.merges)
             refusals += len(resolution.refusals) + len(event.blocked_identifiers)
             if resolution.known_person:
                 known += 1
             else:
                 unknown += 1
-        # Merges first: once the events count as resolved, an input that has ended may
-        # stop waiting for transfers.
-        self._config.counters.add("merges_issued", merges)
-        self._config.counters.add("events_resolved", len(values))
-        metrics.count_resolved(known, unknown, self._graph.profiles_created)
+        self._merges += merges
+        metrics.count_resolved(known, unknown, graph.profiles_created)
         metrics.count_merges(merges, refusals)
-        return routed, StatefulBatchLogic.RETAIN
+        metrics.count_aligned(len(self._aligner), self._aligner.take_behind())
+
+    def _mark(self, now: int, out: list[IdentityOutput]) -> None:
+        """Say how far the input has got, when that changed (and, in Kafka mode, at least
+        every :data:`MARK_EVERY_MS`)."""
+        aligner = self._aligner
+        drained = aligner.ended and not len(aligner) and self._transfers >= self._merges
+        settled = aligner.settled(now)
+        state = (settled, drained)
+        if state == self._marked and (
+            not self._config.publish or now - self._marked_at < MARK_EVERY_MS
+        ):
+            return
+        self._marked, self._marked_at = state, now
+        end_at = now if drained and self._config.publish else None
+        mark = FrontierMark(settled, drained, end_at, now, self._run)
+        if self._config.publish:
+            out.append(mark)
+        else:
+            self._config.frontier.apply(mark)
 
     def _feedback_customer(self, event: Event) -> str:
         customer = customer_of_action_id(str(event.properties.get("action_id", "")))
         assert customer is not None  # ingest dead-letters feedback about unknown actions
         return self._graph.current_id(customer) or customer
 
-    def snapshot(self) -> int:
+    def snapshot(self) -> Snapshot:
         sequence = self._graph.sequence
         if len(self._snapshots) == KEPT_SNAPSHOTS:
             self._graph.forget_undo(self._snapshots[0])
         self._snapshots.append(sequence)
-        return sequence
+        return sequence, self._aligner.snapshot(), self._merges, self._transfers

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from bytewax.operators import StatefulBatchLogic
 
 from flows.metrics import CUSTOMERS, CUSTOMERS_EVICTED
-from flows.progress import EndOfInput, InputFrontier
+from flows.progress import InputFrontier
 from operators.decide import Output
 from operators.handover import Adopt, Retire, Transfer
 from operators.journey import Journey
@@ -40,10 +40,9 @@ class JourneyConfig:
     policy: Policy
     wall_clock_timers: bool
     """Kafka mode: pending timers fire when the wall clock passes them."""
-    end_of_input: EndOfInput = field(default_factory=EndOfInput)
-    """Replay: at the end of input, timers due by this time fire."""
     frontier: InputFrontier = field(default_factory=InputFrontier)
-    """Kafka mode: how far the input has been read, which holds timers back while catching up."""
+    """How far the whole input has been resolved, which holds wall-clock timers back while
+    any partition catches up; and, at the end of input, the time timers fire up to."""
     clock: Callable[[], int] = wall_clock_ms
     """The wall clock (ms), for when timers fire in Kafka mode."""
 
@@ -101,14 +100,10 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         )
 
     def on_eof(self) -> tuple[Iterable[JourneyOutput], bool]:
-        if self._journey is None or self._config.frontier.interrupted:
+        frontier = self._config.frontier
+        if self._journey is None or frontier.interrupted or frontier.end_at is None:
             return (), StatefulBatchLogic.RETAIN
-        if self._config.wall_clock_timers:
-            end = self._config.frontier.safe_until(self._config.clock())
-        elif self._config.end_of_input.at is None:
-            return (), StatefulBatchLogic.RETAIN
-        else:
-            end = self._config.end_of_input.at
+        end = frontier.end_at
         return self._fired(self._journey.fire_due(self._config.policy, end, inclusive=True), end)
 
     def notify_at(self) -> datetime | None:

@@ -15,6 +15,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import (
     OFFSET_BEGINNING,
+    OFFSET_END,
     TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     KafkaError,
@@ -26,7 +27,8 @@ from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
 from flows import metrics
 from flows.kafka_config import CLIENT_LOG, KafkaSettings
-from flows.progress import EndOfInput, InputFrontier, LoopCounters
+from flows.progress import FrontierMark, InputFrontier
+from operators.alignment import NEVER, Progress
 from operators.handover import Transfer
 from operators.ingest import Ingestor
 from operators.model import DeadLetter, Event, Origin
@@ -43,6 +45,9 @@ log = logging.getLogger("concierge.kafka")
 
 CONSUME_BATCH = 1000
 IDLE_POLL = timedelta(milliseconds=10)
+PROGRESS_EVERY_S = 0.25
+"""A partition says how far it has read at least this often, changed or not: the identity
+step takes a long silence for a stalled process (operators.alignment.STALE_AFTER_MS)."""
 FLUSH_TIMEOUT_S = 30.0
 
 STOP = threading.Event()
@@ -53,7 +58,10 @@ SourceState = tuple[int, int | None]
 """A partition's next offset and its ingest clock."""
 
 
-class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
+class _EventPartition(StatefulSourcePartition[Event | DeadLetter | Progress, SourceState]):
+    """One input partition: its records ingested where they are read, each batch followed
+    by how far the partition has read (:class:`Progress`), for the identity step."""
+
     def __init__(
         self,
         settings: KafkaSettings,
@@ -63,26 +71,22 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
         resume: SourceState | None,
         stop_at_end: bool,
         frontier: InputFrontier,
-        loop: LoopCounters,
-        end: EndOfInput,
     ) -> None:
         offset, clock = resume if resume is not None else (OFFSET_BEGINNING, None)
-        self._end = end
-        self._loop = loop
-        loop.add("inputs_open")
         self._offset = offset
         self._topic = topic
         self._index = index
         self._ingestor = Ingestor(policy, clock)
         self._known = metrics.type_labels(policy)
         self._stop_at_end = stop_at_end
-        self._done = False
+        self._ended = False
         self._awake: datetime | None = None
         self._name = f"{topic}#{index}"
         self._frontier = frontier
         self._caught_up = False
         """True once the broker said this partition was read to its end, until more comes."""
-        frontier.update(self._name, clock, caught_up=False)
+        self._told: Progress | None = None
+        self._told_at = 0.0
         self._lag = metrics.CONSUMER_LAG.labels(topic, str(index))
         self._consumer = Consumer(
             settings.config(
@@ -99,17 +103,22 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
         )
         self._consumer.assign([TopicPartition(topic, index, offset)])
 
-    def next_batch(self) -> list[Event | DeadLetter]:
+    def next_batch(self) -> list[Event | DeadLetter | Progress]:
         if STOP.is_set():
             self._frontier.interrupted = True
             raise StopIteration
-        if self._done:
-            self._frontier.update(self._name, self._ingestor.clock, caught_up=True)
-            self._end.at = int(time.time() * 1000)
-            self._loop.add("inputs_open", -1)
-            raise StopIteration
+        if self._ended:
+            # --stop-at-end: this partition is read; the input ends when the identity step
+            # says the whole cluster's is (every partition read, every merge complete).
+            if self._frontier.drained:
+                raise StopIteration
+            self._awake = datetime.now(UTC) + IDLE_POLL
+            if time.time() - self._told_at < PROGRESS_EVERY_S:
+                return []
+            self._told_at = time.time()
+            return [Progress(self._name, self._ingestor.clock, True, True)]
         messages = self._consumer.consume(CONSUME_BATCH, 0)
-        batch: list[Event | DeadLetter] = []
+        batch: list[Event | DeadLetter | Progress] = []
         ok: list[Event] = []
         bad: list[str] = []
         now = time.time()
@@ -120,7 +129,7 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
-                    self._done = self._stop_at_end
+                    self._ended = self._stop_at_end
                     caught_up = True
                     continue
                 metrics.KAFKA_ERRORS.labels("consumer").inc()
@@ -128,6 +137,8 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
                     raise RuntimeError(f"reading {self._topic}[{self._index}]: {error.str()}")
                 log.warning("reading %s[%d]: %s", self._topic, self._index, error.str())
                 continue
+            if self._ended:
+                break  # read to its end once: what comes after is for the next run
             offset: int | None = message.offset()
             kind, stamp = message.timestamp()
             record = ingest(
@@ -145,10 +156,12 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter, SourceState]):
             self._offset = (offset if offset is not None else self._offset) + 1
             caught_up = False
         metrics.count_ingested(ok, bad, self._known)
-        self._loop.add("events_read", len(ok))
         self._awake = None if messages else datetime.now(UTC) + IDLE_POLL
         self._caught_up = caught_up
-        self._frontier.update(self._name, self._ingestor.clock, caught_up)
+        progress = Progress(self._name, self._ingestor.clock, caught_up, self._ended)
+        if progress != self._told or now - self._told_at >= PROGRESS_EVERY_S:
+            self._told, self._told_at = progress, now
+            batch.append(progress)
         return batch
 
     def next_awake(self) -> datetime | None:
@@ -180,12 +193,12 @@ class _TransferPartition(StatefulSourcePartition[Transfer, SourceState]):
         index: int,
         resume: SourceState | None,
         stop_at_end: bool,
-        loop: LoopCounters,
+        frontier: InputFrontier,
     ) -> None:
         self._offset = resume[0] if resume is not None else OFFSET_BEGINNING
         self._topic, self._index = topic, index
         self._stop_at_end = stop_at_end
-        self._loop = loop
+        self._frontier = frontier
         self._caught_up = False
         self._awake: datetime | None = None
         self._consumer = Consumer(
@@ -222,8 +235,7 @@ class _TransferPartition(StatefulSourcePartition[Transfer, SourceState]):
             except (ValueError, KeyError, TypeError):
                 metrics.KAFKA_ERRORS.labels("transfers").inc()
                 log.error("skipping a record on %s that is not a transfer", self._topic)
-        self._loop.add("transfers_delivered", len(transfers))
-        if self._stop_at_end and not transfers and self._caught_up and self._loop.drained():
+        if self._stop_at_end and not transfers and self._frontier.drained:
             raise StopIteration
         self._awake = None if messages else datetime.now(UTC) + IDLE_POLL
         return transfers
@@ -238,35 +250,30 @@ class _TransferPartition(StatefulSourcePartition[Transfer, SourceState]):
         self._consumer.close()
 
 
-class KafkaEventSource(FixedPartitionedSource[Event | DeadLetter, SourceState]):
+Read = Event | DeadLetter | Progress | Transfer
+
+
+class KafkaEventSource(FixedPartitionedSource[Read, SourceState]):
     """Every partition of the input topics, assigned to workers by Bytewax (no consumer group);
-    each partition ingests its records where it reads them."""
+    each partition ingests its records where it reads them. The transfers topic's partitions
+    carry merged contexts back in."""
 
     def __init__(
         self,
         settings: KafkaSettings,
         policy: Policy,
         frontier: InputFrontier,
-        loop: LoopCounters,
-        end: EndOfInput,
         stop_at_end: bool = False,
     ) -> None:
-        self._end = end
         self._settings = settings
         self._policy = policy
         self._frontier = frontier
-        self._loop = loop
         self._stop_at_end = stop_at_end
 
     def list_parts(self) -> list[str]:
-        admin = AdminClient(self._settings.config())
-        parts = []
-        for topic in [*self._settings.input_topics(), self._settings.transfers_topic()]:
-            metadata = admin.list_topics(topic, timeout=30).topics[topic]
-            if metadata.error is not None:
-                raise RuntimeError(f"cannot read topic {topic}: {metadata.error.str()}")
-            parts += [f"{topic}#{index}" for index in sorted(metadata.partitions)]
-        return parts
+        return partitions_of(
+            self._settings, [*self._settings.input_topics(), self._settings.transfers_topic()]
+        )
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: SourceState | None
@@ -274,7 +281,7 @@ class KafkaEventSource(FixedPartitionedSource[Event | DeadLetter, SourceState]):
         topic, _, index = for_part.rpartition("#")
         if topic == self._settings.transfers_topic():
             return _TransferPartition(
-                self._settings, topic, int(index), resume_state, self._stop_at_end, self._loop
+                self._settings, topic, int(index), resume_state, self._stop_at_end, self._frontier
             )
         return _EventPartition(
             self._settings,
@@ -284,9 +291,73 @@ class KafkaEventSource(FixedPartitionedSource[Event | DeadLetter, SourceState]):
             resume_state,
             self._stop_at_end,
             self._frontier,
-            self._loop,
-            self._end,
         )
+
+
+def partitions_of(settings: KafkaSettings, topics: list[str]) -> list[str]:
+    """``topic#index`` for every partition of ``topics``: the names the sources and the
+    identity step's aligner use."""
+    admin = AdminClient(settings.config())
+    parts = []
+    for topic in topics:
+        metadata = admin.list_topics(topic, timeout=30).topics[topic]
+        if metadata.error is not None:
+            raise RuntimeError(f"cannot read topic {topic}: {metadata.error.str()}")
+        parts += [f"{topic}#{index}" for index in sorted(metadata.partitions)]
+    return parts
+
+
+class FrontierReader:
+    """Reads ``<prefix>frontier`` in a thread of its own and applies each mark to this
+    process's :class:`InputFrontier`: how far the identity step, wherever it runs, has
+    resolved the cluster's input. It starts at the topic's end: a mark from before this
+    start (an earlier run's) would tell of input this run has not resolved yet."""
+
+    def __init__(self, settings: KafkaSettings, frontier: InputFrontier) -> None:
+        self._frontier = frontier
+        self._stop = threading.Event()
+        self._consumer = Consumer(
+            settings.config(
+                **{
+                    "group.id": "concierge-partition-assigned",
+                    "enable.auto.commit": False,
+                    "fetch.wait.max.ms": 20,
+                    "error_cb": _client_error("consumer"),
+                }
+            )
+        )
+        self._consumer.assign([TopicPartition(settings.frontier_topic(), 0, OFFSET_END)])
+        self._thread = threading.Thread(target=self._read, name="frontier", daemon=True)
+
+    def start(self) -> FrontierReader:
+        self._thread.start()
+        return self
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            message = self._consumer.poll(0.1)
+            if message is None:
+                self._report()
+                continue
+            if message.error() is not None:
+                continue
+            try:
+                mark = FrontierMark.decode(message.value() or b"")
+            except (ValueError, KeyError, TypeError):
+                metrics.KAFKA_ERRORS.labels("frontier").inc()
+                continue
+            self._frontier.apply(mark)
+            self._report()
+
+    def _report(self) -> None:
+        settled = self._frontier.settled
+        if settled > NEVER:
+            metrics.TIMERS_HELD.set(max(time.time() - settled / 1000, 0.0))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._consumer.close()
 
 
 SIZE_REFUSALS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})

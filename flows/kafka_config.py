@@ -18,7 +18,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from operators.records import ACTIONS_PREFIX, AUDIT, DEAD_LETTERS, DECISIONS, TRANSFERS
+from operators.records import (
+    ACTIONS_PREFIX,
+    AUDIT,
+    DEAD_LETTERS,
+    DECISIONS,
+    FRONTIER,
+    TRANSFERS,
+)
 
 if TYPE_CHECKING:
     from operators.policy import Policy
@@ -55,12 +62,17 @@ class KafkaSettings:
         """Internal: merged profiles' contexts on their way back into the flow."""
         return self.prefix + TRANSFERS
 
+    def frontier_topic(self) -> str:
+        """Internal: how far the whole input has got, as the identity step says; every
+        process reads it. One partition, compacted (only the latest mark matters)."""
+        return self.prefix + FRONTIER
+
     def input_topics(self) -> list[str]:
         return [self.events_topic(), self.feedback_topic()]
 
     def output_topics(self, policy: Policy) -> list[str]:
         streams = [ACTIONS_PREFIX + channel for channel in policy.channels]
-        streams += [DECISIONS, DEAD_LETTERS, AUDIT, TRANSFERS]
+        streams += [DECISIONS, DEAD_LETTERS, AUDIT, TRANSFERS, FRONTIER]
         return [self.prefix + stream for stream in streams]
 
 
@@ -193,7 +205,12 @@ def ensure_topics(settings: KafkaSettings, topics: list[str], timeout: float = 3
     if not missing:
         return []
     futures = admin.create_topics(
-        [NewTopic(t, settings.partitions, settings.replication_factor) for t in missing],
+        [
+            NewTopic(t, 1, settings.replication_factor, config={"cleanup.policy": "compact"})
+            if t == settings.frontier_topic()
+            else NewTopic(t, settings.partitions, settings.replication_factor)
+            for t in missing
+        ],
         request_timeout=timeout,
     )
     created = []

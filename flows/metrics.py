@@ -74,6 +74,21 @@ IDENTIFIERS_REJECTED = Counter(
     "Identifier values not used: empty, blocked by the policy, or not a valid phone number",
     ["kind", "reason"],
 )
+ALIGNING = Gauge(
+    "concierge_alignment_waiting_events",
+    "Events the identity step holds until every input partition has read past their time",
+)
+ALIGNED_BEHIND = Counter(
+    "concierge_alignment_behind",
+    "Events that reached the identity step after later ones had been resolved (more than "
+    "--max-idle-ms behind the other partitions, or out of order in their own): resolved at "
+    "once, where replay would have put them in their place",
+)
+TIMERS_HELD = Gauge(
+    "concierge_timer_frontier_lag_seconds",
+    "How far behind the wall clock timers are held: the cluster's input has been resolved up "
+    "to this long ago (grows while a partition reads a backlog, or the identity step is down)",
+)
 
 WELL_KNOWN_TYPES = ("consent_changed", "feedback", "identify", "purchase", "complaint")
 
@@ -138,3 +153,9 @@ def count_merges(merges: int, refused: int) -> None:
         MERGES.inc(merges)
     if refused:
         MERGES_REFUSED.inc(refused)
+
+
+def count_aligned(waiting: int, behind: int) -> None:
+    ALIGNING.set(waiting)
+    if behind:
+        ALIGNED_BEHIND.inc(behind)

@@ -15,26 +15,30 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from flows.identity import IDENTITY_KEY, IdentityConfig, IdentityLogic
+from flows.identity import IDENTITY_KEY, IdentityConfig, IdentityLogic, IdentityOutput
 from flows.journey import JourneyConfig, JourneyLogic, JourneyOutput
 from flows.metrics import ACTIONS, DECISIONS, HELD_BACK, LATENCY, PROCESSING, RECORDS_OUT
+from flows.progress import FrontierMark
+from operators.alignment import Progress
 from operators.handover import Transfer
 from operators.model import Action, DeadLetter, Event
 from operators.records import AUDIT as AUDIT_STREAM
 from operators.records import DEAD_LETTERS as DEAD_LETTER_STREAM
 from operators.records import (
+    FRONTIER,
+    Order,
     OutRecord,
     encode,
     encode_audit,
     encode_dead_letter,
     encode_transfer,
 )
-from operators.resolution import ForAudit, ForCustomer, Routed
+from operators.resolution import ForAudit, ForCustomer
 
 FLOW_ID = "concierge"
 
 
-Ingested = Event | DeadLetter | Transfer
+Ingested = Event | DeadLetter | Transfer | Progress
 
 
 def build_flow(
@@ -51,21 +55,20 @@ def build_flow(
     flow = Dataflow(FLOW_ID)
 
     # 1. Ingest and validate: the source's partitions parse each record into an
-    #    event or a dead letter (see flows.replay / flows.kafka). Transfers come
-    #    back in through the source too: the loop that carries merged contexts.
+    #    event or a dead letter (see flows.replay / flows.kafka), and say how far they
+    #    have read. Transfers come back in through the source too: the loop that
+    #    carries merged contexts.
     ingested = op.input("ingest", flow, source)
     dead_letters = op.flat_map_batch("dead_letters", ingested, _dead_letters)
 
-    # 2. Identity: one graph resolves every event to its canonical customer id,
-    #    merging profiles (and telling both customers) as identifiers link them.
+    # 2. Identity: one graph resolves every event to its canonical customer id, in
+    #    event-time order across all input partitions, merging profiles (and telling
+    #    both customers) as identifiers link them; transfers pass through to the survivor.
     to_graph = op.flat_map_batch("to_identity", ingested, _to_identity)
     resolved = op.stateful_batch("identity", to_graph, lambda r: IdentityLogic(identity, r))
     audits = op.flat_map_batch("audits", resolved, _audits)
-    journey_items = op.merge(
-        "journey_items",
-        op.flat_map_batch("to_journey", resolved, _to_journey),
-        op.flat_map_batch("transfers_in", ingested, _transfers_in),
-    )
+    frontier = op.flat_map_batch("frontier", resolved, _frontier)
+    journey_items = op.flat_map_batch("to_journey", resolved, _to_journey)
 
     # 3-6. Context, moments, decisions and guardrails, one customer at a time.
     decided = op.stateful_batch(
@@ -79,24 +82,29 @@ def build_flow(
         op.flat_map_batch("emit", decided, _emit),
         op.flat_map_batch("emit_dead_letters", dead_letters, _encode_dead_letters),
         audits,
+        frontier,
     )
     op.output("write", records, sink)
     return flow
 
 
-def _to_identity(batch: list[Ingested]) -> list[tuple[str, Event]]:
-    return [(IDENTITY_KEY, r) for r in batch if isinstance(r, Event)]
+def _to_identity(batch: list[Ingested]) -> list[tuple[str, Event | Progress | Transfer]]:
+    return [(IDENTITY_KEY, r) for r in batch if not isinstance(r, DeadLetter)]
 
 
-def _to_journey(batch: list[tuple[str, Routed]]) -> list[tuple[str, ForCustomer]]:
+def _to_journey(batch: list[tuple[str, IdentityOutput]]) -> list[tuple[str, ForCustomer]]:
     return [(r.customer_id, r) for _, r in batch if isinstance(r, ForCustomer)]
 
 
-def _transfers_in(batch: list[Ingested]) -> list[tuple[str, ForCustomer]]:
-    return [(r.survivor, ForCustomer(r.survivor, r)) for r in batch if isinstance(r, Transfer)]
+def _frontier(batch: list[tuple[str, IdentityOutput]]) -> list[OutRecord]:
+    return [
+        OutRecord(FRONTIER, FRONTIER.encode(), r.encode(), Order.of_line(0), "")
+        for _, r in batch
+        if isinstance(r, FrontierMark)
+    ]
 
 
-def _audits(batch: list[tuple[str, Routed]]) -> list[OutRecord]:
+def _audits(batch: list[tuple[str, IdentityOutput]]) -> list[OutRecord]:
     records = [encode_audit(r.audit, r.order) for _, r in batch if isinstance(r, ForAudit)]
     if records:
         RECORDS_OUT.labels(AUDIT_STREAM).inc(len(records))

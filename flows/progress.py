@@ -1,82 +1,89 @@
-"""How far the input has got: the bookkeeping the sources keep and the steps consult.
+"""How far the input has got: what the identity step tells every process.
 
-- :class:`InputFrontier` (Kafka mode): how far each input partition of this process has
-  read in event time, which holds wall-clock timers back while a backlog is read.
-- :class:`EndOfInput` (replay, ``--stop-at-end``): where event time stands when the input
-  has ended, so what is due by then fires.
-- :class:`LoopCounters`: how far merges have got, so an input that ends can tell whether
-  transfers of merged contexts are still on their way.
+The identity step sees every input partition (each sends its progress with its events,
+:class:`operators.alignment.Progress`), so it alone can tell how far the whole cluster's
+input has got. It says so in a :class:`FrontierMark`: in replay straight into this
+process's :class:`InputFrontier`; in Kafka mode through the internal topic
+``<prefix>frontier``, which a reader in every process applies
+(:class:`flows.kafka.FrontierReader`).
+
+- :attr:`InputFrontier.settled` holds wall-clock timers back: a timer fires only once no
+  partition of the cluster is still behind its due time. If the identity step's owner is
+  down, no mark comes and timers wait; nothing fires early.
+- :attr:`InputFrontier.drained` ends the input (replay, ``--stop-at-end``): every partition
+  has ended, every event has been resolved and every merge's context has been delivered.
 """
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from operators.alignment import NEVER
 
 
-@dataclass(slots=True)
-class EndOfInput:
-    """Where event time stands when the input ends; set by the source."""
+@dataclass(frozen=True, slots=True)
+class FrontierMark:
+    """What the identity step says about the whole input, as of ``published`` (wall ms)."""
 
-    at: int | None = None
+    settled: int
+    """Every event before this (event time, ms) has been resolved."""
+    drained: bool
+    end_at: int | None
+    """Once drained: the event time the end of input fires timers up to."""
+    published: int
+    run: str
+    """Which start of the identity step said it."""
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "settled": self.settled,
+                "drained": self.drained,
+                "end_at": self.end_at,
+                "published": self.published,
+                "run": self.run,
+            }
+        )
+
+    @staticmethod
+    def decode(value: bytes) -> FrontierMark:
+        record: dict[str, Any] = orjson.loads(value)
+        return FrontierMark(
+            int(record["settled"]),
+            bool(record["drained"]),
+            None if record["end_at"] is None else int(record["end_at"]),
+            int(record["published"]),
+            str(record["run"]),
+        )
 
 
 class InputFrontier:
-    """How far this process's input partitions have read, in event time (Kafka mode).
-
-    A timer may fire on the wall clock only once no partition is still reading
-    a backlog from before its due time: otherwise, catching up after an outage,
-    a timer would fire before the unread event that cancels it, and Kafka mode
-    would decide differently from replay.
-    """
+    """The latest :class:`FrontierMark` this process has heard; worker threads share it."""
 
     def __init__(self) -> None:
-        self._parts: dict[str, tuple[int | None, bool]] = {}
+        self.settled = NEVER
+        self.drained = False
+        self.end_at: int | None = None
+        self.heard_at: int | None = None
+        """Wall ms of the mark last applied (None: none yet)."""
         self.interrupted = False
         """Set when input ended because the flow was told to stop, not because it was read
         to its end: what is due then waits for the next start."""
 
-    def update(self, part: str, clock: int | None, caught_up: bool) -> None:
-        """Partition ``part`` has read up to event time ``clock``; ``caught_up`` when it
-        has nothing more to read right now."""
-        self._parts[part] = (clock, caught_up)
+    def apply(self, mark: FrontierMark) -> None:
+        self.settled = mark.settled
+        if mark.drained:
+            # Replay's source knows where its input ends (``--until``); Kafka mode's identity
+            # step says when the cluster drained.
+            if mark.end_at is not None:
+                self.end_at = mark.end_at
+            self.drained = True
+        self.heard_at = mark.published
 
     def safe_until(self, now: int) -> int:
-        """The latest due time that may fire now: the wall clock, held back by any
-        partition still behind it."""
-        bound = now
-        for clock, caught_up in self._parts.values():
-            if not caught_up:
-                bound = min(bound, clock if clock is not None else -1)
-        return bound
-
-
-@dataclass
-class LoopCounters:
-    """How far merges have got, so an input that ends can tell whether transfers are due.
-    Worker threads of one process share it."""
-
-    inputs_open: int = 0
-    events_read: int = 0
-    events_resolved: int = 0
-    merges_issued: int = 0
-    transfers_delivered: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, counter: str, n: int = 1) -> None:
-        with self._lock:
-            setattr(self, counter, getattr(self, counter) + n)
-
-    def drained(self) -> bool:
-        """Every input has ended and every merge it caused has delivered its transfer."""
-        with self._lock:
-            inputs_closed = self.inputs_open == 0
-        return inputs_closed and self.settled()
-
-    def settled(self) -> bool:
-        """Every event read has been resolved and every merge issued has its transfer in."""
-        with self._lock:
-            return (
-                self.events_resolved >= self.events_read
-                and self.transfers_delivered >= self.merges_issued
-            )
+        """The latest due time that may fire now: the wall clock, held back while any
+        partition of the cluster is still behind it."""
+        return min(now, self.settled - 1)

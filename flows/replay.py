@@ -31,8 +31,9 @@ from flows.identity import IdentityConfig
 from flows.journey import JourneyConfig
 from flows.metrics import count_ingested, type_labels
 from flows.orchestrator import build_flow
-from flows.progress import EndOfInput, LoopCounters
+from flows.progress import InputFrontier
 from operators.action_ids import keyed
+from operators.alignment import Progress
 from operators.handover import Transfer
 from operators.identity_graph import DictStore
 from operators.ingest import Ingestor
@@ -81,23 +82,26 @@ class ReplayStats:
         }
 
 
-class _FilePartition(StatefulSourcePartition[Event | DeadLetter, None]):
+FILE_PART = "file"
+"""The file is one input partition; it says how far it has read only at its end, so the
+identity step resolves the whole file in alignment order (:mod:`operators.alignment`)."""
+
+
+class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None]):
     def __init__(
         self,
         path: Path,
         policy: Policy,
-        end: EndOfInput,
+        frontier: InputFrontier,
         until: int | None,
         stats: ReplayStats,
         progress: Callable[[str], None] | None,
-        loop: TransferLoop,
     ) -> None:
         self._file: IO[bytes] = path.open("rb")
-        self._loop = loop
         self._name = str(path)
         self._ingestor = Ingestor(policy)
         self._known = type_labels(policy)
-        self._end = end
+        self._frontier = frontier
         self._until = until
         self._stats = stats
         self._line = 0
@@ -106,10 +110,10 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter, None]):
         self._started = time.monotonic()
         self._last_report = self._started
 
-    def next_batch(self) -> list[Event | DeadLetter]:
+    def next_batch(self) -> list[Event | DeadLetter | Progress]:
         if self._done:
             raise StopIteration
-        batch: list[Event | DeadLetter] = []
+        batch: list[Event | DeadLetter | Progress] = []
         ingest = self._ingestor.ingest
         name = self._name
         readline = self._file.readline
@@ -129,15 +133,16 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter, None]):
         self._stats.events_ok += len(ok)
         self._stats.dead_letters += len(bad)
         self._stats.late_events += sum(1 for e in ok if e.late) + bad.count("late_event")
-        self._loop.counters.add("events_read", len(ok))
         count_ingested(ok, bad, self._known)
         self._report()
+        if self._done:
+            batch.append(Progress(FILE_PART, self._ingestor.clock, caught_up=True, ended=True))
         return batch
 
     def _finish(self) -> None:
         self._done = True
-        self._loop.counters.add("inputs_open", -1)
-        self._end.at = self._until if self._until is not None else self._ingestor.clock
+        until = self._until
+        self._frontier.end_at = until if until is not None else self._ingestor.clock
 
     def _report(self) -> None:
         if self._progress is None:
@@ -161,10 +166,11 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter, None]):
 @dataclass
 class TransferLoop:
     """The way a merged profile's context comes back into the flow in replay: the sink
-    puts transfers here and the source's second partition takes them out."""
+    puts transfers here and the source's second partition takes them out, until the
+    identity step says every merge has its context in."""
 
     queue: deque[bytes] = field(default_factory=deque)
-    counters: LoopCounters = field(default_factory=LoopCounters)
+    frontier: InputFrontier = field(default_factory=InputFrontier)
 
 
 class _TransferPartition(StatefulSourcePartition[Transfer, None]):
@@ -175,8 +181,7 @@ class _TransferPartition(StatefulSourcePartition[Transfer, None]):
     def next_batch(self) -> list[Transfer]:
         loop = self._loop
         transfers = [decode_transfer(value) for value in _drain(loop.queue)]
-        loop.counters.add("transfers_delivered", len(transfers))
-        if not transfers and loop.counters.drained():
+        if not transfers and loop.frontier.drained:
             raise StopIteration
         self._awake = None if transfers else datetime.now(UTC) + LOOP_POLL
         return transfers
@@ -195,7 +200,7 @@ def _drain(queue: deque[bytes]) -> list[bytes]:
     return items
 
 
-class ReplaySource(FixedPartitionedSource[Event | DeadLetter | Transfer, None]):
+class ReplaySource(FixedPartitionedSource[Event | DeadLetter | Progress | Transfer, None]):
     """The lines of one JSON-lines file, ingested in order by one partition; and the
     transfers of merged contexts, which come back in through a second one."""
 
@@ -203,19 +208,16 @@ class ReplaySource(FixedPartitionedSource[Event | DeadLetter | Transfer, None]):
         self,
         path: Path,
         policy: Policy,
-        end: EndOfInput,
         until: int | None,
         stats: ReplayStats,
         loop: TransferLoop,
         progress: Callable[[str], None] | None = None,
     ) -> None:
-        self._args = (path, policy, end, until, stats, progress, loop)
+        self._args = (path, policy, loop.frontier, until, stats, progress)
         self._loop = loop
-        # Counted before any partition runs, so the transfers cannot end ahead of the file.
-        loop.counters.add("inputs_open")
 
     def list_parts(self) -> list[str]:
-        return ["file", "transfers"]
+        return [FILE_PART, "transfers"]
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: None
@@ -335,11 +337,12 @@ def replay(
     policy = dataclasses.replace(policy, action_ids=keyed(secret))
     _clear_outputs(out_dir)
     stats = ReplayStats()
-    end = EndOfInput()
-    config = JourneyConfig(policy, wall_clock_timers=False, end_of_input=end)
     loop = TransferLoop()
-    identity = IdentityConfig(policy.identifier_rules, DictStore, loop.counters)
-    source = ReplaySource(events, policy, end, until, stats, loop, progress)
+    config = JourneyConfig(policy, wall_clock_timers=False, frontier=loop.frontier)
+    identity = IdentityConfig(
+        policy.identifier_rules, DictStore, [FILE_PART], frontier=loop.frontier
+    )
+    source = ReplaySource(events, policy, until, stats, loop, progress)
     flow = build_flow(config, identity, source, ReplaySink(out_dir, stats, loop))
     run_main(flow, epoch_interval=timedelta(hours=1))
     summary = stats.summary(policy)

@@ -21,8 +21,8 @@ from flows import metrics
 from flows.action_key import ENV_KEY, ActionKeyError, load_action_key
 from flows.identity import IdentityConfig
 from flows.identity_store import RocksStore
-from flows.journey import JourneyConfig
-from flows.kafka import STOP, KafkaEventSource, KafkaRecordSink
+from flows.journey import JourneyConfig, wall_clock_ms
+from flows.kafka import STOP, FrontierReader, KafkaEventSource, KafkaRecordSink, partitions_of
 from flows.kafka_config import (
     ENV_BROKERS,
     KafkaSettings,
@@ -76,6 +76,7 @@ def run_from_args(policy: Policy, args: argparse.Namespace) -> int:
         addresses=args.addresses.split(";") if args.addresses else None,
         stop_at_end=args.stop_at_end,
         connect_timeout=args.connect_timeout,
+        max_idle_ms=args.max_idle_ms,
     )
 
 
@@ -92,6 +93,7 @@ def run(
     addresses: list[str] | None = None,
     stop_at_end: bool = False,
     connect_timeout: float = 60.0,
+    max_idle_ms: int = 500,
 ) -> int:
     """Run the dataflow against Kafka until SIGTERM/SIGINT (or the end, with ``stop_at_end``).
 
@@ -128,6 +130,7 @@ def run(
     try:
         wait_for_brokers(settings, connect_timeout)
         created = ensure_topics(settings, settings.input_topics() + settings.output_topics(policy))
+        parts = partitions_of(settings, settings.input_topics())
     except RuntimeError as err:  # BrokersUnreachable, or a topic that cannot be made
         print(f"concierge run: {err}", file=sys.stderr)
         return 1
@@ -140,11 +143,17 @@ def run(
     # the wall clock.
     config = JourneyConfig(policy, wall_clock_timers=not stop_at_end)
     graph_store = _GraphStore(state_dir / "identity")
-    identity = IdentityConfig(policy.identifier_rules, graph_store.open)
-    source = KafkaEventSource(
-        settings, policy, config.frontier, identity.counters, config.end_of_input, stop_at_end
+    identity = IdentityConfig(
+        policy.identifier_rules,
+        graph_store.open,
+        parts,
+        publish=True,
+        max_idle_ms=max_idle_ms,
+        clock=wall_clock_ms,
     )
+    source = KafkaEventSource(settings, policy, config.frontier, stop_at_end)
     flow = build_flow(config, identity, source, KafkaRecordSink(settings))
+    reader = FrontierReader(settings, config.frontier).start()
     STOP.clear()
     if not os.environ.get("CONCIERGE_DEBUG"):
         # A failure is reported in one line below; Rust's backtrace of it would be 60 more.
@@ -169,6 +178,7 @@ def run(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        reader.close()
         graph_store.close()
     log.info("stopped")
     return 0

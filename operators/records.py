@@ -13,6 +13,8 @@ from operators.model import Action, Audit, DeadLetter, DeadLetterReason, Decisio
 DECISIONS = "decisions"
 TRANSFERS = "transfers"
 """Internal: a retired profile's context on its way to the survivor (see operators.handover)."""
+FRONTIER = "frontier"
+"""Internal: how far the whole input has got, as the identity step says (Kafka mode)."""
 DEAD_LETTERS = "dlq"
 AUDIT = "audit"
 ACTIONS_PREFIX = "actions."

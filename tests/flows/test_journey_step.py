@@ -2,6 +2,7 @@
 driven by a clock the test sets rather than by sleeping."""
 
 from flows.journey import JourneyConfig, JourneyLogic
+from flows.progress import FrontierMark
 from operators.model import Decision
 from operators.resolution import ForCustomer
 from operators.timefmt import format_ms, parse_ms
@@ -18,8 +19,14 @@ class Clock:
         return self.now
 
 
+def settled(config, at):
+    """The identity step says the cluster's input is resolved up to ``at``."""
+    config.frontier.apply(FrontierMark(parse_ms(at), False, None, 0, "run"))
+
+
 def step(policy, clock):
     config = JourneyConfig(policy, wall_clock_timers=True, clock=clock)
+    settled(config, "2100-01-01T00:00:00Z")
     logic = JourneyLogic(config, None)
     events = [
         make_event("consent_changed", "2026-11-20T09:00:00Z", GRANT),
@@ -41,14 +48,24 @@ def test_a_timer_fires_when_the_wall_clock_passes_it_and_decides_as_of_its_due_t
     ]
 
 
-def test_a_partition_still_reading_its_backlog_holds_the_timer_back(policy):
+def test_a_partition_of_the_cluster_still_reading_its_backlog_holds_the_timer_back(policy):
     clock = Clock("2026-11-20T10:45:00Z")
     config, logic = step(policy, clock)
-    config.frontier.update("events#1", parse_ms("2026-11-20T10:20:00Z"), caught_up=False)
+    settled(config, "2026-11-20T10:20:00Z")
     assert format_ms(int(logic.notify_at().timestamp() * 1000)) == "2026-11-20T10:45:02Z"
     assert list(logic.on_notify()[0]) == []
-    config.frontier.update("events#1", parse_ms("2026-11-20T10:44:00Z"), caught_up=True)
+    settled(config, "2026-11-20T10:30:00Z")
+    assert list(logic.on_notify()[0]) == [], "an event at the due time may still cancel it"
+    settled(config, "2026-11-20T10:30:01Z")
     assert len(list(logic.on_notify()[0])) > 0
+
+
+def test_before_the_identity_step_has_said_anything_no_timer_fires(policy):
+    clock = Clock("2026-11-21T10:00:00Z")
+    config = JourneyConfig(policy, wall_clock_timers=True, clock=clock)
+    logic = JourneyLogic(config, None)
+    logic.on_batch([ForCustomer("cus_ana", make_event("checkout_started", "2026-11-20T10:00:00Z"))])
+    assert list(logic.on_notify()[0]) == []
 
 
 def test_a_snapshot_from_another_version_is_refused_with_a_clear_error(policy):

@@ -40,6 +40,7 @@ def test_every_client_gets_the_user_properties_last(policy):
         "acme.dlq",
         "acme.audit",
         "acme.transfers",
+        "acme.frontier",
     ]
 
 
