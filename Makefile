@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit scenarios integration fuzz bench bench-state clean
+.PHONY: install demo test lint typecheck unit scenarios integration fuzz bench bench-state bench-scale clean
 
 install: $(STAMP)
 
@@ -48,6 +48,9 @@ bench: install
 
 bench-state: install
 	$(BIN)/python bench/state_size.py
+
+bench-scale: install
+	$(BIN)/python bench/scale_out.py
 
 clean:
 	rm -rf $(VENV) .concierge .pytest_cache .mypy_cache .ruff_cache

@@ -417,6 +417,8 @@ class ConciergeProcess:
             "--metrics-port",
             "0",
             *(["--stop-at-end"] if stop_at_end else []),
+            # e.g. CONCIERGE_BENCH_RUN_ARGS="--max-idle-ms 100": the same run with other flags
+            *os.environ.get("CONCIERGE_BENCH_RUN_ARGS", "").split(),
         ]
         self._process: subprocess.Popen[bytes] | None = None
 

@@ -19,12 +19,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 
 from flows import metrics
 from flows.broker import EmbeddedBroker, free_port
-from flows.generator import Generator
+from flows.generator import Generator, producer_key
 from flows.kafka_config import KafkaSettings, ensure_topics
 from flows.run import run
-from operators.identity import resolve_customer
-from operators.ingest import Ingestor
-from operators.model import Event, Origin
 from operators.policy import Policy
 from operators.policy_load import load_policy
 
@@ -78,19 +75,16 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _produce(settings: KafkaSettings, policy: Policy, customers: int, count: int, seed: int) -> int:
-    """Produce the generated stream, keyed by customer so each one's events stay in order."""
+    """Produce the generated stream, each event keyed by the identifier its producer knows
+    (one person's events land on several partitions; the identity step aligns them)."""
     producer = Producer(settings.config(**{"linger.ms": 20, "batch.num.messages": 10000}))
-    keyer = Ingestor(policy)
     topic = settings.events_topic()
     produced = 0
     for raw in Generator(customers, seed).events(count):
-        parsed = keyer.ingest(raw, Origin())
-        key = (
-            resolve_customer(parsed, policy.identifier_order) if isinstance(parsed, Event) else None
-        )
+        key = producer_key(raw)
         while True:
             try:
-                producer.produce(topic, raw, key.encode() if key else None)
+                producer.produce(topic, raw, key)
                 break
             except BufferError:
                 producer.poll(0.1)

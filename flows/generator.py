@@ -35,6 +35,19 @@ ORDINARY = (
     "The app keeps logging me out",
 )
 MINUTE = 60_000
+PRODUCER_KEYS = ("anonymous_id", "device_id", "loyalty_id", "phone", "email", "customer_id")
+"""The identifier each producer knows and keys its events by: the web its cookie, the app
+the device, the till the loyalty card, the contact centre the phone, a login the email."""
+
+
+def producer_key(raw: bytes) -> bytes | None:
+    """The key a producer would give this record: one person's events are spread over
+    partitions, as in production."""
+    try:
+        identifiers = orjson.loads(raw).get("identifiers")
+        return next(str(identifiers[k]) for k in PRODUCER_KEYS if identifiers.get(k)).encode()
+    except (orjson.JSONDecodeError, AttributeError, StopIteration, TypeError):
+        return None
 
 
 @dataclass(slots=True)

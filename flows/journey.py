@@ -71,16 +71,15 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
                 continue
             if isinstance(item, Retire):
                 outputs, handed = journey.on_retire(policy, item)
-                line = item.line
+            elif isinstance(item, Adopt):
+                outputs, handed = journey.on_adopt(policy, item)
             else:
-                # What a merge releases comes after the latest input line it waited for.
-                line = max([_line(queued) for queued in journey.queue], default=0)
-                if isinstance(item, Adopt):
-                    outputs, handed = journey.on_adopt(policy, item)
-                    line = max(line, item.line)
-                else:
-                    outputs, handed = journey.on_transfer(policy, item)
-            _emit(out, outputs, line, 0.0)
+                outputs, handed = journey.on_transfer(policy, item)
+            lines, journey.released_lines = journey.released_lines, ()
+            out.extend(
+                Emitted(o, Order.of_line(line, n), 0.0)
+                for n, (o, line) in enumerate(zip(outputs, lines, strict=True))
+            )
             if handed is not None:
                 out.append(handed)
         if journey.evicted:
@@ -153,10 +152,6 @@ def _resumed(snapshot: bytes) -> Journey:
 
 def _emit(out: list[JourneyOutput], outputs: list[Output], line: int, received_at: float) -> None:
     out.extend(Emitted(o, Order.of_line(line, n), received_at) for n, o in enumerate(outputs))
-
-
-def _line(item: Event | Adopt | Retire) -> int:
-    return item.origin.line or 0 if isinstance(item, Event) else item.line
 
 
 def _at(output: Output) -> int:

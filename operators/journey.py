@@ -103,6 +103,10 @@ class Journey:
     retired: bool = False
     evicted: int = 0
     """Times this customer's context was forgotten as idle, since the step last looked."""
+    released_lines: tuple[int, ...] = ()
+    """For the outputs the last merge notice or transfer released: the input line of what
+    caused each (the held event, or the merge), so replay's output order depends on what
+    was released, not on when a context happened to arrive."""
 
     @property
     def awaiting(self) -> frozenset[str]:
@@ -183,6 +187,7 @@ class Journey:
         before = self._reach(policy, adopt.at)
         self.queue = (adopt,)
         outputs, handed = self._advance(policy)
+        self.released_lines = (adopt.line,) * len(before) + self.released_lines
         return before + outputs, handed
 
     def on_transfer(
@@ -202,12 +207,15 @@ class Journey:
         if self.queue:
             self.queue = (*self.queue, retire)
             return [], None
-        return self._reach(policy, retire.at), self._hand_over(retire)
+        before = self._reach(policy, retire.at)
+        self.released_lines = (retire.line,) * len(before)
+        return before, self._hand_over(retire)
 
     def _advance(self, policy: Policy) -> tuple[list[Output], Transfer | None]:
         """Take in the queue from its head while the head is not a merge still waiting
         for its context."""
         outputs: list[Output] = []
+        lines: list[int] = []
         queue = list(self.queue)
         while queue:
             head = queue[0]
@@ -220,13 +228,19 @@ class Journey:
                 self.adopted = self.adopted | {head.merge_id}
             elif isinstance(head, Retire):
                 self.queue = ()
+                self.released_lines = tuple(lines)
                 return outputs, self._hand_over(head)
             elif isinstance(head, Event):
-                outputs.extend(self._handle(policy, head))
+                handled = self._handle(policy, head)
+                outputs.extend(handled)
+                lines.extend([head.origin.line or 0] * len(handled))
             del queue[0]
             if queue and not isinstance(queue[0], Event):
-                outputs.extend(self._reach(policy, queue[0].at))
+                reached = self._reach(policy, queue[0].at)
+                outputs.extend(reached)
+                lines.extend([queue[0].line] * len(reached))
         self.queue = tuple(queue)
+        self.released_lines = tuple(lines)
         return outputs, None
 
     def _hand_over(self, retire: Retire) -> Transfer:

@@ -5,6 +5,7 @@ one partition, one process on four, and two processes on four give the same reco
 from __future__ import annotations
 
 import signal
+import time
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -13,17 +14,18 @@ from confluent_kafka import Producer
 
 from flows.broker import free_port
 from flows.generator import Generator
+from flows.generator import producer_key as generated_key
+from operators.identity import canonical_id
 from tests.integration.conftest import QUIET, Topics, afternoon_zone, stamp, wait_for
-from tests.integration.test_kafka_flow import replay_prediction
-
-PRODUCER_KEYS = ("anonymous_id", "device_id", "loyalty_id", "phone", "email", "customer_id")
-"""The web keys by its cookie, the app by the device, the till by the loyalty card, the
-contact centre by the phone, a login by the email: the identifier each producer knows."""
+from tests.integration.test_kafka_flow import recent_stream, replay_prediction
 
 
 def producer_key(event: dict) -> bytes:
-    identifiers = event["identifiers"]
-    return next(identifiers[k] for k in PRODUCER_KEYS if identifiers.get(k)).encode()
+    """The web keys by its cookie, the app by the device, the till by the loyalty card, the
+    contact centre by the phone, a login by the email: the identifier each producer knows."""
+    key = generated_key(orjson.dumps(event))
+    assert key is not None
+    return key
 
 
 def population(now: datetime) -> tuple[list[dict], list[dict]]:
@@ -167,3 +169,96 @@ def test_replay_one_process_four_partitions_and_two_processes_agree_under_realis
         assert [flow.wait(20) for flow in cluster] == [0] * processes
         for stream in streams:
             assert got[stream] == expected[stream], f"{name}: {stream} differs from replay"
+
+
+def test_a_stalled_process_holds_every_timer_back_until_its_partitions_are_read(
+    broker, flows, policy, tmp_path
+):
+    """One of two processes is stopped (SIGSTOP) for 20 s while checkouts arrive on the
+    other's partitions and the purchases that cancel them on every partition: the cart
+    timers, long past due on the wall clock, must not fire on the live process before the
+    stalled one has read the purchases; and once it has, only the checkout nobody paid for
+    gets its reminder."""
+    topics = Topics(broker, f"stall{free_port()}.")
+    topics.create(policy, partitions=4)
+    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+    cluster = []
+    for index in (0, 1):
+        workdir = tmp_path / f"p{index}"
+        workdir.mkdir()
+        cluster.append(flows(topics, "-i", str(index), "-a", addresses, workdir=workdir).start())
+    for flow in cluster:
+        wait_for(
+            lambda flow=flow: "concierge_timer_frontier_lag_seconds" in flow.metrics(),
+            60,
+            "both processes to hear the identity step",
+        )
+    stalled = cluster[1].process
+    assert stalled is not None
+    stalled.send_signal(signal.SIGSTOP)
+    try:
+        producer = Producer({"bootstrap.servers": broker.bootstrap, **QUIET})
+        zone = afternoon_zone()
+        for p in range(4):
+            person = {"anonymous_id": f"anon-stall-{p}", "email": f"stall{p}@example.com"}
+            story = [
+                ("identify", -125, person, p),
+                ("checkout_started", -120, {"anonymous_id": person["anonymous_id"]}, p),
+                ("purchase", -110, {"email": person["email"]}, (p + 1) % 4),
+            ]
+            if p == 3:  # nobody pays for this one: its reminder shows the timers ran
+                story = [("checkout_started", -120, {"anonymous_id": "anon-unpaid"}, p)]
+            for kind, minutes, identifiers, partition in story:
+                event = {
+                    "event_id": f"stall-{p}-{kind}",
+                    "type": kind,
+                    "timestamp": stamp(timedelta(minutes=minutes)),
+                    "identifiers": identifiers,
+                    "context": {"timezone": zone, "channel": "web"},
+                    "properties": {"cart_value": 80, "product_id": "p-1"},
+                }
+                producer.produce(topics.prefix + "events", orjson.dumps(event), partition=partition)
+        assert producer.flush(30) == 0
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            fired = [d for d in topics.values("decisions") if d["action"] == "cart_recovery"]
+            assert not fired, f"a cart timer fired while a partition was unread: {fired}"
+            time.sleep(1)
+    finally:
+        stalled.send_signal(signal.SIGCONT)
+    reminders = wait_for(
+        lambda: [d for d in topics.values("decisions") if d["action"] == "cart_recovery"],
+        60,
+        "the unpaid checkout's reminder",
+    )
+    unpaid = canonical_id("anonymous_id", "anon-unpaid")
+    assert [d["customer_id"] for d in reminders] == [unpaid], "a paid cart got a reminder"
+    for flow in cluster:
+        assert flow.process is not None
+        flow.process.send_signal(signal.SIGTERM)
+    assert [flow.wait(20) for flow in cluster] == [0, 0]
+
+
+def test_two_processes_stop_together_at_the_end_with_what_replay_predicts(
+    broker, flows, policy, tmp_path, reference_policy_path
+):
+    """``--stop-at-end`` on a cluster: every process stops, after every merge's context has
+    arrived and what was due has fired, with replay's records."""
+    events = recent_stream(customers=300, count=4000, seed=31)
+    topics = Topics(broker, f"end{free_port()}.")
+    topics.create(policy, partitions=4)
+    produce(topics, events)
+    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+    cluster = []
+    for index in (0, 1):
+        workdir = tmp_path / f"p{index}"
+        workdir.mkdir()
+        extra = ("-i", str(index), "-a", addresses, "--stop-at-end")
+        cluster.append(flows(topics, *extra, workdir=workdir).start())
+    assert [flow.wait(180) for flow in cluster] == [0, 0], cluster[0].output()
+
+    predicted = replay_prediction(events, tmp_path, reference_policy_path)
+    assert predicted["audit"], "the stream should merge profiles"
+    for stream in ["decisions", "audit"] + [f"actions.{c}" for c in policy.channels]:
+        kafka = sorted(value for _, value, _, _ in topics.read(stream))
+        assert kafka == predicted.get(stream, []), stream
