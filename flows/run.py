@@ -175,6 +175,13 @@ def run(
         log.error("the dataflow stopped: %s; it resumes from the last snapshot", _cause(err))
         print(f"concierge run: the dataflow stopped: {_cause(err)}", file=sys.stderr)
         return 1
+    except BaseException as err:  # a Rust panic: in a cluster, another process went away
+        if type(err).__name__ != "PanicException":
+            raise
+        why = "another process of the cluster went away" if addresses else "Bytewax failed"
+        log.error("the dataflow stopped: %s (%s); it resumes from the last snapshot", why, err)
+        print(f"concierge run: the dataflow stopped: {why} ({err})", file=sys.stderr)
+        return 1
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

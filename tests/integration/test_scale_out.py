@@ -171,6 +171,59 @@ def test_replay_one_process_four_partitions_and_two_processes_agree_under_realis
             assert got[stream] == expected[stream], f"{name}: {stream} differs from replay"
 
 
+def start_pair(flows, topics, tmp_path, addresses, tag):
+    cluster = []
+    for index in (0, 1):
+        workdir = tmp_path / f"p{index}"
+        workdir.mkdir(exist_ok=True)
+        extra = ("-i", str(index), "-a", addresses)
+        cluster.append(flows(topics, *extra, workdir=workdir).start())
+    for flow in cluster:
+        wait_for(
+            lambda flow=flow: flow.metrics().get("concierge_timer_frontier_lag_seconds", 0) > 0,
+            60,
+            f"{tag}: both processes to hear the identity step",
+        )
+    return cluster
+
+
+def produce_paid_and_unpaid_checkouts(broker, topics):
+    """Three people check out on one partition and pay (by email) on the next; a fourth
+    checks out and never pays. Two hours ago: every cart timer is past due on the wall clock."""
+    producer = Producer({"bootstrap.servers": broker.bootstrap, **QUIET})
+    zone = afternoon_zone()
+    for p in range(4):
+        person = {"anonymous_id": f"anon-stall-{p}", "email": f"stall{p}@example.com"}
+        story = [
+            ("identify", -125, person, p),
+            ("checkout_started", -120, {"anonymous_id": person["anonymous_id"]}, p),
+            ("purchase", -110, {"email": person["email"]}, (p + 1) % 4),
+        ]
+        if p == 3:  # nobody pays for this one: its reminder shows the timers ran
+            story = [("checkout_started", -120, {"anonymous_id": "anon-unpaid"}, p)]
+        for kind, minutes, identifiers, partition in story:
+            event = {
+                "event_id": f"stall-{p}-{kind}",
+                "type": kind,
+                "timestamp": stamp(timedelta(minutes=minutes)),
+                "identifiers": identifiers,
+                "context": {"timezone": zone, "channel": "web"},
+                "properties": {"cart_value": 80, "product_id": "p-1"},
+            }
+            producer.produce(topics.prefix + "events", orjson.dumps(event), partition=partition)
+    assert producer.flush(30) == 0
+
+
+def cart_reminders(topics):
+    return [d for d in topics.values("decisions") if d["action"] == "cart_recovery"]
+
+
+def only_the_unpaid_checkout_is_reminded(topics):
+    reminders = wait_for(lambda: cart_reminders(topics), 60, "the unpaid checkout's reminder")
+    unpaid = canonical_id("anonymous_id", "anon-unpaid")
+    assert [d["customer_id"] for d in reminders] == [unpaid], "a paid cart got a reminder"
+
+
 def test_a_stalled_process_holds_every_timer_back_until_its_partitions_are_read(
     broker, flows, policy, tmp_path
 ):
@@ -182,57 +235,46 @@ def test_a_stalled_process_holds_every_timer_back_until_its_partitions_are_read(
     topics = Topics(broker, f"stall{free_port()}.")
     topics.create(policy, partitions=4)
     addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
-    cluster = []
-    for index in (0, 1):
-        workdir = tmp_path / f"p{index}"
-        workdir.mkdir()
-        cluster.append(flows(topics, "-i", str(index), "-a", addresses, workdir=workdir).start())
-    for flow in cluster:
-        wait_for(
-            lambda flow=flow: "concierge_timer_frontier_lag_seconds" in flow.metrics(),
-            60,
-            "both processes to hear the identity step",
-        )
+    cluster = start_pair(flows, topics, tmp_path, addresses, "stall")
     stalled = cluster[1].process
     assert stalled is not None
     stalled.send_signal(signal.SIGSTOP)
     try:
-        producer = Producer({"bootstrap.servers": broker.bootstrap, **QUIET})
-        zone = afternoon_zone()
-        for p in range(4):
-            person = {"anonymous_id": f"anon-stall-{p}", "email": f"stall{p}@example.com"}
-            story = [
-                ("identify", -125, person, p),
-                ("checkout_started", -120, {"anonymous_id": person["anonymous_id"]}, p),
-                ("purchase", -110, {"email": person["email"]}, (p + 1) % 4),
-            ]
-            if p == 3:  # nobody pays for this one: its reminder shows the timers ran
-                story = [("checkout_started", -120, {"anonymous_id": "anon-unpaid"}, p)]
-            for kind, minutes, identifiers, partition in story:
-                event = {
-                    "event_id": f"stall-{p}-{kind}",
-                    "type": kind,
-                    "timestamp": stamp(timedelta(minutes=minutes)),
-                    "identifiers": identifiers,
-                    "context": {"timezone": zone, "channel": "web"},
-                    "properties": {"cart_value": 80, "product_id": "p-1"},
-                }
-                producer.produce(topics.prefix + "events", orjson.dumps(event), partition=partition)
-        assert producer.flush(30) == 0
+        produce_paid_and_unpaid_checkouts(broker, topics)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            fired = [d for d in topics.values("decisions") if d["action"] == "cart_recovery"]
+            fired = cart_reminders(topics)
             assert not fired, f"a cart timer fired while a partition was unread: {fired}"
             time.sleep(1)
     finally:
         stalled.send_signal(signal.SIGCONT)
-    reminders = wait_for(
-        lambda: [d for d in topics.values("decisions") if d["action"] == "cart_recovery"],
-        60,
-        "the unpaid checkout's reminder",
-    )
-    unpaid = canonical_id("anonymous_id", "anon-unpaid")
-    assert [d["customer_id"] for d in reminders] == [unpaid], "a paid cart got a reminder"
+    only_the_unpaid_checkout_is_reminded(topics)
+    for flow in cluster:
+        assert flow.process is not None
+        flow.process.send_signal(signal.SIGTERM)
+    assert [flow.wait(20) for flow in cluster] == [0, 0]
+
+
+def test_a_killed_process_stops_the_cluster_so_nothing_fires_early_then_both_resume(
+    broker, flows, policy, tmp_path
+):
+    """kill -9 of one of two processes, right after the checkouts and purchases are
+    produced: a Bytewax cluster cannot go on without a member, so the live process stops
+    at once (exit 1, one line) instead of firing timers whose cancelling events the dead
+    one had to read. Both started again, only the unpaid checkout gets a reminder."""
+    topics = Topics(broker, f"kill{free_port()}.")
+    topics.create(policy, partitions=4)
+    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+    live, doomed = start_pair(flows, topics, tmp_path, addresses, "before the kill")
+    produce_paid_and_unpaid_checkouts(broker, topics)
+    doomed.kill()
+    assert live.wait(30) == 1
+    assert "another process of the cluster went away" in live.output()
+    paid = [d for d in cart_reminders(topics) if "unpaid" not in d["triggered_by"][0]]
+    assert not paid, f"a paid cart got a reminder before the stop: {paid}"
+    time.sleep(10)  # the dead process stays down a while: nothing runs meanwhile
+    cluster = start_pair(flows, topics, tmp_path, addresses, "after the restart")
+    only_the_unpaid_checkout_is_reminded(topics)
     for flow in cluster:
         assert flow.process is not None
         flow.process.send_signal(signal.SIGTERM)
