@@ -51,6 +51,7 @@ from operators.records import (
     OutRecord,
     decode_transfer,
 )
+from operators.timefmt import format_ms
 
 READ_BATCH = 2000
 PROGRESS_EVERY_S = 5.0
@@ -181,6 +182,7 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None
         self._file: IO[bytes] = path.open("rb")
         self._sorter = _EventSorter(spill_dir)
         self._sorted: Iterator[tuple[int, str, int, Event]] | None = None
+        self._handed_on = 0
         self._name = str(path)
         self._ingestor = Ingestor(policy)
         self._known = type_labels(policy)
@@ -235,7 +237,19 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None
             return [Progress(FILE_PART, self._ingestor.clock, caught_up=True, ended=True)]
         batch: list[Event | DeadLetter | Progress] = [entry[3] for entry in entries]
         batch.append(Progress(FILE_PART, entries[-1][0], caught_up=False))
+        self._handed_on += len(entries)
+        self._report_handed_on(entries[-1][0])
         return batch
+
+    def _report_handed_on(self, until: int) -> None:
+        now = time.monotonic()
+        if self._progress is None or now - self._last_report < PROGRESS_EVERY_S:
+            return
+        self._last_report = now
+        self._progress(
+            f"replay: deciding, {self._handed_on} of {self._stats.events_ok} events "
+            f"handed on in time order (up to {format_ms(until)})"
+        )
 
     def _finish(self) -> None:
         self._done = True
