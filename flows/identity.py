@@ -144,7 +144,8 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
                 out.append(ForCustomer(self._feedback_customer(event), event))
                 continue
             resolution = graph.resolve(event.identifiers, event.time, event.event_id)
-            out.extend(route(graph.sequence, resolution, event))
+            # The operation number names a merge; most events merge nothing.
+            out.extend(route(graph.sequence if resolution.merges else 0, resolution, event))
             merges += len(resolution.merges)
             refusals += len(resolution.refusals) + len(event.blocked_identifiers)
             if resolution.known_person:

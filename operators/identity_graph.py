@@ -116,6 +116,11 @@ class _Profile:
         return _Profile(data["n"], data["id"], data["ids"], data["into"])
 
 
+def _names_a_person(profile: _Profile) -> bool:
+    """Whether a profile holds an identifier of a person (not only a browser or device)."""
+    return not PERSON_IDENTIFIERS.isdisjoint(profile.identifiers)  # no kind is ever empty
+
+
 def _identifier_key(kind: str, value: str) -> bytes:
     return b"i\x00" + kind.encode() + b"\x00" + value.encode()
 
@@ -143,7 +148,7 @@ class IdentityGraph:
         self._store = store
         self._rules = rules
         self._profiles: dict[int, _Profile] = {}
-        self._numbers: dict[bytes, int] = {}
+        self._numbers: dict[tuple[str, str], int] = {}
         """Decoded profiles and identifier lookups, written through: the graph has one
         owner, so what it last wrote is what the store holds."""
 
@@ -165,6 +170,9 @@ class IdentityGraph:
     def _resolve(self, identifiers: Mapping[str, str], at: int, event_id: str) -> Resolution:
         if len(self._profiles) > MAX_CACHED:
             self._forget_cache()
+        known = self._cached_profile(identifiers)
+        if known is not None:
+            return Resolution(known.customer_id, known_person=_names_a_person(known))
         op = _Operation(self._store, self._profiles, self._numbers)
         rules = self._rules
         ordered = sorted(identifiers.items(), key=lambda kv: (rules.rank(kv[0]), kv[1]))
@@ -174,8 +182,7 @@ class IdentityGraph:
         if first_known is not None and all(
             root is not None and root.number == first_known.number for root in roots
         ):
-            person = any(first_known.identifiers.get(k) for k in PERSON_IDENTIFIERS)
-            return Resolution(first_known.customer_id, known_person=person)
+            return Resolution(first_known.customer_id, known_person=_names_a_person(first_known))
         first_known = next((root for root in roots if root is not None), None)
         created = first_known is None
         base = first_known if first_known is not None else op.create(*ordered[0], at, event_id)
@@ -209,8 +216,23 @@ class IdentityGraph:
             landing = op.create(*ordered[0], at, event_id)
             created = True
         op.commit()
-        person = any(landing.identifiers.get(k) for k in PERSON_IDENTIFIERS)
+        person = _names_a_person(landing)
         return Resolution(landing.customer_id, tuple(merges), tuple(refusals), person, created)
+
+    def _cached_profile(self, identifiers: Mapping[str, str]) -> _Profile | None:
+        """The common event: every identifier already belongs to one profile the cache
+        holds, so nothing is read, written or linked. None when that is not sure."""
+        found: _Profile | None = None
+        numbers, profiles = self._numbers, self._profiles
+        for kind, value in identifiers.items():
+            number = numbers.get((kind, value))
+            profile = profiles.get(number) if number is not None else None
+            while profile is not None and profile.into is not None:
+                profile = profiles.get(profile.into)
+            if profile is None or (found is not None and profile is not found):
+                return None
+            found = profile
+        return found
 
     def _over_limit(self, base: _Profile, adding: Mapping[str, Iterable[str]]) -> str | None:
         for kind, values in adding.items():
@@ -299,13 +321,13 @@ class _Operation:
         self,
         store: KeyValue,
         profiles: dict[int, _Profile] | None = None,
-        numbers: dict[bytes, int] | None = None,
+        numbers: dict[tuple[str, str], int] | None = None,
     ) -> None:
         self._store = store
         self._writes: dict[bytes, bytes | None] = {}
         self._old: dict[bytes, bytes | None] = {}
         self._profiles: dict[int, _Profile] = {} if profiles is None else profiles
-        self._numbers: dict[bytes, int] = {} if numbers is None else numbers
+        self._numbers: dict[tuple[str, str], int] = {} if numbers is None else numbers
 
     def _get(self, key: bytes) -> bytes | None:
         if key in self._writes:
@@ -330,13 +352,12 @@ class _Operation:
             number = profile.into
 
     def root_of(self, kind: str, value: str) -> _Profile | None:
-        key = _identifier_key(kind, value)
-        number = self._numbers.get(key)
+        number = self._numbers.get((kind, value))
         if number is None:
-            raw = self._get(key)
+            raw = self._get(_identifier_key(kind, value))
             if raw is None:
                 return None
-            number = self._numbers[key] = int(raw)
+            number = self._numbers[kind, value] = int(raw)
         return self.follow(number)
 
     def create(self, kind: str, value: str, at: int, event_id: str) -> _Profile:

@@ -43,6 +43,8 @@ def route(sequence: int, resolution: Resolution, event: Event) -> list[Routed]:
     A merge happens at the input's event time when the event was read (its watermark,
     if it arrived late), so timers due before then fire first on both sides.
     """
+    if not (resolution.merges or resolution.refusals or event.blocked_identifiers):
+        return [ForCustomer(resolution.customer_id, event)]  # the common event
     line = event.origin.line or 0
     at = max(event.time, event.watermark)
     routed: list[Routed] = []
