@@ -113,10 +113,7 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter | Progress, Sou
             if self._frontier.drained:
                 raise StopIteration
             self._awake = datetime.now(UTC) + IDLE_POLL
-            if time.time() - self._told_at < PROGRESS_EVERY_S:
-                return []
-            self._told_at = time.time()
-            return [Progress(self._name, self._ingestor.clock, True, True)]
+            return self._tell(Progress(self._name, self._ingestor.clock, True, True), time.time())
         messages = self._consumer.consume(CONSUME_BATCH, 0)
         batch: list[Event | DeadLetter | Progress] = []
         ok: list[Event] = []
@@ -158,11 +155,18 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter | Progress, Sou
         metrics.count_ingested(ok, bad, self._known)
         self._awake = None if messages else datetime.now(UTC) + IDLE_POLL
         self._caught_up = caught_up
-        progress = Progress(self._name, self._ingestor.clock, caught_up, self._ended)
-        if progress != self._told or now - self._told_at >= PROGRESS_EVERY_S:
-            self._told, self._told_at = progress, now
-            batch.append(progress)
+        batch.extend(
+            self._tell(Progress(self._name, self._ingestor.clock, caught_up, self._ended), now)
+        )
         return batch
+
+    def _tell(self, progress: Progress, now: float) -> list[Progress]:
+        """How far this partition has read, when that changed or at least every
+        :data:`PROGRESS_EVERY_S`."""
+        if progress == self._told and now - self._told_at < PROGRESS_EVERY_S:
+            return []
+        self._told, self._told_at = progress, now
+        return [progress]
 
     def next_awake(self) -> datetime | None:
         return self._awake

@@ -67,8 +67,6 @@ class InputFrontier:
         self.settled = NEVER
         self.drained = False
         self.end_at: int | None = None
-        self.heard_at: int | None = None
-        """Wall ms of the mark last applied (None: none yet)."""
         self.interrupted = False
         """Set when input ended because the flow was told to stop, not because it was read
         to its end: what is due then waits for the next start."""
@@ -81,7 +79,6 @@ class InputFrontier:
             if mark.end_at is not None:
                 self.end_at = mark.end_at
             self.drained = True
-        self.heard_at = mark.published
 
     def safe_until(self, now: int) -> int:
         """The latest due time that may fire now: the wall clock, held back while any

@@ -113,11 +113,6 @@ class Journey:
         """The merges whose contexts this customer waits for."""
         return frozenset(item.merge_id for item in self.queue if isinstance(item, Adopt))
 
-    @property
-    def held(self) -> tuple[Event, ...]:
-        """The events held back behind a pending merge."""
-        return tuple(item for item in self.queue if isinstance(item, Event))
-
     def on_event(self, policy: Policy, event: Event) -> list[Output]:
         """Handle ``event``, or hold it back while a merge is pending."""
         if self.queue:

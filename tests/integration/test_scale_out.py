@@ -72,17 +72,32 @@ def records_in(cluster) -> float:
     return sum(flow.metrics().get("concierge_records_in_total", 0) for flow in cluster)
 
 
+def start_cluster(flows, topics, workdir, processes, *extra):
+    """``concierge run`` as ``processes`` processes of one cluster, each with its own
+    directories under ``workdir`` (kept across restarts)."""
+    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+    cluster = []
+    for index in range(processes):
+        own = workdir / f"p{index}"
+        own.mkdir(parents=True, exist_ok=True)
+        member = ("-i", str(index), "-a", addresses) if processes > 1 else ()
+        cluster.append(flows(topics, *member, *extra, workdir=own).start())
+    return cluster
+
+
+def stop_cluster(cluster):
+    """SIGTERM every process: each stops cleanly."""
+    for flow in cluster:
+        assert flow.process is not None
+        flow.process.send_signal(signal.SIGTERM)
+    assert [flow.wait(20) for flow in cluster] == [0] * len(cluster)
+
+
 def run_cluster(broker, flows, policy, tmp_path, name, partitions, processes, history, live):
     topics = Topics(broker, f"{name}{free_port()}.")
     topics.create(policy, partitions=partitions)
     produce(topics, history)
-    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
-    cluster = []
-    for index in range(processes):
-        workdir = tmp_path / f"{name}-{index}"
-        workdir.mkdir()
-        extra = ("-i", str(index), "-a", addresses) if processes > 1 else ()
-        cluster.append(flows(topics, *extra, workdir=workdir).start())
+    cluster = start_cluster(flows, topics, tmp_path / name, processes)
     wait_for(lambda: records_in(cluster) >= len(history), 120, f"{name}: the history read")
     produce(topics, live)
     wait_for(lambda: records_in(cluster) >= len(history) + len(live), 60, f"{name}: live read")
@@ -169,21 +184,14 @@ def test_replay_one_process_four_partitions_and_two_processes_agree_under_realis
             every=1.0,
         )
         got = sorted_records(topics, streams)
-        for flow in cluster:
-            assert flow.process is not None
-            flow.process.send_signal(signal.SIGTERM)
-        assert [flow.wait(20) for flow in cluster] == [0] * processes
+        stop_cluster(cluster)
         for stream in streams:
             assert got[stream] == expected[stream], f"{name}: {stream} differs from replay"
 
 
-def start_pair(flows, topics, tmp_path, addresses, tag):
-    cluster = []
-    for index in (0, 1):
-        workdir = tmp_path / f"p{index}"
-        workdir.mkdir(exist_ok=True)
-        extra = ("-i", str(index), "-a", addresses)
-        cluster.append(flows(topics, *extra, workdir=workdir).start())
+def start_pair(flows, topics, tmp_path, tag):
+    """Two processes of one cluster, once both hear the identity step."""
+    cluster = start_cluster(flows, topics, tmp_path / "pair", 2)
     for flow in cluster:
         wait_for(
             lambda flow=flow: flow.metrics().get("concierge_timer_frontier_lag_seconds", 0) > 0,
@@ -240,8 +248,7 @@ def test_a_stalled_process_holds_every_timer_back_until_its_partitions_are_read(
     gets its reminder."""
     topics = Topics(broker, f"stall{free_port()}.")
     topics.create(policy, partitions=4)
-    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
-    cluster = start_pair(flows, topics, tmp_path, addresses, "stall")
+    cluster = start_pair(flows, topics, tmp_path, "stall")
     stalled = cluster[1].process
     assert stalled is not None
     stalled.send_signal(signal.SIGSTOP)
@@ -255,10 +262,7 @@ def test_a_stalled_process_holds_every_timer_back_until_its_partitions_are_read(
     finally:
         stalled.send_signal(signal.SIGCONT)
     only_the_unpaid_checkout_is_reminded(topics)
-    for flow in cluster:
-        assert flow.process is not None
-        flow.process.send_signal(signal.SIGTERM)
-    assert [flow.wait(20) for flow in cluster] == [0, 0]
+    stop_cluster(cluster)
 
 
 def test_a_killed_process_stops_the_cluster_so_nothing_fires_early_then_both_resume(
@@ -270,8 +274,7 @@ def test_a_killed_process_stops_the_cluster_so_nothing_fires_early_then_both_res
     one had to read. Both started again, only the unpaid checkout gets a reminder."""
     topics = Topics(broker, f"kill{free_port()}.")
     topics.create(policy, partitions=4)
-    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
-    live, doomed = start_pair(flows, topics, tmp_path, addresses, "before the kill")
+    live, doomed = start_pair(flows, topics, tmp_path, "before the kill")
     produce_paid_and_unpaid_checkouts(broker, topics)
     doomed.kill()
     assert live.wait(30) == 1
@@ -279,12 +282,9 @@ def test_a_killed_process_stops_the_cluster_so_nothing_fires_early_then_both_res
     paid = [d for d in cart_reminders(topics) if "unpaid" not in d["triggered_by"][0]]
     assert not paid, f"a paid cart got a reminder before the stop: {paid}"
     time.sleep(10)  # the dead process stays down a while: nothing runs meanwhile
-    cluster = start_pair(flows, topics, tmp_path, addresses, "after the restart")
+    cluster = start_pair(flows, topics, tmp_path, "after the restart")
     only_the_unpaid_checkout_is_reminded(topics)
-    for flow in cluster:
-        assert flow.process is not None
-        flow.process.send_signal(signal.SIGTERM)
-    assert [flow.wait(20) for flow in cluster] == [0, 0]
+    stop_cluster(cluster)
 
 
 def test_two_processes_stop_together_at_the_end_with_what_replay_predicts(
@@ -296,13 +296,7 @@ def test_two_processes_stop_together_at_the_end_with_what_replay_predicts(
     topics = Topics(broker, f"end{free_port()}.")
     topics.create(policy, partitions=4)
     produce(topics, events)
-    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
-    cluster = []
-    for index in (0, 1):
-        workdir = tmp_path / f"p{index}"
-        workdir.mkdir()
-        extra = ("-i", str(index), "-a", addresses, "--stop-at-end")
-        cluster.append(flows(topics, *extra, workdir=workdir).start())
+    cluster = start_cluster(flows, topics, tmp_path / "end", 2, "--stop-at-end")
     assert [flow.wait(180) for flow in cluster] == [0, 0], cluster[0].output()
 
     predicted = replay_prediction(events, tmp_path, reference_policy_path)
