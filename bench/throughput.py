@@ -402,6 +402,8 @@ class ConciergeProcess:
     ) -> None:
         self.log_path = workdir / f"{prefix.rstrip('.')}.log"
         self._command = [
+            # e.g. CONCIERGE_BENCH_WRAP="py-spy record -f raw -o flame.txt --": profile the run
+            *os.environ.get("CONCIERGE_BENCH_WRAP", "").split(),
             *concierge_command(),
             "run",
             "--policy",

@@ -97,6 +97,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from flows.action_key import ActionKeyError
     from flows.replay import replay, stderr_progress
+    from flows.runtime import tune_gc
 
     policy = read_policy(args.policy)
     events = Path(args.events)
@@ -110,6 +111,7 @@ def _replay(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise CommandError(f"--out {out} is a file, not a directory")
     _check_writable(out)
+    tune_gc()
     try:
         summary = replay(
             policy, events, out, args.until, progress=None if args.quiet else stderr_progress
@@ -192,8 +194,11 @@ def _identity(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from flows.run import run_from_args
+    from flows.runtime import tune_gc
 
-    return run_from_args(read_policy(args.policy), args)
+    policy = read_policy(args.policy)
+    tune_gc()
+    return run_from_args(policy, args)
 
 
 def _demo(args: argparse.Namespace) -> int:

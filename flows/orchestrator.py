@@ -126,6 +126,7 @@ def _emit(batch: list[tuple[str, JourneyOutput]]) -> Iterable[OutRecord]:
     now = time.time()
     actions: dict[str, int] = {}
     outcomes: dict[str, int] = {}
+    held_back: dict[tuple[str, str], int] = {}
     streams: dict[str, int] = {}
     for _, emitted in batch:
         if isinstance(emitted, Transfer):
@@ -140,7 +141,8 @@ def _emit(batch: list[tuple[str, JourneyOutput]]) -> Iterable[OutRecord]:
         else:
             outcomes[output.outcome] = outcomes.get(output.outcome, 0) + 1
             if output.rule is not None:
-                HELD_BACK.labels(output.outcome.value, output.rule).inc()
+                held = (output.outcome.value, output.rule)
+                held_back[held] = held_back.get(held, 0) + 1
             if emitted.received_at:
                 PROCESSING.observe(now - emitted.received_at)
         streams[record.stream] = streams.get(record.stream, 0) + 1
@@ -148,6 +150,8 @@ def _emit(batch: list[tuple[str, JourneyOutput]]) -> Iterable[OutRecord]:
     _count(actions, ACTIONS.labels)
     _count(outcomes, DECISIONS.labels)
     _count(streams, RECORDS_OUT.labels)
+    for (outcome, rule), n in held_back.items():
+        HELD_BACK.labels(outcome, rule).inc(n)
     return records
 
 

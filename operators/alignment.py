@@ -21,7 +21,6 @@ ordered at that clock, where it was read, not at its old timestamp.
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -130,7 +129,7 @@ class Aligner:
             elif at < self.released_until:
                 self._behind += 1
             if event.watermark != self.released_until:
-                event = dataclasses.replace(event, watermark=self.released_until)
+                event = event.with_watermark(self.released_until)
             out.append(event)
         return out
 

@@ -119,18 +119,49 @@ def normalise(
 
 
 def normalise_all(
-    identifiers: Mapping[str, str] | None, rules: IdentifierRules, region: str | None = None
+    identifiers: Mapping[str, str] | None,
+    rules: IdentifierRules,
+    region: str | None = None,
+    cache: NormalCache | None = None,
 ) -> tuple[dict[str, str], list[tuple[str, Rejection]]]:
-    """The usable identifiers of an event, and the kinds rejected with their reasons."""
+    """The usable identifiers of an event, and the kinds rejected with their reasons.
+
+    ``cache`` remembers the normal forms already found (a phone takes tens of microseconds
+    to parse, and a customer sends the same identifiers again and again).
+    """
     usable: dict[str, str] = {}
     rejected: list[tuple[str, Rejection]] = []
     for kind, value in (identifiers or {}).items():
-        normal = normalise(kind, value, rules, region)
+        if cache is None:
+            normal = normalise(kind, value, rules, region)
+        else:
+            key = (kind, value, region)
+            normal = cache.get(key) or cache.put(key, normalise(kind, value, rules, region))
         if isinstance(normal, Rejection):
             rejected.append((kind, normal))
         else:
             usable[kind] = normal
     return usable, rejected
+
+
+class NormalCache:
+    """The normal forms of the latest identifiers seen, at most ``size`` of them: when full,
+    it starts again empty (cheaper than keeping an order, and the forms never change)."""
+
+    __slots__ = ("_forms", "_size")
+
+    def __init__(self, size: int = 16384) -> None:
+        self._forms: dict[tuple[str, str, str | None], str | Rejection] = {}
+        self._size = size
+
+    def get(self, key: tuple[str, str, str | None]) -> str | Rejection | None:
+        return self._forms.get(key)
+
+    def put(self, key: tuple[str, str, str | None], normal: str | Rejection) -> str | Rejection:
+        if len(self._forms) >= self._size:
+            self._forms.clear()
+        self._forms[key] = normal
+        return normal
 
 
 def _digits(value: str) -> str:

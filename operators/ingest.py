@@ -10,7 +10,7 @@ import orjson
 
 import schemas
 from operators.durations import format_duration
-from operators.identifiers import KNOWN_IDENTIFIERS, Rejection, mask, normalise_all
+from operators.identifiers import KNOWN_IDENTIFIERS, NormalCache, Rejection, mask, normalise_all
 from operators.model import DeadLetter, DeadLetterReason, Event, Origin
 from operators.policy import Policy
 from operators.timefmt import InvalidTimestamp, format_ms, parse_ms
@@ -70,6 +70,7 @@ class Ingestor:
         "_event_types",
         "_lateness",
         "_max_bytes",
+        "_normal",
         "_rules",
         "_skew",
         "_validate",
@@ -82,6 +83,7 @@ class Ingestor:
         self._skew = policy.max_future_skew
         self._event_types = policy.event_types
         self._rules = policy.identifier_rules
+        self._normal = NormalCache()
         self._lateness = policy.allowed_lateness
         self._dead_letter_late = policy.dead_letter_late
         self._action_ids = policy.action_ids
@@ -194,7 +196,10 @@ class Ingestor:
         none that can be used."""
         region = context.get("region")
         found = normalise_all(
-            data.get("identifiers"), self._rules, region if isinstance(region, str) else None
+            data.get("identifiers"),
+            self._rules,
+            region if isinstance(region, str) else None,
+            self._normal,
         )
         if not found[0] and "identifiers" in data:
             reasons = ", ".join(f"{kind} {why.value}" for kind, why in found[1])

@@ -145,3 +145,9 @@ def test_a_caught_up_partition_that_falls_silent_is_waited_for_again():
     assert aligner.settled(10**15) == parse_ms(at(2))
     read(aligner, "b", now=STALE_AFTER_MS + 2, caught_up=True)
     assert ids(aligner.release(STALE_AFTER_MS + IDLE + 2)) == ["a3"]
+
+
+def test_a_released_event_differs_from_the_one_read_only_in_its_watermark():
+    read_in = dataclasses.replace(event(3, "e1", late=True), rejected_identifiers=(("phone", "x"),))
+    released = read_in.with_watermark(read_in.time + 7)
+    assert released == dataclasses.replace(read_in, watermark=read_in.time + 7)

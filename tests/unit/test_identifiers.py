@@ -2,6 +2,7 @@ import pytest
 
 from operators.identifiers import (
     IdentifierRules,
+    NormalCache,
     Rejection,
     compile_rules,
     mask,
@@ -76,6 +77,21 @@ def test_an_event_keeps_its_usable_identifiers_and_names_the_rest(rules):
     )
     assert usable == {"anonymous_id": "a-1"}
     assert sorted(rejected) == [("email", Rejection.BLOCKED), ("phone", Rejection.EMPTY)]
+
+
+def test_the_normal_cache_gives_what_normalising_gives_and_stays_bounded(rules):
+    cache = NormalCache(size=3)
+    events = [
+        {"email": " Ana@Example.COM", "phone": "600 111 223"},
+        {"email": "test@test.com", "phone": ""},
+        {"phone": "600 111 223", "anonymous_id": "a-1"},
+        {"email": " Ana@Example.COM", "phone": "+1 123 456 7890"},
+    ] * 3
+    for identifiers in events:
+        for region in (None, "ES"):
+            cached = normalise_all(identifiers, rules, region, cache)
+            assert cached == normalise_all(identifiers, rules, region)
+            assert len(cache._forms) <= 3
 
 
 def test_identifier_strength_follows_the_policy_order(rules):

@@ -1,7 +1,9 @@
+import random
+
 import pytest
 
 from operators.durations import format_duration, parse_duration_ms
-from operators.timefmt import InvalidTimestamp, format_ms, parse_ms
+from operators.timefmt import LATEST, InvalidTimestamp, format_ms, parse_ms
 
 
 def test_offsets_and_z_name_the_same_instant():
@@ -32,3 +34,18 @@ def test_durations_in_every_unit():
     assert format_duration(90_000) == "90s"
     with pytest.raises(ValueError):
         parse_duration_ms("1 hour")
+
+
+def test_output_times_round_trip_across_the_calendar():
+    rng = random.Random(5)
+    for ms in [
+        0,
+        1,
+        999,
+        1000,
+        86_399_999,
+        LATEST - 1,
+        *(rng.randrange(LATEST) for _ in range(5000)),
+    ]:
+        assert parse_ms(format_ms(ms)) == ms
+    assert format_ms(10**15) == "9999-12-31T23:59:59.999Z"
