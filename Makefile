@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit scenarios integration fuzz bench bench-state bench-scale clean
+.PHONY: install demo test lint typecheck unit scenarios integration fuzz bench bench-state bench-scale bench-stages bench-memory clean
 
 install: $(STAMP)
 
@@ -51,6 +51,12 @@ bench-state: install
 
 bench-scale: install
 	$(BIN)/python bench/scale_out.py
+
+bench-stages: install
+	$(BIN)/python bench/stages.py
+
+bench-memory: install
+	$(BIN)/python bench/memory.py
 
 clean:
 	rm -rf $(VENV) .concierge .pytest_cache .mypy_cache .ruff_cache

@@ -398,7 +398,13 @@ class ConciergeProcess:
     a context manager that always ends the process."""
 
     def __init__(
-        self, bootstrap: str, policy_path: Path, prefix: str, workdir: Path, stop_at_end: bool
+        self,
+        bootstrap: str,
+        policy_path: Path,
+        prefix: str,
+        workdir: Path,
+        stop_at_end: bool,
+        extra: Sequence[str] = (),
     ) -> None:
         self.log_path = workdir / f"{prefix.rstrip('.')}.log"
         self._command = [
@@ -421,6 +427,7 @@ class ConciergeProcess:
             *(["--stop-at-end"] if stop_at_end else []),
             # e.g. CONCIERGE_BENCH_RUN_ARGS="--max-idle-ms 100": the same run with other flags
             *os.environ.get("CONCIERGE_BENCH_RUN_ARGS", "").split(),
+            *extra,
         ]
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -441,6 +448,11 @@ class ConciergeProcess:
             return self._process.wait(timeout)
         except subprocess.TimeoutExpired:
             raise FlowFailed(f"concierge run still running after {timeout:.0f}s") from None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
 
     def exited(self) -> bool:
         return self._process is None or self._process.poll() is not None

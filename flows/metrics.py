@@ -54,6 +54,13 @@ CUSTOMERS_EVICTED = Counter(
     "Customers forgotten after evict_idle_after with nothing pending",
 )
 CUSTOMERS = Gauge("concierge_customers_in_state", "Customers whose context this process holds")
+CUSTOMERS_PACKED = Gauge(
+    "concierge_customers_packed",
+    "Customers held as their snapshot (untouched since the last one), revived when needed",
+)
+CUSTOMERS_REVIVED = Counter(
+    "concierge_customers_revived", "Packed customers revived by an event, a merge or a timer"
+)
 CONSUMER_LAG = Gauge(
     "concierge_consumer_lag", "Records behind the end of an input partition", ["topic", "partition"]
 )

@@ -73,6 +73,18 @@ def _take(
     return open_moments(state, policy, fired, opening_event)
 
 
+def wake_time(due: int | None, eviction: int | None, now: int, fire_until: int) -> int | None:
+    """When the wall clock should next look at a customer whose next timer is ``due`` and who
+    becomes evictable at ``eviction`` (see :meth:`Journey.wake_at`)."""
+    if due is None:
+        due = eviction
+    if due is None:
+        return None
+    if due <= now and due > fire_until:
+        return now + GATED_RETRY_MS
+    return due
+
+
 Queued = Event | Adopt | Retire
 
 
@@ -163,13 +175,8 @@ class Journey:
         if self.queue:
             return None
         due = self.state.next_due()
-        if due is None:
-            due = self.next_eviction(policy)
-        if due is None:
-            return None
-        if due <= now and due > fire_until:
-            return now + GATED_RETRY_MS
-        return due
+        eviction = self.next_eviction(policy) if due is None else None
+        return wake_time(due, eviction, now, fire_until)
 
     def on_adopt(self, policy: Policy, adopt: Adopt) -> tuple[list[Output], Transfer | None]:
         """Wait for the retired context (taking it in at once if it came early); behind a

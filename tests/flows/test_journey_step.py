@@ -83,3 +83,68 @@ def test_a_snapshot_from_another_version_is_refused_with_a_clear_error(policy):
     older = journey.replace(b"operators.journey", b"operators.merging")
     with pytest.raises(IncompatibleSnapshot, match="another version"):
         JourneyLogic(config, older)
+
+
+def generated_customers(policy, customers=40, events=3000):
+    """Generated events, resolved to customers the way the identity step would."""
+    from flows.generator import Generator
+    from operators.ingest import Ingestor
+    from operators.model import Event, Origin
+
+    ingestor = Ingestor(policy)
+    by_customer = {}
+    for n, raw in enumerate(Generator(customers, 3).events(events), 1):
+        event = ingestor.ingest(raw, Origin(file="gen", line=n))
+        if isinstance(event, Event) and event.type != "feedback":
+            first = sorted(event.identifiers.items())[0]
+            by_customer.setdefault(f"cus_{first[0]}_{first[1]}", []).append(event)
+    return by_customer
+
+
+def test_a_customer_packed_at_each_snapshot_decides_as_one_kept_alive(policy):
+    """Kafka mode packs every customer an epoch touched into their snapshot and revives
+    them on their next event or timer: nothing they decide, nor when they wake, changes."""
+    from flows.journey import JourneyLogic
+
+    clock = Clock("2026-11-10T00:00:00Z")
+    config = JourneyConfig(policy, wall_clock_timers=True, clock=clock)
+    settled(config, "2100-01-01T00:00:00Z")
+    restarted = decided = fired = 0
+    for customer, events in generated_customers(policy).items():
+        kept, packed = JourneyLogic(config, None), JourneyLogic(config, None)
+        for n in range(0, len(events), 3):
+            batch = [ForCustomer(customer, e) for e in events[n : n + 3]]
+            clock.now = batch[-1].item.time
+            if n and (n // 3) % 2:
+                packed = JourneyLogic(config, packed.snapshot())  # as a restart would
+                restarted += 1
+            out = kept.on_batch(batch)
+            assert out == packed.on_batch(batch)
+            decided += len(out[0])
+            assert kept.notify_at() == packed.notify_at()
+            packed.snapshot()
+            assert packed._journey is None, "a snapshot leaves the customer packed"
+            assert kept.notify_at() == packed.notify_at(), "a packed customer wakes on time"
+            clock.now += 3_600_000
+            out = kept.on_notify()
+            assert out == packed.on_notify()
+            fired += len(out[0])
+    assert restarted > 100 and decided > 50 and fired > 10, (restarted, decided, fired)
+
+
+def test_a_packed_snapshot_from_another_version_is_refused_as_the_flow_starts(policy, monkeypatch):
+    import pickle
+
+    import pytest
+
+    import flows.journey
+    from flows.journey import IncompatibleSnapshot
+    from operators.journey import Journey
+    from operators.state import CustomerState
+
+    monkeypatch.setattr(flows.journey, "_resumed_one", False)
+    config = JourneyConfig(policy, wall_clock_timers=False)
+    blob = pickle.dumps(Journey(CustomerState("cus_ana")), protocol=pickle.HIGHEST_PROTOCOL)
+    older = (None, None, False, blob.replace(b"operators.journey", b"operators.merging"))
+    with pytest.raises(IncompatibleSnapshot, match="another version"):
+        JourneyLogic(config, older)
