@@ -84,7 +84,7 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, Packed | bytes
             # read stops the flow as it starts, not when it first touches a customer.
             self._journey = _resumed(resume[3])
             _resumed_one = True
-        elif resume is not None:  # written by 0.3.0: the pickled journey alone
+        elif resume is not None:  # written before customers were packed: the journey alone
             self._journey = _resumed(resume)
         CUSTOMERS.inc()
 

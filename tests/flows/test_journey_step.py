@@ -148,3 +148,18 @@ def test_a_packed_snapshot_from_another_version_is_refused_as_the_flow_starts(po
     older = (None, None, False, blob.replace(b"operators.journey", b"operators.merging"))
     with pytest.raises(IncompatibleSnapshot, match="another version"):
         JourneyLogic(config, older)
+
+
+def test_a_snapshot_of_the_journey_alone_resumes(policy):
+    """Before customers were packed, a snapshot was the pickled journey alone; such a
+    snapshot resumes, and is packed at the next snapshot."""
+    import pickle
+
+    clock = Clock("2026-11-20T10:10:00Z")
+    config, logic = step(policy, clock)
+    journey_alone = pickle.dumps(logic._journey, protocol=pickle.HIGHEST_PROTOCOL)
+    resumed = JourneyLogic(config, journey_alone)
+    assert resumed.notify_at() == logic.notify_at()
+    clock.now = parse_ms("2026-11-20T10:45:00Z")
+    assert resumed.on_notify() == logic.on_notify()
+    assert isinstance(resumed.snapshot(), tuple)
