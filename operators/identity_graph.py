@@ -27,7 +27,9 @@ from operators.identifiers import PERSON_IDENTIFIERS, IdentifierRules, mask
 from operators.identity import canonical_id
 
 MAX_HISTORY = 50
-MAX_CACHED = 500_000
+MAX_CACHED = 50_000
+"""Profiles the graph keeps decoded (with their identifiers' lookups); past it the cache starts
+again empty. About 1 KB each: a cache of the customers active now, not of everyone."""
 _SEQ = b"s"
 _NEXT = b"n"
 
