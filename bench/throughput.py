@@ -754,6 +754,70 @@ def offer_load(
     return sent, elapsed
 
 
+class RawHop(threading.Thread):
+    """One raw consume -> produce hop on the same broker: reads ``source`` as the flow's
+    input partitions do (``fetch.wait.max.ms`` 50) and writes each record unchanged to
+    ``target`` with the flow's producer settings (``linger.ms`` 5, ``acks`` all). What the
+    broker alone costs an event on its way through, beside the flow's latency."""
+
+    def __init__(self, bootstrap: str, source: str, target: str) -> None:
+        super().__init__(name="raw-hop", daemon=True)
+        self._consumer = Consumer(
+            consumer_config(bootstrap, **{"fetch.wait.max.ms": 50, "enable.partition.eof": False})
+        )
+        assign_all(self._consumer, [source])
+        self._producer = Producer(producer_config(bootstrap, **{"linger.ms": 5, "acks": "all"}))
+        self._target = target
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._halt.is_set():
+                for message in self._consumer.consume(BATCH, 0.05):
+                    if message.error() is None:
+                        produce(self._producer, self._target, message.value() or b"", None)
+                self._producer.poll(0)
+        finally:
+            self._producer.flush(10)
+            self._consumer.close()
+
+    def halt(self) -> None:
+        self._halt.set()
+        self.join(15)
+
+
+HOP_SECONDS = 10.0
+"""How long the raw hop is offered the latency run's rate (at most ``--latency-seconds``)."""
+
+
+def measure_raw_hop(setup: Setup, rate: float, seconds: float) -> dict[str, Any]:
+    """Offer ``rate`` events/s for ``seconds`` through :class:`RawHop`; every event's time
+    from being sent to arriving on the far side."""
+    source, target = "bench.hop.in", "bench.hop.out"
+    create_topics(setup.bootstrap, [source, target])
+    watcher = ActionWatcher(setup.bootstrap, target)
+    hop = RawHop(setup.bootstrap, source, target)
+    producer = Producer(producer_config(setup.bootstrap, **{"linger.ms": 5, "acks": "all"}))
+    watcher.start()
+    hop.start()
+    tag = f"hop{os.getpid()}"
+    try:
+        mix = TrafficMix(tag, rate, 0.0, seed=11)
+        sent, sending = offer_load(producer, source, mix, rate, seconds, tag)
+        wait_for(lambda: len(watcher.arrivals()) >= len(sent), DRAIN_TIMEOUT_S, poll=0.2)
+    finally:
+        hop.halt()
+        watcher.halt()
+    found = sorted(
+        arrived - sent[orjson.loads(value)["event_id"]]
+        for arrived, value in watcher.arrivals()
+        if orjson.loads(value)["event_id"] in sent
+    )
+    summary = latency_summary(found)
+    summary |= {"sent": len(sent), "achieved_rate": round(len(sent) / sending, 1)}
+    return summary
+
+
 def percentile(ordered: Sequence[float], share: float) -> float:
     """Nearest-rank percentile of sorted values."""
     return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
@@ -957,6 +1021,18 @@ def render_latency(lat: dict[str, Any]) -> list[str]:
         f"    {lat['actions']} of {lat['expected_actions']} help_offer actions;  {spread}",
         f"    SIGTERM -> exit {lat['exit_code_after_sigterm']} in {lat['stop_seconds']:.2f} s"
         + ("" if lat["drained"] else " (interrupted before it drained)"),
+        *render_hop(lat.get("raw_hop")),
+    ]
+
+
+def render_hop(hop: dict[str, Any] | None) -> list[str]:
+    if not hop:
+        return []
+    if "p50_ms" not in hop:
+        return ["    raw consume -> produce hop, same broker and rate: no latencies"]
+    return [
+        f"    raw consume -> produce hop, same broker and rate ({hop['actions']} events): "
+        f"p50 {hop['p50_ms']:.1f} ms   p99 {hop['p99_ms']:.1f} ms   max {hop['max_ms']:.1f} ms"
     ]
 
 
@@ -1040,6 +1116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 latency = measure_latency(setup, args.rate, args.latency_seconds, args.search_share)
             except FlowFailed as err:
                 latency = {"error": str(err)}
+            hop_seconds = min(args.latency_seconds, HOP_SECONDS)
+            progress(f"raw consume -> produce hop, {args.rate:g} events/s for {hop_seconds:g} s")
+            latency["raw_hop"] = measure_raw_hop(setup, args.rate, hop_seconds)
     if failure is not None or not result.runs["concierge"].seconds:
         print(f"FAILED: {failure}", file=sys.stderr)
         return 1
