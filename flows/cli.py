@@ -194,10 +194,11 @@ def _identity(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from flows.run import run_from_args
-    from flows.runtime import tune_gc
+    from flows.runtime import start_trimming, tune_gc
 
     policy = read_policy(args.policy)
     tune_gc()
+    start_trimming()
     return run_from_args(policy, args)
 
 
