@@ -405,6 +405,7 @@ class ConciergeProcess:
         workdir: Path,
         stop_at_end: bool,
         extra: Sequence[str] = (),
+        tree: Path | None = None,
     ) -> None:
         self.log_path = workdir / f"{prefix.rstrip('.')}.log"
         self._command = [
@@ -429,6 +430,9 @@ class ConciergeProcess:
             *os.environ.get("CONCIERGE_BENCH_RUN_ARGS", "").split(),
             *extra,
         ]
+        self._env = None
+        if tree is not None:  # another commit's code, e.g. a worktree of the release before
+            self._env = {**os.environ, "PYTHONPATH": str(tree)}
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -439,6 +443,7 @@ class ConciergeProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env=self._env,
                 preexec_fn=_death_signal(),
             )
 
@@ -496,9 +501,14 @@ def concierge_topics(bootstrap: str, policy: Policy, prefix: str) -> KafkaSettin
     return settings
 
 
-def time_concierge(bootstrap: str, policy_path: Path, prefix: str, workdir: Path) -> float:
-    """Run ``concierge run --stop-at-end`` on ``prefix``; return process start to exit."""
-    with ConciergeProcess(bootstrap, policy_path, prefix, workdir, stop_at_end=True) as flow:
+def time_concierge(
+    bootstrap: str, policy_path: Path, prefix: str, workdir: Path, tree: Path | None = None
+) -> float:
+    """Run ``concierge run --stop-at-end`` on ``prefix`` (with the code at ``tree``, if
+    given); return process start to exit."""
+    with ConciergeProcess(
+        bootstrap, policy_path, prefix, workdir, stop_at_end=True, tree=tree
+    ) as flow:
         start = time.perf_counter()
         code = flow.wait(FLOW_TIMEOUT_S)
         elapsed = time.perf_counter() - start
@@ -518,6 +528,7 @@ RATIOS = (
     ("b/a", "bytewax", "baseline"),
     ("c/a", "concierge", "baseline"),
     ("c/b", "concierge", "bytewax"),
+    ("c/c0", "concierge", "old"),
 )
 """Each ratio's label, numerator and denominator: events/s over events/s."""
 
@@ -556,6 +567,8 @@ class Setup:
     policy_path: Path
     records: Sequence[tuple[bytes | None, bytes]]
     workdir: Path
+    old_tree: Path | None = None
+    """``--old-tree``: another commit's code, whose flow is timed as (c0) beside (c)."""
 
 
 def measure_round(setup: Setup, round_no: int, result: Throughput) -> None:
@@ -595,6 +608,18 @@ def measure_round(setup: Setup, round_no: int, result: Throughput) -> None:
     note(runs["concierge"].seconds, "(c) concierge", seconds)
     counts = count_to_end(bootstrap, settings.output_topics(policy))
     result.concierge_counts = {topic[len(prefix) :]: n for topic, n in counts.items()}
+
+    if setup.old_tree is not None:
+        old = runs.setdefault("old", Runs())
+        for what, into, records in (("empty", old.empty, ()), ("c0", old.seconds, setup.records)):
+            prefix = f"bench.{what}{round_no}."
+            settings = concierge_topics(bootstrap, policy, prefix)
+            if records:
+                preload(bootstrap, settings.events_topic(), records)
+            seconds = time_concierge(
+                bootstrap, setup.policy_path, prefix, setup.workdir, setup.old_tree
+            )
+            note(into, f"(c0) {'empty topics' if not records else 'old tree'}", seconds)
 
 
 def note(into: list[float], what: str, seconds: float) -> None:
@@ -915,9 +940,15 @@ def throughput_summary(events: int, result: Throughput) -> dict[str, Any]:
         "fixed_cost_seconds": {
             name: [round(s, 3) for s in runs.empty] for name, runs in result.runs.items()
         },
-        "ratios": {label: ratio(whole[top], whole[bottom]) for label, top, bottom in RATIOS},
+        "ratios": {
+            label: ratio(whole[top], whole[bottom])
+            for label, top, bottom in RATIOS
+            if top in whole and bottom in whole
+        },
         "ratios_without_fixed_cost": {
-            label: ratio(net[top], net[bottom]) for label, top, bottom in RATIOS
+            label: ratio(net[top], net[bottom])
+            for label, top, bottom in RATIOS
+            if top in net and bottom in net
         },
     }
 
@@ -966,6 +997,7 @@ LABELS = {
     "baseline": "(a) baseline: confluent-kafka loop + parse",
     "bytewax": "(b) Bytewax passthrough + parse",
     "concierge": "(c) Concierge flow (process start to exit)",
+    "old": "(c0) the same, with the code of --old-tree",
 }
 
 
@@ -980,6 +1012,8 @@ def render_throughput(report: dict[str, Any]) -> list[str]:
         f"  {'':<44}{'':>9}{'':>10}{'':>9}{'w/o fixed':>10}",
     ]
     for name, label in LABELS.items():
+        if name not in tp["seconds"]:
+            continue
         lines.append(
             f"  {label:<44}{min(tp['seconds'][name]):>9.2f}"
             f"{_number(tp['events_per_s'][name], ',d'):>10}"
@@ -1072,6 +1106,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="share of the offered events that are help searches (latency)",
     )
     parser.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="policy YAML")
+    parser.add_argument(
+        "--old-tree",
+        type=Path,
+        help="another commit's tree (git worktree add /tmp/old <commit>): its flow is timed "
+        "as (c0) in each round, beside (c)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args(argv)
     if args.events < 1 or args.repeat < 1 or args.rate <= 0 or args.latency_seconds < 0:
@@ -1103,7 +1143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         EmbeddedBroker() as broker,
         tempfile.TemporaryDirectory(prefix="concierge-bench-") as workdir,
     ):
-        setup = Setup(broker.bootstrap, policy, policy_path, records, Path(workdir))
+        setup = Setup(broker.bootstrap, policy, policy_path, records, Path(workdir), args.old_tree)
         try:
             for round_no in range(args.repeat):
                 progress(f"throughput round {round_no + 1} of {args.repeat}")
