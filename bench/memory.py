@@ -102,7 +102,8 @@ def rss(pid: int) -> int:
 
 
 def settle(flow: ConciergeProcess, port: int, customers: int, timeout: float) -> int:
-    """Wait until the flow holds ``customers``, then two snapshot epochs; the RSS then."""
+    """Wait until the flow holds ``customers`` and has packed them all (idle for 10 s), then
+    two snapshot epochs; the RSS then."""
     deadline = time.monotonic() + timeout
     while gauge(port, "concierge_customers_in_state") != customers:
         if flow.exited():
@@ -111,6 +112,14 @@ def settle(flow: ConciergeProcess, port: int, customers: int, timeout: float) ->
             raise SystemExit(
                 f"memory bench: the flow holds {gauge(port, 'concierge_customers_in_state')} "
                 f"customers, not {customers}, after {timeout:.0f}s"
+            )
+        time.sleep(0.5)
+    # Customers are packed once idle for flows.journey.PACK_IDLE_MS (10 s)
+    while gauge(port, "concierge_customers_packed") != customers:
+        if time.monotonic() > deadline:
+            raise SystemExit(
+                f"memory bench: {gauge(port, 'concierge_customers_packed')} of {customers} "
+                f"customers packed after {timeout:.0f}s"
             )
         time.sleep(0.5)
     time.sleep(2 * SNAPSHOT_S + 1)
@@ -123,6 +132,9 @@ def main() -> int:
     parser.add_argument("--more", type=int, default=100_000)
     parser.add_argument("--policy", type=Path, default=POLICY)
     parser.add_argument("--out", type=Path, default=HERE / "memory.json")
+    parser.add_argument(
+        "--pack-idle-ms", type=int, help="passed to concierge run (default: its own)"
+    )
     args = parser.parse_args()
     policy = load_policy(args.policy.read_text())
     at = int(time.time() * 1000) - 2 * DAY_MS
@@ -130,6 +142,8 @@ def main() -> int:
         settings = concierge_topics(broker.bootstrap, policy, PREFIX)
         port = free_port()
         extra = ["--metrics-port", str(port), "--snapshot-interval", str(SNAPSHOT_S)]
+        if args.pack_idle_ms is not None:
+            extra += ["--pack-idle-ms", str(args.pack_idle_ms)]
         with ConciergeProcess(
             broker.bootstrap, args.policy, PREFIX, Path(work), stop_at_end=False, extra=extra
         ) as flow:

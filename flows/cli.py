@@ -420,6 +420,15 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long an event waits for a quiet input partition before it is resolved "
         "without it (default: %(default)s); partitions still reading are always waited for",
     )
+    parser.add_argument(
+        "--pack-idle-ms",
+        type=_bounded(int, 0, 86_400_000),
+        default=10_000,
+        metavar="MS",
+        help="how long a customer stays live after their last event or timer before they are "
+        "packed into their compact form (default: %(default)s); lower saves memory, costs "
+        "CPU for customers whose events come further apart",
+    )
 
 
 def _version() -> str:

@@ -35,6 +35,10 @@ def wall_clock_ms() -> int:
     return int(time.time() * 1000)
 
 
+PACK_IDLE_MS = 10_000
+"""How long a customer stays live after their last event, merge or timer (wall clock)."""
+
+
 @dataclass(frozen=True, slots=True)
 class JourneyConfig:
     """What every customer's logic shares: the policy and how its clock runs."""
@@ -47,6 +51,8 @@ class JourneyConfig:
     any partition catches up; and, at the end of input, the time timers fire up to."""
     clock: Callable[[], int] = wall_clock_ms
     """The wall clock (ms), for when timers fire in Kafka mode."""
+    pack_idle_ms: int | None = PACK_IDLE_MS
+    """Kafka mode: a customer untouched this long on the wall clock is packed (None: never)."""
 
 
 JourneyOutput = Emitted | Transfer
@@ -82,6 +88,12 @@ def unpack(packed: bytes) -> Journey:
     return _resumed(snapshot)
 
 
+def _packed_due(packed: bytes, until: int) -> bool:
+    """Whether a packed customer has a timer due by ``until``, or has become evictable."""
+    _, due, eviction, held = _PACKED_HEAD.unpack_from(packed)
+    return not held and (0 <= due <= until or 0 <= eviction <= until)
+
+
 def _packed_wake(packed: bytes, now: int, fire_until: int) -> int | None:
     _, due, eviction, held = _PACKED_HEAD.unpack_from(packed)
     if held:
@@ -96,19 +108,21 @@ _resumed_one = False
 class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
     """One customer's journey inside the dataflow.
 
-    A customer untouched since the last snapshot lives as that snapshot (:func:`pack`,
-    about a sixth of the memory of the live objects) and is revived by their next event,
-    merge or timer: most customers are idle most of the time, and Kafka mode snapshots every
-    customer an epoch touched anyway.
+    In Kafka mode a customer untouched for :data:`PACK_IDLE_MS` of wall-clock time is
+    packed (:func:`pack`: about a sixth of the memory of the live objects) and revived by
+    their next event, merge or timer: most customers are idle most of the time, and one
+    in the middle of a session stays live, at no cost per event.
     """
 
-    __slots__ = ("_config", "_journey", "_packed")
+    __slots__ = ("_config", "_journey", "_packed", "_touched")
 
     def __init__(self, config: JourneyConfig, resume: bytes | None) -> None:
         global _resumed_one
         self._config = config
         self._journey: Journey | None = None
         self._packed: bytes | None = None
+        self._touched = config.clock() if config.wall_clock_timers else 0
+        """When (wall clock, ms) this customer was last live for an event, merge or timer."""
         if resume is None:
             pass
         elif not resume.startswith(PACKED_MAGIC):  # written before customers were packed
@@ -126,6 +140,8 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
     def on_batch(self, values: list[ForCustomer]) -> tuple[Iterable[JourneyOutput], bool]:
         policy = self._config.policy
         journey = self._live()
+        if self._config.wall_clock_timers:
+            self._touched = self._config.clock()
         if journey is None:
             journey = self._journey = Journey(CustomerState(values[0].customer_id))
         out: list[JourneyOutput] = []
@@ -156,13 +172,27 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         return out, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[JourneyOutput], bool]:
-        if not self._config.wall_clock_timers:
+        config = self._config
+        if not config.wall_clock_timers:
+            return (), StatefulBatchLogic.RETAIN
+        now = config.clock()
+        until = config.frontier.safe_until(now)
+        if self._journey is None and (self._packed is None or not _packed_due(self._packed, until)):
             return (), StatefulBatchLogic.RETAIN
         journey = self._live()
-        if journey is None:
-            return (), StatefulBatchLogic.RETAIN
-        until = self._config.frontier.safe_until(self._config.clock())
-        return self._fired(journey, journey.fire_due(self._config.policy, until, True), until)
+        assert journey is not None
+        outputs = journey.fire_due(config.policy, until, True)
+        if outputs:
+            self._touched = now
+        fired = self._fired(journey, outputs, until)
+        idle = config.pack_idle_ms
+        if (
+            fired[1] is StatefulBatchLogic.RETAIN
+            and idle is not None
+            and now - self._touched >= idle
+        ):
+            self._pack()
+        return fired
 
     def on_eof(self) -> tuple[Iterable[JourneyOutput], bool]:
         frontier = self._config.frontier
@@ -181,6 +211,10 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         fire_until = self._config.frontier.safe_until(now)
         if self._journey is not None:
             wake = self._journey.wake_at(self._config.policy, now, fire_until)
+            idle = self._config.pack_idle_ms
+            if idle is not None:
+                pack_at = self._touched + idle
+                wake = pack_at if wake is None else min(wake, pack_at)
         elif self._packed is not None:
             wake = _packed_wake(self._packed, now, fire_until)
         else:
@@ -188,13 +222,16 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         return datetime.fromtimestamp(wake / 1000, UTC) if wake is not None else None
 
     def snapshot(self) -> bytes:
-        journey = self._journey
-        if journey is not None:
-            self._packed = pack(journey, self._config.policy)
-            self._journey = None
-            CUSTOMERS_PACKED.inc()
+        if self._journey is not None:  # live: its pickle, as before customers were packed
+            return pickle.dumps(self._journey, protocol=pickle.HIGHEST_PROTOCOL)
         assert self._packed is not None, "a customer's logic always holds a journey"
         return self._packed
+
+    def _pack(self) -> None:
+        assert self._journey is not None
+        self._packed = pack(self._journey, self._config.policy)
+        self._journey = None
+        CUSTOMERS_PACKED.inc()
 
     def _live(self) -> Journey | None:
         """This customer's journey, revived from its snapshot if it was packed."""

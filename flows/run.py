@@ -21,7 +21,7 @@ from flows import metrics
 from flows.action_key import ENV_KEY, ActionKeyError, load_action_key
 from flows.identity import IdentityConfig
 from flows.identity_store import RocksStore
-from flows.journey import JourneyConfig, wall_clock_ms
+from flows.journey import PACK_IDLE_MS, JourneyConfig, wall_clock_ms
 from flows.kafka import STOP, FrontierReader, KafkaEventSource, KafkaRecordSink, partitions_of
 from flows.kafka_config import (
     ENV_BROKERS,
@@ -77,6 +77,7 @@ def run_from_args(policy: Policy, args: argparse.Namespace) -> int:
         stop_at_end=args.stop_at_end,
         connect_timeout=args.connect_timeout,
         max_idle_ms=args.max_idle_ms,
+        pack_idle_ms=args.pack_idle_ms,
     )
 
 
@@ -94,6 +95,7 @@ def run(
     stop_at_end: bool = False,
     connect_timeout: float = 60.0,
     max_idle_ms: int = 500,
+    pack_idle_ms: int = PACK_IDLE_MS,
 ) -> int:
     """Run the dataflow against Kafka until SIGTERM/SIGINT (or the end, with ``stop_at_end``).
 
@@ -141,7 +143,7 @@ def run(
     # Reading history to its end is a batch job: its timers fire by event time, as in
     # replay, and what is still due fires once the input is read. Tailing fires them on
     # the wall clock.
-    config = JourneyConfig(policy, wall_clock_timers=not stop_at_end)
+    config = JourneyConfig(policy, wall_clock_timers=not stop_at_end, pack_idle_ms=pack_idle_ms)
     graph_store = _GraphStore(state_dir / "identity")
     identity = IdentityConfig(
         policy.identifier_rules,

@@ -1,6 +1,8 @@
 """The per-customer step on the wall clock (flows/journey.py): when Kafka mode's timers fire,
 driven by a clock the test sets rather than by sleeping."""
 
+from bytewax.operators import StatefulBatchLogic
+
 from flows.journey import JourneyConfig, JourneyLogic
 from flows.progress import FrontierMark
 from operators.model import Decision
@@ -24,8 +26,8 @@ def settled(config, at):
     config.frontier.apply(FrontierMark(parse_ms(at), False, None, 0, "run"))
 
 
-def step(policy, clock):
-    config = JourneyConfig(policy, wall_clock_timers=True, clock=clock)
+def step(policy, clock, pack_idle_ms=None):
+    config = JourneyConfig(policy, wall_clock_timers=True, clock=clock, pack_idle_ms=pack_idle_ms)
     settled(config, "2100-01-01T00:00:00Z")
     logic = JourneyLogic(config, None)
     events = [
@@ -101,35 +103,65 @@ def generated_customers(policy, customers=40, events=3000):
     return by_customer
 
 
-def test_a_customer_packed_at_each_snapshot_decides_as_one_kept_alive(policy):
-    """Kafka mode packs every customer an epoch touched into their snapshot and revives
-    them on their next event or timer: nothing they decide, nor when they wake, changes."""
-    from flows.journey import JourneyLogic
-
+def test_a_customer_packed_when_idle_decides_as_one_kept_alive(policy):
+    """Kafka mode packs a customer idle for PACK_IDLE_MS of wall-clock time and revives them
+    on their next event or timer: nothing they decide, nor when they wake, changes; nor
+    after a restart from the packed snapshot."""
     clock = Clock("2026-11-10T00:00:00Z")
+    kept_config = JourneyConfig(policy, wall_clock_timers=True, clock=clock, pack_idle_ms=None)
     config = JourneyConfig(policy, wall_clock_timers=True, clock=clock)
     settled(config, "2100-01-01T00:00:00Z")
-    restarted = decided = fired = 0
+    settled(kept_config, "2100-01-01T00:00:00Z")
+    restarted = decided = fired = packs = 0
     for customer, events in generated_customers(policy).items():
-        kept, packed = JourneyLogic(config, None), JourneyLogic(config, None)
+        kept, packed = JourneyLogic(kept_config, None), JourneyLogic(config, None)
         for n in range(0, len(events), 3):
             batch = [ForCustomer(customer, e) for e in events[n : n + 3]]
             clock.now = batch[-1].item.time
-            if n and (n // 3) % 2:
+            if packed._journey is None and n and (n // 3) % 2:
                 packed = JourneyLogic(config, packed.snapshot())  # as a restart would
                 restarted += 1
             out = kept.on_batch(batch)
             assert out == packed.on_batch(batch)
             decided += len(out[0])
-            assert kept.notify_at() == packed.notify_at()
-            packed.snapshot()
-            assert packed._journey is None, "a snapshot leaves the customer packed"
-            assert kept.notify_at() == packed.notify_at(), "a packed customer wakes on time"
+            wake = int(packed.notify_at().timestamp() * 1000)
+            assert wake <= clock.now + config.pack_idle_ms, "it wakes to pack"
             clock.now += 3_600_000
             out = kept.on_notify()
             assert out == packed.on_notify()
             fired += len(out[0])
-    assert restarted > 100 and decided > 50 and fired > 10, (restarted, decided, fired)
+            if out[0] and out[1] is StatefulBatchLogic.RETAIN:  # a timer fired: live 10 s more
+                clock.now += 3_600_000
+                out = kept.on_notify()
+                assert out == packed.on_notify()
+                fired += len(out[0])
+            if out[1] is StatefulBatchLogic.RETAIN and not out[0]:
+                assert packed._journey is None, "idle for an hour: packed"
+                packs += 1
+                assert kept.notify_at() == packed.notify_at(), "a packed customer wakes on time"
+            elif out[1] is StatefulBatchLogic.DISCARD:
+                break
+    assert restarted > 50 and decided > 50 and fired > 10 and packs > 100, (
+        restarted,
+        decided,
+        fired,
+        packs,
+    )
+
+
+def test_a_customer_in_the_middle_of_a_session_stays_live(policy):
+    clock = Clock("2026-11-20T10:10:00Z")
+    _, logic = step(policy, clock, pack_idle_ms=10_000)
+    assert format_ms(int(logic.notify_at().timestamp() * 1000)) == "2026-11-20T10:10:10Z"
+    clock.now += 5_000
+    logic.on_batch([ForCustomer("cus_ana", make_event("page_view", "2026-11-20T10:10:05Z"))])
+    clock.now += 6_000
+    logic.on_notify()
+    assert logic._journey is not None, "touched 6 s ago: still live"
+    assert logic.snapshot().startswith(b"\x80"), "a live customer's snapshot is its pickle"
+    clock.now += 5_000
+    logic.on_notify()
+    assert logic._journey is None and logic.snapshot().startswith(b"cj1")
 
 
 def test_a_packed_snapshot_from_another_version_is_refused_as_the_flow_starts(policy, monkeypatch):
@@ -153,8 +185,8 @@ def test_a_packed_snapshot_from_another_version_is_refused_as_the_flow_starts(po
 
 
 def test_a_snapshot_of_the_journey_alone_resumes(policy):
-    """Before customers were packed, a snapshot was the pickled journey alone; such a
-    snapshot resumes, and is packed at the next snapshot."""
+    """A live customer's snapshot is their pickled journey alone (as every snapshot was
+    before customers were packed); it resumes."""
     import pickle
 
     clock = Clock("2026-11-20T10:10:00Z")
@@ -164,4 +196,3 @@ def test_a_snapshot_of_the_journey_alone_resumes(policy):
     assert resumed.notify_at() == logic.notify_at()
     clock.now = parse_ms("2026-11-20T10:45:00Z")
     assert resumed.on_notify() == logic.on_notify()
-    assert resumed.snapshot().startswith(b"cj1")
