@@ -56,7 +56,7 @@ CUSTOMERS_EVICTED = Counter(
 CUSTOMERS = Gauge("concierge_customers_in_state", "Customers whose context this process holds")
 CUSTOMERS_PACKED = Gauge(
     "concierge_customers_packed",
-    "Customers held as their snapshot (untouched since the last one), revived when needed",
+    "Customers held packed (idle for --pack-idle-ms), revived by their next event or timer",
 )
 CUSTOMERS_REVIVED = Counter(
     "concierge_customers_revived", "Packed customers revived by an event, a merge or a timer"
