@@ -25,12 +25,14 @@ import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from operators.fast_init import fast_init
 from operators.model import Event
 
 NEVER = -(2**62)
 FOREVER = 2**62
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Progress:
     """How far one input partition has read; the source sends it after its events."""

@@ -16,6 +16,7 @@ from operators.caps import full_cap
 from operators.consent import has_consent
 from operators.cooldowns import cooling_until, start_cooldown
 from operators.decay import falls_below_at
+from operators.fast_init import fast_init
 from operators.model import Action, Decision, Outcome
 from operators.moments import value_now
 from operators.policy import ActionSpec, Policy
@@ -30,6 +31,7 @@ Output = Decision | Action
 QUIET_HOURS = "quiet_hours"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """What the guardrails say about one action of one moment, before arbitration."""

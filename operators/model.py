@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from operators.fast_init import fast_init
 from operators.timefmt import format_ms
 
 
@@ -45,6 +46,7 @@ class DeadLetterReason(StrEnum):
     """Not an input record: an output record the brokers refused for its size."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Where an input record came from: a Kafka topic position or a file line."""
@@ -62,6 +64,7 @@ class Origin:
         return {"file": self.file, "line": self.line}
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Event:
     """A validated input event. ``time`` is event time in ms since the epoch."""
@@ -205,6 +208,7 @@ def _cut(text: str) -> str:
     return text
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Action:
     """What a channel service is asked to do; ``action_id`` is its idempotency key."""
@@ -247,6 +251,7 @@ class Action:
         return record
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Decision:
     """One decision about one action for one customer, sent or not, with its reason."""

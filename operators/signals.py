@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from operators.fast_init import fast_init
 from operators.model import Event, lookup
 from operators.policy import TextSignal
 from operators.state import Group
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SignalFired:
     """A signal that fired at ``at``, for ``group``, because of ``triggered_by`` (event ids)."""

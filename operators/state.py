@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from operators.fast_init import fast_init
+
 Group = str | None
 """What a window, moment, cooldown or suppression is per: a product, say; None for all."""
 
@@ -65,6 +67,7 @@ TimeZoneWord = tuple[str, int]
 read by unpacking. Plain, like :data:`Entry`: it is replaced at almost every event."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PendingAbsence:
     """An absence signal waiting: started at ``started_at`` by event ``started_by``, it
