@@ -41,9 +41,10 @@ def _malloc_trim() -> Callable[[], object] | None:
 def start_trimming(every_s: float = TRIM_EVERY_S) -> None:
     """Every ``every_s``, give the system back the pages malloc holds free.
 
-    The flow frees what a customer used while live when it packs them at a snapshot, but
-    malloc keeps the freed pages: about 400 bytes per customer of the process's resident
-    memory (``bench/memory.py``). The call releases the GIL; it takes milliseconds.
+    The flow frees what a customer used while live when it packs them, but malloc keeps
+    the freed pages: 400-700 bytes per customer of the process's resident memory after a
+    burst of new customers (``bench/memory.py``). The call releases the GIL; it takes
+    milliseconds.
     """
     trim = _malloc_trim()
     if trim is None:
