@@ -15,6 +15,7 @@ wall clock in Kafka mode.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from operators.absences import due_absences
 from operators.context import update_context
@@ -119,6 +120,22 @@ class Journey:
     """For the outputs the last merge notice or transfer released: the input line of what
     caused each (the held event, or the merge), so replay's output order depends on what
     was released, not on when a context happened to arrive."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as the class and its values (a snapshot holds one per customer): smaller
+        than the dataclass's slot names and values, and read faster."""
+        return (
+            Journey,
+            (
+                self.state,
+                self.queue,
+                self.adopted,
+                self.arrived,
+                self.retired,
+                self.evicted,
+                self.released_lines,
+            ),
+        )
 
     @property
     def awaiting(self) -> frozenset[str]:

@@ -1,0 +1,47 @@
+"""A customer's state survives pickling whole: what recovery snapshots and packed customers
+hold (operators.journey.Journey.__reduce__ and those of the state's parts)."""
+
+import dataclasses
+import pickle
+
+from operators.handover import Adopt
+from operators.journey import Journey
+from operators.state import CustomerState, MomentKey, OpenMoment, PendingAbsence
+from tests.conftest import make_event
+
+
+def full_journey():
+    state = CustomerState("cus_ana")
+    for n, name in enumerate(CustomerState.__slots__):
+        if name not in ("customer_id", "seq", "last_event_at", "timezone", "sends"):
+            getattr(state, name)[f"k{n}"] = n  # every part holds something
+    state.moments[MomentKey("browse_intent", "p-1")] = OpenMoment(40.0, 5, "e1", ("s",), ("e1",))
+    state.pending["inactive"] = PendingAbsence(9, "e2", 3)
+    state.seq, state.last_event_at, state.timezone = 7, 11, ("Europe/Madrid", 11)
+    event = make_event("page_view", "2026-11-20T10:00:00Z")
+    return Journey(
+        state, (Adopt("m1", "cus_bo", 4, 2), event), frozenset({"m0"}), {}, False, 2, (1,)
+    )
+
+
+def test_a_journey_comes_back_equal_part_by_part():
+    journey = full_journey()
+    back = pickle.loads(pickle.dumps(journey, protocol=pickle.HIGHEST_PROTOCOL))
+    assert [getattr(back, f.name) for f in dataclasses.fields(Journey) if f.name != "state"] == [
+        getattr(journey, f.name) for f in dataclasses.fields(Journey) if f.name != "state"
+    ]
+    assert back.state.__getstate__() == journey.state.__getstate__()
+
+
+def test_every_field_is_pickled():
+    """A field added to one of these classes and not to its __reduce__ fails here."""
+    journey = full_journey()
+    for value, cls in (
+        (journey, Journey),
+        (journey.state.moments[MomentKey("browse_intent", "p-1")], OpenMoment),
+        (journey.state.pending["inactive"], PendingAbsence),
+    ):
+        _, args = value.__reduce__()
+        assert len(args) == len(dataclasses.fields(cls))
+    _, (values,) = journey.state.__reduce__()
+    assert len(values) == len(CustomerState.__slots__)
