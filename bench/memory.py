@@ -28,11 +28,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-from confluent_kafka import Producer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from throughput import ConciergeProcess, concierge_topics
+from throughput import ConciergeProcess, concierge_topics, preload
 
 from flows.broker import EmbeddedBroker, free_port
 from operators.policy_load import load_policy
@@ -68,23 +67,6 @@ def customer_events(first: int, count: int, at: int) -> Iterator[tuple[bytes, by
             yield customer.encode(), orjson.dumps(event)
 
 
-def produce(bootstrap: str, topic: str, records: Iterator[tuple[bytes, bytes]]) -> int:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "acks": "all"})
-    sent = 0
-    for key, value in records:
-        while True:
-            try:
-                producer.produce(topic, value, key)
-                break
-            except BufferError:
-                producer.poll(0.1)
-        sent += 1
-        producer.poll(0)
-    if producer.flush(60) != 0:
-        raise SystemExit("memory bench: the broker did not take every event")
-    return sent
-
-
 def gauge(port: int, name: str) -> float | None:
     try:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
@@ -105,23 +87,17 @@ def settle(flow: ConciergeProcess, port: int, customers: int, timeout: float) ->
     """Wait until the flow holds ``customers`` and has packed them all (idle for 10 s), then
     two snapshot epochs; the RSS then."""
     deadline = time.monotonic() + timeout
-    while gauge(port, "concierge_customers_in_state") != customers:
-        if flow.exited():
-            raise SystemExit(f"memory bench: the flow exited:\n{flow.log_tail()}")
-        if time.monotonic() > deadline:
-            raise SystemExit(
-                f"memory bench: the flow holds {gauge(port, 'concierge_customers_in_state')} "
-                f"customers, not {customers}, after {timeout:.0f}s"
-            )
-        time.sleep(0.5)
     # Customers are packed once idle for flows.journey.PACK_IDLE_MS (10 s)
-    while gauge(port, "concierge_customers_packed") != customers:
-        if time.monotonic() > deadline:
-            raise SystemExit(
-                f"memory bench: {gauge(port, 'concierge_customers_packed')} of {customers} "
-                f"customers packed after {timeout:.0f}s"
-            )
-        time.sleep(0.5)
+    for name in ("concierge_customers_in_state", "concierge_customers_packed"):
+        while gauge(port, name) != customers:
+            if flow.exited():
+                raise SystemExit(f"memory bench: the flow exited:\n{flow.log_tail()}")
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"memory bench: {name} is {gauge(port, name)}, not {customers}, "
+                    f"after {timeout:.0f}s"
+                )
+            time.sleep(0.5)
     time.sleep(2 * SNAPSHOT_S + 1)
     return rss(flow.pid)
 
@@ -148,14 +124,16 @@ def main() -> int:
             broker.bootstrap, args.policy, PREFIX, Path(work), stop_at_end=False, extra=extra
         ) as flow:
             started = time.monotonic()
-            produce(broker.bootstrap, settings.events_topic(), customer_events(0, args.base, at))
+            preload(
+                broker.bootstrap, settings.events_topic(), list(customer_events(0, args.base, at))
+            )
             print(f"{args.base:,} customers produced", file=sys.stderr)
             first = settle(flow, port, args.base, 600)
             print(f"  RSS {first / 2**20:.1f} MiB", file=sys.stderr)
-            produce(
+            preload(
                 broker.bootstrap,
                 settings.events_topic(),
-                customer_events(args.base, args.more, at),
+                list(customer_events(args.base, args.more, at)),
             )
             print(f"{args.more:,} more produced", file=sys.stderr)
             second = settle(flow, port, args.base + args.more, 1200)

@@ -150,11 +150,10 @@ def _emit(batch: list[tuple[str, JourneyOutput]]) -> Iterable[OutRecord]:
     _count(actions, ACTIONS.labels)
     _count(outcomes, DECISIONS.labels)
     _count(streams, RECORDS_OUT.labels)
-    for (outcome, rule), n in held_back.items():
-        HELD_BACK.labels(outcome, rule).inc(n)
+    _count(held_back, lambda held: HELD_BACK.labels(*held))
     return records
 
 
-def _count(tally: dict[str, int], labels: Callable[[str], Any]) -> None:
+def _count(tally: dict[Any, int], labels: Callable[[Any], Any]) -> None:
     for label, n in tally.items():
         labels(label).inc(n)
