@@ -192,6 +192,29 @@ def _identity(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _lift(args: argparse.Namespace) -> int:
+    from flows.measure import lift_table
+
+    path = Path(args.replay) / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CommandError(f"no replay output at {args.replay} (no summary.json)") from None
+    except (OSError, ValueError) as err:
+        raise CommandError(f"cannot read {path}: {err}") from None
+    lifts = summary.get("lift")
+    if lifts is None:
+        raise CommandError(
+            f"the replay at {args.replay} measured no conversions: its policy has no "
+            "conversions section (see the README's Measurement)"
+        )
+    if args.json:
+        print(json.dumps(lifts, indent=2))
+    else:
+        print(lift_table(lifts))
+    return EXIT_OK
+
+
 def _run(args: argparse.Namespace) -> int:
     from flows.run import run_from_args
     from flows.runtime import start_trimming, tune_gc
@@ -282,6 +305,16 @@ def parser() -> argparse.ArgumentParser:
         help="TYPE:VALUE (email:ana@example.com) or a canonical id (cus_...)",
     )
     identity.set_defaults(handler=_identity)
+
+    lift = _command(
+        commands,
+        "lift",
+        "what sending added: conversion rates sent vs held out per action, from a replay",
+        "concierge lift out/",
+    )
+    lift.add_argument("replay", metavar="DIR", help="a replay's --out directory")
+    lift.add_argument("--json", action="store_true", help="print the figures as JSON")
+    lift.set_defaults(handler=_lift)
 
     run = _command(
         commands,

@@ -23,7 +23,7 @@ from flows.progress import InputFrontier
 from operators.decide import Output
 from operators.handover import Adopt, Retire, Transfer
 from operators.journey import Journey, wake_time
-from operators.model import Decision, Event
+from operators.model import Action, Event
 from operators.policy import Policy
 from operators.records import Emitted, Order
 from operators.resolution import ForCustomer
@@ -281,4 +281,4 @@ def _emit(out: list[JourneyOutput], outputs: list[Output], line: int, received_a
 
 
 def _at(output: Output) -> int:
-    return output.at if isinstance(output, Decision) else output.decided_at
+    return output.decided_at if isinstance(output, Action) else output.at

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from operators.records import (
     ACTIONS_PREFIX,
     AUDIT,
+    CONVERSIONS,
     DEAD_LETTERS,
     DECISIONS,
     FRONTIER,
@@ -73,6 +74,8 @@ class KafkaSettings:
     def output_topics(self, policy: Policy) -> list[str]:
         streams = [ACTIONS_PREFIX + channel for channel in policy.channels]
         streams += [DECISIONS, DEAD_LETTERS, AUDIT, TRANSFERS, FRONTIER]
+        if policy.conversions_by_type:
+            streams.append(CONVERSIONS)
         return [self.prefix + stream for stream in streams]
 
 

@@ -27,6 +27,33 @@ HELD_BACK = Counter(
     ["outcome", "rule"],
 )
 ACTIONS = Counter("concierge_actions", "Actions emitted by channel", ["channel"])
+MEASURED = Counter(
+    "concierge_measured_decisions",
+    "Decisions sent or held out, by action and group (sent or held_out): the denominators "
+    "of the conversion rates",
+    ["action", "group"],
+)
+HELD_OUT = Counter(
+    "concierge_held_out", "Decisions a holdout kept from the channel, by action", ["action"]
+)
+CONVERSIONS = Counter(
+    "concierge_conversions",
+    "Conversion records: a sent or held-out decision converted, once per conversion type, by "
+    "action and group (sent or held_out)",
+    ["action", "group"],
+)
+CONVERTED = Counter(
+    "concierge_converted_decisions",
+    "Decisions converted for the first time (by any conversion type), by action and group: "
+    "the numerators of the conversion rates",
+    ["action", "group"],
+)
+RECENT_SENDS = Histogram(
+    "concierge_actions_per_customer_7d",
+    "Fatigue: at each action written to a channel, the actions that customer got in the 7 "
+    "days up to it, itself included",
+    buckets=(1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50),
+)
 RECORDS_OUT = Counter("concierge_records_out", "Records written, by stream", ["stream"])
 RECORDS_REFUSED = Counter(
     "concierge_records_refused",

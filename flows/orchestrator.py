@@ -17,11 +17,23 @@ from bytewax.outputs import Sink
 
 from flows.identity import IDENTITY_KEY, IdentityConfig, IdentityLogic, IdentityOutput
 from flows.journey import JourneyConfig, JourneyLogic, JourneyOutput
-from flows.metrics import ACTIONS, DECISIONS, HELD_BACK, LATENCY, PROCESSING, RECORDS_OUT
+from flows.metrics import (
+    ACTIONS,
+    CONVERSIONS,
+    CONVERTED,
+    DECISIONS,
+    HELD_BACK,
+    HELD_OUT,
+    LATENCY,
+    MEASURED,
+    PROCESSING,
+    RECENT_SENDS,
+    RECORDS_OUT,
+)
 from flows.progress import FrontierMark
 from operators.alignment import Progress
 from operators.handover import Transfer
-from operators.model import Action, DeadLetter, Event
+from operators.model import Action, Conversion, DeadLetter, Event, Outcome
 from operators.records import AUDIT as AUDIT_STREAM
 from operators.records import DEAD_LETTERS as DEAD_LETTER_STREAM
 from operators.records import (
@@ -128,6 +140,7 @@ def _emit(batch: list[tuple[str, JourneyOutput]]) -> Iterable[OutRecord]:
     outcomes: dict[str, int] = {}
     held_back: dict[tuple[str, str], int] = {}
     streams: dict[str, int] = {}
+    measured: dict[tuple[str, str], int] = {}
     for _, emitted in batch:
         if isinstance(emitted, Transfer):
             records.append(encode_transfer(emitted))
@@ -136,13 +149,20 @@ def _emit(batch: list[tuple[str, JourneyOutput]]) -> Iterable[OutRecord]:
         output = emitted.output
         if isinstance(output, Action):
             actions[output.channel] = actions.get(output.channel, 0) + 1
+            RECENT_SENDS.observe(output.recent_sends)
             if emitted.received_at:
                 LATENCY.observe(now - emitted.received_at)
+        elif isinstance(output, Conversion):
+            _count_conversion(output)
         else:
-            outcomes[output.outcome] = outcomes.get(output.outcome, 0) + 1
-            if output.rule is not None:
-                held = (output.outcome.value, output.rule)
+            outcome = output.outcome
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            if output.rule is not None and outcome is not Outcome.HELD_OUT:
+                held = (outcome.value, output.rule)
                 held_back[held] = held_back.get(held, 0) + 1
+            if outcome is Outcome.SENT or outcome is Outcome.HELD_OUT:
+                group = (output.action, outcome.value)
+                measured[group] = measured.get(group, 0) + 1
             if emitted.received_at:
                 PROCESSING.observe(now - emitted.received_at)
         streams[record.stream] = streams.get(record.stream, 0) + 1
@@ -151,7 +171,18 @@ def _emit(batch: list[tuple[str, JourneyOutput]]) -> Iterable[OutRecord]:
     _count(outcomes, DECISIONS.labels)
     _count(streams, RECORDS_OUT.labels)
     _count(held_back, lambda held: HELD_BACK.labels(*held))
+    _count(measured, lambda group: MEASURED.labels(*group))
+    for (action, group), n in measured.items():
+        if group == Outcome.HELD_OUT:
+            HELD_OUT.labels(action).inc(n)
     return records
+
+
+def _count_conversion(conversion: Conversion) -> None:
+    labels = (conversion.action, conversion.outcome.value)
+    CONVERSIONS.labels(*labels).inc()
+    if conversion.first:
+        CONVERTED.labels(*labels).inc()
 
 
 def _count(tally: dict[Any, int], labels: Callable[[Any], Any]) -> None:

@@ -28,6 +28,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
+from flows import measure
 from flows.action_key import load_action_key
 from flows.identity import IdentityConfig
 from flows.journey import JourneyConfig
@@ -427,12 +428,15 @@ class ReplaySink(DynamicSink[OutRecord]):
         return _ReplayWriter(self._out_dir, self._stats, self._loop)
 
 
+OUTPUT_FILES = ("decisions.jsonl", "dlq.jsonl", "audit.jsonl", "conversions.jsonl", "summary.json")
+
+
 def _clear_outputs(out_dir: Path) -> None:
     """Remove what an earlier replay wrote here, so no stale channel file survives."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("actions.*.jsonl"):
         old.unlink()
-    for name in ("decisions.jsonl", "dlq.jsonl", "audit.jsonl", "summary.json"):
+    for name in OUTPUT_FILES:
         (out_dir / name).unlink(missing_ok=True)
     for run in out_dir.glob(".concierge-run-*"):
         run.unlink() if run.is_file() else shutil.rmtree(run)
@@ -462,6 +466,11 @@ def replay(
     flow = build_flow(config, identity, source, ReplaySink(out_dir, stats, loop))
     run_main(flow, epoch_interval=timedelta(hours=1))
     summary = stats.summary(policy)
+    summary["fatigue"] = measure.fatigue(out_dir)
+    if policy.conversions_by_type:
+        (out_dir / "conversions.jsonl").touch()
+        summary["conversions"] = measure.conversions(out_dir, policy)
+        summary["lift"] = measure.lift_by_action(summary["conversions"])
     (out_dir / "summary.json").write_bytes(
         orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     )

@@ -21,7 +21,7 @@ def full_cap(
         if not cap.matches(action, channel, category):
             continue
         counted: dict[str, int] = {}
-        for at, action_id, sent_action, sent_channel, sent_category, _ in sends:
+        for at, action_id, sent_action, sent_channel, sent_category, _, _ in sends:
             if now - cap.window < at < now + cap.window and cap.matches(
                 sent_action, sent_channel, sent_category
             ):

@@ -14,20 +14,22 @@ from dataclasses import dataclass
 
 from operators.caps import full_cap
 from operators.consent import has_consent
+from operators.conversions import watch_for_conversions
 from operators.cooldowns import cooling_until, start_cooldown
 from operators.decay import falls_below_at
 from operators.fast_init import fast_init
-from operators.model import Action, Decision, Outcome
+from operators.holdouts import GLOBAL, holdout_of
+from operators.model import Action, Conversion, Decision, Outcome
 from operators.moments import value_now
 from operators.policy import ActionSpec, Policy
 from operators.quiet_hours import quiet_until
-from operators.sends import record_send
+from operators.sends import recent_sends, record_send
 from operators.state import CustomerState, MomentKey, OpenMoment
 from operators.suppression import suppressed_by
 from operators.timefmt import format_ms
 from operators.timezones import timezone_of, zone
 
-Output = Decision | Action
+Output = Decision | Action | Conversion
 QUIET_HOURS = "quiet_hours"
 
 
@@ -221,13 +223,23 @@ def _replace(verdict: Verdict, outcome: Outcome, reason: str, again_at: int | No
 
 
 def _send(policy: Policy, state: CustomerState, verdict: Verdict, now: int) -> list[Output]:
+    """Send the winner, or hold it out: a held-out decision changes the customer's state
+    exactly as a send does (the moment is consumed, the cooldown starts, caps count it),
+    so both groups live the same journey; only the channel hears nothing."""
     action, moment, (name, group) = verdict.action, verdict.moment, verdict.key
     assert verdict.channel is not None
-    decision = _decision(policy, state, verdict, now, Outcome.SENT, "eligible")
+    holdout = holdout_of(policy.holdouts, state.customer_id, action)
+    if holdout is None:
+        decision = _decision(policy, state, verdict, now, Outcome.SENT, "eligible")
+    else:
+        decision = _held_out(policy, state, verdict, now, holdout)
     the_id = decision.action_id
     assert the_id is not None
     start_cooldown(state, action, group, now)
-    record_send(policy, state, the_id, action, verdict.channel, group, now)
+    record_send(policy, state, the_id, action, verdict.channel, group, now, holdout is not None)
+    watch_for_conversions(policy, state, decision)
+    if holdout is not None:
+        return [decision]
     spec = policy.moments[name]
     return [
         decision,
@@ -249,8 +261,37 @@ def _send(policy: Policy, state: CustomerState, verdict: Verdict, now: int) -> l
                 moment.value_at_open, moment.opened_at, spec.half_life, action.min_value
             ),
             policy_version=policy.version,
+            recent_sends=recent_sends(state, now),
         ),
     ]
+
+
+def _held_out(
+    policy: Policy, state: CustomerState, verdict: Verdict, now: int, holdout: str
+) -> Decision:
+    """The decision of a winner a holdout keeps from the channel: all a sent one carries,
+    with outcome ``held_out`` and the holdout as its rule."""
+    if holdout == GLOBAL:
+        rule, reason = "holdouts.global", "held out: in the global control group"
+    else:
+        rule, reason = f"holdouts.actions.{holdout}", f"held out of {holdout}"
+    sent = _decision(policy, state, verdict, now, Outcome.SENT, reason)
+    return Decision(
+        customer_id=sent.customer_id,
+        at=sent.at,
+        action=sent.action,
+        outcome=Outcome.HELD_OUT,
+        reason=reason,
+        moment=sent.moment,
+        group=sent.group,
+        value=sent.value,
+        signals=sent.signals,
+        triggered_by=sent.triggered_by,
+        policy_version=sent.policy_version,
+        action_id=sent.action_id,
+        channel=sent.channel,
+        rule=rule,
+    )
 
 
 def _decision(

@@ -1,13 +1,15 @@
 """Eviction: a customer idle long enough, with nothing pending, is forgotten.
 
 Pending means a timer, a moment still worth acting on, a window still counting, a
-cooldown or a suppression still running, or a send a cap still counts. Consent is
+cooldown or a suppression still running, a send a cap still counts, or a decision still
+waiting for a conversion. Consent is
 not: a forgotten customer has none, so nothing marketing reaches them until they
 grant it again (opt-in).
 """
 
 from __future__ import annotations
 
+from operators.conversions import watching_until
 from operators.cooldowns import cooling_down_until
 from operators.moments import worth_keeping_until
 from operators.policy import Policy
@@ -30,6 +32,7 @@ def evict_at(policy: Policy, state: CustomerState) -> int | None:
         cooling_down_until(policy, state),
         suppressed_until(state),
         counted_until(policy, state),
+        watching_until(state),
     ):
         if until is not None:
             at = max(at, until)

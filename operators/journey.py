@@ -19,6 +19,7 @@ from typing import Any
 
 from operators.absences import due_absences
 from operators.context import update_context
+from operators.conversions import convert
 from operators.decide import Output, decide
 from operators.eviction import evict_at
 from operators.handover import Adopt, Retire, Transfer
@@ -36,15 +37,19 @@ GATED_RETRY_MS = 2_000
 
 
 def act_on_event(policy: Policy, state: CustomerState, event: Event) -> list[Output]:
-    """Let ``event`` update the context and decide the moments its signals open, as of the
-    latest of them; what fell due before it must have fired already."""
+    """Let ``event`` convert the decisions waiting for it, update the context and decide
+    the moments its signals open, as of the latest of them; what fell due before it must
+    have fired already."""
+    outputs: list[Output] = []
+    outputs.extend(convert(policy, state, event))
     fired = update_context(policy, state, event)
     if not fired:
-        return []
+        return outputs
     keys: list[MomentKey] = []
     for signal_fired in fired:
         keys.extend(_take(policy, state, signal_fired, event.event_id))
-    return decide(policy, state, keys, max(event.time, *(f.at for f in fired)))
+    outputs.extend(decide(policy, state, keys, max(event.time, *(f.at for f in fired))))
+    return outputs
 
 
 def fire_due(policy: Policy, state: CustomerState, until: int, inclusive: bool) -> list[Output]:

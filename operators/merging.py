@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from operators.absences import merge_absences
 from operators.consent import merge_consent
+from operators.conversions import merge_watches
 from operators.cooldowns import merge_cooldowns
 from operators.moments import merge_moments
 from operators.policy import Policy
@@ -26,9 +27,9 @@ def merge_states(policy: Policy, survivor: CustomerState, retired: CustomerState
     Windows merge in time order (each event once); the more valuable open moment
     of a kind and group stays; cooldowns and suppressions keep the later end;
     consent keeps the most restrictive word where both said something; sends
-    count once each against the caps; pending absences keep the latest start and
-    deferred decisions the earliest, so one person's activity on either profile
-    counts.
+    count once each against the caps, and decisions wait for conversions once each;
+    pending absences keep the latest start and deferred decisions the earliest, so one
+    person's activity on either profile counts.
     """
     merge_windows(policy, survivor, retired)
     merge_absences(survivor, retired)
@@ -37,6 +38,7 @@ def merge_states(policy: Policy, survivor: CustomerState, retired: CustomerState
     merge_suppressions(survivor, retired)
     merge_consent(policy, survivor, retired)
     merge_sends(survivor, retired)
+    merge_watches(survivor, retired)
     _merge_deferrals(survivor, retired)
     merge_timezones(survivor, retired)
     if retired.last_event_at is not None:

@@ -25,6 +25,8 @@ class Outcome(StrEnum):
     COOLDOWN = "cooldown"
     OUTRANKED = "outranked"
     INELIGIBLE = "ineligible"
+    HELD_OUT = "held_out"
+    """A holdout kept it from the channel; everything else is as if it had been sent."""
 
 
 class DeadLetterReason(StrEnum):
@@ -228,6 +230,9 @@ class Action:
     decided_at: int
     expires_at: int
     policy_version: str
+    recent_sends: int = 0
+    """Actions written to a channel for this customer in the 7 days up to this one, itself
+    included: the fatigue measure's observation. Not part of the record."""
 
     def as_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -299,6 +304,40 @@ class Decision:
         record["triggered_by"] = list(self.triggered_by)
         record["policy_version"] = self.policy_version
         return record
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Conversion:
+    """A sent or held-out decision converted: the customer's first event of a conversion
+    type within its window after the decision."""
+
+    customer_id: str
+    action_id: str
+    action: str
+    outcome: Outcome
+    """``sent`` or ``held_out``: the group the decision measures."""
+    conversion: str
+    """The conversion type (an event type)."""
+    event_id: str
+    at: int
+    """The converting event's time."""
+    decided_at: int
+    first: bool = True
+    """Whether it is the decision's first conversion (of any type): what conversion rates
+    count. Not part of the record."""
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "customer_id": self.customer_id,
+            "action_id": self.action_id,
+            "action": self.action,
+            "outcome": self.outcome.value,
+            "conversion": self.conversion,
+            "event_id": self.event_id,
+            "at": format_ms(self.at),
+            "decided_at": format_ms(self.decided_at),
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,6 +145,35 @@ class QuietHours:
 
 
 @dataclass(frozen=True, slots=True)
+class Holdouts:
+    """Customers deliberately not sent, to measure what sending adds (see
+    :mod:`operators.holdouts`)."""
+
+    salt: str
+    global_share: float
+    """The share of customers in the global control group."""
+    global_categories: frozenset[str] | None
+    """The categories the global control group gets none of (None: every category)."""
+    action_shares: Mapping[str, float]
+    """Action -> the share of the customers the global group does not hold out of it who
+    are held out of this action."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionSpec:
+    """What counts as success after a sent or held-out action: the customer's first event of
+    type ``type`` within ``within`` ms of the decision, for ``actions`` (None: every action)."""
+
+    type: str
+    within: int
+    actions: frozenset[str] | None
+
+    def measures(self, action: str) -> bool:
+        """Whether this conversion counts for ``action``."""
+        return self.actions is None or action in self.actions
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """A validated, compiled policy. Build it with :func:`operators.policy_load.load_policy`."""
 
@@ -186,6 +215,10 @@ class Policy:
     """Events later than ``allowed_lateness``: dead letters (True) or kept, uncounted (False)."""
     evict_idle_after: int
     """A customer with nothing pending and no event for this long is forgotten."""
+    holdouts: Holdouts | None
+    conversions_by_type: Mapping[str, ConversionSpec]
+    conversions_by_action: Mapping[str, tuple[ConversionSpec, ...]]
+    """Action -> the conversions that count for it, in policy order."""
     document: Mapping[str, Any]
     """The validated policy as plain data, for the parts compiled by later stages."""
     action_ids: ActionIds = UNKEYED

@@ -30,6 +30,7 @@ _DURATION_FIELDS = (
     ("ingest", "max_future_skew"),
     ("ingest", "allowed_lateness"),
     ("customers", "evict_idle_after"),
+    ("conversions", "*", "within"),
 )
 _NUMBER_FIELDS = (
     ("moments", "*", "value"),
@@ -79,6 +80,8 @@ def reference_problems(document: dict[str, Any]) -> Problems:
     yield from _each(_items(document, "quiet_hours"), _quiet_hours_problems, defined)
     yield from _each(_items(document, "caps"), _cap_problems, defined)
     yield from _each(_items(document, "suppressions"), _suppression_problems, defined, set())
+    yield from _holdout_problems(document.get("holdouts"), defined)
+    yield from _each(_items(document, "conversions"), _conversion_problems, defined, document)
     identity = document.get("identity")
     if isinstance(identity, dict):
         yield from _each(_items(identity, "blocked"), _blocked_problems)
@@ -190,6 +193,45 @@ def _suppression_problems(
             ("suppressions", index, "suppress", "same"),
             ("must start with properties. or context."),
         )
+
+
+def _holdout_problems(holdouts: Any, defined: Defined) -> Problems:
+    """A holdout must name defined categories and actions."""
+    if not isinstance(holdouts, dict):
+        return
+    control = holdouts.get("global")
+    categories = control.get("categories", []) if isinstance(control, dict) else []
+    for index, category in enumerate(categories if isinstance(categories, list) else []):
+        if category not in defined.categories:
+            yield (
+                ("holdouts", "global", "categories", index),
+                f"names no category: {category!r} (categories: {_listing(defined.categories)})",
+            )
+    actions = holdouts.get("actions")
+    for action in actions if isinstance(actions, dict) else {}:
+        if action not in defined.actions:
+            yield (
+                ("holdouts", "actions", action),
+                f"names no action: {action!r} (actions: {_listing(defined.actions)})",
+            )
+
+
+def _conversion_problems(
+    event_type: str, spec: dict[str, Any], defined: Defined, document: dict[str, Any]
+) -> Problems:
+    """A conversion must be an event type the policy accepts, within a window longer than
+    0, for defined actions."""
+    if _is_zero(spec["within"]):
+        yield ("conversions", event_type, "within"), "must be longer than 0"
+    accepted = document.get("event_types")
+    if isinstance(accepted, list) and event_type not in accepted:
+        yield ("conversions", event_type), f"{event_type!r} is not one of the policy's event_types"
+    for index, action in enumerate(spec.get("actions", [])):
+        if action not in defined.actions:
+            yield (
+                ("conversions", event_type, "actions", index),
+                f"names no action: {action!r} (actions: {_listing(defined.actions)})",
+            )
 
 
 def _blocked_problems(kind: str, patterns: list[str]) -> Problems:

@@ -18,7 +18,9 @@ from operators.policy import (
     AbsenceSignal,
     ActionSpec,
     CapSpec,
+    ConversionSpec,
     CountingSignal,
+    Holdouts,
     MomentSpec,
     Policy,
     QuietHours,
@@ -69,6 +71,7 @@ def compile_policy(document: Mapping[str, Any], version: str) -> Policy:
     defaults = document.get("defaults", {})
     identifier_order, identifier_rules = _identity(document.get("identity", {}), defaults)
     event_types, max_bytes, skew, lateness, dead_letter_late = _ingest(document)
+    conversions = _conversions(document.get("conversions", {}))
     return Policy(
         version=version,
         channels=tuple(document["channels"]),
@@ -103,6 +106,11 @@ def compile_policy(document: Mapping[str, Any], version: str) -> Policy:
         allowed_lateness=lateness,
         dead_letter_late=dead_letter_late,
         evict_idle_after=_evict_idle_after(document),
+        holdouts=_holdouts(document.get("holdouts")),
+        conversions_by_type=MappingProxyType({c.type: c for c in conversions}),
+        conversions_by_action=MappingProxyType(
+            {name: tuple(c for c in conversions if c.measures(name)) for name in actions}
+        ),
         document=MappingProxyType(dict(document)),
     )
 
@@ -297,6 +305,34 @@ def _ingest(document: Spec) -> Ingest:
         parse_duration_ms(ingest.get("max_future_skew", DEFAULT_MAX_FUTURE_SKEW)),
         parse_duration_ms(ingest.get("allowed_lateness", DEFAULT_ALLOWED_LATENESS)),
         ingest.get("late_events", "keep") == "dead_letter",
+    )
+
+
+def _holdouts(spec: Spec | None) -> Holdouts | None:
+    """The ``holdouts`` section; a missing global group holds out no one globally."""
+    if spec is None:
+        return None
+    control = spec.get("global", {})
+    categories = control.get("categories")
+    return Holdouts(
+        salt=spec["salt"],
+        global_share=float(control.get("share", 0.0)),
+        global_categories=frozenset(categories) if categories is not None else None,
+        action_shares=MappingProxyType(
+            {name: float(share) for name, share in spec.get("actions", {}).items()}
+        ),
+    )
+
+
+def _conversions(section: Mapping[str, Spec]) -> tuple[ConversionSpec, ...]:
+    """The ``conversions`` section, one per event type."""
+    return tuple(
+        ConversionSpec(
+            type=event_type,
+            within=parse_duration_ms(spec["within"]),
+            actions=frozenset(spec["actions"]) if "actions" in spec else None,
+        )
+        for event_type, spec in section.items()
     )
 
 

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import orjson
 
 from operators.handover import Transfer
-from operators.model import Action, Audit, DeadLetter, DeadLetterReason, Decision
+from operators.model import Action, Audit, Conversion, DeadLetter, DeadLetterReason, Decision
 
 DECISIONS = "decisions"
 TRANSFERS = "transfers"
@@ -17,6 +17,7 @@ FRONTIER = "frontier"
 """Internal: how far the whole input has got, as the identity step says (Kafka mode)."""
 DEAD_LETTERS = "dlq"
 AUDIT = "audit"
+CONVERSIONS = "conversions"
 ACTIONS_PREFIX = "actions."
 
 
@@ -44,7 +45,7 @@ class Order(NamedTuple):
 class Emitted(NamedTuple):
     """A decision or action, with its place in replay order and when its trigger was read."""
 
-    output: Decision | Action
+    output: Decision | Action | Conversion
     order: Order
     received_at: float
 
@@ -65,12 +66,14 @@ def action_stream(channel: str) -> str:
 
 
 def encode(emitted: Emitted) -> OutRecord:
-    """The record for a decision or action, keyed by its canonical customer id."""
+    """The record for a decision, action or conversion, keyed by its canonical customer id."""
     output = emitted.output
     key = output.customer_id.encode()
     value = orjson.dumps(output.as_record())
     if isinstance(output, Action):
         return OutRecord(action_stream(output.channel), key, value, emitted.order, output.channel)
+    if isinstance(output, Conversion):
+        return OutRecord(CONVERSIONS, key, value, emitted.order, output.action)
     return OutRecord(DECISIONS, key, value, emitted.order, output.outcome.value)
 
 

@@ -10,6 +10,8 @@ MAX_SENDS = 256
 FEEDBACK_WINDOW = 30 * 86_400_000
 """How long a send is remembered for feedback about it (clicked, converted) to close its
 moment's group; caps may keep sends longer."""
+FATIGUE_WINDOW = 7 * 86_400_000
+"""The fatigue measure counts a customer's actions over this rolling window."""
 
 
 def record_send(
@@ -20,14 +22,22 @@ def record_send(
     channel: str,
     group: Group,
     now: int,
+    held_out: bool = False,
 ) -> None:
-    """Remember a send (caps count it once per action id); older sends than any cap's
-    window and the feedback window are dropped."""
+    """Remember a send, or a held-out one (caps count it once per action id); older sends
+    than any cap's window and the feedback window are dropped."""
     horizon = now - max(policy.longest_cap_window, FEEDBACK_WINDOW)
     kept = [s for s in state.sends if s.at > horizon and s.action_id != action_id]
-    kept.append(Send(now, action_id, action.name, channel, action.category, group))
+    kept.append(Send(now, action_id, action.name, channel, action.category, group, held_out))
     kept.sort(key=_order)
     state.sends = kept[-MAX_SENDS:]
+
+
+def recent_sends(state: CustomerState, now: int) -> int:
+    """Actions written to a channel for this customer in the :data:`FATIGUE_WINDOW` up to
+    ``now``, ``now`` included: what the fatigue measure observes at each send."""
+    since = now - FATIGUE_WINDOW
+    return sum(1 for send in state.sends if send.at > since and not send.held_out)
 
 
 def sent(state: CustomerState, action_id: object) -> Send | None:

@@ -40,6 +40,8 @@ class Send(NamedTuple):
     channel: str
     category: str
     group: Group
+    held_out: bool = False
+    """Held out by a holdout: caps count it, but nothing reached a channel."""
 
 
 class ConsentWord(NamedTuple):
@@ -53,6 +55,20 @@ class ConsentWord(NamedTuple):
     @property
     def order(self) -> tuple[int, int]:
         return (self.at, self.seq)
+
+
+class Watch(NamedTuple):
+    """A sent or held-out decision waiting for a conversion of one type, until ``until``
+    (inclusive)."""
+
+    until: int
+    conversion: str
+    action_id: str
+    action: str
+    held_out: bool
+    decided_at: int
+    converted: bool = False
+    """Whether the decision has already converted by another type."""
 
 
 class Spell(NamedTuple):
@@ -129,6 +145,7 @@ class CustomerState:
         "seq",
         "suppressions",
         "timezone",
+        "watches",
         "windows",
     )
 
@@ -154,12 +171,16 @@ class CustomerState:
         self.last_event_at: int | None = None
         self.seq = 0
         """Events handled: orders two words said at the same event time."""
+        self.watches: list[Watch] = []
+        """Decisions waiting for a conversion (:mod:`operators.conversions`), oldest first."""
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
+        return tuple(getattr(self, name) for name in PICKLED_FIELDS)
 
     def __setstate__(self, values: tuple[Any, ...]) -> None:
-        for name, value in zip(self.__slots__, values, strict=True):
+        if len(values) == len(PICKLED_FIELDS) - 1:  # a snapshot of 0.4.0: no watches yet
+            values = (*values, [])
+        for name, value in zip(PICKLED_FIELDS, values, strict=True):
             setattr(self, name, value)
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -174,8 +195,28 @@ class CustomerState:
         return min(due) if due else None
 
 
+PICKLED_FIELDS = (
+    "cancelled_at",
+    "consent",
+    "cooldowns",
+    "customer_id",
+    "deferred",
+    "last_event_at",
+    "moments",
+    "pending",
+    "sends",
+    "seq",
+    "suppressions",
+    "timezone",
+    "windows",
+    "watches",
+)
+"""The order of a pickled state's values: fields added later come last, so an older
+snapshot (one value fewer) still reads."""
+
+
 def restored_state(values: tuple[Any, ...]) -> CustomerState:
     """The customer state :meth:`CustomerState.__reduce__` pickled."""
-    state = CustomerState(values[CustomerState.__slots__.index("customer_id")])
+    state = CustomerState(values[PICKLED_FIELDS.index("customer_id")])
     state.__setstate__(values)
     return state

@@ -13,6 +13,7 @@ from operators.state import (
     PendingAbsence,
     Send,
     Spell,
+    Watch,
 )
 
 STATE_FORMAT = 2
@@ -55,6 +56,7 @@ def state_to_record(state: CustomerState) -> dict[str, Any]:
         "cancelled_at": [[name, at] for name, at in state.cancelled_at.items()],
         "last_event_at": state.last_event_at,
         "seq": state.seq,
+        "watches": [list(watch) for watch in state.watches],
     }
 
 
@@ -84,7 +86,8 @@ def state_from_record(record: dict[str, Any]) -> CustomerState:
         (n, v): Spell(int(start), int(until)) for n, v, start, until in record["suppressions"]
     }
     state.sends = [
-        Send(int(at), str(i), str(a), str(c), str(k), g) for at, i, a, c, k, g in record["sends"]
+        Send(int(at), str(i), str(a), str(c), str(k), g, bool(held and held[0]))
+        for at, i, a, c, k, g, *held in record["sends"]
     ]
     state.deferred = {MomentKey(name, group): int(due) for name, group, due in record["deferred"]}
     if record["timezone"] is not None:
@@ -93,4 +96,8 @@ def state_from_record(record: dict[str, Any]) -> CustomerState:
     state.cancelled_at = {name: int(at) for name, at in record["cancelled_at"]}
     state.last_event_at = record["last_event_at"]
     state.seq = record["seq"]
+    state.watches = [
+        Watch(int(until), str(c), str(i), str(a), bool(held), int(at), bool(converted))
+        for until, c, i, a, held, at, converted in record.get("watches", ())
+    ]
     return state

@@ -6,17 +6,26 @@ import pickle
 
 from operators.handover import Adopt
 from operators.journey import Journey
-from operators.state import CustomerState, MomentKey, OpenMoment, PendingAbsence
+from operators.state import (
+    PICKLED_FIELDS,
+    CustomerState,
+    MomentKey,
+    OpenMoment,
+    PendingAbsence,
+    Watch,
+    restored_state,
+)
 from tests.conftest import make_event
 
 
 def full_journey():
     state = CustomerState("cus_ana")
     for n, name in enumerate(CustomerState.__slots__):
-        if name not in ("customer_id", "seq", "last_event_at", "timezone", "sends"):
+        if name not in ("customer_id", "seq", "last_event_at", "timezone", "sends", "watches"):
             getattr(state, name)[f"k{n}"] = n  # every part holds something
     state.moments[MomentKey("browse_intent", "p-1")] = OpenMoment(40.0, 5, "e1", ("s",), ("e1",))
     state.pending["inactive"] = PendingAbsence(9, "e2", 3)
+    state.watches = [Watch(9, "purchase", "cus_ana.product_nudge.0", "product_nudge", True, 8)]
     state.seq, state.last_event_at, state.timezone = 7, 11, ("Europe/Madrid", 11)
     event = make_event("page_view", "2026-11-20T10:00:00Z")
     return Journey(
@@ -45,3 +54,13 @@ def test_every_field_is_pickled():
         assert len(args) == len(dataclasses.fields(cls))
     _, (values,) = journey.state.__reduce__()
     assert len(values) == len(CustomerState.__slots__)
+    assert sorted(PICKLED_FIELDS) == sorted(CustomerState.__slots__)
+
+
+def test_a_snapshot_of_0_4_0_without_watches_still_reads():
+    state = full_journey().state
+    _, (values,) = state.__reduce__()
+    assert PICKLED_FIELDS[-1] == "watches"
+    older = restored_state(values[:-1])
+    assert older.watches == []
+    assert older.__getstate__()[:-1] == values[:-1]

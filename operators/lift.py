@@ -1,0 +1,108 @@
+"""Lift: what sending adds, from the conversion rates of sent and held-out decisions.
+
+For one action, ``n`` decisions were sent and ``k`` of them converted at least once; ``m``
+were held out and ``j`` of them converted. The rates are ``k/n`` and ``j/m``; the
+absolute lift is their difference, with a 95% interval from the normal approximation to
+the difference of two proportions (unpooled standard error); the relative lift is the
+ratio of the rates less one, with a 95% interval from the normal approximation to the
+logarithm of the ratio (Katz's method). Both say how much the rates could differ by
+chance alone; neither says why they differ.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+Z_95 = 1.959963984540054
+"""The standard normal quantile of a two-sided 95% interval."""
+MIN_GROUP = 1000
+"""Fewer decisions than this in a group, and the lift is flagged as too uncertain to use
+(Braze advises at least 1,000 customers in a control group)."""
+
+
+def lift(sent: int, sent_converted: int, held_out: int, held_out_converted: int) -> dict[str, Any]:
+    """The conversion rates of the two groups, the absolute and relative lift with their
+    95% intervals (None where the data cannot give one), and warnings."""
+    warnings: list[str] = []
+    for group, size in (("sent", sent), ("held_out", held_out)):
+        if size == 0:
+            warnings.append(f"no decision {group.replace('_', ' ')}: nothing to compare")
+        elif size < MIN_GROUP:
+            warnings.append(
+                f"{size:,} decision{'s' if size > 1 else ''} {group.replace('_', ' ')}, "
+                f"fewer than {MIN_GROUP:,}: too few to say anything reliable"
+            )
+    rate_sent = sent_converted / sent if sent else None
+    rate_held = held_out_converted / held_out if held_out else None
+    result: dict[str, Any] = {
+        "sent": sent,
+        "sent_converted": sent_converted,
+        "held_out": held_out,
+        "held_out_converted": held_out_converted,
+        "rate_sent": _round(rate_sent),
+        "rate_held_out": _round(rate_held),
+        "absolute": None,
+        "absolute_95": None,
+        "relative": None,
+        "relative_95": None,
+        "significant": False,
+    }
+    if rate_sent is None or rate_held is None:
+        result["warnings"] = warnings
+        return result
+    difference = rate_sent - rate_held
+    spread = Z_95 * math.sqrt(
+        rate_sent * (1 - rate_sent) / sent + rate_held * (1 - rate_held) / held_out
+    )
+    result["absolute"] = _round(difference)
+    result["absolute_95"] = [_round(difference - spread), _round(difference + spread)]
+    result["significant"] = spread > 0 and abs(difference) > spread
+    if sent_converted and held_out_converted:
+        ratio = rate_sent / rate_held
+        log_spread = Z_95 * math.sqrt(
+            (1 - rate_sent) / sent_converted + (1 - rate_held) / held_out_converted
+        )
+        result["relative"] = _round(ratio - 1)
+        result["relative_95"] = [
+            _round(ratio * math.exp(-log_spread) - 1),
+            _round(ratio * math.exp(log_spread) - 1),
+        ]
+    else:
+        warnings.append("a group has no conversions: no relative lift")
+    result["warnings"] = warnings
+    return result
+
+
+def percentiles(values: list[int]) -> dict[str, int]:
+    """p50, p90, p99 (nearest rank) and the maximum of ``values``, and how many there were."""
+    if not values:
+        return {"observed": 0}
+    ordered = sorted(values)
+
+    def rank(p: float) -> int:
+        return ordered[max(math.ceil(p * len(ordered)) - 1, 0)]
+
+    return {
+        "observed": len(ordered),
+        "p50": rank(0.50),
+        "p90": rank(0.90),
+        "p99": rank(0.99),
+        "max": ordered[-1],
+    }
+
+
+def trailing_counts(times: list[int], window: int) -> list[int]:
+    """For each of the sorted ``times``, how many fall in the ``window`` up to it, itself
+    included: ``(t - window, t]``."""
+    counts: list[int] = []
+    start = 0
+    for end, at in enumerate(times):
+        while times[start] <= at - window:
+            start += 1
+        counts.append(end - start + 1)
+    return counts
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
