@@ -1,0 +1,80 @@
+"""What the emit step counts of measurement: held-out decisions, the rates' numerators and
+denominators, conversions, and actions per customer per 7 days (flows/orchestrator.py)."""
+
+from prometheus_client import REGISTRY
+
+from flows.orchestrator import _emit
+from operators.journey import Journey
+from operators.model import Action, Conversion
+from operators.records import Emitted, Order
+from operators.state import CustomerState
+from tests.conftest import make_event
+from tests.measurement import holding_out
+
+GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
+
+
+def sample(name, **labels):
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def journey_outputs(policy, customer):
+    journey = Journey(CustomerState(customer))
+    events = [make_event("consent_changed", "2026-11-01T09:00:00Z", GRANT)]
+    for product in ("p-1", "p-2"):
+        events += [
+            make_event("product_view", f"2026-11-10T10:{m:02d}:00Z", {"product_id": product})
+            for m in (0, 10, 20)
+        ]
+    events.append(make_event("purchase", "2026-11-11T09:00:00Z", {"product_id": "p-9"}))
+    outputs = []
+    for event in events:
+        outputs += journey.on_event(policy, event)
+    return outputs
+
+
+def emit(outputs):
+    return list(_emit([("k", Emitted(o, Order.of_line(0), 0.0)) for o in outputs]))
+
+
+def test_held_out_decisions_and_their_conversions_are_counted_by_action_and_group():
+    before = {
+        "held": sample("concierge_held_out_total", action="product_nudge"),
+        "measured": sample(
+            "concierge_measured_decisions_total", action="product_nudge", group="held_out"
+        ),
+        "conversions": sample(
+            "concierge_conversions_total", action="product_nudge", group="held_out"
+        ),
+        "converted": sample(
+            "concierge_converted_decisions_total", action="product_nudge", group="held_out"
+        ),
+    }
+    outputs = journey_outputs(holding_out("0.9999999"), "cus_ana")
+    assert not [o for o in outputs if isinstance(o, Action)]
+    assert len([o for o in outputs if isinstance(o, Conversion)]) == 2
+    records = emit(outputs)
+    assert {r.stream for r in records} == {"decisions", "conversions"}
+    assert sample("concierge_held_out_total", action="product_nudge") == before["held"] + 2
+    assert (
+        sample("concierge_measured_decisions_total", action="product_nudge", group="held_out")
+        == before["measured"] + 2
+    )
+    assert (
+        sample("concierge_conversions_total", action="product_nudge", group="held_out")
+        == before["conversions"] + 2
+    )
+    assert (
+        sample("concierge_converted_decisions_total", action="product_nudge", group="held_out")
+        == before["converted"] + 2
+    )
+
+
+def test_each_action_sent_observes_the_customers_actions_in_the_last_7_days():
+    count = sample("concierge_actions_per_customer_7d_count")
+    total = sample("concierge_actions_per_customer_7d_sum")
+    outputs = journey_outputs(holding_out("0.0000001"), "cus_bo")
+    assert [o.recent_sends for o in outputs if isinstance(o, Action)] == [1, 2]
+    emit(outputs)
+    assert sample("concierge_actions_per_customer_7d_count") == count + 2
+    assert sample("concierge_actions_per_customer_7d_sum") == total + 3

@@ -1,0 +1,64 @@
+"""Holdouts and conversions in Kafka mode: the same records as replay, conversions on their
+own topic."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import orjson
+import pytest
+
+from operators.policy_load import load_policy
+from tests.integration.conftest import stamp
+from tests.integration.test_kafka_flow import recent_stream
+from tests.measurement import measured_policy_text
+from tests.scenarios.conftest import concierge
+
+pytestmark = pytest.mark.integration
+
+GENEROUS = """
+holdouts:
+  salt: kafka-test
+  global: {share: 0.2, categories: [marketing, retention]}
+  actions: {product_nudge: 0.3, cart_recovery: 0.3}
+conversions:
+  purchase: {within: 3d}
+"""
+
+
+def test_kafka_mode_holds_out_and_converts_as_replay_predicts(topics, flows, tmp_path):
+    policy_path = tmp_path / "measured.yaml"
+    policy_path.write_text(measured_policy_text(GENEROUS))
+    policy = load_policy(policy_path.read_text())
+    topics.create(policy, partitions=2)
+    events = recent_stream(customers=300, count=6000, seed=21)
+    topics.produce(events)
+    flow = flows(topics, "--stop-at-end", policy=policy_path).start()
+    assert flow.wait(180) == 0, flow.output()
+
+    file = tmp_path / "events.jsonl"
+    file.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    out = tmp_path / "replay"
+    done = concierge(
+        "replay",
+        "--policy",
+        str(policy_path),
+        "--events",
+        str(file),
+        "--out",
+        str(out),
+        "--until",
+        stamp(timedelta(0)),
+        "--quiet",
+    )
+    assert done.returncode == 0, done.stderr
+    streams = ["decisions", "conversions"] + [f"actions.{c}" for c in policy.channels]
+    for stream in streams:
+        path = out / f"{stream}.jsonl"
+        predicted = sorted(path.read_bytes().splitlines()) if path.exists() else []
+        kafka = sorted(value for _, value, _, _ in topics.read(stream))
+        assert kafka == predicted, stream
+    decisions = [orjson.loads(v) for v in (out / "decisions.jsonl").read_bytes().splitlines()]
+    assert any(d["outcome"] == "held_out" for d in decisions)
+    conversions = [orjson.loads(v) for v in (out / "conversions.jsonl").read_bytes().splitlines()]
+    assert {c["outcome"] for c in conversions} == {"sent", "held_out"}
