@@ -21,23 +21,30 @@ from flows import metrics
 from flows.broker import EmbeddedBroker, free_port
 from flows.generator import Generator, producer_key
 from flows.kafka_config import KafkaSettings, ensure_topics
+from flows.measure import count_conversions, lift_by_action, lift_table
 from flows.run import run
 from operators.policy import Policy
 from operators.policy_load import load_policy
 
 REFERENCE_POLICY = Path(__file__).resolve().parents[2] / "shared/spec/reference/policy.yaml"
 BUNDLED_POLICY = Path(__file__).resolve().parent / "demo_policy.yaml"
+MEASUREMENT = Path(__file__).resolve().parent / "demo_measurement.yaml"
 
 
 def demo_policy() -> tuple[Policy, Path]:
-    """The reference policy when the spec sits beside the repo, else the bundled copy."""
+    """The reference policy (when the spec sits beside the repo, else the bundled copy) with
+    the measurement sections of :data:`MEASUREMENT`."""
     path = REFERENCE_POLICY if REFERENCE_POLICY.is_file() else BUNDLED_POLICY
-    return load_policy(path.read_text(encoding="utf-8"), str(path)), path
+    text = path.read_text(encoding="utf-8") + "\n" + MEASUREMENT.read_text(encoding="utf-8")
+    return load_policy(text, f"{path} + {MEASUREMENT.name}"), path
 
 
 def run_demo(args: argparse.Namespace) -> int:
     policy, policy_path = demo_policy()
-    print(f"policy: {policy_path} (version {policy.version})")
+    print(
+        f"policy: {policy_path} with the holdouts and conversions of {MEASUREMENT.name} "
+        f"(version {policy.version})"
+    )
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="concierge-demo-") as tmp:
         print(f"embedded broker (Tansu) on {broker.bootstrap}")
         # The demo owns the broker and stops it: its clients need not report the goodbye.
@@ -71,6 +78,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
         outputs = _read_outputs(settings, policy)
         _print_summary(outputs, read, elapsed, port)
+        _print_lift(outputs, policy)
     return 0
 
 
@@ -159,6 +167,21 @@ def _print_summary(records: dict[str, list[bytes]], read: int, elapsed: float, p
         print(f"metrics were served at http://127.0.0.1:{port}/metrics while the flow ran")
     else:
         print("metrics were not served (--metrics-port 0)")
+
+
+def _print_lift(records: dict[str, list[bytes]], policy: Policy) -> None:
+    """The lift the holdouts measured, per action."""
+    counts = count_conversions(
+        policy,
+        (orjson.loads(r) for r in records["decisions"]),
+        (orjson.loads(r) for r in records.get("conversions", [])),
+    )
+    print(f"conversions: {len(records.get('conversions', [])):,}; lift measured by the holdouts:")
+    print(lift_table(lift_by_action(counts)))
+    print(
+        "(the generated customers buy whether or not they hear from us, so no lift is planted "
+        "here: the figures should sit near 0 with intervals that include it)"
+    )
 
 
 def _port_free(port: int) -> bool:

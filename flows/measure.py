@@ -7,7 +7,7 @@ and say exactly what the records say.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +24,26 @@ MEASURED_OUTCOMES = ("sent", "held_out")
 def conversions(out_dir: Path, policy: Policy) -> dict[str, dict[str, int]]:
     """Per action the policy measures: sent and held-out decisions, and how many of each
     converted at least once (``summary.json``'s ``conversions``)."""
+    return count_conversions(
+        policy, _records(out_dir / "decisions.jsonl"), _records(out_dir / "conversions.jsonl")
+    )
+
+
+def count_conversions(
+    policy: Policy, decisions: Iterable[dict[str, Any]], conversions: Iterable[dict[str, Any]]
+) -> dict[str, dict[str, int]]:
+    """:func:`conversions` of decision and conversion records, wherever they were read."""
     counts: dict[str, dict[str, int]] = {
         action: {"sent": 0, "sent_converted": 0, "held_out": 0, "held_out_converted": 0}
         for action, specs in policy.conversions_by_action.items()
         if specs
     }
-    for record in _records(out_dir / "decisions.jsonl"):
+    for record in decisions:
         outcome = record["outcome"]
         if outcome in MEASURED_OUTCOMES and record["action"] in counts:
             counts[record["action"]][outcome] += 1
     converted: set[tuple[str, str, str]] = set()
-    for record in _records(out_dir / "conversions.jsonl"):
+    for record in conversions:
         converted.add((record["action"], record["outcome"], record["action_id"]))
     for action, outcome, _ in converted:
         if action in counts:
@@ -85,7 +94,10 @@ def lift_table(lifts: dict[str, dict[str, Any]]) -> str:
         f"{'rate':>8}  {'lift':>9}  {'95% interval':<18}{'relative':>9}  95% interval"
     )
     lines = [header]
+    unmeasured = [action for action, result in lifts.items() if not result["held_out"]]
     for action, result in lifts.items():
+        if action in unmeasured:
+            continue
         lines.append(
             f"{action:<18}{result['sent']:>8,}{result['sent_converted']:>7,}"
             f"{_percent(result['rate_sent']):>8}{result['held_out']:>10,}"
@@ -97,6 +109,8 @@ def lift_table(lifts: dict[str, dict[str, Any]]) -> str:
             + ("  *" if result["significant"] else "")
         )
         lines.extend(f"    ! {warning}" for warning in result["warnings"])
+    if unmeasured:
+        lines.append(f"no decision held out, nothing to compare: {', '.join(unmeasured)}")
     lines.append(
         "lift: the sent rate less the held-out rate, in percentage points; relative: the sent "
         "rate over the held-out rate, less 1; *: the 95% interval of the lift excludes 0"

@@ -25,14 +25,16 @@ def lift(sent: int, sent_converted: int, held_out: int, held_out_converted: int)
     """The conversion rates of the two groups, the absolute and relative lift with their
     95% intervals (None where the data cannot give one), and warnings."""
     warnings: list[str] = []
-    for group, size in (("sent", sent), ("held_out", held_out)):
-        if size == 0:
-            warnings.append(f"no decision {group.replace('_', ' ')}: nothing to compare")
-        elif size < MIN_GROUP:
-            warnings.append(
-                f"{size:,} decision{'s' if size > 1 else ''} {group.replace('_', ' ')}, "
-                f"fewer than {MIN_GROUP:,}: too few to say anything reliable"
-            )
+    sizes = (("sent", sent), ("held out", held_out))
+    empty = [group for group, size in sizes if size == 0]
+    small = [f"{size:,} {group}" for group, size in sizes if 0 < size < MIN_GROUP]
+    if empty:
+        warnings.append(f"nothing to compare: no decision {' or '.join(empty)}")
+    elif small:
+        warnings.append(
+            f"too few to say anything reliable: {' and '.join(small)} "
+            f"(fewer than {MIN_GROUP:,} decisions)"
+        )
     rate_sent = sent_converted / sent if sent else None
     rate_held = held_out_converted / held_out if held_out else None
     result: dict[str, Any] = {
