@@ -152,3 +152,42 @@ def test_the_summary_gives_actions_per_customer_per_7_days(tmp_path, replay):
     assert fatigue["window"] == "7d"
     assert fatigue["per_action"] == {"observed": 20, "p50": 1, "p90": 1, "p99": 1, "max": 1}
     assert fatigue["per_customer_peak"]["observed"] == 20
+
+
+def test_a_decision_made_before_a_merge_converts_on_the_surviving_profile(tmp_path, replay):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(measured_policy_text("conversions:\n  purchase: {within: 3d}\n"))
+
+    def anonymous(event_id, event_type, at, properties=None):
+        record = orjson.loads(line(event_id, event_type, at, "x", properties))
+        record["identifiers"] = {"anonymous_id": "a-1"}
+        return orjson.dumps(record)
+
+    events = [
+        line("newsletter", "page_view", "2026-10-25T09:00:00Z", "ana@example.com"),
+        anonymous("g", "consent_changed", "2026-11-01T09:00:00Z", GRANT),
+        *[
+            anonymous(f"v{n}", "product_view", f"2026-11-10T1{n}:00:00Z", {"product_id": "p-1"})
+            for n in range(3)
+        ],
+        orjson.dumps(
+            {
+                "event_id": "login",
+                "type": "identify",
+                "timestamp": "2026-11-11T09:00:00Z",
+                "identifiers": {"anonymous_id": "a-1", "email": "ana@example.com"},
+            }
+        ),
+        line("buy", "purchase", "2026-11-12T09:00:00Z", "ana@example.com", {"product_id": "p-9"}),
+        line("buy-again", "purchase", "2026-11-12T10:00:00Z", "ana@example.com"),
+    ]
+    result = replay(write(tmp_path / "events.jsonl", events), policy=policy)
+    assert result.returncode == 0, result.stderr
+    (nudge,) = [d for d in result.lines("decisions.jsonl") if d["outcome"] == "sent"]
+    (merge,) = result.lines("audit.jsonl")
+    assert nudge["customer_id"] in merge["customer_ids"]
+    (converted,) = result.lines("conversions.jsonl")
+    assert converted["action_id"] == nudge["action_id"]
+    assert converted["customer_id"] == merge["surviving_id"] != nudge["customer_id"]
+    assert converted["event_id"] == "buy"
+    assert result.summary()["conversions"]["product_nudge"]["sent_converted"] == 1
