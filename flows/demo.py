@@ -171,13 +171,13 @@ def _print_summary(records: dict[str, list[bytes]], read: int, elapsed: float, p
 
 def _print_lift(records: dict[str, list[bytes]], policy: Policy) -> None:
     """The lift the holdouts measured, per action."""
-    counts = count_conversions(
+    _, by_customer = count_conversions(
         policy,
         (orjson.loads(r) for r in records["decisions"]),
         (orjson.loads(r) for r in records.get("conversions", [])),
     )
     print(f"conversions: {len(records.get('conversions', [])):,}; lift measured by the holdouts:")
-    print(lift_table(lift_by_action(counts)))
+    print(lift_table(lift_by_action(by_customer)))
     print(
         "(the generated customers buy whether or not they hear from us, so no lift is planted "
         "here: the figures should sit near 0 with intervals that include it)"

@@ -13,17 +13,18 @@ from typing import Any
 
 import orjson
 
-from operators.lift import lift, percentiles, trailing_counts
+from operators.lift import lift, percentiles
 from operators.policy import Policy
-from operators.sends import FATIGUE_WINDOW
-from operators.timefmt import parse_ms
 
 MEASURED_OUTCOMES = ("sent", "held_out")
 
 
-def conversions(out_dir: Path, policy: Policy) -> dict[str, dict[str, int]]:
-    """Per action the policy measures: sent and held-out decisions, and how many of each
-    converted at least once (``summary.json``'s ``conversions``)."""
+Counts = dict[str, dict[str, int]]
+"""Action -> ``{"sent": n, "sent_converted": k, "held_out": m, "held_out_converted": j}``."""
+
+
+def conversions(out_dir: Path, policy: Policy) -> tuple[Counts, Counts]:
+    """:func:`count_conversions` of a replay's decisions and conversions."""
     return count_conversions(
         policy, _records(out_dir / "decisions.jsonl"), _records(out_dir / "conversions.jsonl")
     )
@@ -31,52 +32,78 @@ def conversions(out_dir: Path, policy: Policy) -> dict[str, dict[str, int]]:
 
 def count_conversions(
     policy: Policy, decisions: Iterable[dict[str, Any]], conversions: Iterable[dict[str, Any]]
-) -> dict[str, dict[str, int]]:
-    """:func:`conversions` of decision and conversion records, wherever they were read."""
-    counts: dict[str, dict[str, int]] = {
-        action: {"sent": 0, "sent_converted": 0, "held_out": 0, "held_out_converted": 0}
-        for action, specs in policy.conversions_by_action.items()
-        if specs
-    }
+) -> tuple[Counts, Counts]:
+    """Per action the policy measures, by decisions (``summary.json``'s ``conversions``:
+    sent and held-out decisions, and how many of each converted at least once) and by
+    customers (those with a sent, or a held-out, decision, and how many of them had one
+    that converted: what the lift compares). A customer whose profiles were in both groups
+    (a merge) counts in each."""
+    measured = [action for action, specs in policy.conversions_by_action.items() if specs]
+    by_decision = {action: _zeros() for action in sorted(measured)}
+    customers: dict[tuple[str, str], set[str]] = defaultdict(set)
+    customer_of: dict[str, str] = {}
     for record in decisions:
-        outcome = record["outcome"]
-        if outcome in MEASURED_OUTCOMES and record["action"] in counts:
-            counts[record["action"]][outcome] += 1
+        outcome, action = record["outcome"], record["action"]
+        if outcome in MEASURED_OUTCOMES and action in by_decision:
+            by_decision[action][outcome] += 1
+            customers[action, outcome].add(record["customer_id"])
+            customer_of[record["action_id"]] = record["customer_id"]
     converted: set[tuple[str, str, str]] = set()
     for record in conversions:
         converted.add((record["action"], record["outcome"], record["action_id"]))
-    for action, outcome, _ in converted:
-        if action in counts:
-            counts[action][f"{outcome}_converted"] += 1
-    return dict(sorted(counts.items()))
+    converted_customers: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for action, outcome, action_id in converted:
+        if action in by_decision:
+            by_decision[action][f"{outcome}_converted"] += 1
+            converted_customers[action, outcome].add(customer_of.get(action_id, action_id))
+    by_customer = {action: _zeros() for action in by_decision}
+    for (action, outcome), who in customers.items():
+        by_customer[action][outcome] = len(who)
+    for (action, outcome), who in converted_customers.items():
+        by_customer[action][f"{outcome}_converted"] = len(who)
+    return by_decision, by_customer
 
 
-def lift_by_action(counts: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:
-    """The lift of each action (see :mod:`operators.lift`)."""
+def lift_by_action(by_customer: Counts) -> dict[str, dict[str, Any]]:
+    """The lift of each action, over customers (see :mod:`operators.lift`)."""
     return {
         action: lift(c["sent"], c["sent_converted"], c["held_out"], c["held_out_converted"])
-        for action, c in counts.items()
+        for action, c in by_customer.items()
     }
 
 
-def fatigue(out_dir: Path) -> dict[str, Any]:
-    """Actions per customer per rolling 7 days: at each action, the actions its customer got
-    in the 7 days up to it (itself included); and each customer's busiest 7 days."""
-    times: dict[str, list[int]] = defaultdict(list)
-    for path in sorted(out_dir.glob("actions.*.jsonl")):
-        for record in _records(path):
-            times[record["customer_id"]].append(parse_ms(record["decided_at"]))
-    per_action: list[int] = []
-    peaks: list[int] = []
-    for customer_times in times.values():
-        counts = trailing_counts(sorted(customer_times), FATIGUE_WINDOW)
-        per_action.extend(counts)
-        peaks.append(max(counts))
+def _zeros() -> dict[str, int]:
+    return {"sent": 0, "sent_converted": 0, "held_out": 0, "held_out_converted": 0}
+
+
+def fatigue(recent_sends: list[tuple[str, int]], audit: Path) -> dict[str, Any]:
+    """Actions per customer per rolling 7 days: at each action sent, the actions its
+    customer got in the 7 days up to it, itself included (what Kafka mode's histogram
+    observes); and each person's busiest 7 days, a merged profile counted with the one it
+    merged into (``audit`` says which)."""
+    merged_into: dict[str, str] = {}
+    for record in _records(audit):
+        if record["kind"] == "merge":
+            for customer in record["customer_ids"]:
+                if customer != record["surviving_id"]:
+                    merged_into[customer] = record["surviving_id"]
+    peaks: dict[str, int] = {}
+    for customer, count in recent_sends:
+        person = _survivor(customer, merged_into)
+        peaks[person] = max(peaks.get(person, 0), count)
     return {
         "window": "7d",
-        "per_action": percentiles(per_action),
-        "per_customer_peak": percentiles(peaks),
+        "per_action": percentiles([count for _, count in recent_sends]),
+        "per_customer_peak": percentiles(list(peaks.values())),
     }
+
+
+def _survivor(customer: str, merged_into: dict[str, str]) -> str:
+    seen = {customer}
+    while customer in merged_into and merged_into[customer] not in seen:
+        customer = merged_into[customer]
+        seen.add(customer)
+    return customer
 
 
 def _records(path: Path) -> Iterator[dict[str, Any]]:
@@ -94,14 +121,15 @@ def lift_table(lifts: dict[str, dict[str, Any]]) -> str:
         f"{'rate':>8}  {'lift':>9}  {'95% interval':<18}{'relative':>9}  95% interval"
     )
     lines = [header]
-    unmeasured = [action for action, result in lifts.items() if not result["held_out"]]
+    unmeasured = [action for action, result in lifts.items() if not result["customers"]["held_out"]]
     for action, result in lifts.items():
         if action in unmeasured:
             continue
+        who = result["customers"]
         lines.append(
-            f"{action:<18}{result['sent']:>8,}{result['sent_converted']:>7,}"
-            f"{_percent(result['rate_sent']):>8}{result['held_out']:>10,}"
-            f"{result['held_out_converted']:>7,}{_percent(result['rate_held_out']):>8}  "
+            f"{action:<18}{who['sent']:>8,}{who['sent_converted']:>7,}"
+            f"{_percent(result['rate_sent']):>8}{who['held_out']:>10,}"
+            f"{who['held_out_converted']:>7,}{_percent(result['rate_held_out']):>8}  "
             f"{_points(result['absolute']):>9}  "
             f"{_interval(result['absolute_95'], _signed_points):<18}"
             f"{_percent(result['relative'], signed=True):>9}  "
@@ -110,7 +138,11 @@ def lift_table(lifts: dict[str, dict[str, Any]]) -> str:
         )
         lines.extend(f"    ! {warning}" for warning in result["warnings"])
     if unmeasured:
-        lines.append(f"no decision held out, nothing to compare: {', '.join(unmeasured)}")
+        lines.append(f"no customer held out, nothing to compare: {', '.join(unmeasured)}")
+    lines.append(
+        "sent, held out: customers with at least one decision of the action in that group; "
+        "conv: how many of them converted"
+    )
     lines.append(
         "lift: the sent rate less the held-out rate, in percentage points; relative: the sent "
         "rate over the held-out rate, less 1; *: the 95% interval of the lift excludes 0"

@@ -141,6 +141,20 @@ def type_labels(policy: Policy) -> frozenset[str]:
     return frozenset(named)
 
 
+def declare_measurement(policy: Policy) -> None:
+    """Start the measurement counters at zero for every action and group, when the policy
+    measures: a rate whose numerator has not moved yet reads 0 rather than nothing, and
+    ``increase()`` sees the first conversion after a start."""
+    if policy.holdouts is None and not policy.conversions_by_type:
+        return
+    for action in policy.actions:
+        HELD_OUT.labels(action)
+        for group in ("sent", "held_out"):
+            MEASURED.labels(action, group)
+            CONVERTED.labels(action, group)
+            CONVERSIONS.labels(action, group)
+
+
 def count_ingested(events: Iterable[Event], reasons: Iterable[str], known: frozenset[str]) -> None:
     """Count one batch of ingest results in a handful of metric updates."""
     records = 0

@@ -70,6 +70,8 @@ class ReplayStats:
     late_events: int = 0
     """Events further behind the file's clock than ``allowed_lateness`` (kept or dead letters)."""
     actions: Counter[str] = field(default_factory=Counter)
+    recent_sends: list[tuple[str, int]] = field(default_factory=list)
+    """For each action sent: (its customer, the customer's actions in the 7 days up to it)."""
     decisions: Counter[str] = field(default_factory=Counter)
     audit: int = 0
 
@@ -406,6 +408,8 @@ class _ReplayWriter(StatelessSinkPartition[OutRecord]):
             sink.add(record.order, record.value)
             if record.stream == DECISIONS:
                 self._stats.decisions[record.tag] += 1
+            elif record.stream.startswith(ACTIONS_PREFIX):
+                self._stats.recent_sends.append((record.key.decode(), record.recent_sends))
 
     def close(self) -> None:
         for stream, sink in self._files.items():
@@ -466,11 +470,12 @@ def replay(
     flow = build_flow(config, identity, source, ReplaySink(out_dir, stats, loop))
     run_main(flow, epoch_interval=timedelta(hours=1))
     summary = stats.summary(policy)
-    summary["fatigue"] = measure.fatigue(out_dir)
+    summary["fatigue"] = measure.fatigue(stats.recent_sends, out_dir / "audit.jsonl")
     if policy.conversions_by_type:
         (out_dir / "conversions.jsonl").touch()
-        summary["conversions"] = measure.conversions(out_dir, policy)
-        summary["lift"] = measure.lift_by_action(summary["conversions"])
+        by_decision, by_customer = measure.conversions(out_dir, policy)
+        summary["conversions"] = by_decision
+        summary["lift"] = measure.lift_by_action(by_customer)
     (out_dir / "summary.json").write_bytes(
         orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     )

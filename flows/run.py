@@ -119,6 +119,7 @@ def run(
             ENV_KEY,
         )
     policy = dataclasses.replace(policy, action_ids=keyed(secret))
+    metrics.declare_measurement(policy)
     if metrics_port:
         try:
             metrics.serve(metrics_port)

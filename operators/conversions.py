@@ -18,13 +18,15 @@ MAX_WATCHES = 256
 
 
 def watch_for_conversions(policy: Policy, state: CustomerState, decision: Decision) -> None:
-    """Let a sent or held-out ``decision`` wait for the conversions its action counts."""
+    """Let a sent or held-out ``decision`` wait for the conversions its action counts (once
+    each: a decision taken again with the same action id keeps its first wait)."""
     specs = policy.conversions_by_action.get(decision.action, ())
     if not specs or decision.action_id is None:
         return
     held_out = decision.outcome is Outcome.HELD_OUT
     horizon = decision.at - policy.allowed_lateness
     watches = [w for w in state.watches if w.until >= horizon]
+    waiting = {(w.action_id, w.conversion) for w in watches}
     watches.extend(
         Watch(
             decision.at + spec.within,
@@ -35,18 +37,23 @@ def watch_for_conversions(policy: Policy, state: CustomerState, decision: Decisi
             decision.at,
         )
         for spec in specs
+        if (decision.action_id, spec.type) not in waiting
     )
     state.watches = watches[-MAX_WATCHES:]
 
 
 def convert(policy: Policy, state: CustomerState, event: Event) -> list[Conversion]:
-    """The decisions ``event`` converts (they stop waiting for its type), and the waits it
-    shows have ended forgotten; an event late by up to ``allowed_lateness`` still counts."""
-    if not state.watches or event.type not in policy.conversions_by_type:
+    """The decisions ``event`` converts (they stop waiting for its type). An event out of
+    order by up to ``allowed_lateness`` converts as if it had come in order; a late one
+    (further behind) converts nothing, as it counts in no window. So waits that ended
+    longer than that before the customer's latest event are forgotten: nothing can
+    convert them any more."""
+    if not state.watches or event.late or event.type not in policy.conversions_by_type:
         return []
     converted: list[Conversion] = []
     kept: list[Watch] = []
-    horizon = event.time - policy.allowed_lateness
+    latest = max(event.time, state.last_event_at or event.time)
+    horizon = latest - policy.allowed_lateness
     for watch in state.watches:
         if watch.conversion == event.type and watch.decided_at <= event.time <= watch.until:
             converted.append(

@@ -1,7 +1,11 @@
-"""Lift: what sending adds, from the conversion rates of sent and held-out decisions.
+"""Lift: what sending adds, from the conversion rates of the sent and the held-out group.
 
-For one action, ``n`` decisions were sent and ``k`` of them converted at least once; ``m``
-were held out and ``j`` of them converted. The rates are ``k/n`` and ``j/m``; the
+The unit is the customer, as holdouts draw customers (:mod:`operators.holdouts`): for one
+action, ``n`` customers had decisions sent and ``k`` of them had one that converted; ``m``
+had decisions held out and ``j`` of them had one that converted. Counting decisions
+instead would treat a customer's several decisions (and one purchase converting all of
+them) as independent draws, and give intervals too narrow. The rates are ``k/n`` and
+``j/m``; the
 absolute lift is their difference, with a 95% interval from the normal approximation to
 the difference of two proportions (unpooled standard error); the relative lift is the
 ratio of the rates less one, with a 95% interval from the normal approximation to the
@@ -17,31 +21,33 @@ from typing import Any
 Z_95 = 1.959963984540054
 """The standard normal quantile of a two-sided 95% interval."""
 MIN_GROUP = 1000
-"""Fewer decisions than this in a group, and the lift is flagged as too uncertain to use
+"""Fewer customers than this in a group, and the lift is flagged as too uncertain to use
 (Braze advises at least 1,000 customers in a control group)."""
 
 
 def lift(sent: int, sent_converted: int, held_out: int, held_out_converted: int) -> dict[str, Any]:
-    """The conversion rates of the two groups, the absolute and relative lift with their
-    95% intervals (None where the data cannot give one), and warnings."""
+    """The customers of the two groups, their conversion rates, the absolute and relative
+    lift with their 95% intervals (None where the data cannot give one), and warnings."""
     warnings: list[str] = []
     sizes = (("sent", sent), ("held out", held_out))
     empty = [group for group, size in sizes if size == 0]
     small = [f"{size:,} {group}" for group, size in sizes if 0 < size < MIN_GROUP]
     if empty:
-        warnings.append(f"nothing to compare: no decision {' or '.join(empty)}")
+        warnings.append(f"nothing to compare: no customer {' or '.join(empty)}")
     elif small:
         warnings.append(
             f"too few to say anything reliable: {' and '.join(small)} "
-            f"(fewer than {MIN_GROUP:,} decisions)"
+            f"(fewer than {MIN_GROUP:,} customers)"
         )
     rate_sent = sent_converted / sent if sent else None
     rate_held = held_out_converted / held_out if held_out else None
     result: dict[str, Any] = {
-        "sent": sent,
-        "sent_converted": sent_converted,
-        "held_out": held_out,
-        "held_out_converted": held_out_converted,
+        "customers": {
+            "sent": sent,
+            "sent_converted": sent_converted,
+            "held_out": held_out,
+            "held_out_converted": held_out_converted,
+        },
         "rate_sent": _round(rate_sent),
         "rate_held_out": _round(rate_held),
         "absolute": None,
@@ -92,18 +98,6 @@ def percentiles(values: list[int]) -> dict[str, int]:
         "p99": rank(0.99),
         "max": ordered[-1],
     }
-
-
-def trailing_counts(times: list[int], window: int) -> list[int]:
-    """For each of the sorted ``times``, how many fall in the ``window`` up to it, itself
-    included: ``(t - window, t]``."""
-    counts: list[int] = []
-    start = 0
-    for end, at in enumerate(times):
-        while times[start] <= at - window:
-            start += 1
-        counts.append(end - start + 1)
-    return counts
 
 
 def _round(value: float | None) -> float | None:

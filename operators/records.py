@@ -59,6 +59,8 @@ class OutRecord(NamedTuple):
     order: Order
     tag: str
     """What it counts as: an action's channel, a decision's outcome, a dead letter's reason."""
+    recent_sends: int = 0
+    """For an action: its customer's actions in the 7 days up to it (the fatigue measure)."""
 
 
 def action_stream(channel: str) -> str:
@@ -71,7 +73,8 @@ def encode(emitted: Emitted) -> OutRecord:
     key = output.customer_id.encode()
     value = orjson.dumps(output.as_record())
     if isinstance(output, Action):
-        return OutRecord(action_stream(output.channel), key, value, emitted.order, output.channel)
+        stream = action_stream(output.channel)
+        return OutRecord(stream, key, value, emitted.order, output.channel, output.recent_sends)
     if isinstance(output, Conversion):
         return OutRecord(CONVERSIONS, key, value, emitted.order, output.action)
     return OutRecord(DECISIONS, key, value, emitted.order, output.outcome.value)

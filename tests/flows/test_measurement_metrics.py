@@ -78,3 +78,16 @@ def test_each_action_sent_observes_the_customers_actions_in_the_last_7_days():
     emit(outputs)
     assert sample("concierge_actions_per_customer_7d_count") == count + 2
     assert sample("concierge_actions_per_customer_7d_sum") == total + 3
+
+
+def test_a_measuring_policy_starts_every_action_and_group_at_zero():
+    from flows.metrics import declare_measurement
+    from tests.measurement import measured_policy
+
+    declare_measurement(measured_policy())
+    for action in ("win_back_offer", "loan_offer"):
+        for group in ("sent", "held_out"):
+            labels = {"action": action, "group": group}
+            assert REGISTRY.get_sample_value("concierge_converted_decisions_total", labels) == 0
+            assert REGISTRY.get_sample_value("concierge_measured_decisions_total", labels) == 0
+        assert REGISTRY.get_sample_value("concierge_held_out_total", {"action": action}) == 0

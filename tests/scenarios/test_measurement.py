@@ -97,7 +97,7 @@ def test_lift_planted_in_a_generated_population_is_recovered_within_its_interval
     shown = concierge("lift", str(second.out))
     assert shown.returncode == 0, shown.stderr
     row = next(r for r in shown.stdout.splitlines() if r.startswith("product_nudge"))
-    assert f"{lift['sent']:,}" in row and row.endswith("*")
+    assert f"{lift['customers']['sent']:,}" in row and row.endswith("*")
 
 
 def test_held_out_decisions_reach_no_channel_and_conversions_match_the_summary(tmp_path, replay):

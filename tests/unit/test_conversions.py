@@ -1,6 +1,8 @@
 """Held-out decisions and conversions, one customer at a time (operators/decide.py,
 operators/conversions.py)."""
 
+import dataclasses
+
 from operators.holdouts import place
 from operators.journey import Journey
 from operators.merging import merge_states
@@ -164,3 +166,72 @@ def test_a_policy_without_measurement_keeps_no_conversion_state(policy):
     assert len(of(outputs, Action)) == 1
     assert of(outputs, Conversion) == []
     assert journey.state.watches == []
+
+
+def test_an_action_deferred_by_quiet_hours_is_held_out_when_the_deferral_ends():
+    journey = Journey(CustomerState("cus_ana"))
+    night = [
+        make_event("product_view", at, {"product_id": "p-42"})
+        for at in ("2026-11-20T20:00:00Z", "2026-11-20T20:10:00Z", "2026-11-20T21:30:00Z")
+    ]
+    held = holding_out("0.9999999")
+    _, outputs = run(held, [*start(), *night], journey)
+    outputs += journey.fire_due(held, parse_ms("2026-11-21T12:00:00Z"), inclusive=True)
+    deferred, done = of(outputs, Decision)
+    assert (deferred.outcome, done.outcome) == (Outcome.DEFERRED, Outcome.HELD_OUT)
+    assert format_ms(done.at) == "2026-11-21T07:00:00Z"
+    assert done.action_id == deferred.action_id and done.channel == "push"
+    assert of(outputs, Action) == []
+
+
+def test_a_second_conversion_type_converts_again_but_is_not_the_first():
+    policy = measured_policy(
+        "conversions:\n  purchase: {within: 3d}\n  loan_application: {within: 14d}\n"
+    )
+    _, outputs = run(
+        policy,
+        [
+            *start(),
+            *browse(10),
+            purchase("2026-11-11T09:00:00Z"),
+            make_event("loan_application", "2026-11-12T09:00:00Z"),
+        ],
+    )
+    assert [(c.conversion, c.first) for c in of(outputs, Conversion)] == [
+        ("purchase", True),
+        ("loan_application", False),
+    ]
+
+
+def late(event, clock):
+    return dataclasses.replace(event, late=True, watermark=parse_ms(clock))
+
+
+def test_a_late_purchase_converts_nothing_whatever_came_before_it():
+    """Further behind the input's clock than allowed_lateness (1d): it counts in no window,
+    and converts no decision, whether the event before it was a purchase or not."""
+    for between in ("page_view", "purchase"):
+        _, outputs = run(
+            CONVERTING,
+            [
+                *start(),
+                *browse(10),
+                make_event(between, "2026-11-15T09:00:00Z"),
+                late(purchase("2026-11-11T09:00:00Z"), "2026-11-15T09:00:00Z"),
+            ],
+        )
+        assert of(outputs, Conversion) == [], between
+
+
+def test_a_purchase_out_of_order_within_the_lateness_converts_whatever_came_before_it():
+    for between in ("page_view", "purchase"):
+        _, outputs = run(
+            CONVERTING,
+            [
+                *start(),
+                *browse(10),
+                make_event(between, "2026-11-13T12:00:00Z"),  # after the window's end
+                purchase("2026-11-13T10:00:00Z"),  # inside it, 2 hours behind
+            ],
+        )
+        assert [format_ms(c.at) for c in of(outputs, Conversion)] == ["2026-11-13T10:00:00Z"]

@@ -21,6 +21,7 @@ from operators.journey import Journey
 from operators.model import Action, Decision, Event, Origin, Outcome
 from operators.state import CustomerState
 from operators.state_records import state_from_record, state_to_record
+from tests.measurement import holding_out
 
 MINUTE = 60_000
 DAY = 1440 * MINUTE
@@ -386,13 +387,22 @@ def parts(state):
     return {name: getattr(state, name) for name in CustomerState.__slots__}
 
 
+HOLDING_OUT_NUDGES = holding_out("0.9999999")
+"""Nudges held out, other actions sent, purchases converting: every part of measurement's
+state in play."""
+
+
+@pytest.mark.parametrize("measuring", [False, True], ids=["reference", "measuring"])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(disordered_streams, st.integers(min_value=1, max_value=80))
-def test_a_journey_restored_mid_stream_decides_as_if_it_had_not_stopped(policy, stream, cut):
+def test_a_journey_restored_mid_stream_decides_as_if_it_had_not_stopped(
+    policy, measuring, stream, cut
+):
     """Recovery is snapshot and replay: a journey pickled mid-stream (a Bytewax snapshot), or
     whose context went through its record and back (a merge's transfer), goes on exactly as
     the one that kept running; and at every point of the stream the record holds the whole
     context."""
+    policy = HOLDING_OUT_NUDGES if measuring else policy
     delivered = deliver(policy, events_of(stream))
     cut = min(cut, len(delivered) - 1)
     end = max(e.time for e in delivered) + TAIL

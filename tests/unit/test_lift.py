@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from operators.lift import lift, percentiles, trailing_counts
+from operators.lift import lift, percentiles
 
 
 def test_lift_and_its_intervals_by_the_documented_methods():
@@ -22,11 +22,11 @@ def test_lift_and_its_intervals_by_the_documented_methods():
 def test_a_small_control_group_is_flagged_and_an_empty_one_gives_no_lift():
     small = lift(5000, 500, 300, 20)
     assert small["warnings"] == [
-        "too few to say anything reliable: 300 held out (fewer than 1,000 decisions)"
+        "too few to say anything reliable: 300 held out (fewer than 1,000 customers)"
     ]
     empty = lift(5000, 500, 0, 0)
     assert empty["absolute"] is None and empty["absolute_95"] is None
-    assert empty["warnings"] == ["nothing to compare: no decision held out"]
+    assert empty["warnings"] == ["nothing to compare: no customer held out"]
     none_converted = lift(2000, 10, 2000, 0)
     assert none_converted["relative"] is None and none_converted["absolute"] == 0.005
 
@@ -52,7 +52,3 @@ def test_percentiles_are_nearest_rank():
         "max": 100,
     }
     assert percentiles([]) == {"observed": 0}
-
-
-def test_trailing_counts_hold_each_time_and_what_came_within_the_window_before_it():
-    assert trailing_counts([0, 1, 5, 10, 11], 10) == [1, 2, 3, 3, 3]

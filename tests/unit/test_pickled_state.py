@@ -3,6 +3,7 @@ hold (operators.journey.Journey.__reduce__ and those of the state's parts)."""
 
 import dataclasses
 import pickle
+from pathlib import Path
 
 from operators.handover import Adopt
 from operators.journey import Journey
@@ -64,3 +65,30 @@ def test_a_snapshot_of_0_4_0_without_watches_still_reads():
     older = restored_state(values[:-1])
     assert older.watches == []
     assert older.__getstate__()[:-1] == values[:-1]
+
+
+def test_a_journey_pickled_by_0_4_0_goes_on_as_one_built_now():
+    """``snapshots/journey-0.4.0.pickle``: what 0.4.0 (42ddede) snapshotted after Ana granted
+    consent, viewed p-42 three times (a nudge was sent: a 6-field Send) and started a
+    checkout, under the reference policy."""
+    from operators.policy_load import load_policy
+    from tests.conftest import REFERENCE_POLICY
+
+    policy = load_policy(REFERENCE_POLICY.read_text())
+    old = pickle.loads((Path(__file__).parent / "snapshots" / "journey-0.4.0.pickle").read_bytes())
+    grant = {"purpose": "marketing", "channel": "*", "granted": True}
+    now = Journey(CustomerState("cus_ana"))
+    events = [make_event("consent_changed", "2026-11-01T09:00:00Z", grant, event_id="g")]
+    events += [
+        make_event("product_view", f"2026-11-10T10:{m:02d}:00Z", {"product_id": "p-42"}, f"v{m}")
+        for m in (0, 10, 20)
+    ]
+    events.append(make_event("checkout_started", "2026-11-10T11:00:00Z", event_id="c"))
+    for event in events:
+        now.on_event(policy, event)
+    assert old.state.watches == [] and old.state.sends[0].held_out is False
+    assert old.state.__getstate__() == now.state.__getstate__()
+    later = make_event("product_view", "2026-11-10T12:00:00Z", {"product_id": "p-7"}, "v99")
+    went_on = old.on_event(policy, later)
+    assert went_on == now.on_event(policy, later)
+    assert "cart_recovery" in {o.action for o in went_on}  # the checkout's timer fired
