@@ -39,7 +39,7 @@ def watch_for_conversions(policy: Policy, state: CustomerState, decision: Decisi
         for spec in specs
         if (decision.action_id, spec.type) not in waiting
     )
-    state.watches = watches[-MAX_WATCHES:]
+    state.watches = tuple(watches[-MAX_WATCHES:])
 
 
 def convert(policy: Policy, state: CustomerState, event: Event) -> list[Conversion]:
@@ -74,7 +74,7 @@ def convert(policy: Policy, state: CustomerState, event: Event) -> list[Conversi
     if converted:
         done = {c.action_id for c in converted}
         kept = [w._replace(converted=True) if w.action_id in done else w for w in kept]
-    state.watches = kept
+    state.watches = tuple(kept)
     return converted
 
 
@@ -91,4 +91,4 @@ def merge_watches(survivor: CustomerState, retired: CustomerState) -> None:
     for watch in retired.watches:
         watches.setdefault((watch.action_id, watch.conversion), watch)
     ordered = sorted(watches.values(), key=lambda w: (w.decided_at, w.action_id, w.conversion))
-    survivor.watches = ordered[-MAX_WATCHES:]
+    survivor.watches = tuple(ordered[-MAX_WATCHES:])

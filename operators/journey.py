@@ -40,16 +40,15 @@ def act_on_event(policy: Policy, state: CustomerState, event: Event) -> list[Out
     """Let ``event`` convert the decisions waiting for it, update the context and decide
     the moments its signals open, as of the latest of them; what fell due before it must
     have fired already."""
-    outputs: list[Output] = []
-    outputs.extend(convert(policy, state, event))
+    converted: list[Output] = [*convert(policy, state, event)] if state.watches else []
     fired = update_context(policy, state, event)
     if not fired:
-        return outputs
+        return converted
     keys: list[MomentKey] = []
     for signal_fired in fired:
         keys.extend(_take(policy, state, signal_fired, event.event_id))
-    outputs.extend(decide(policy, state, keys, max(event.time, *(f.at for f in fired))))
-    return outputs
+    decided = decide(policy, state, keys, max(event.time, *(f.at for f in fired)))
+    return converted + decided if converted else decided
 
 
 def fire_due(policy: Policy, state: CustomerState, until: int, inclusive: bool) -> list[Output]:

@@ -96,8 +96,8 @@ def state_from_record(record: dict[str, Any]) -> CustomerState:
     state.cancelled_at = {name: int(at) for name, at in record["cancelled_at"]}
     state.last_event_at = record["last_event_at"]
     state.seq = record["seq"]
-    state.watches = [
+    state.watches = tuple(
         Watch(int(until), str(c), str(i), str(a), bool(held), int(at), bool(converted))
         for until, c, i, a, held, at, converted in record.get("watches", ())
-    ]
+    )
     return state

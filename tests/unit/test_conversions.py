@@ -165,7 +165,7 @@ def test_a_policy_without_measurement_keeps_no_conversion_state(policy):
     journey, outputs = run(policy, [*start(), *browse(10), purchase("2026-11-11T09:00:00Z")])
     assert len(of(outputs, Action)) == 1
     assert of(outputs, Conversion) == []
-    assert journey.state.watches == []
+    assert journey.state.watches == ()
 
 
 def test_an_action_deferred_by_quiet_hours_is_held_out_when_the_deferral_ends():

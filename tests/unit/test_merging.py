@@ -89,7 +89,7 @@ def test_a_state_survives_its_json_record_unchanged(policy):
     state.cooldowns[("help_offer", None)] = 5
     state.deferred[MomentKey("browse_intent", "p-9")] = 7
     state.timezone = ("Asia/Tokyo", 6)
-    state.watches.append(Watch(9, "purchase", "cus_x.product_nudge.0", "product_nudge", True, 8))
+    state.watches = (Watch(9, "purchase", "cus_x.product_nudge.0", "product_nudge", True, 8),)
     empty = [name for name in CustomerState.__slots__ if not getattr(state, name)]
     assert empty == [], "the record round trip should cover every part of the state"
     record = orjson.loads(orjson.dumps(state_to_record(state)))

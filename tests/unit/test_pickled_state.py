@@ -26,7 +26,7 @@ def full_journey():
             getattr(state, name)[f"k{n}"] = n  # every part holds something
     state.moments[MomentKey("browse_intent", "p-1")] = OpenMoment(40.0, 5, "e1", ("s",), ("e1",))
     state.pending["inactive"] = PendingAbsence(9, "e2", 3)
-    state.watches = [Watch(9, "purchase", "cus_ana.product_nudge.0", "product_nudge", True, 8)]
+    state.watches = (Watch(9, "purchase", "cus_ana.product_nudge.0", "product_nudge", True, 8),)
     state.seq, state.last_event_at, state.timezone = 7, 11, ("Europe/Madrid", 11)
     event = make_event("page_view", "2026-11-20T10:00:00Z")
     return Journey(
@@ -63,7 +63,7 @@ def test_a_snapshot_of_0_4_0_without_watches_still_reads():
     _, (values,) = state.__reduce__()
     assert PICKLED_FIELDS[-1] == "watches"
     older = restored_state(values[:-1])
-    assert older.watches == []
+    assert older.watches == ()
     assert older.__getstate__()[:-1] == values[:-1]
 
 
@@ -86,7 +86,7 @@ def test_a_journey_pickled_by_0_4_0_goes_on_as_one_built_now():
     events.append(make_event("checkout_started", "2026-11-10T11:00:00Z", event_id="c"))
     for event in events:
         now.on_event(policy, event)
-    assert old.state.watches == [] and old.state.sends[0].held_out is False
+    assert old.state.watches == () and old.state.sends[0].held_out is False
     assert old.state.__getstate__() == now.state.__getstate__()
     later = make_event("product_view", "2026-11-10T12:00:00Z", {"product_id": "p-7"}, "v99")
     went_on = old.on_event(policy, later)
