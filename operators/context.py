@@ -8,6 +8,7 @@ are in: :mod:`operators.journey`).
 from __future__ import annotations
 
 from operators.absences import watch_absences
+from operators.attributes import record_attributes
 from operators.consent import record_consent
 from operators.feedback import apply_feedback
 from operators.model import Event
@@ -29,6 +30,8 @@ def update_context(policy: Policy, state: CustomerState, event: Event) -> list[S
     state.seq += 1
     event_type = event.type
     record_timezone(state, event)
+    if policy.attributes:
+        record_attributes(policy, state, event)
     if event_type == "consent_changed":
         record_consent(policy, state, event)
     start_suppressions(state, policy.suppressions_by_event.get(event_type, ()), event.time, event)

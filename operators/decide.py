@@ -17,6 +17,7 @@ from operators.consent import has_consent
 from operators.conversions import watch_for_conversions
 from operators.cooldowns import cooling_until, start_cooldown
 from operators.decay import falls_below_at
+from operators.eligibility import ineligible_by
 from operators.fast_init import fast_init
 from operators.holdouts import GLOBAL, holdout_of
 from operators.model import Action, Conversion, Decision, Outcome
@@ -100,7 +101,14 @@ def _judge(
 ) -> Verdict:
     """What the guardrails say about ``action`` for the moment at ``key``, worth ``value``
     at ``now``: stale, cooling down, sent on the first channel they let it through, or
-    held back (see :func:`_held_back`)."""
+    held back (see :func:`_held_back`). Eligibility is asked first: who may get it at all."""
+    if policy.eligibility_by_action:
+        ineligible = ineligible_by(policy, state, action)
+        if ineligible is not None:
+            rule, why = ineligible
+            return Verdict(
+                action, key, moment, value, Outcome.INELIGIBLE, f"ineligible: {why}", rule=rule.name
+            )
     if value < action.min_value:
         reason = f"value {value:.2f} is below min_value {action.min_value:g}"
         return Verdict(action, key, moment, value, Outcome.STALE, reason)

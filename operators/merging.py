@@ -9,6 +9,7 @@ How the context gets there is :mod:`operators.handover`'s business.
 from __future__ import annotations
 
 from operators.absences import merge_absences
+from operators.attributes import merge_attributes
 from operators.consent import merge_consent
 from operators.conversions import merge_watches
 from operators.cooldowns import merge_cooldowns
@@ -41,6 +42,7 @@ def merge_states(policy: Policy, survivor: CustomerState, retired: CustomerState
     merge_watches(survivor, retired)
     _merge_deferrals(survivor, retired)
     merge_timezones(survivor, retired)
+    merge_attributes(survivor, retired)
     if retired.last_event_at is not None:
         survivor.last_event_at = max(survivor.last_event_at or 0, retired.last_event_at)
     survivor.seq = max(survivor.seq, retired.seq)

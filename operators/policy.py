@@ -145,6 +145,26 @@ class QuietHours:
 
 
 @dataclass(frozen=True, slots=True)
+class EligibilityRule:
+    """Who may get an action at all (see :mod:`operators.eligibility`): of the actions it
+    selects (``actions`` and ``categories``, None: all), a customer must have each ``require``
+    attribute at one of its values (unknown fails) and no ``exclude`` attribute at one of its
+    values (unknown passes)."""
+
+    name: str
+    actions: frozenset[str] | None
+    categories: frozenset[str] | None
+    require: Mapping[str, frozenset[str]]
+    exclude: Mapping[str, frozenset[str]]
+
+    def selects(self, action: ActionSpec) -> bool:
+        """Whether this rule applies to ``action``."""
+        return (self.actions is None or action.name in self.actions) and (
+            self.categories is None or action.category in self.categories
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Holdouts:
     """Customers deliberately not sent, to measure what sending adds (see
     :mod:`operators.holdouts`)."""
@@ -215,6 +235,10 @@ class Policy:
     """Events later than ``allowed_lateness``: dead letters (True) or kept, uncounted (False)."""
     evict_idle_after: int
     """A customer with nothing pending and no event for this long is forgotten."""
+    attributes: Mapping[str, tuple[str, ...]]
+    """Attribute -> the event field that states it (``("context", "region")``)."""
+    eligibility_by_action: Mapping[str, tuple[EligibilityRule, ...]]
+    """Action -> the eligibility rules that apply to it, in policy order."""
     holdouts: Holdouts | None
     conversions_by_type: Mapping[str, ConversionSpec]
     conversions_by_action: Mapping[str, tuple[ConversionSpec, ...]]

@@ -80,6 +80,11 @@ def reference_problems(document: dict[str, Any]) -> Problems:
     yield from _each(_items(document, "quiet_hours"), _quiet_hours_problems, defined)
     yield from _each(_items(document, "caps"), _cap_problems, defined)
     yield from _each(_items(document, "suppressions"), _suppression_problems, defined, set())
+    yield from _each(_items(document, "attributes"), _attribute_problems)
+    attributes = set(_names_in(document.get("attributes")))
+    yield from _each(
+        _items(document, "eligibility"), _eligibility_problems, defined, attributes, set()
+    )
     yield from _holdout_problems(document.get("holdouts"), defined)
     yield from _each(_items(document, "conversions"), _conversion_problems, defined, document)
     identity = document.get("identity")
@@ -193,6 +198,38 @@ def _suppression_problems(
             ("suppressions", index, "suppress", "same"),
             ("must start with properties. or context."),
         )
+
+
+def _attribute_problems(name: str, path: Any) -> Problems:
+    """An attribute is read from an event field."""
+    if isinstance(path, str) and not path.startswith(_FIELD_PREFIXES):
+        yield ("attributes", name), "must start with properties. or context."
+
+
+def _eligibility_problems(
+    index: int, rule: dict[str, Any], defined: Defined, attributes: set[str], seen: set[str]
+) -> Problems:
+    """An eligibility rule must have a name no earlier one in ``seen`` has, select defined
+    actions and categories, and test attributes the policy defines."""
+    name = rule.get("name")
+    if isinstance(name, str):
+        if name in seen:
+            yield ("eligibility", index, "name"), f"{name!r} names an earlier rule too"
+        seen.add(name)
+    for key, one, known in (
+        ("actions", "action", defined.actions),
+        ("categories", "category", defined.categories),
+    ):
+        for at, value in enumerate(rule.get(key, [])):
+            if value not in known:
+                yield ("eligibility", index, key, at), f"names no {one}: {value!r}"
+    for key in ("require", "exclude"):
+        for attribute in rule.get(key, {}):
+            if attribute not in attributes:
+                yield (
+                    ("eligibility", index, key, attribute),
+                    f"names no attribute: {attribute!r} (attributes: {_listing(attributes)})",
+                )
 
 
 def _holdout_problems(holdouts: Any, defined: Defined) -> Problems:

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from operators.attributes import attribute_text
 from operators.durations import parse_duration_ms
 from operators.identifiers import IdentifierRules, compile_rules
 from operators.policy import (
@@ -20,6 +21,7 @@ from operators.policy import (
     CapSpec,
     ConversionSpec,
     CountingSignal,
+    EligibilityRule,
     Holdouts,
     MomentSpec,
     Policy,
@@ -106,6 +108,10 @@ def compile_policy(document: Mapping[str, Any], version: str) -> Policy:
         allowed_lateness=lateness,
         dead_letter_late=dead_letter_late,
         evict_idle_after=_evict_idle_after(document),
+        attributes=MappingProxyType(
+            {name: _path(path) for name, path in document.get("attributes", {}).items()}
+        ),
+        eligibility_by_action=_eligibility(document.get("eligibility", ()), actions),
         holdouts=_holdouts(document.get("holdouts")),
         conversions_by_type=MappingProxyType({c.type: c for c in conversions}),
         conversions_by_action=MappingProxyType(
@@ -306,6 +312,37 @@ def _ingest(document: Spec) -> Ingest:
         parse_duration_ms(ingest.get("allowed_lateness", DEFAULT_ALLOWED_LATENESS)),
         ingest.get("late_events", "keep") == "dead_letter",
     )
+
+
+def _eligibility(
+    rules: Iterable[Spec], actions: Mapping[str, ActionSpec]
+) -> Mapping[str, tuple[EligibilityRule, ...]]:
+    """The ``eligibility`` section, each rule indexed by the actions it applies to."""
+    compiled = [
+        EligibilityRule(
+            name=rule["name"],
+            actions=frozenset(rule["actions"]) if "actions" in rule else None,
+            categories=frozenset(rule["categories"]) if "categories" in rule else None,
+            require=MappingProxyType(_values(rule.get("require", {}))),
+            exclude=MappingProxyType(_values(rule.get("exclude", {}))),
+        )
+        for rule in rules
+    ]
+    return MappingProxyType(
+        {
+            name: tuple(rule for rule in compiled if rule.selects(action))
+            for name, action in actions.items()
+            if any(rule.selects(action) for rule in compiled)
+        }
+    )
+
+
+def _values(listed: Spec) -> dict[str, frozenset[str]]:
+    """Attribute -> its listed values, as the text an event's value is compared as."""
+    return {
+        name: frozenset(text for v in values if (text := attribute_text(v)) is not None)
+        for name, values in listed.items()
+    }
 
 
 def _holdouts(spec: Spec | None) -> Holdouts | None:

@@ -71,6 +71,14 @@ class Watch(NamedTuple):
     """Whether the decision has already converted by another type."""
 
 
+class AttributeWord(NamedTuple):
+    """The latest statement of an attribute (a region, a status), and when it was made."""
+
+    name: str
+    value: str
+    at: int
+
+
 class Spell(NamedTuple):
     """When a suppression holds: from ``start`` (inclusive) to ``until`` (exclusive)."""
 
@@ -133,6 +141,7 @@ class CustomerState:
     """
 
     __slots__ = (
+        "attributes",
         "cancelled_at",
         "consent",
         "cooldowns",
@@ -171,6 +180,8 @@ class CustomerState:
         self.last_event_at: int | None = None
         self.seq = 0
         """Events handled: orders two words said at the same event time."""
+        self.attributes: tuple[AttributeWord, ...] = ()
+        """The latest statement of each attribute, by name (:mod:`operators.attributes`)."""
         self.watches: tuple[Watch, ...] = ()
         """Decisions waiting for a conversion (:mod:`operators.conversions`), oldest first.
         Immutable, replaced on change: most customers wait for none, and an empty list each
@@ -180,8 +191,9 @@ class CustomerState:
         return tuple(getattr(self, name) for name in PICKLED_FIELDS)
 
     def __setstate__(self, values: tuple[Any, ...]) -> None:
-        if len(values) == len(PICKLED_FIELDS) - 1:  # a snapshot of 0.4.0: no watches yet
-            values = (*values, ())
+        missing = len(PICKLED_FIELDS) - len(values)  # an older snapshot: see LATER_DEFAULTS
+        if 0 < missing <= len(LATER_DEFAULTS):
+            values = (*values, *LATER_DEFAULTS[len(LATER_DEFAULTS) - missing :])
         for name, value in zip(PICKLED_FIELDS, values, strict=True):
             setattr(self, name, value)
 
@@ -212,9 +224,13 @@ PICKLED_FIELDS = (
     "timezone",
     "windows",
     "watches",
+    "attributes",
 )
 """The order of a pickled state's values: fields added later come last, so an older
-snapshot (one value fewer) still reads."""
+snapshot (fewer values) still reads."""
+LATER_DEFAULTS = ((), ())
+"""The values of the fields added after 0.4.0 (``watches``, then ``attributes``), for a
+snapshot written before them."""
 
 
 def restored_state(values: tuple[Any, ...]) -> CustomerState:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from operators.state import (
+    AttributeWord,
     ConsentWord,
     CustomerState,
     MomentKey,
@@ -57,6 +58,7 @@ def state_to_record(state: CustomerState) -> dict[str, Any]:
         "last_event_at": state.last_event_at,
         "seq": state.seq,
         "watches": [list(watch) for watch in state.watches],
+        "attributes": [list(word) for word in state.attributes],
     }
 
 
@@ -99,5 +101,9 @@ def state_from_record(record: dict[str, Any]) -> CustomerState:
     state.watches = tuple(
         Watch(int(until), str(c), str(i), str(a), bool(held), int(at), bool(converted))
         for until, c, i, a, held, at, converted in record.get("watches", ())
+    )
+    state.attributes = tuple(
+        AttributeWord(str(name), str(value), int(at))
+        for name, value, at in record.get("attributes", ())
     )
     return state

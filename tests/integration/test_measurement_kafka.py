@@ -1,5 +1,5 @@
-"""Holdouts and conversions in Kafka mode: the same records as replay, conversions on their
-own topic."""
+"""Holdouts, conversions and eligibility in Kafka mode: the same records as replay,
+conversions on their own topic."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from tests.integration.conftest import stamp
 from tests.integration.test_kafka_flow import recent_stream
 from tests.measurement import measured_policy_text
 from tests.scenarios.conftest import concierge
+from tests.unit.test_eligibility import SECTIONS as ELIGIBILITY
 
 pytestmark = pytest.mark.integration
 
@@ -26,12 +27,17 @@ conversions:
 """
 
 
-def test_kafka_mode_holds_out_and_converts_as_replay_predicts(topics, flows, tmp_path):
+def test_kafka_mode_holds_out_converts_and_refuses_the_ineligible_as_replay_predicts(
+    topics, flows, tmp_path
+):
     policy_path = tmp_path / "measured.yaml"
-    policy_path.write_text(measured_policy_text(GENEROUS))
+    policy_path.write_text(measured_policy_text(GENEROUS + ELIGIBILITY))
     policy = load_policy(policy_path.read_text())
     topics.create(policy, partitions=2)
     events = recent_stream(customers=300, count=6000, seed=21)
+    for n, event in enumerate(events):  # some customers state a status that stops marketing
+        if n % 50 == 0:
+            event.setdefault("properties", {})["account_status"] = "in_collections"
     topics.produce(events)
     flow = flows(topics, "--stop-at-end", policy=policy_path).start()
     assert flow.wait(180) == 0, flow.output()
@@ -60,5 +66,8 @@ def test_kafka_mode_holds_out_and_converts_as_replay_predicts(topics, flows, tmp
         assert kafka == predicted, stream
     decisions = [orjson.loads(v) for v in (out / "decisions.jsonl").read_bytes().splitlines()]
     assert any(d["outcome"] == "held_out" for d in decisions)
+    assert "no-marketing-in-collections" in {
+        d.get("rule") for d in decisions if d["outcome"] == "ineligible"
+    }
     conversions = [orjson.loads(v) for v in (out / "conversions.jsonl").read_bytes().splitlines()]
     assert {c["outcome"] for c in conversions} == {"sent", "held_out"}

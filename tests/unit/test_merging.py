@@ -4,7 +4,7 @@ from operators.consent import has_consent
 from operators.journey import Journey
 from operators.merging import merge_states
 from operators.model import Action
-from operators.state import CustomerState, MomentKey, Watch
+from operators.state import AttributeWord, CustomerState, MomentKey, Watch
 from tests.conftest import make_event
 
 
@@ -90,6 +90,7 @@ def test_a_state_survives_its_json_record_unchanged(policy):
     state.deferred[MomentKey("browse_intent", "p-9")] = 7
     state.timezone = ("Asia/Tokyo", 6)
     state.watches = (Watch(9, "purchase", "cus_x.product_nudge.0", "product_nudge", True, 8),)
+    state.attributes = (AttributeWord("region", "ES", 4),)
     empty = [name for name in CustomerState.__slots__ if not getattr(state, name)]
     assert empty == [], "the record round trip should cover every part of the state"
     record = orjson.loads(orjson.dumps(state_to_record(state)))

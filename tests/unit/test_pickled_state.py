@@ -9,6 +9,7 @@ from operators.handover import Adopt
 from operators.journey import Journey
 from operators.state import (
     PICKLED_FIELDS,
+    AttributeWord,
     CustomerState,
     MomentKey,
     OpenMoment,
@@ -22,11 +23,20 @@ from tests.conftest import make_event
 def full_journey():
     state = CustomerState("cus_ana")
     for n, name in enumerate(CustomerState.__slots__):
-        if name not in ("customer_id", "seq", "last_event_at", "timezone", "sends", "watches"):
+        if name not in (
+            "customer_id",
+            "seq",
+            "last_event_at",
+            "timezone",
+            "sends",
+            "watches",
+            "attributes",
+        ):
             getattr(state, name)[f"k{n}"] = n  # every part holds something
     state.moments[MomentKey("browse_intent", "p-1")] = OpenMoment(40.0, 5, "e1", ("s",), ("e1",))
     state.pending["inactive"] = PendingAbsence(9, "e2", 3)
     state.watches = (Watch(9, "purchase", "cus_ana.product_nudge.0", "product_nudge", True, 8),)
+    state.attributes = (AttributeWord("region", "ES", 4),)
     state.seq, state.last_event_at, state.timezone = 7, 11, ("Europe/Madrid", 11)
     event = make_event("page_view", "2026-11-20T10:00:00Z")
     return Journey(
@@ -58,13 +68,15 @@ def test_every_field_is_pickled():
     assert sorted(PICKLED_FIELDS) == sorted(CustomerState.__slots__)
 
 
-def test_a_snapshot_of_0_4_0_without_watches_still_reads():
+def test_snapshots_of_0_4_0_and_0_5_0_without_the_later_fields_still_read():
     state = full_journey().state
     _, (values,) = state.__reduce__()
-    assert PICKLED_FIELDS[-1] == "watches"
-    older = restored_state(values[:-1])
-    assert older.watches == ()
-    assert older.__getstate__()[:-1] == values[:-1]
+    assert PICKLED_FIELDS[-2:] == ("watches", "attributes")
+    of_0_4_0 = restored_state(values[:-2])
+    assert (of_0_4_0.watches, of_0_4_0.attributes) == ((), ())
+    assert of_0_4_0.__getstate__()[:-2] == values[:-2]
+    of_0_5_0 = restored_state(values[:-1])
+    assert of_0_5_0.watches == state.watches and of_0_5_0.attributes == ()
 
 
 def test_a_journey_pickled_by_0_4_0_goes_on_as_one_built_now():
