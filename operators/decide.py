@@ -23,7 +23,7 @@ from operators.holdouts import GLOBAL, holdout_of
 from operators.model import Action, Conversion, Decision, Outcome
 from operators.moments import value_now
 from operators.policy import ActionSpec, Policy
-from operators.quiet_hours import quiet_until
+from operators.quiet_hours import quiet_until, release_offset
 from operators.sends import recent_sends, record_send
 from operators.state import CustomerState, MomentKey, OpenMoment
 from operators.suppression import suppressed_by
@@ -156,8 +156,9 @@ def _held_on(
     quiet = policy.quiet_hours
     if quiet is not None and quiet.applies(channel, action.category):
         tz = zone(timezone_of(policy, state))
-        ends = quiet_until(quiet, now, tz) if tz is not None else None
+        ends = quiet_until(quiet, now, tz, channel) if tz is not None else None
         if ends is not None:
+            ends += release_offset(quiet, state.customer_id)
             return Verdict(
                 action,
                 key,

@@ -128,17 +128,30 @@ class CapSpec:
 @dataclass(frozen=True, slots=True)
 class QuietHours:
     """Local times of day (minutes since midnight) when nothing is sent, except on
-    ``except_channels`` and in ``except_categories``; ``start > end`` spans midnight."""
+    ``except_channels`` and in ``except_categories``; ``start > end`` spans midnight. A
+    channel in ``channels`` has its own window instead of the default one."""
 
     start: int
     end: int
     except_channels: frozenset[str]
     except_categories: frozenset[str]
+    channels: Mapping[str, tuple[int, int]]
+    """Channel -> its own (start, end)."""
+    release_over: int
+    """Deferred actions leave spread over this many ms after a window ends, each customer
+    at its own stable offset (0: all at the end)."""
+
+    def window(self, channel: str | None) -> tuple[int, int]:
+        """The (start, end) of quiet hours on ``channel``."""
+        if channel is None:
+            return self.start, self.end
+        return self.channels.get(channel, (self.start, self.end))
 
     def applies(self, channel: str, category: str) -> bool:
         """Whether quiet hours hold back ``category`` on ``channel``."""
+        start, end = self.window(channel)
         return (
-            self.start != self.end
+            start != end
             and channel not in self.except_channels
             and category not in self.except_categories
         )

@@ -30,6 +30,7 @@ _DURATION_FIELDS = (
     ("ingest", "max_future_skew"),
     ("ingest", "allowed_lateness"),
     ("customers", "evict_idle_after"),
+    ("quiet_hours", "release_over"),
     ("conversions", "*", "within"),
 )
 _NUMBER_FIELDS = (
@@ -152,6 +153,11 @@ def _action_problems(name: str, spec: dict[str, Any], defined: Defined) -> Probl
 
 def _quiet_hours_problems(key: str, values: Any, defined: Defined) -> Problems:
     """The channels and categories quiet hours except must be defined."""
+    if key == "channels" and isinstance(values, dict):
+        for channel in values:
+            if channel not in defined.channels:
+                yield ("quiet_hours", "channels", channel), f"names no channel: {channel!r}"
+        return
     known = {"except_channels": defined.channels, "except_categories": defined.categories}.get(key)
     if known is None or not isinstance(values, list):
         return

@@ -290,6 +290,13 @@ def _quiet_hours(spec: Spec | None) -> QuietHours | None:
         end=_minutes(spec["default"]["end"]),
         except_channels=frozenset(spec.get("except_channels", ())),
         except_categories=frozenset(spec.get("except_categories", ())),
+        channels=MappingProxyType(
+            {
+                channel: (_minutes(window["start"]), _minutes(window["end"]))
+                for channel, window in spec.get("channels", {}).items()
+            }
+        ),
+        release_over=parse_duration_ms(spec["release_over"]) if "release_over" in spec else 0,
     )
 
 
