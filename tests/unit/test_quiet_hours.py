@@ -132,3 +132,20 @@ def test_10000_deferrals_leave_spread_over_30_minutes_not_in_one_second():
     burst = max(Counter(due // 1000 for due in spread).values())
     assert burst <= 25  # 10,000 over 1,800 seconds: about 5.6 a second on average
     assert releases(spread_policy())[:100] == spread[:100]  # the same offset every time
+
+
+def test_a_window_for_a_channel_the_policy_lacks_is_refused_naming_it():
+    import pytest
+
+    from operators.policy_load import PolicyError, load_policy
+    from tests.conftest import REFERENCE_POLICY
+
+    text = REFERENCE_POLICY.read_text()
+    start = text.index("quiet_hours:")
+    end = text.index("\ncaps:", start)
+    bad = FULL_QUIET_HOURS.replace("sms: {", "fax: {").replace("30m", "0x")
+    with pytest.raises(PolicyError) as refused:
+        load_policy(text[:start] + bad + text[end:])
+    assert "quiet_hours.channels.fax" in str(refused.value)
+    assert "names no channel: 'fax'" in str(refused.value)
+    assert "quiet_hours.release_over" in str(refused.value)
