@@ -10,6 +10,7 @@ cap is decided again when they end, if its moment will still be worth it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from operators.caps import full_cap
@@ -285,22 +286,7 @@ def _held_out(
     else:
         rule, reason = f"holdouts.actions.{holdout}", f"held out of {holdout}"
     sent = _decision(policy, state, verdict, now, Outcome.SENT, reason)
-    return Decision(
-        customer_id=sent.customer_id,
-        at=sent.at,
-        action=sent.action,
-        outcome=Outcome.HELD_OUT,
-        reason=reason,
-        moment=sent.moment,
-        group=sent.group,
-        value=sent.value,
-        signals=sent.signals,
-        triggered_by=sent.triggered_by,
-        policy_version=sent.policy_version,
-        action_id=sent.action_id,
-        channel=sent.channel,
-        rule=rule,
-    )
+    return dataclasses.replace(sent, outcome=Outcome.HELD_OUT, rule=rule)
 
 
 def _decision(

@@ -107,6 +107,31 @@ class PendingAbsence:
         return (PendingAbsence, (self.due, self.started_by, self.started_at))
 
 
+PICKLED_FIELDS = (
+    "cancelled_at",
+    "consent",
+    "cooldowns",
+    "customer_id",
+    "deferred",
+    "last_event_at",
+    "moments",
+    "pending",
+    "sends",
+    "seq",
+    "suppressions",
+    "timezone",
+    "windows",
+    "watches",
+    "attributes",
+)
+""":class:`CustomerState`'s fields (its ``__slots__``), in the order a pickled state holds
+their values: fields added later come last, so an older snapshot (fewer values) still
+reads."""
+LATER_DEFAULTS = ((), ())
+"""The values of the fields added after 0.4.0 (``watches``, then ``attributes``), for a
+snapshot written before them."""
+
+
 @dataclass(slots=True)
 class OpenMoment:
     """A journey moment that is open: worth ``value_at_open`` at ``opened_at``, decaying from
@@ -140,23 +165,7 @@ class CustomerState:
     anything, consent only for the purposes and channels the policy names.
     """
 
-    __slots__ = (
-        "attributes",
-        "cancelled_at",
-        "consent",
-        "cooldowns",
-        "customer_id",
-        "deferred",
-        "last_event_at",
-        "moments",
-        "pending",
-        "sends",
-        "seq",
-        "suppressions",
-        "timezone",
-        "watches",
-        "windows",
-    )
+    __slots__ = PICKLED_FIELDS
 
     def __init__(self, customer_id: str) -> None:
         self.customer_id = customer_id
@@ -207,30 +216,6 @@ class CustomerState:
         due = [p.due for p in self.pending.values()]
         due.extend(self.deferred.values())
         return min(due) if due else None
-
-
-PICKLED_FIELDS = (
-    "cancelled_at",
-    "consent",
-    "cooldowns",
-    "customer_id",
-    "deferred",
-    "last_event_at",
-    "moments",
-    "pending",
-    "sends",
-    "seq",
-    "suppressions",
-    "timezone",
-    "windows",
-    "watches",
-    "attributes",
-)
-"""The order of a pickled state's values: fields added later come last, so an older
-snapshot (fewer values) still reads."""
-LATER_DEFAULTS = ((), ())
-"""The values of the fields added after 0.4.0 (``watches``, then ``attributes``), for a
-snapshot written before them."""
 
 
 def restored_state(values: tuple[Any, ...]) -> CustomerState:

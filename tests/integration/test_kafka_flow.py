@@ -177,8 +177,9 @@ def recent_stream(customers: int, count: int, seed: int, timers: bool = True) ->
     return [e for e in events if e["type"] not in ("checkout_started", "test_drive_completed")]
 
 
-def replay_prediction(events, tmp_path, reference_policy_path) -> dict[str, list[bytes]]:
-    """What ``concierge replay`` says the same events give, with event time run up to now."""
+def replay_prediction(events, tmp_path, policy_path) -> dict[str, list[bytes]]:
+    """What ``concierge replay`` with the policy at ``policy_path`` says the same events give,
+    with event time run up to now."""
     from tests.scenarios.conftest import concierge
 
     file = tmp_path / "events.jsonl"
@@ -187,7 +188,7 @@ def replay_prediction(events, tmp_path, reference_policy_path) -> dict[str, list
     done = concierge(
         "replay",
         "--policy",
-        str(reference_policy_path),
+        str(policy_path),
         "--events",
         str(file),
         "--out",

@@ -3,16 +3,12 @@ conversions on their own topic."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import orjson
 import pytest
 
 from operators.policy_load import load_policy
-from tests.integration.conftest import stamp
-from tests.integration.test_kafka_flow import recent_stream
+from tests.integration.test_kafka_flow import recent_stream, replay_prediction
 from tests.measurement import measured_policy_text
-from tests.scenarios.conftest import concierge
 from tests.unit.test_eligibility import SECTIONS as ELIGIBILITY
 
 pytestmark = pytest.mark.integration
@@ -42,32 +38,15 @@ def test_kafka_mode_holds_out_converts_and_refuses_the_ineligible_as_replay_pred
     flow = flows(topics, "--stop-at-end", policy=policy_path).start()
     assert flow.wait(180) == 0, flow.output()
 
-    file = tmp_path / "events.jsonl"
-    file.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
-    out = tmp_path / "replay"
-    done = concierge(
-        "replay",
-        "--policy",
-        str(policy_path),
-        "--events",
-        str(file),
-        "--out",
-        str(out),
-        "--until",
-        stamp(timedelta(0)),
-        "--quiet",
-    )
-    assert done.returncode == 0, done.stderr
+    predicted = replay_prediction(events, tmp_path, policy_path)
     streams = ["decisions", "conversions"] + [f"actions.{c}" for c in policy.channels]
     for stream in streams:
-        path = out / f"{stream}.jsonl"
-        predicted = sorted(path.read_bytes().splitlines()) if path.exists() else []
         kafka = sorted(value for _, value, _, _ in topics.read(stream))
-        assert kafka == predicted, stream
-    decisions = [orjson.loads(v) for v in (out / "decisions.jsonl").read_bytes().splitlines()]
+        assert kafka == predicted.get(stream, []), stream
+    decisions = [orjson.loads(v) for v in predicted["decisions"]]
     assert any(d["outcome"] == "held_out" for d in decisions)
     assert "no-marketing-in-collections" in {
         d.get("rule") for d in decisions if d["outcome"] == "ineligible"
     }
-    conversions = [orjson.loads(v) for v in (out / "conversions.jsonl").read_bytes().splitlines()]
+    conversions = [orjson.loads(v) for v in predicted["conversions"]]
     assert {c["outcome"] for c in conversions} == {"sent", "held_out"}

@@ -11,18 +11,11 @@ from operators.state import CustomerState
 from operators.timefmt import format_ms, parse_ms
 from tests.conftest import make_event
 from tests.measurement import holding_out, measured_policy
+from tests.unit.test_decide import run
 
 GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
 DAY = 86_400_000
 CONVERTING = measured_policy("conversions:\n  purchase: {within: 3d}\n")
-
-
-def run(policy, events, journey=None):
-    journey = journey or Journey(CustomerState("cus_ana"))
-    outputs = []
-    for event in events:
-        outputs += journey.on_event(policy, event)
-    return journey, outputs
 
 
 def browse(day, product="p-42"):
