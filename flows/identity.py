@@ -138,12 +138,15 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
 
     def _resolve(self, events: list[Event], out: list[IdentityOutput]) -> None:
         graph = self._graph
+        tells_kinds = self._config.rules.tells_kinds
         known = unknown = merges = refusals = 0
         for event in events:
             if event.type == "feedback":
                 out.append(ForCustomer(self._feedback_customer(event), event))
                 continue
             resolution = graph.resolve(event.identifiers, event.time, event.event_id)
+            if tells_kinds:
+                event = event.with_profile(resolution.kinds, resolution.gained)
             # The operation number names a merge; most events merge nothing.
             out.extend(route(graph.sequence if resolution.merges else 0, resolution, event))
             merges += len(resolution.merges)

@@ -164,6 +164,8 @@ def _flat(event: Event) -> tuple[Any, ...]:
         event.rejected_identifiers,
         event.blocked_identifiers,
         event.late,
+        event.profile_kinds,
+        event.gained_kinds,
     )
 
 

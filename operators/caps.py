@@ -15,13 +15,16 @@ def full_cap(
     A window is ``(end - window, end]``: a send exactly ``window`` before ``end`` no longer
     counts. Every window that would hold the new send must have room, including those
     ending at sends made after ``now`` (a decision taken for an earlier event time, when
-    events arrive out of order). Sends are counted once per action id.
+    events arrive out of order). Sends are counted once per action id; a bounced one
+    reached nobody and is not counted.
     """
     for cap in caps:
         if not cap.matches(action, channel, category):
             continue
         counted: dict[str, int] = {}
-        for at, action_id, sent_action, sent_channel, sent_category, _, _ in sends:
+        for at, action_id, sent_action, sent_channel, sent_category, _, _, bounced in sends:
+            if bounced:
+                continue
             if now - cap.window < at < now + cap.window and cap.matches(
                 sent_action, sent_channel, sent_category
             ):

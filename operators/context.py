@@ -13,6 +13,7 @@ from operators.consent import record_consent
 from operators.feedback import apply_feedback
 from operators.model import Event
 from operators.policy import Policy
+from operators.reachability import record_profile
 from operators.signals import SignalFired, names_a_phrase
 from operators.state import CustomerState
 from operators.suppression import start_suppressions
@@ -32,6 +33,8 @@ def update_context(policy: Policy, state: CustomerState, event: Event) -> list[S
     record_timezone(state, event)
     if policy.attributes:
         record_attributes(policy, state, event)
+    if policy.reachability:
+        record_profile(policy, state, event)
     if event_type == "consent_changed":
         record_consent(policy, state, event)
     start_suppressions(state, policy.suppressions_by_event.get(event_type, ()), event.time, event)

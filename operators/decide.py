@@ -25,6 +25,7 @@ from operators.model import Action, Conversion, Decision, Outcome
 from operators.moments import value_now
 from operators.policy import ActionSpec, Policy
 from operators.quiet_hours import quiet_until, release_offset
+from operators.reachability import unreachable_because
 from operators.sends import recent_sends, record_send
 from operators.state import CustomerState, MomentKey, OpenMoment
 from operators.suppression import suppressed_by
@@ -102,7 +103,8 @@ def _judge(
 ) -> Verdict:
     """What the guardrails say about ``action`` for the moment at ``key``, worth ``value``
     at ``now``: stale, cooling down, sent on the first channel they let it through, or
-    held back (see :func:`_held_back`). Eligibility is asked first: who may get it at all."""
+    held back (see :func:`_held_back`). Eligibility is asked first: who may get it at all;
+    channels that cannot reach the customer are not tried (unreachable if none can)."""
     if policy.eligibility_by_action:
         ineligible = ineligible_by(policy, state, action)
         if ineligible is not None:
@@ -117,8 +119,15 @@ def _judge(
     if cooled is not None:
         reason = f"cooldown until {format_ms(cooled)}"
         return Verdict(action, key, moment, value, Outcome.COOLDOWN, reason, until=cooled)
+    channels = action.channels
+    if policy.reachability:
+        unreachable = [(c, unreachable_because(policy, state, c)) for c in channels]
+        channels = tuple(c for c, because in unreachable if because is None)
+        if not channels:
+            reason = "unreachable: " + "; ".join(str(because) for _, because in unreachable)
+            return Verdict(action, key, moment, value, Outcome.UNREACHABLE, reason)
     blocked: list[Verdict] = []
-    for channel in action.channels:
+    for channel in channels:
         held = _held_on(policy, state, action, key, moment, value, channel, now)
         if held is None:
             return Verdict(action, key, moment, value, Outcome.SENT, "eligible", channel)

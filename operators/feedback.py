@@ -2,7 +2,8 @@
 
 It may start suppressions (a complaint), revoke consent (an unsubscribe) and, when
 the customer acted on the action (clicked, converted), close its moment, so no
-other channel repeats it (cross-channel continuity).
+other channel repeats it (cross-channel continuity). A bounce uncounts the send and
+makes its channel unreachable.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from operators.consent import EVERY_CHANNEL, revoke_consent
 from operators.model import Event
 from operators.moments import close_moment
 from operators.policy import Policy
-from operators.sends import sent
+from operators.reachability import record_bounce
+from operators.sends import mark_bounced, sent
 from operators.state import CustomerState, Group, MomentKey
 from operators.suppression import start_suppressions
 
 ACTED_ON = frozenset({"clicked", "converted"})
+BOUNCED = "bounced"
+"""The send reached nobody: caps stop counting it, and its channel becomes unreachable
+(:mod:`operators.reachability`)."""
 FROM_FEEDBACK = "from_feedback"
 """A revocation's channel meaning the feedback's own channel."""
 
@@ -42,6 +47,11 @@ def apply_feedback(policy: Policy, state: CustomerState, event: Event) -> None:
     action_id = props.get("action_id")
     if outcome in ACTED_ON and isinstance(action_id, str):
         _acted_on(policy, state, action_id)
+    elif outcome == BOUNCED and isinstance(action_id, str):
+        bounced = mark_bounced(state, action_id)
+        on = props.get("channel") or (bounced.channel if bounced is not None else None)
+        if isinstance(on, str):
+            record_bounce(policy, state, on, event.time)
 
 
 def _sent_on(state: CustomerState, action_id: object) -> str:

@@ -49,6 +49,9 @@ class IdentifierRules:
         default_factory=lambda: MappingProxyType({})
     )
     phone_region: str | None = None
+    tells_kinds: bool = False
+    """Whether the identity step tells each event's customer which identifier types its
+    profile holds (a policy with ``reachability`` needs it)."""
 
     def rank(self, kind: str) -> int:
         """Strength of an identifier kind: 0 is the strongest."""
@@ -58,7 +61,9 @@ class IdentifierRules:
             return len(self.order)
 
 
-def compile_rules(identity: Mapping[str, Any], phone_region: str | None) -> IdentifierRules:
+def compile_rules(
+    identity: Mapping[str, Any], phone_region: str | None, tells_kinds: bool = False
+) -> IdentifierRules:
     """Compile the policy's ``identity`` block; blocked patterns use ``*`` and ``?``."""
     blocked = {
         kind: tuple(
@@ -72,6 +77,7 @@ def compile_rules(identity: Mapping[str, Any], phone_region: str | None) -> Iden
         limits=MappingProxyType(dict(identity.get("limits", {}))),
         blocked=MappingProxyType(blocked),
         phone_region=phone_region,
+        tells_kinds=tells_kinds,
     )
 
 

@@ -98,6 +98,11 @@ class Resolution:
     refusals: tuple[Refusal, ...] = ()
     known_person: bool = False
     created: bool = False
+    kinds: tuple[str, ...] = ()
+    """The identifier types the profile the event lands on holds."""
+    gained: tuple[str, ...] = ()
+    """The identifier types of which that profile holds a value it did not before the event
+    (stated by it, or brought by a merge)."""
 
 
 @dataclass(slots=True)
@@ -174,7 +179,11 @@ class IdentityGraph:
             self._forget_cache()
         known = self._cached_profile(identifiers)
         if known is not None:
-            return Resolution(known.customer_id, known_person=_names_a_person(known))
+            return Resolution(
+                known.customer_id,
+                known_person=_names_a_person(known),
+                kinds=tuple(known.identifiers),
+            )
         op = _Operation(self._store, self._profiles, self._numbers)
         rules = self._rules
         ordered = sorted(identifiers.items(), key=lambda kv: (rules.rank(kv[0]), kv[1]))
@@ -184,7 +193,16 @@ class IdentityGraph:
         if first_known is not None and all(
             root is not None and root.number == first_known.number for root in roots
         ):
-            return Resolution(first_known.customer_id, known_person=_names_a_person(first_known))
+            return Resolution(
+                first_known.customer_id,
+                known_person=_names_a_person(first_known),
+                kinds=tuple(first_known.identifiers),
+            )
+        held_before = {
+            root.number: {kind: len(values) for kind, values in root.identifiers.items()}
+            for root in roots
+            if root is not None
+        }
         first_known = next((root for root in roots if root is not None), None)
         created = first_known is None
         base = first_known if first_known is not None else op.create(*ordered[0], at, event_id)
@@ -219,7 +237,17 @@ class IdentityGraph:
             created = True
         op.commit()
         person = _names_a_person(landing)
-        return Resolution(landing.customer_id, tuple(merges), tuple(refusals), person, created)
+        before = held_before.get(landing.number, {})
+        gained = tuple(k for k, v in landing.identifiers.items() if len(v) > before.get(k, 0))
+        return Resolution(
+            landing.customer_id,
+            tuple(merges),
+            tuple(refusals),
+            person,
+            created,
+            tuple(landing.identifiers),
+            gained,
+        )
 
     def _cached_profile(self, identifiers: Mapping[str, str]) -> _Profile | None:
         """The common event: every identifier already belongs to one profile the cache

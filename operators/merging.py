@@ -15,6 +15,7 @@ from operators.conversions import merge_watches
 from operators.cooldowns import merge_cooldowns
 from operators.moments import merge_moments
 from operators.policy import Policy
+from operators.reachability import merge_reachability
 from operators.sends import merge_sends
 from operators.state import CustomerState
 from operators.suppression import merge_suppressions
@@ -43,6 +44,7 @@ def merge_states(policy: Policy, survivor: CustomerState, retired: CustomerState
     _merge_deferrals(survivor, retired)
     merge_timezones(survivor, retired)
     merge_attributes(survivor, retired)
+    merge_reachability(survivor, retired)
     if retired.last_event_at is not None:
         survivor.last_event_at = max(survivor.last_event_at or 0, retired.last_event_at)
     survivor.seq = max(survivor.seq, retired.seq)

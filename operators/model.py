@@ -25,6 +25,9 @@ class Outcome(StrEnum):
     COOLDOWN = "cooldown"
     OUTRANKED = "outranked"
     INELIGIBLE = "ineligible"
+    UNREACHABLE = "unreachable"
+    """No channel of the action can reach the customer (no identifier of its types, or
+    bounced)."""
     HELD_OUT = "held_out"
     """A holdout kept it from the channel; everything else is as if it had been sent."""
 
@@ -92,6 +95,11 @@ class Event:
     """Further behind its input's clock than the policy's ``allowed_lateness``: it still
     changes consent and suppressions, cancels timers and counts as activity, but counts in
     no window and starts no absence timer (those moments have passed)."""
+    profile_kinds: tuple[str, ...] | None = None
+    """The identifier types the customer's profile holds, as the identity step found them
+    (None: not told; see :mod:`operators.reachability`)."""
+    gained_kinds: tuple[str, ...] = ()
+    """The identifier types of which the profile gained a new value with this event."""
 
     def with_watermark(self, watermark: int) -> Event:
         """This event with another ``watermark``: ``dataclasses.replace``, at half its cost
@@ -109,6 +117,27 @@ class Event:
             self.rejected_identifiers,
             self.blocked_identifiers,
             self.late,
+            self.profile_kinds,
+            self.gained_kinds,
+        )
+
+    def with_profile(self, kinds: tuple[str, ...], gained: tuple[str, ...]) -> Event:
+        """This event with what the identity step found of its profile's identifier types."""
+        return Event(
+            self.event_id,
+            self.type,
+            self.time,
+            self.identifiers,
+            self.context,
+            self.properties,
+            self.origin,
+            self.received_at,
+            self.watermark,
+            self.rejected_identifiers,
+            self.blocked_identifiers,
+            self.late,
+            kinds,
+            gained,
         )
 
 

@@ -252,6 +252,8 @@ class Policy:
     """Attribute -> the event field that states it (``("context", "region")``)."""
     eligibility_by_action: Mapping[str, tuple[EligibilityRule, ...]]
     """Action -> the eligibility rules that apply to it, in policy order."""
+    reachability: Mapping[str, frozenset[str]]
+    """Channel -> the identifier types that reach it (channels not here always reach)."""
     holdouts: Holdouts | None
     conversions_by_type: Mapping[str, ConversionSpec]
     conversions_by_action: Mapping[str, tuple[ConversionSpec, ...]]

@@ -86,6 +86,7 @@ def reference_problems(document: dict[str, Any]) -> Problems:
     yield from _each(
         _items(document, "eligibility"), _eligibility_problems, defined, attributes, set()
     )
+    yield from _each(_items(document, "reachability"), _reachability_problems, defined)
     yield from _holdout_problems(document.get("holdouts"), defined)
     yield from _each(_items(document, "conversions"), _conversion_problems, defined, document)
     identity = document.get("identity")
@@ -210,6 +211,12 @@ def _attribute_problems(name: str, path: Any) -> Problems:
     """An attribute is read from an event field."""
     if isinstance(path, str) and not path.startswith(_FIELD_PREFIXES):
         yield ("attributes", name), "must start with properties. or context."
+
+
+def _reachability_problems(channel: str, kinds: Any, defined: Defined) -> Problems:
+    """Reachability is said of the policy's own channels."""
+    if channel not in defined.channels:
+        yield ("reachability", channel), f"names no channel: {channel!r}"
 
 
 def _eligibility_problems(

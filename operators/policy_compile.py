@@ -71,7 +71,9 @@ def compile_policy(document: Mapping[str, Any], version: str) -> Policy:
     caps = _caps(document.get("caps", ()))
     quiet_hours = _quiet_hours(document.get("quiet_hours"))
     defaults = document.get("defaults", {})
-    identifier_order, identifier_rules = _identity(document.get("identity", {}), defaults)
+    identifier_order, identifier_rules = _identity(
+        document.get("identity", {}), defaults, "reachability" in document
+    )
     event_types, max_bytes, skew, lateness, dead_letter_late = _ingest(document)
     conversions = _conversions(document.get("conversions", {}))
     return Policy(
@@ -112,6 +114,9 @@ def compile_policy(document: Mapping[str, Any], version: str) -> Policy:
             {name: _path(path) for name, path in document.get("attributes", {}).items()}
         ),
         eligibility_by_action=_eligibility(document.get("eligibility", ()), actions),
+        reachability=MappingProxyType(
+            {c: frozenset(kinds) for c, kinds in document.get("reachability", {}).items()}
+        ),
         holdouts=_holdouts(document.get("holdouts")),
         conversions_by_type=MappingProxyType({c.type: c for c in conversions}),
         conversions_by_action=MappingProxyType(
@@ -300,11 +305,13 @@ def _quiet_hours(spec: Spec | None) -> QuietHours | None:
     )
 
 
-def _identity(identity: Spec, defaults: Spec) -> tuple[tuple[str, ...], IdentifierRules]:
+def _identity(
+    identity: Spec, defaults: Spec, tells_kinds: bool
+) -> tuple[tuple[str, ...], IdentifierRules]:
     """The ``identity`` section: the identifier order, strongest first, and its rules."""
     return (
         tuple(identity.get("identifiers", DEFAULT_IDENTIFIER_ORDER)),
-        compile_rules(identity, defaults.get("phone_region")),
+        compile_rules(identity, defaults.get("phone_region"), tells_kinds),
     )
 
 

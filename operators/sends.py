@@ -37,7 +37,7 @@ def recent_sends(state: CustomerState, now: int) -> int:
     """Actions written to a channel for this customer in the :data:`FATIGUE_WINDOW` up to
     ``now``, ``now`` included: what the fatigue measure observes at each send."""
     since = now - FATIGUE_WINDOW
-    return sum(1 for send in state.sends if send.at > since and not send.held_out)
+    return sum(1 for send in state.sends if send.at > since and not (send.held_out or send.bounced))
 
 
 def sent(state: CustomerState, action_id: object) -> Send | None:
@@ -47,6 +47,15 @@ def sent(state: CustomerState, action_id: object) -> Send | None:
         if send.action_id == action_id:
             found = send
     return found
+
+
+def mark_bounced(state: CustomerState, action_id: str) -> Send | None:
+    """The channel said the send with ``action_id`` bounced: it stops counting. The send,
+    if it is remembered."""
+    send = sent(state, action_id)
+    if send is not None:
+        state.sends = [s._replace(bounced=True) if s is send else s for s in state.sends]
+    return send
 
 
 def counted_until(policy: Policy, state: CustomerState) -> int | None:

@@ -42,6 +42,8 @@ class Send(NamedTuple):
     group: Group
     held_out: bool = False
     """Held out by a holdout: caps count it, but nothing reached a channel."""
+    bounced: bool = False
+    """The channel said it bounced: it reached nobody, so neither caps nor fatigue count it."""
 
 
 class ConsentWord(NamedTuple):
@@ -123,13 +125,15 @@ PICKLED_FIELDS = (
     "windows",
     "watches",
     "attributes",
+    "identifier_kinds",
+    "bounced",
 )
 """:class:`CustomerState`'s fields (its ``__slots__``), in the order a pickled state holds
 their values: fields added later come last, so an older snapshot (fewer values) still
 reads."""
-LATER_DEFAULTS = ((), ())
-"""The values of the fields added after 0.4.0 (``watches``, then ``attributes``), for a
-snapshot written before them."""
+LATER_DEFAULTS = ((), (), (), ())
+"""The values of the fields added after 0.4.0 (``watches``, ``attributes``, then
+``identifier_kinds`` and ``bounced``), for a snapshot written before them."""
 
 
 @dataclass(slots=True)
@@ -191,6 +195,10 @@ class CustomerState:
         """Events handled: orders two words said at the same event time."""
         self.attributes: tuple[AttributeWord, ...] = ()
         """The latest statement of each attribute, by name (:mod:`operators.attributes`)."""
+        self.identifier_kinds: tuple[str, ...] = ()
+        """The identifier types the profile holds (:mod:`operators.reachability`)."""
+        self.bounced: tuple[tuple[str, int], ...] = ()
+        """(channel, when a send on it bounced), for the channels unreachable since."""
         self.watches: tuple[Watch, ...] = ()
         """Decisions waiting for a conversion (:mod:`operators.conversions`), oldest first.
         Immutable, replaced on change: most customers wait for none, and an empty list each

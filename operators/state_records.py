@@ -59,6 +59,8 @@ def state_to_record(state: CustomerState) -> dict[str, Any]:
         "seq": state.seq,
         "watches": [list(watch) for watch in state.watches],
         "attributes": [list(word) for word in state.attributes],
+        "identifier_kinds": list(state.identifier_kinds),
+        "bounced": [list(bounce) for bounce in state.bounced],
     }
 
 
@@ -88,8 +90,8 @@ def state_from_record(record: dict[str, Any]) -> CustomerState:
         (n, v): Spell(int(start), int(until)) for n, v, start, until in record["suppressions"]
     }
     state.sends = [
-        Send(int(at), str(i), str(a), str(c), str(k), g, bool(held and held[0]))
-        for at, i, a, c, k, g, *held in record["sends"]
+        Send(int(at), str(i), str(a), str(c), str(k), g, *(bool(flag) for flag in flags))
+        for at, i, a, c, k, g, *flags in record["sends"]
     ]
     state.deferred = {MomentKey(name, group): int(due) for name, group, due in record["deferred"]}
     if record["timezone"] is not None:
@@ -106,4 +108,6 @@ def state_from_record(record: dict[str, Any]) -> CustomerState:
         AttributeWord(str(name), str(value), int(at))
         for name, value, at in record.get("attributes", ())
     )
+    state.identifier_kinds = tuple(str(kind) for kind in record.get("identifier_kinds", ()))
+    state.bounced = tuple((str(c), int(at)) for c, at in record.get("bounced", ()))
     return state

@@ -1,5 +1,5 @@
-"""Holdouts, conversions and eligibility in Kafka mode: the same records as replay,
-conversions on their own topic."""
+"""Holdouts, conversions, eligibility and reachability in Kafka mode: the same records as
+replay, conversions on their own topic."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from operators.policy_load import load_policy
 from tests.integration.test_kafka_flow import recent_stream, replay_prediction
 from tests.measurement import measured_policy_text
 from tests.unit.test_eligibility import SECTIONS as ELIGIBILITY
+from tests.unit.test_reachability import SECTION as REACHABILITY
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,7 @@ def test_kafka_mode_holds_out_converts_and_refuses_the_ineligible_as_replay_pred
     topics, flows, tmp_path
 ):
     policy_path = tmp_path / "measured.yaml"
-    policy_path.write_text(measured_policy_text(GENEROUS + ELIGIBILITY))
+    policy_path.write_text(measured_policy_text(GENEROUS + ELIGIBILITY + REACHABILITY))
     policy = load_policy(policy_path.read_text())
     topics.create(policy, partitions=2)
     events = recent_stream(customers=300, count=6000, seed=21)
@@ -48,5 +49,7 @@ def test_kafka_mode_holds_out_converts_and_refuses_the_ineligible_as_replay_pred
     assert "no-marketing-in-collections" in {
         d.get("rule") for d in decisions if d["outcome"] == "ineligible"
     }
+    unreachable = [d for d in decisions if d["outcome"] == "unreachable"]
+    assert unreachable and all(d["reason"].startswith("unreachable: no ") for d in unreachable)
     conversions = [orjson.loads(v) for v in predicted["conversions"]]
     assert {c["outcome"] for c in conversions} == {"sent", "held_out"}

@@ -48,3 +48,52 @@ def test_only_customers_in_iberia_are_offered_a_loan(tmp_path, replay):
     assert [a["customer_id"] for a in result.lines("actions.email.jsonl")] == [
         by_event["es"]["customer_id"]
     ]
+
+
+def test_a_bounced_email_is_not_used_again_until_the_customer_gives_a_new_one(tmp_path, replay):
+    """Through the real identity step: the profile's identifier types reach the decision,
+    and a new email stated by a later event makes the channel reachable again."""
+    from tests.conftest import event_dict, write_jsonl
+    from tests.unit.test_reachability import SECTION
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(measured_policy_text(SECTION))
+
+    def views(product, day, **identifiers):
+        return [
+            event_dict(
+                "product_view",
+                f"2026-11-{day}T10:{m:02d}:00Z",
+                {"product_id": product},
+                f"{product}-{m}",
+                **identifiers,
+            )
+            for m in (0, 10, 20)
+        ]
+
+    ana = {"loyalty_id": "L-1", "email": "ana@example.com"}
+    grant = event_dict("consent_changed", "2026-11-01T09:00:00Z", GRANT, "g", **ana)
+    browser = views("p-0", "09", anonymous_id="browser-9")  # nobody to write to
+    first = [grant, *browser, *views("p-1", "10", **ana)]
+    ran = replay(write_jsonl(tmp_path / "first.jsonl", first), policy=policy)
+    assert ran.returncode == 0, ran.stderr
+    (sent,) = ran.lines("actions.email.jsonl")
+    bounce = event_dict(
+        "feedback", "2026-11-10T12:00:00Z", {"action_id": sent["action_id"], "outcome": "bounced"}
+    )
+    bounce.pop("identifiers")
+    new_email = {"loyalty_id": "L-1", "email": "ana.new@example.com"}
+    story = [*first, bounce, *views("p-2", "11", **ana), *views("p-3", "12", **new_email)]
+    result = replay(write_jsonl(tmp_path / "story.jsonl", story), policy=policy)
+    assert result.returncode == 0, result.stderr
+    told = [
+        (d["triggered_by"][0].split("-")[1], d["outcome"], d.get("channel"), d["reason"])
+        for d in result.lines("decisions.jsonl")
+    ]
+    assert told == [
+        ("0", "unreachable", None, "unreachable: no device_id for push; no email for email"),
+        ("1", "sent", "email", "eligible"),
+        ("2", "unreachable", None, "unreachable: no device_id for push; email bounced"),
+        ("3", "sent", "email", "eligible"),
+    ]
+    assert result.summary()["decisions"]["unreachable"] == 2

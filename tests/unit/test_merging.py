@@ -91,6 +91,9 @@ def test_a_state_survives_its_json_record_unchanged(policy):
     state.timezone = ("Asia/Tokyo", 6)
     state.watches = (Watch(9, "purchase", "cus_x.product_nudge.0", "product_nudge", True, 8),)
     state.attributes = (AttributeWord("region", "ES", 4),)
+    state.identifier_kinds = ("device_id", "email")
+    state.bounced = (("email", 3),)
+    state.sends = [state.sends[0]._replace(bounced=True), *state.sends[1:]] if state.sends else []
     empty = [name for name in CustomerState.__slots__ if not getattr(state, name)]
     assert empty == [], "the record round trip should cover every part of the state"
     record = orjson.loads(orjson.dumps(state_to_record(state)))

@@ -31,12 +31,15 @@ def full_journey():
             "sends",
             "watches",
             "attributes",
+            "identifier_kinds",
+            "bounced",
         ):
             getattr(state, name)[f"k{n}"] = n  # every part holds something
     state.moments[MomentKey("browse_intent", "p-1")] = OpenMoment(40.0, 5, "e1", ("s",), ("e1",))
     state.pending["inactive"] = PendingAbsence(9, "e2", 3)
     state.watches = (Watch(9, "purchase", "cus_ana.product_nudge.0", "product_nudge", True, 8),)
     state.attributes = (AttributeWord("region", "ES", 4),)
+    state.identifier_kinds, state.bounced = ("email",), (("email", 6),)
     state.seq, state.last_event_at, state.timezone = 7, 11, ("Europe/Madrid", 11)
     event = make_event("page_view", "2026-11-20T10:00:00Z")
     return Journey(
@@ -71,12 +74,14 @@ def test_every_field_is_pickled():
 def test_snapshots_of_0_4_0_and_0_5_0_without_the_later_fields_still_read():
     state = full_journey().state
     _, (values,) = state.__reduce__()
-    assert PICKLED_FIELDS[-2:] == ("watches", "attributes")
-    of_0_4_0 = restored_state(values[:-2])
-    assert (of_0_4_0.watches, of_0_4_0.attributes) == ((), ())
-    assert of_0_4_0.__getstate__()[:-2] == values[:-2]
-    of_0_5_0 = restored_state(values[:-1])
+    later = ("watches", "attributes", "identifier_kinds", "bounced")
+    assert PICKLED_FIELDS[-4:] == later
+    of_0_4_0 = restored_state(values[:-4])
+    assert tuple(getattr(of_0_4_0, name) for name in later) == ((), (), (), ())
+    assert of_0_4_0.__getstate__()[:-4] == values[:-4]
+    of_0_5_0 = restored_state(values[:-3])
     assert of_0_5_0.watches == state.watches and of_0_5_0.attributes == ()
+    assert of_0_5_0.identifier_kinds == () and of_0_5_0.bounced == ()
 
 
 def test_a_journey_pickled_by_0_4_0_goes_on_as_one_built_now():
