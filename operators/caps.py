@@ -22,7 +22,7 @@ def full_cap(
         if not cap.matches(action, channel, category):
             continue
         counted: dict[str, int] = {}
-        for at, action_id, sent_action, sent_channel, sent_category, _, _, bounced in sends:
+        for at, action_id, sent_action, sent_channel, sent_category, _, _, bounced, _ in sends:
             if bounced:
                 continue
             if now - cap.window < at < now + cap.window and cap.matches(

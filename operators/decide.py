@@ -20,6 +20,7 @@ from operators.cooldowns import cooling_until, start_cooldown
 from operators.decay import falls_below_at
 from operators.eligibility import ineligible_by
 from operators.fast_init import fast_init
+from operators.fatigue import fatigued_by
 from operators.holdouts import GLOBAL, holdout_of
 from operators.model import Action, Conversion, Decision, Outcome
 from operators.moments import value_now
@@ -154,6 +155,24 @@ def _held_on(
         return Verdict(
             action, key, moment, value, Outcome.SUPPRESSED, reason, channel, None, name, until
         )
+    if policy.fatigue:
+        fatigue = fatigued_by(policy, state, action, channel, now)
+        if fatigue is not None:
+            rule, until = fatigue
+            ignored = f"last {rule.ignored} sends" if rule.ignored > 1 else "last send"
+            reason = f"suppressed by {rule.name} until {format_ms(until)}: {ignored} ignored"
+            return Verdict(
+                action,
+                key,
+                moment,
+                value,
+                Outcome.SUPPRESSED,
+                reason,
+                channel,
+                None,
+                rule.name,
+                until,
+            )
     if action.consent is not None and not has_consent(state, action.consent, channel):
         reason = f"no {action.consent} consent on {channel}"
         return Verdict(action, key, moment, value, Outcome.NO_CONSENT, reason, channel)

@@ -2,8 +2,8 @@
 
 It may start suppressions (a complaint), revoke consent (an unsubscribe) and, when
 the customer acted on the action (clicked, converted), close its moment, so no
-other channel repeats it (cross-channel continuity). A bounce uncounts the send and
-makes its channel unreachable.
+other channel repeats it (cross-channel continuity); an open, click or conversion marks
+the send engaged (fatigue). A bounce uncounts the send and makes its channel unreachable.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from operators.model import Event
 from operators.moments import close_moment
 from operators.policy import Policy
 from operators.reachability import record_bounce
-from operators.sends import mark_bounced, sent
+from operators.sends import mark_bounced, mark_engaged, sent
 from operators.state import CustomerState, Group, MomentKey
 from operators.suppression import start_suppressions
 
 ACTED_ON = frozenset({"clicked", "converted"})
+ENGAGED = frozenset({"opened", *ACTED_ON})
+"""The customer did not ignore the send (:mod:`operators.fatigue`)."""
 BOUNCED = "bounced"
 """The send reached nobody: caps stop counting it, and its channel becomes unreachable
 (:mod:`operators.reachability`)."""
@@ -45,6 +47,8 @@ def apply_feedback(policy: Policy, state: CustomerState, event: Event) -> None:
         if isinstance(channel, str):
             revoke_consent(policy, state, channel, purpose, event.time)
     action_id = props.get("action_id")
+    if outcome in ENGAGED and isinstance(action_id, str):
+        mark_engaged(state, action_id, event.time)
     if outcome in ACTED_ON and isinstance(action_id, str):
         _acted_on(policy, state, action_id)
     elif outcome == BOUNCED and isinstance(action_id, str):

@@ -178,6 +178,30 @@ class EligibilityRule:
 
 
 @dataclass(frozen=True, slots=True)
+class FatigueRule:
+    """A customer who ignores what we send hears from us less (see :mod:`operators.fatigue`):
+    a matching send (every field given must match, as for a cap) is ignored when
+    ``engaged_within`` ms pass with no engagement with it; while the last ``ignored``
+    matching sends within ``within`` ms were all ignored, matching actions are held back."""
+
+    name: str
+    channel: str | None
+    category: str | None
+    action: str | None
+    ignored: int
+    within: int
+    engaged_within: int
+
+    def matches(self, action: str, channel: str, category: str) -> bool:
+        """Whether a send of ``action`` on ``channel`` is one this rule counts or holds back."""
+        return (
+            (self.channel is None or channel == self.channel)
+            and (self.category is None or category == self.category)
+            and (self.action is None or action == self.action)
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Holdouts:
     """Customers deliberately not sent, to measure what sending adds (see
     :mod:`operators.holdouts`)."""
@@ -254,6 +278,10 @@ class Policy:
     """Action -> the eligibility rules that apply to it, in policy order."""
     reachability: Mapping[str, frozenset[str]]
     """Channel -> the identifier types that reach it (channels not here always reach)."""
+    fatigue: tuple[FatigueRule, ...]
+    longest_send_memory: int
+    """How long a send is remembered: the longest cap or fatigue window, or the feedback
+    window (:data:`operators.sends.FEEDBACK_WINDOW`) if longer."""
     holdouts: Holdouts | None
     conversions_by_type: Mapping[str, ConversionSpec]
     conversions_by_action: Mapping[str, tuple[ConversionSpec, ...]]

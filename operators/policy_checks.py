@@ -31,6 +31,8 @@ _DURATION_FIELDS = (
     ("ingest", "allowed_lateness"),
     ("customers", "evict_idle_after"),
     ("quiet_hours", "release_over"),
+    ("fatigue", "*", "within"),
+    ("fatigue", "*", "engaged_within"),
     ("conversions", "*", "within"),
 )
 _NUMBER_FIELDS = (
@@ -80,7 +82,9 @@ def reference_problems(document: dict[str, Any]) -> Problems:
     yield from _each(_items(document, "actions"), _action_problems, defined)
     yield from _each(_items(document, "quiet_hours"), _quiet_hours_problems, defined)
     yield from _each(_items(document, "caps"), _cap_problems, defined)
-    yield from _each(_items(document, "suppressions"), _suppression_problems, defined, set())
+    held_back_by: set[str] = set()
+    yield from _each(_items(document, "suppressions"), _suppression_problems, defined, held_back_by)
+    yield from _each(_items(document, "fatigue"), _fatigue_problems, defined, held_back_by)
     yield from _each(_items(document, "attributes"), _attribute_problems)
     attributes = set(_names_in(document.get("attributes")))
     yield from _each(
@@ -204,6 +208,31 @@ def _suppression_problems(
         yield (
             ("suppressions", index, "suppress", "same"),
             ("must start with properties. or context."),
+        )
+
+
+def _fatigue_problems(
+    index: int, rule: dict[str, Any], defined: Defined, seen: set[str]
+) -> Problems:
+    """A fatigue rule must have a name no suppression or earlier rule in ``seen`` has (both
+    are a decision's ``rule``), match defined channels, categories and actions, and give a
+    send less time to be answered than the window it is counted in."""
+    name = rule.get("name")
+    if isinstance(name, str):
+        if name in seen:
+            yield ("fatigue", index, "name"), f"a suppression or fatigue rule is named {name!r} too"
+        seen.add(name)
+    match = rule.get("match", {})
+    for key, known in _selectable(defined):
+        if key in match and match[key] not in known:
+            yield ("fatigue", index, "match", key), f"names no {key}: {match[key]!r}"
+    if _is_zero(rule["within"]):
+        yield ("fatigue", index, "within"), "must be longer than 0"
+    if parse_duration_ms(rule["engaged_within"]) >= parse_duration_ms(rule["within"]):
+        yield (
+            ("fatigue", index, "engaged_within"),
+            f"must be shorter than within ({rule['within']}): a send is only found ignored "
+            "once engaged_within has passed, and it must still be within then",
         )
 
 
@@ -353,7 +382,7 @@ def _items(document: dict[str, Any], section: str) -> list[tuple[Any, Any]]:
 
 
 def _selectable(defined: Defined) -> tuple[tuple[str, set[str]], ...]:
-    """What caps and suppressions select by, with the names each may take."""
+    """What caps, suppressions and fatigue rules select by, with the names each may take."""
     return (
         ("channel", defined.channels),
         ("category", defined.categories),

@@ -22,6 +22,7 @@ from operators.policy import (
     ConversionSpec,
     CountingSignal,
     EligibilityRule,
+    FatigueRule,
     Holdouts,
     MomentSpec,
     Policy,
@@ -29,6 +30,7 @@ from operators.policy import (
     SuppressionSpec,
     TextSignal,
 )
+from operators.sends import FEEDBACK_WINDOW
 from operators.text import PhraseMatcher
 
 Spec = Mapping[str, Any]
@@ -76,6 +78,7 @@ def compile_policy(document: Mapping[str, Any], version: str) -> Policy:
     )
     event_types, max_bytes, skew, lateness, dead_letter_late = _ingest(document)
     conversions = _conversions(document.get("conversions", {}))
+    fatigue = _fatigue(document.get("fatigue", ()))
     return Policy(
         version=version,
         channels=tuple(document["channels"]),
@@ -116,6 +119,12 @@ def compile_policy(document: Mapping[str, Any], version: str) -> Policy:
         eligibility_by_action=_eligibility(document.get("eligibility", ()), actions),
         reachability=MappingProxyType(
             {c: frozenset(kinds) for c, kinds in document.get("reachability", {}).items()}
+        ),
+        fatigue=fatigue,
+        longest_send_memory=max(
+            FEEDBACK_WINDOW,
+            *(cap.window for cap in caps),
+            *(rule.within for rule in fatigue),
         ),
         holdouts=_holdouts(document.get("holdouts")),
         conversions_by_type=MappingProxyType({c.type: c for c in conversions}),
@@ -283,6 +292,22 @@ def _caps(section: Iterable[Spec]) -> tuple[CapSpec, ...]:
             window=parse_duration_ms(cap["window"]),
         )
         for cap in section
+    )
+
+
+def _fatigue(section: Iterable[Spec]) -> tuple[FatigueRule, ...]:
+    """The ``fatigue`` section, in order."""
+    return tuple(
+        FatigueRule(
+            name=rule["name"],
+            channel=rule.get("match", {}).get("channel"),
+            category=rule.get("match", {}).get("category"),
+            action=rule.get("match", {}).get("action"),
+            ignored=rule["ignored"],
+            within=parse_duration_ms(rule["within"]),
+            engaged_within=parse_duration_ms(rule["engaged_within"]),
+        )
+        for rule in section
     )
 
 

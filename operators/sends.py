@@ -24,9 +24,9 @@ def record_send(
     now: int,
     held_out: bool = False,
 ) -> None:
-    """Remember a send, or a held-out one (caps count it once per action id); older sends
-    than any cap's window and the feedback window are dropped."""
-    horizon = now - max(policy.longest_cap_window, FEEDBACK_WINDOW)
+    """Remember a send, or a held-out one (caps count it once per action id); sends older
+    than :attr:`Policy.longest_send_memory` are dropped."""
+    horizon = now - policy.longest_send_memory
     kept = [s for s in state.sends if s.at > horizon and s.action_id != action_id]
     kept.append(Send(now, action_id, action.name, channel, action.category, group, held_out))
     kept.sort(key=_order)
@@ -58,19 +58,37 @@ def mark_bounced(state: CustomerState, action_id: str) -> Send | None:
     return send
 
 
+def mark_engaged(state: CustomerState, action_id: str, at: int) -> None:
+    """The customer opened, clicked or converted on the send with ``action_id`` at ``at``;
+    the earliest such word is kept (what fatigue asks is whether it came in time)."""
+    send = sent(state, action_id)
+    if send is not None and (send.engaged_at is None or at < send.engaged_at):
+        state.sends = [s._replace(engaged_at=at) if s is send else s for s in state.sends]
+
+
 def counted_until(policy: Policy, state: CustomerState) -> int | None:
-    """Until when the latest send still counts against some cap."""
-    if state.sends and policy.caps:
-        return state.sends[-1].at + policy.longest_cap_window
+    """Until when the latest send still counts against some cap or fatigue rule."""
+    if state.sends and (policy.caps or policy.fatigue):
+        longest = max([policy.longest_cap_window, *(rule.within for rule in policy.fatigue)])
+        return state.sends[-1].at + longest
     return None
 
 
 def merge_sends(survivor: CustomerState, retired: CustomerState) -> None:
-    """Sends count once each (by action id) against the caps."""
+    """Sends count once each (by action id) against the caps; what either profile heard
+    about a send (bounced, engaged) stays known."""
     sends = {send.action_id: send for send in survivor.sends}
     for send in retired.sends:
-        sends.setdefault(send.action_id, send)
+        known = sends.get(send.action_id)
+        sends[send.action_id] = send if known is None else _combined(known, send)
     survivor.sends = sorted(sends.values(), key=_order)[-MAX_SENDS:]
+
+
+def _combined(kept: Send, other: Send) -> Send:
+    engaged = [at for at in (kept.engaged_at, other.engaged_at) if at is not None]
+    return kept._replace(
+        bounced=kept.bounced or other.bounced, engaged_at=min(engaged) if engaged else None
+    )
 
 
 def _order(send: Send) -> tuple[int, str]:

@@ -44,6 +44,8 @@ class Send(NamedTuple):
     """Held out by a holdout: caps count it, but nothing reached a channel."""
     bounced: bool = False
     """The channel said it bounced: it reached nobody, so neither caps nor fatigue count it."""
+    engaged_at: int | None = None
+    """When the customer first opened, clicked or converted on it (feedback's event time)."""
 
 
 class ConsentWord(NamedTuple):

@@ -89,10 +89,7 @@ def state_from_record(record: dict[str, Any]) -> CustomerState:
     state.suppressions = {
         (n, v): Spell(int(start), int(until)) for n, v, start, until in record["suppressions"]
     }
-    state.sends = [
-        Send(int(at), str(i), str(a), str(c), str(k), g, *(bool(flag) for flag in flags))
-        for at, i, a, c, k, g, *flags in record["sends"]
-    ]
+    state.sends = [_send(fields) for fields in record["sends"]]
     state.deferred = {MomentKey(name, group): int(due) for name, group, due in record["deferred"]}
     if record["timezone"] is not None:
         name, at = record["timezone"]
@@ -111,3 +108,23 @@ def state_from_record(record: dict[str, Any]) -> CustomerState:
     state.identifier_kinds = tuple(str(kind) for kind in record.get("identifier_kinds", ()))
     state.bounced = tuple((str(c), int(at)) for c, at in record.get("bounced", ()))
     return state
+
+
+def _send(fields: list[Any]) -> Send:
+    """A send from its record (older records end before ``held_out``, ``bounced`` or
+    ``engaged_at``)."""
+    at, action_id, action, channel, category, group, *flags = fields
+    held_out = len(flags) > 0 and bool(flags[0])
+    bounced = len(flags) > 1 and bool(flags[1])
+    engaged_at = flags[2] if len(flags) > 2 else None
+    return Send(
+        int(at),
+        str(action_id),
+        str(action),
+        str(channel),
+        str(category),
+        group,
+        held_out,
+        bounced,
+        int(engaged_at) if engaged_at is not None else None,
+    )

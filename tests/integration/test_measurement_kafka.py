@@ -1,5 +1,5 @@
-"""Holdouts, conversions, eligibility and reachability in Kafka mode: the same records as
-replay, conversions on their own topic."""
+"""Holdouts, conversions, eligibility, reachability and fatigue in Kafka mode: the same
+records as replay, conversions on their own topic."""
 
 from __future__ import annotations
 
@@ -22,13 +22,18 @@ holdouts:
 conversions:
   purchase: {within: 3d}
 """
+FATIGUE = """
+fatigue:
+  - {name: ignoring-us, match: {}, ignored: 2, within: 12h, engaged_within: 1h}
+"""
+"""Short enough for a day of traffic (nobody answers: the generator writes no feedback)."""
 
 
 def test_kafka_mode_holds_out_converts_and_refuses_the_ineligible_as_replay_predicts(
     topics, flows, tmp_path
 ):
     policy_path = tmp_path / "measured.yaml"
-    policy_path.write_text(measured_policy_text(GENEROUS + ELIGIBILITY + REACHABILITY))
+    policy_path.write_text(measured_policy_text(GENEROUS + ELIGIBILITY + REACHABILITY + FATIGUE))
     policy = load_policy(policy_path.read_text())
     topics.create(policy, partitions=2)
     events = recent_stream(customers=300, count=6000, seed=21)
@@ -51,5 +56,7 @@ def test_kafka_mode_holds_out_converts_and_refuses_the_ineligible_as_replay_pred
     }
     unreachable = [d for d in decisions if d["outcome"] == "unreachable"]
     assert unreachable and all(d["reason"].startswith("unreachable: no ") for d in unreachable)
+    fatigued = [d for d in decisions if d.get("rule") == "ignoring-us"]
+    assert fatigued and {d["outcome"] for d in fatigued} == {"suppressed"}
     conversions = [orjson.loads(v) for v in predicted["conversions"]]
     assert {c["outcome"] for c in conversions} == {"sent", "held_out"}

@@ -97,3 +97,53 @@ def test_a_bounced_email_is_not_used_again_until_the_customer_gives_a_new_one(tm
         ("3", "sent", "email", "eligible"),
     ]
     assert result.summary()["decisions"]["unreachable"] == 2
+
+
+def test_a_customer_who_ignores_three_nudges_hears_no_more_marketing_for_a_while(tmp_path, replay):
+    """Fatigue through replay: Ana opens nothing and is held back; Bo opens one nudge in
+    time and keeps hearing from us; the feedback names only the action id."""
+    from tests.conftest import event_dict, write_jsonl
+    from tests.unit.test_fatigue import SECTION
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(measured_policy_text(SECTION))
+    story = []
+    for who in ("ana", "bo"):
+        email = {"email": f"{who}@example.com"}
+        story.append(event_dict("consent_changed", "2026-11-01T09:00:00Z", GRANT, who, **email))
+        for n, day in enumerate(("01", "04", "08", "11")):
+            story += [
+                event_dict(
+                    "product_view",
+                    f"2026-11-{day}T10:{m:02d}:00Z",
+                    {"product_id": f"p-{n}"},
+                    f"{who}-{n}-{m}",
+                    **email,
+                )
+                for m in (0, 10, 20)
+            ]
+    story.sort(key=lambda e: e["timestamp"])
+    first = replay(write_jsonl(tmp_path / "first.jsonl", story), policy=policy)
+    assert first.returncode == 0, first.stderr
+    bos = [a for a in first.lines("actions.push.jsonl") if a["triggered_by"][0].startswith("bo")]
+    opened = event_dict(
+        "feedback", "2026-11-05T08:00:00Z", {"action_id": bos[1]["action_id"], "outcome": "opened"}
+    )
+    opened.pop("identifiers")
+    story = sorted([*story, opened], key=lambda e: e["timestamp"])
+    result = replay(write_jsonl(tmp_path / "story.jsonl", story), policy=policy)
+    assert result.returncode == 0, result.stderr
+    told = sorted(
+        (d["triggered_by"][0][:-2], d["outcome"], d.get("rule"), d.get("until"))
+        for d in result.lines("decisions.jsonl")
+    )
+    assert told == [
+        ("ana-0", "sent", None, None),
+        ("ana-1", "sent", None, None),
+        ("ana-2", "sent", None, None),
+        ("ana-3", "suppressed", "ignoring-marketing", "2026-11-15T10:20:00Z"),
+        ("bo-0", "sent", None, None),
+        ("bo-1", "sent", None, None),
+        ("bo-2", "sent", None, None),
+        ("bo-3", "sent", None, None),
+    ]
