@@ -45,7 +45,15 @@ def read_policy(path: str) -> Policy:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise CommandError(f"cannot read policy {path}: not UTF-8 text") from None
-    return load_policy(text, path)
+    policy = load_policy(text, path)
+    retention = policy.document.get("identity", {}).get("retention")
+    if retention is not None:
+        print(
+            f"warning: {path}: identity.retention ({retention}) is read but not enforced yet: "
+            "profiles stay in the identity graph (see README, Known limits)",
+            file=sys.stderr,
+        )
+    return policy
 
 
 def _timestamp(text: str) -> int:
@@ -126,6 +134,14 @@ def _replay(args: argparse.Namespace) -> int:
             f"{sum(summary['decisions'].values())} decisions -> {args.out}",
             file=sys.stderr,
         )
+        for name, reasons in summary.get("bad_dates", {}).items():
+            if any(reasons.values()):
+                told = ", ".join(f"{n} {reason}" for reason, n in reasons.items() if n)
+                print(
+                    f"note: {name}: {told} (events that start it without a usable date "
+                    "start no timer; see summary.json bad_dates)",
+                    file=sys.stderr,
+                )
         if summary["late_events"]:
             what = (
                 "went to dlq.jsonl as late_event"

@@ -78,6 +78,7 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter | Progress, Sou
         self._index = index
         self._ingestor = Ingestor(policy, clock)
         self._known = metrics.type_labels(policy)
+        self._dated = policy if policy.date_signals else None
         self._stop_at_end = stop_at_end
         self._ended = False
         self._awake: datetime | None = None
@@ -156,6 +157,8 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter | Progress, Sou
             self._offset = (offset if offset is not None else self._offset) + 1
             caught_up = False
         metrics.count_ingested(ok, bad, self._known)
+        if self._dated is not None:
+            metrics.count_bad_dates(self._dated, ok)
         self._awake = None if messages else datetime.now(UTC) + IDLE_POLL
         self._caught_up = caught_up
         batch.extend(

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from operators.dates import REASONS as DATE_REASONS
+from operators.dates import bad_dates
 from operators.model import Event
 from operators.policy import Policy
 
@@ -71,6 +73,12 @@ PROCESSING = Histogram(
     "Wall time from reading a record to writing the decisions it caused",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+BAD_DATES = Counter(
+    "concierge_bad_dates",
+    "Events that start a date signal but carry no usable date (missing, or not an RFC 3339 "
+    "date-time or date), by signal and reason: no timer starts, an earlier one stays",
+    ["signal", "reason"],
+)
 LATE_EVENTS = Counter(
     "concierge_late_events",
     "Events further behind their input's clock than the policy's allowed_lateness (kept but "
@@ -134,11 +142,32 @@ def type_labels(policy: Policy) -> frozenset[str]:
     for absence in policy.absence_signals:
         named.update(absence.on or ())
         named.update(absence.unless or ())
+    for dated in policy.date_signals:
+        named.update(dated.on)
+        named.update(dated.unless or ())
     for text in policy.text_signals:
         named.update(text.on)
     if policy.event_types is not None:
         named.update(policy.event_types)
     return frozenset(named)
+
+
+def declare_dates(policy: Policy) -> None:
+    """Start the bad-date counter at zero for every date signal and reason."""
+    for signal in policy.date_signals:
+        for reason in DATE_REASONS:
+            BAD_DATES.labels(signal.name, reason)
+
+
+def count_bad_dates(policy: Policy, events: Iterable[Event]) -> Tally[tuple[str, str]]:
+    """Count the events of one batch that start a date signal without a usable date; the
+    (signal, reason) tally."""
+    found: Tally[tuple[str, str]] = Tally(
+        bad for event in events for bad in bad_dates(policy, event)
+    )
+    for (signal, reason), n in found.items():
+        BAD_DATES.labels(signal, reason).inc(n)
+    return found
 
 
 def declare_measurement(policy: Policy) -> None:

@@ -32,11 +32,12 @@ from flows import measure
 from flows.action_key import load_action_key
 from flows.identity import IdentityConfig
 from flows.journey import JourneyConfig
-from flows.metrics import count_ingested, type_labels
+from flows.metrics import count_bad_dates, count_ingested, type_labels
 from flows.orchestrator import build_flow
 from flows.progress import InputFrontier
 from operators.action_ids import keyed
 from operators.alignment import Progress, alignment_time
+from operators.dates import REASONS as DATE_REASONS
 from operators.handover import Transfer
 from operators.identity_graph import DictStore
 from operators.ingest import Ingestor
@@ -74,6 +75,8 @@ class ReplayStats:
     """For each action sent: (its customer, the customer's actions in the 7 days up to it)."""
     decisions: Counter[str] = field(default_factory=Counter)
     audit: int = 0
+    bad_dates: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Events that start a date signal without a usable date, by (signal, reason)."""
 
     def summary(self, policy: Policy) -> dict[str, Any]:
         return {
@@ -85,6 +88,13 @@ class ReplayStats:
             "decisions": dict(sorted(self.decisions.items())),
             "audit": self.audit,
             "policy_version": policy.version,
+        } | ({"bad_dates": self._bad_dates(policy)} if policy.date_signals else {})
+
+    def _bad_dates(self, policy: Policy) -> dict[str, dict[str, int]]:
+        """Per date signal, per reason (both at zero when all was well)."""
+        return {
+            signal.name: {reason: self.bad_dates[signal.name, reason] for reason in DATE_REASONS}
+            for signal in policy.date_signals
         }
 
 
@@ -191,6 +201,7 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None
         self._name = str(path)
         self._ingestor = Ingestor(policy)
         self._known = type_labels(policy)
+        self._dated = policy if policy.date_signals else None
         self._frontier = frontier
         self._until = until
         self._stats = stats
@@ -226,6 +237,8 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None
         self._stats.dead_letters += len(bad)
         self._stats.late_events += sum(1 for e in ok if e.late) + bad.count("late_event")
         count_ingested(ok, bad, self._known)
+        if self._dated is not None:
+            self._stats.bad_dates.update(count_bad_dates(self._dated, ok))
         self._report()
         return [r for r in batch if isinstance(r, DeadLetter)]
 

@@ -120,6 +120,7 @@ def run(
         )
     policy = dataclasses.replace(policy, action_ids=keyed(secret))
     metrics.declare_measurement(policy)
+    metrics.declare_dates(policy)
     if metrics_port:
         try:
             metrics.serve(metrics_port)

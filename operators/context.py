@@ -10,6 +10,7 @@ from __future__ import annotations
 from operators.absences import watch_absences
 from operators.attributes import record_attributes
 from operators.consent import record_consent
+from operators.dates import watch_dates
 from operators.feedback import apply_feedback
 from operators.model import Event
 from operators.policy import Policy
@@ -22,7 +23,8 @@ from operators.windows import count
 
 
 def update_context(policy: Policy, state: CustomerState, event: Event) -> list[SignalFired]:
-    """Let ``event`` change the context; return the counting and text signals it fired.
+    """Let ``event`` change the context; return the counting, text and date signals it
+    fired (a date signal fires at once when its date is already within ``before``).
 
     A late event still changes consent and suppressions, cancels timers and counts as
     activity, but counts in no window and starts no absence timer: those moments have
@@ -51,6 +53,8 @@ def update_context(policy: Policy, state: CustomerState, event: Event) -> list[S
         if named is not None:
             fired.append(named)
     watch_absences(state, policy.absence_signals, event, start=not event.late)
+    if policy.date_signals:
+        fired.extend(watch_dates(policy, state, event, start=not event.late))
     if state.last_event_at is None or event.time > state.last_event_at:
         state.last_event_at = event.time
     return fired

@@ -44,6 +44,19 @@ class AbsenceSignal:
 
 
 @dataclass(frozen=True, slots=True)
+class DateSignal:
+    """Fires ``before`` ms ahead of the instant an ``on`` event carries at ``at``, unless an
+    ``unless`` event (any event when ``unless`` is None) comes after it; no ``unless``
+    is an empty set (see :mod:`operators.dates`)."""
+
+    name: str
+    on: frozenset[str]
+    at: tuple[str, ...]
+    before: int
+    unless: frozenset[str] | None
+
+
+@dataclass(frozen=True, slots=True)
 class TextSignal:
     """Fires when the text at ``text_field`` of an ``on`` event names one of ``phrases``."""
 
@@ -240,6 +253,7 @@ class Policy:
     counting_by_type: Mapping[str, tuple[CountingSignal, ...]]
     counting: Mapping[str, CountingSignal]
     absence_signals: tuple[AbsenceSignal, ...]
+    date_signals: tuple[DateSignal, ...]
     text_signals: tuple[TextSignal, ...]
     text_by_type: Mapping[str, tuple[TextSignal, ...]]
     suppressions: Mapping[str, SuppressionSpec]

@@ -23,6 +23,7 @@ MAX_DURATION = parse_duration_ms("3650d")
 _DURATION_FIELDS = (
     ("signals", "*", "within"),
     ("signals", "*", "after"),
+    ("signals", "*", "before"),
     ("moments", "*", "half_life"),
     ("actions", "*", "cooldown"),
     ("caps", "*", "window"),
@@ -30,6 +31,7 @@ _DURATION_FIELDS = (
     ("ingest", "max_future_skew"),
     ("ingest", "allowed_lateness"),
     ("customers", "evict_idle_after"),
+    ("identity", "retention"),
     ("quiet_hours", "release_over"),
     ("fatigue", "*", "within"),
     ("fatigue", "*", "engaged_within"),
@@ -106,12 +108,13 @@ def _timezone_problems(defaults: Any) -> Problems:
 
 
 def _signal_problems(name: str, spec: dict[str, Any]) -> Problems:
-    """A signal's durations must be longer than 0, its paths must name event fields, and
-    its phrases must have words."""
+    """A signal's windows and delays must be longer than 0 (a date signal's ``before`` may
+    be 0: it fires at the date), its paths must name event fields, and its phrases must
+    have words."""
     for key in ("within", "after"):
         if key in spec and _is_zero(spec[key]):
             yield ("signals", name, key), "must be longer than 0"
-    for key in ("group_by", "text_field"):
+    for key in ("group_by", "text_field", "at"):
         if key in spec and not spec[key].startswith(_FIELD_PREFIXES):
             yield ("signals", name, key), "must start with properties. or context."
     for index, phrase in enumerate(spec.get("matches_any", [])):

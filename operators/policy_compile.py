@@ -21,6 +21,7 @@ from operators.policy import (
     CapSpec,
     ConversionSpec,
     CountingSignal,
+    DateSignal,
     EligibilityRule,
     FatigueRule,
     Holdouts,
@@ -38,11 +39,12 @@ Signals = tuple[
     Mapping[str, tuple[CountingSignal, ...]],
     Mapping[str, CountingSignal],
     tuple[AbsenceSignal, ...],
+    tuple[DateSignal, ...],
     tuple[TextSignal, ...],
     Mapping[str, tuple[TextSignal, ...]],
 ]
-"""Counting signals by event type and by name, absence signals, text signals and those
-by event type."""
+"""Counting signals by event type and by name, absence signals, date signals, text signals
+and those by event type."""
 Moments = tuple[Mapping[str, MomentSpec], Mapping[str, tuple[MomentSpec, ...]]]
 """Moments by name, and by the signal that opens them."""
 Actions = tuple[Mapping[str, ActionSpec], Mapping[str, tuple[ActionSpec, ...]]]
@@ -63,7 +65,7 @@ Ingest = tuple[frozenset[str] | None, int, int, int, bool]
 
 def compile_policy(document: Mapping[str, Any], version: str) -> Policy:
     """Compile a schema-valid, cross-checked policy document into a :class:`Policy`."""
-    counting_by_type, counting, absence, text, text_by_type = _signals(document["signals"])
+    counting_by_type, counting, absence, dates, text, text_by_type = _signals(document["signals"])
     moments, moments_by_signal = _moments(document["moments"])
     categories = {name: float(weight) for name, weight in document["categories"].items()}
     actions, actions_by_moment = _actions(document["actions"], categories)
@@ -86,6 +88,7 @@ def compile_policy(document: Mapping[str, Any], version: str) -> Policy:
         counting_by_type=counting_by_type,
         counting=counting,
         absence_signals=absence,
+        date_signals=dates,
         text_signals=text,
         text_by_type=text_by_type,
         suppressions=suppressions,
@@ -122,9 +125,7 @@ def compile_policy(document: Mapping[str, Any], version: str) -> Policy:
         ),
         fatigue=fatigue,
         longest_send_memory=max(
-            FEEDBACK_WINDOW,
-            *(cap.window for cap in caps),
-            *(rule.within for rule in fatigue),
+            [FEEDBACK_WINDOW, *(cap.window for cap in caps), *(rule.within for rule in fatigue)]
         ),
         holdouts=_holdouts(document.get("holdouts")),
         conversions_by_type=MappingProxyType({c.type: c for c in conversions}),
@@ -140,6 +141,7 @@ def _signals(section: Mapping[str, Spec]) -> Signals:
     counting: dict[str, list[CountingSignal]] = {}
     counting_by_name: dict[str, CountingSignal] = {}
     absence: list[AbsenceSignal] = []
+    dates: list[DateSignal] = []
     text: list[TextSignal] = []
     for name, spec in section.items():
         if "at_least" in spec:
@@ -149,6 +151,8 @@ def _signals(section: Mapping[str, Spec]) -> Signals:
                 counting.setdefault(event_type, []).append(signal)
         elif "after" in spec:
             absence.append(_absence_signal(name, spec))
+        elif "before" in spec:
+            dates.append(_date_signal(name, spec))
         else:
             text.append(_text_signal(name, spec))
     text_by_type: dict[str, list[TextSignal]] = {}
@@ -159,6 +163,7 @@ def _signals(section: Mapping[str, Spec]) -> Signals:
         _frozen(counting),
         MappingProxyType(counting_by_name),
         tuple(absence),
+        tuple(dates),
         tuple(text),
         _frozen(text_by_type),
     )
@@ -183,6 +188,19 @@ def _absence_signal(name: str, spec: Spec) -> AbsenceSignal:
         on=frozenset(_names(spec["on"])) if "on" in spec else None,
         unless=None if "any" in unless else frozenset(unless),
         after=parse_duration_ms(spec["after"]),
+    )
+
+
+def _date_signal(name: str, spec: Spec) -> DateSignal:
+    """A signal with ``at`` and ``before``; ``any`` among its ``unless`` types means any
+    event, and no ``unless`` none."""
+    unless = _names(spec.get("unless", []))
+    return DateSignal(
+        name=name,
+        on=frozenset(_names(spec["on"])),
+        at=_path(spec["at"]),
+        before=parse_duration_ms(spec["before"]),
+        unless=None if "any" in unless else frozenset(unless),
     )
 
 

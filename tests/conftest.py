@@ -19,6 +19,12 @@ from operators.timefmt import parse_ms
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_POLICY = ROOT.parent / "shared" / "spec" / "reference" / "policy.yaml"
 REFERENCE_POLICY = SPEC_POLICY if SPEC_POLICY.is_file() else ROOT / "flows" / "demo_policy.yaml"
+SPEC_FULL_POLICY = SPEC_POLICY.with_name("policy-full.yaml")
+FULL_POLICY = (
+    SPEC_FULL_POLICY if SPEC_FULL_POLICY.is_file() else ROOT / "flows" / "policy_full.yaml"
+)
+"""``policy-full.yaml``: the reference policy and every section beyond it (a copy ships in
+``flows/``, kept equal to the spec's by ``tests/unit/test_policy.py``)."""
 
 _ids = itertools.count(1)
 

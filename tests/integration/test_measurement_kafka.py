@@ -1,5 +1,5 @@
-"""Holdouts, conversions, eligibility, reachability and fatigue in Kafka mode: the same
-records as replay, conversions on their own topic."""
+"""Holdouts, conversions, eligibility, reachability, fatigue and renewal dates in Kafka mode:
+the same records as replay, conversions on their own topic."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from tests.unit.test_eligibility import SECTIONS as ELIGIBILITY
 from tests.unit.test_reachability import SECTION as REACHABILITY
 
 pytestmark = pytest.mark.integration
+GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
 
 GENEROUS = """
 holdouts:
@@ -60,3 +61,61 @@ def test_kafka_mode_holds_out_converts_and_refuses_the_ineligible_as_replay_pred
     assert fatigued and {d["outcome"] for d in fatigued} == {"suppressed"}
     conversions = [orjson.loads(v) for v in predicted["conversions"]]
     assert {c["outcome"] for c in conversions} == {"sent", "held_out"}
+
+
+def test_kafka_mode_runs_policy_full_renewal_dates_on_the_wall_clock_as_replay_predicts(
+    topics, flows, tmp_path
+):
+    """``policy-full.yaml`` unchanged: a renewal date within 30 days fires at once, one 30
+    days and seconds ahead fires when the wall clock gets there, a renewal cancels its
+    timer, a past date starts nothing, and bad dates are counted by signal and reason."""
+    from datetime import timedelta
+
+    from tests.conftest import FULL_POLICY, event_dict
+    from tests.integration.conftest import stamp, wait_for
+
+    policy = load_policy(FULL_POLICY.read_text())
+    topics.create(policy, partitions=2)
+    soon = stamp(timedelta(days=30, seconds=8))
+    dates = {
+        "soon": soon,
+        "at_once": stamp(timedelta(days=10)),
+        "past": stamp(timedelta(days=-1)),
+        "renewed": soon,
+        "bad": "next spring",
+        "missing": None,
+    }
+    events = []
+    for who, date in dates.items():
+        email = {"email": f"{who}@example.com"}
+        events.append(
+            event_dict("consent_changed", stamp(timedelta(hours=-1)), GRANT, f"{who}-g", **email)
+        )
+        properties = {} if date is None else {"renewal_date": date}
+        at = stamp(timedelta(minutes=-30))
+        events.append(event_dict("renewal_scheduled", at, properties, f"{who}-r", **email))
+    at = stamp(timedelta(minutes=-10))
+    events.append(event_dict("renewed", at, {}, "renewed-done", email="renewed@example.com"))
+    topics.produce(events)
+    flow = flows(topics, policy=FULL_POLICY).start()
+
+    def renewals():
+        decided = [orjson.loads(v) for _, v, _, _ in topics.read("decisions")]
+        return {d["triggered_by"][0] for d in decided if d["action"] == "renewal_reminder"}
+
+    wait_for(lambda: "soon-r" in renewals(), 60, "the timer at the renewal date - 30d")
+    samples = wait_for(
+        lambda: (m := flow.metrics()).get("concierge_records_in_total") == len(events) and m,
+        30,
+        "the flow's metrics",
+    )
+    assert samples['concierge_bad_dates_total{reason="not_a_date",signal="renewal_due"}'] == 1
+    assert samples['concierge_bad_dates_total{reason="missing",signal="renewal_due"}'] == 1
+    code, _ = flow.terminate()
+    assert code == 0, flow.output()
+    assert renewals() == {"soon-r", "at_once-r"}
+
+    predicted = replay_prediction(events, tmp_path, FULL_POLICY)
+    for stream in ["decisions"] + [f"actions.{c}" for c in policy.channels]:
+        kafka = sorted(value for _, value, _, _ in topics.read(stream))
+        assert kafka == predicted.get(stream, []), stream

@@ -258,3 +258,45 @@ def test_an_idle_customer_is_forgotten_consent_and_all(tmp_path, replay):
     assert outcomes(result) == [("win_back_offer", "sent"), ("product_nudge", "no_consent")]
     result = story(tmp_path, replay, events)  # the default keeps a customer for a year
     assert outcomes(result) == [("win_back_offer", "sent"), ("product_nudge", "sent")]
+
+
+def test_renewal_dates_through_replay_with_policy_full_unchanged(tmp_path, replay):
+    """``policy-full.yaml`` as pinned: a plain date fires 30 days before its midnight in
+    Madrid (into quiet hours, so it leaves with the morning's spread release), a date
+    within 30 days fires at once, a renewal cancels it, and a date nobody can read is
+    counted in summary.json and told on stderr."""
+    from tests.conftest import FULL_POLICY as policy
+
+    def of(who, kind, at, date=None):
+        properties = {} if date is None else {"renewal_date": date}
+        return event_dict(kind, at, properties, f"{who}-{kind}", email=f"{who}@example.com")
+
+    events = [
+        event_dict(
+            "consent_changed", "2026-11-01T09:00:00Z", GRANT, f"{who}-g", email=f"{who}@example.com"
+        )
+        for who in ("ana", "bo", "carla", "dan")
+    ]
+    events += [
+        of("ana", "renewal_scheduled", "2026-11-02T10:00:00Z", "2027-04-15"),
+        of("bo", "renewal_scheduled", "2026-11-02T10:00:00Z", "15/04/2027"),
+        of("carla", "renewal_scheduled", "2026-11-02T10:00:00Z", "2027-01-10T09:00:00Z"),
+        of("dan", "renewal_scheduled", "2026-11-02T10:00:00Z", "2026-11-20"),
+        of("carla", "renewed", "2026-11-20T10:00:00Z"),
+    ]
+    result = story(tmp_path, replay, events, "--until", "2027-06-01T00:00:00Z", policy=policy)
+    renewals = [
+        (d["triggered_by"][0], d["at"], d["outcome"])
+        for d in result.lines("decisions.jsonl")
+        if d["action"] == "renewal_reminder"
+    ]
+    ana = [r for r in renewals if r[0] == "ana-renewal_scheduled"]
+    assert ana[0] == ("ana-renewal_scheduled", "2027-03-15T22:00:00Z", "deferred")
+    assert ana[1][2] in ("sent", "held_out")
+    assert "2027-03-16T07:00:00Z" <= ana[1][1] < "2027-03-16T07:30:00Z", "08:00 + release_over"
+    assert [r for r in renewals if r[0] == "dan-renewal_scheduled"] == [
+        ("dan-renewal_scheduled", "2026-11-02T10:00:00Z", "sent")
+    ]
+    assert {r[0] for r in renewals} == {"ana-renewal_scheduled", "dan-renewal_scheduled"}
+    assert result.summary()["bad_dates"] == {"renewal_due": {"missing": 0, "not_a_date": 1}}
+    assert "note: renewal_due: 1 not_a_date" in result.stderr

@@ -273,3 +273,11 @@ def test_a_customer_is_not_forgotten_while_a_fatigue_rule_still_counts_their_sen
     journey.state.pending.clear()  # the inactivity timer: not what this is about
     idle_a_day = dataclasses.replace(POLICY, evict_idle_after=DAY)
     assert evict_at(idle_a_day, journey.state) == sent[-1].decided_at + 14 * DAY
+
+
+def test_a_policy_without_caps_or_fatigue_remembers_sends_for_the_feedback_window():
+    from operators.policy_compile import compile_policy
+    from operators.sends import FEEDBACK_WINDOW
+
+    uncapped = {k: v for k, v in measured_policy("").document.items() if k != "caps"}
+    assert compile_policy(uncapped, "uncapped").longest_send_memory == FEEDBACK_WINDOW
