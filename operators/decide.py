@@ -3,8 +3,10 @@
 Every action of every moment decided at one instant is judged against the
 guardrails, channel by channel in the action's order: suppressions, consent,
 caps, quiet hours. Of those that could be sent, the highest score (decayed
-value times category weight) is sent and the rest are ``outranked``; the
-others get their own outcome. An action held back by quiet hours or a full
+value times category weight) is sent and the rest are ``outranked``: they are
+decided again right after it, with its send counted, so the caps (not the
+arbitration) say how many actions a customer gets at once. The others get their
+own outcome. An action held back by quiet hours or a full
 cap is decided again when they end, if its moment will still be worth it.
 """
 
@@ -62,7 +64,9 @@ class Verdict:
 
 
 def decide(policy: Policy, state: CustomerState, keys: list[MomentKey], now: int) -> list[Output]:
-    """Decide the moments at ``keys`` together, as of ``now``: at most one action is sent."""
+    """Decide the moments at ``keys`` together, as of ``now``: one action is sent, and the
+    moments it outranked are decided again after it, at the same instant, so the caps
+    count it and say whether another may follow."""
     verdicts: list[Verdict] = []
     for key in dict.fromkeys(keys):
         moment = state.moments.get(key)
@@ -90,6 +94,9 @@ def decide(policy: Policy, state: CustomerState, keys: list[MomentKey], now: int
     if winner is not None:
         del state.moments[winner.key]
         state.deferred.pop(winner.key, None)
+        again = [v.key for v in verdicts if v.outcome is Outcome.SENT and v is not winner]
+        if again:
+            outputs.extend(decide(policy, state, again, now))
     return outputs
 
 

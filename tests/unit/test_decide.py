@@ -6,7 +6,7 @@ from operators.decide import decide
 from operators.journey import Journey
 from operators.model import Action, Decision, Outcome
 from operators.policy_load import load_policy
-from operators.state import CustomerState, MomentKey, OpenMoment
+from operators.state import CustomerState, MomentKey, OpenMoment, Send
 from operators.suppression import suppressed_by
 from operators.timefmt import format_ms, parse_ms
 from tests.conftest import REFERENCE_POLICY, make_event
@@ -148,10 +148,16 @@ def test_channels_are_tried_in_order(policy):
     assert decisions(outputs) == [("product_nudge", Outcome.SENT, "email", "2026-11-20T12:00:00Z")]
 
 
-def test_the_highest_score_wins_and_the_others_are_outranked_and_stay_open(policy):
+def _two_moments(policy, sends=()):
+    """Ana, with a nudge moment (score 40) and a loan moment (60) open at 10:00 and the
+    marketing ``sends`` (days before) behind her."""
     journey = Journey(CustomerState("cus_ana"))
     journey.on_event(policy, grant())
     now = parse_ms("2026-11-20T10:00:00Z")
+    journey.state.sends = [
+        Send(now - days * 86_400_000, f"old-{days}", "product_nudge", "push", "marketing", "p-1")
+        for days in sends
+    ]
     journey.state.moments[("browse_intent", "p-42")] = OpenMoment(
         40.0, now, "v-1", ("repeat_product_interest",), ("v-1",)
     )
@@ -159,15 +165,40 @@ def test_the_highest_score_wins_and_the_others_are_outranked_and_stay_open(polic
         60.0, now, "l-1", ("eligibility_checks",), ("l-1",)
     )
     keys = [MomentKey("browse_intent", "p-42"), MomentKey("loan_intent", None)]
-    outputs = decide(policy, journey.state, keys, now)
-    assert [(d.action, d.outcome, d.reason) for d in outputs if isinstance(d, Decision)] == [
-        ("loan_offer", Outcome.SENT, "eligible"),
-        ("product_nudge", Outcome.OUTRANKED, "outranked by loan_offer"),
+    return journey, decide(policy, journey.state, keys, now)
+
+
+def test_the_highest_score_goes_first_and_what_it_outranked_is_decided_again_after_it(policy):
+    journey, outputs = _two_moments(policy)
+    assert [
+        (d.action, d.outcome, d.channel, d.reason) for d in outputs if isinstance(d, Decision)
+    ] == [
+        ("loan_offer", Outcome.SENT, "email", "eligible"),
+        ("product_nudge", Outcome.OUTRANKED, None, "outranked by loan_offer"),
+        ("product_nudge", Outcome.SENT, "push", "eligible"),
     ]
-    assert ("browse_intent", "p-42") in journey.state.moments and (
-        "loan_intent",
-        None,
-    ) not in journey.state.moments
+    assert [(a.action, a.recent_sends) for a in sent(outputs)] == [
+        ("loan_offer", 1),
+        ("product_nudge", 2),
+    ], "the nudge was decided with the loan offer counted"
+    assert not journey.state.moments, "both moments were consumed"
+
+
+def test_an_outranked_moment_the_winner_leaves_no_cap_room_for_is_capped_and_stays_open(policy):
+    journey, outputs = _two_moments(policy, sends=(6, 5))  # marketing-weekly: 2 of 3 used
+    assert [(d.action, d.outcome, d.rule) for d in outputs if isinstance(d, Decision)] == [
+        ("loan_offer", Outcome.SENT, None),
+        ("product_nudge", Outcome.OUTRANKED, None),
+        ("product_nudge", Outcome.CAPPED, "marketing-weekly"),
+    ]
+    assert [a.action for a in sent(outputs)] == ["loan_offer"]
+    assert ("browse_intent", "p-42") in journey.state.moments
+    freed = journey.state.deferred[MomentKey("browse_intent", "p-42")]
+    assert format_ms(freed) == "2026-11-21T10:00:00Z", "when the 6-day-old send leaves the week"
+    later = journey.fire_due(policy, freed, inclusive=True)
+    assert [(d.action, d.outcome) for d in later if isinstance(d, Decision)] == [
+        ("product_nudge", Outcome.SENT)
+    ]
 
 
 def feedback(action_id, outcome, at, channel="push"):
