@@ -231,6 +231,22 @@ def _lift(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _diff(args: argparse.Namespace) -> int:
+    from flows.diff import DiffError, compare, read_replay, render
+
+    try:
+        before = read_replay(Path(args.before))
+        after = read_replay(Path(args.after))
+    except DiffError as err:
+        raise CommandError(str(err)) from None
+    diff = compare(before, after, args.sample)
+    if args.json:
+        print(json.dumps(diff, indent=2))
+    else:
+        print(render(diff))
+    return EXIT_OK
+
+
 def _run(args: argparse.Namespace) -> int:
     from flows.run import run_from_args
     from flows.runtime import start_trimming, tune_gc
@@ -331,6 +347,24 @@ def parser() -> argparse.ArgumentParser:
     lift.add_argument("replay", metavar="DIR", help="a replay's --out directory")
     lift.add_argument("--json", action="store_true", help="print the figures as JSON")
     lift.set_defaults(handler=_lift)
+
+    diff = _command(
+        commands,
+        "diff",
+        "what a policy change does: two replays of the same events compared",
+        "concierge diff out-before/ out-after/",
+    )
+    diff.add_argument("before", metavar="BEFORE_DIR", help="the replay of the old policy")
+    diff.add_argument("after", metavar="AFTER_DIR", help="the replay of the new policy")
+    diff.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    diff.add_argument(
+        "--sample",
+        type=_bounded(int, 0, 10_000),
+        default=10,
+        metavar="N",
+        help="how many changed customers to show, with what changed (default 10)",
+    )
+    diff.set_defaults(handler=_diff)
 
     run = _command(
         commands,

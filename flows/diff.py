@@ -1,0 +1,236 @@
+"""``concierge diff``: what a policy change does, from two replays of the same events.
+
+Decisions are counted by action x outcome x rule (never by reason: reasons embed times, so
+counting them would split every count per time). A customer changed when the decisions
+about them differ; their decisions are compared per *opportunity*: the action, the moment
+and its group, and the events that opened it. One opportunity may be decided several times
+(deferred, then sent), so each side is a sequence in time order. Replay writes decisions in
+processing order; nothing here depends on it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+NONE = "-"
+"""How a decision without a rule is counted and shown."""
+DEFAULT_SAMPLE = 10
+
+Opportunity = tuple[str, str, str, tuple[str, ...]]
+"""(action, moment, group or ``-``, triggered_by)."""
+Told = tuple[str, str, str, str, str]
+"""(at, outcome, channel or ``-``, rule or ``-``, until or ``-``): what one decision said."""
+
+
+class DiffError(ValueError):
+    """A directory that is not a replay's output."""
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """One replay's decisions, as the diff needs them."""
+
+    path: Path
+    policy_version: str | None
+    events_in: int | None
+    counts: Counter[tuple[str, str, str]]
+    by_customer: dict[str, dict[Opportunity, list[Told]]]
+
+
+def read_replay(path: Path) -> Replayed:
+    """The decisions of the replay written into ``path``; :class:`DiffError` if there is
+    none."""
+    decisions = path / "decisions.jsonl"
+    if not decisions.is_file():
+        raise DiffError(f"no replay output at {path} (no decisions.jsonl)")
+    counts: Counter[tuple[str, str, str]] = Counter()
+    by_customer: dict[str, dict[Opportunity, list[Told]]] = defaultdict(lambda: defaultdict(list))
+    with decisions.open("rb") as lines:
+        for number, line in enumerate(lines, 1):
+            try:
+                d = orjson.loads(line)
+                opportunity = (
+                    d["action"],
+                    d["moment"],
+                    d.get("group") or NONE,
+                    tuple(d["triggered_by"]),
+                )
+                told = (
+                    d["at"],
+                    d["outcome"],
+                    d.get("channel") or NONE,
+                    d.get("rule") or NONE,
+                    d.get("until") or NONE,
+                )
+                customer = d["customer_id"]
+            except (orjson.JSONDecodeError, KeyError, TypeError) as err:
+                raise DiffError(f"{decisions}:{number}: not a decision record ({err})") from None
+            counts[d["action"], d["outcome"], told[3]] += 1
+            by_customer[customer][opportunity].append(told)
+    for opportunities in by_customer.values():
+        for told_list in opportunities.values():
+            told_list.sort()
+    summary = _summary(path)
+    return Replayed(
+        path,
+        summary.get("policy_version"),
+        summary.get("events_in"),
+        counts,
+        {c: dict(o) for c, o in by_customer.items()},
+    )
+
+
+def _summary(path: Path) -> dict[str, Any]:
+    try:
+        summary = orjson.loads((path / "summary.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
+def compare(before: Replayed, after: Replayed, sample: int = DEFAULT_SAMPLE) -> dict[str, Any]:
+    """The diff as plain data (what ``--json`` prints)."""
+    keys = sorted(set(before.counts) | set(after.counts))
+    counts = [
+        {
+            "action": action,
+            "outcome": outcome,
+            "rule": rule,
+            "before": before.counts[action, outcome, rule],
+            "after": after.counts[action, outcome, rule],
+            "change": after.counts[action, outcome, rule] - before.counts[action, outcome, rule],
+        }
+        for action, outcome, rule in keys
+    ]
+    customers = sorted(set(before.by_customer) | set(after.by_customer))
+    changed = [
+        c for c in customers if before.by_customer.get(c, {}) != after.by_customer.get(c, {})
+    ]
+    return {
+        "before": _side(before),
+        "after": _side(after),
+        "same_events": before.events_in == after.events_in,
+        "counts": counts,
+        "customers": {"decided": len(customers), "changed": len(changed)},
+        "sample": [
+            {"customer_id": c, "changes": _changes(before, after, c)} for c in changed[:sample]
+        ],
+    }
+
+
+def _side(replayed: Replayed) -> dict[str, Any]:
+    return {
+        "dir": str(replayed.path),
+        "policy_version": replayed.policy_version,
+        "events_in": replayed.events_in,
+        "decisions": sum(replayed.counts.values()),
+    }
+
+
+def _changes(before: Replayed, after: Replayed, customer: str) -> list[dict[str, Any]]:
+    """Each opportunity decided differently for ``customer``, in time order."""
+    mine = before.by_customer.get(customer, {})
+    theirs = after.by_customer.get(customer, {})
+    changes = []
+    for opportunity in set(mine) | set(theirs):
+        was, now = mine.get(opportunity, []), theirs.get(opportunity, [])
+        if was != now:
+            action, moment, group, triggered_by = opportunity
+            changes.append(
+                {
+                    "action": action,
+                    "moment": moment,
+                    "group": None if group == NONE else group,
+                    "triggered_by": list(triggered_by),
+                    "before": [_told(t) for t in was],
+                    "after": [_told(t) for t in now],
+                }
+            )
+    changes.sort(key=lambda c: (_first_at(c), c["action"], c["triggered_by"]))
+    return changes
+
+
+def _told(told: Told) -> dict[str, str | None]:
+    at, outcome, channel, rule, until = told
+    return {
+        "at": at,
+        "outcome": outcome,
+        "channel": None if channel == NONE else channel,
+        "rule": None if rule == NONE else rule,
+        "until": None if until == NONE else until,
+    }
+
+
+def _first_at(change: dict[str, Any]) -> str:
+    return min(t["at"] for t in change["before"] + change["after"])
+
+
+def render(diff: dict[str, Any]) -> str:
+    """The diff as text a CX designer reads."""
+    before, after = diff["before"], diff["after"]
+    lines = [
+        f"before: {before['dir']} (policy {before['policy_version']}, "
+        f"{before['decisions']:,} decisions)",
+        f"after:  {after['dir']} (policy {after['policy_version']}, "
+        f"{after['decisions']:,} decisions)",
+    ]
+    if not diff["same_events"]:
+        lines.append(
+            f"warning: the replays read {before['events_in']} and {after['events_in']} "
+            "records: not the same events, so the comparison means little"
+        )
+    lines += ["", "decisions by action, outcome and rule:"]
+    rows = [("action", "outcome", "rule", "before", "after", "change")]
+    for c in diff["counts"]:
+        change = f"{c['change']:+,}" if c["change"] else "0"
+        rows.append(
+            (c["action"], c["outcome"], c["rule"], f"{c['before']:,}", f"{c['after']:,}", change)
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(6)]
+    for row in rows:
+        left = "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths[:3], strict=True))
+        right = "  ".join(cell.rjust(w) for cell, w in zip(row[3:], widths[3:], strict=True))
+        lines.append(f"  {left}  {right}")
+    customers = diff["customers"]
+    share = customers["changed"] / customers["decided"] if customers["decided"] else 0.0
+    lines += [
+        "",
+        f"customers: {customers['changed']:,} of {customers['decided']:,} decided about "
+        f"changed ({share:.1%})",
+    ]
+    if diff["sample"]:
+        lines.append(f"a sample of the changed customers ({len(diff['sample'])}):")
+    for customer in diff["sample"]:
+        lines.append(f"  {customer['customer_id']}")
+        for change in customer["changes"]:
+            group = f" [{change['group']}]" if change["group"] else ""
+            lines.append(
+                f"    {change['action']} for {change['moment']}{group}, "
+                f"opened by {', '.join(change['triggered_by'])}:"
+            )
+            lines.append(f"      before: {_sequence(change['before'])}")
+            lines.append(f"      after:  {_sequence(change['after'])}")
+    return "\n".join(lines)
+
+
+def _sequence(told: list[dict[str, str | None]]) -> str:
+    if not told:
+        return "not decided"
+    return "; then ".join(_one(t) for t in told)
+
+
+def _one(told: dict[str, str | None]) -> str:
+    text = f"{told['outcome']}"
+    if told["channel"]:
+        text += f" on {told['channel']}"
+    if told["rule"]:
+        text += f" by {told['rule']}"
+    text += f" at {told['at']}"
+    if told["until"]:
+        text += f" until {told['until']}"
+    return text
