@@ -134,6 +134,7 @@ def _replay(args: argparse.Namespace) -> int:
             f"{sum(summary['decisions'].values())} decisions -> {args.out}",
             file=sys.stderr,
         )
+        _tell_pending(summary["pending_at_end"])
         for name, reasons in summary.get("bad_dates", {}).items():
             if any(reasons.values()):
                 told = ", ".join(f"{n} {reason}" for reason, n in reasons.items() if n)
@@ -155,6 +156,28 @@ def _replay(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return EXIT_OK
+
+
+def _tell_pending(pending: dict[str, Any]) -> None:
+    """Say what the replay did not do: timers and decisions still waiting at its end, and
+    an ``--until`` that cut event time short of the last event."""
+    end, last = pending["at"], pending["last_event"]
+    if end is not None and last is not None and end < last:
+        print(
+            f"warning: --until {end} is before the file's last event ({last}): timers due "
+            "between them did not fire (counted below as still pending)",
+            file=sys.stderr,
+        )
+    waiting = [
+        *(f"{n} {name} timers" for name, n in pending["timers"].items()),
+        *(f"{n} {name} decisions" for name, n in pending["decisions"].items()),
+    ]
+    if waiting and end is not None:
+        print(
+            f"note: still pending at {end}, the end of event time: {', '.join(waiting)} "
+            "(--until later lets them fire; see summary.json pending_at_end)",
+            file=sys.stderr,
+        )
 
 
 def _check_writable(out: Path) -> None:

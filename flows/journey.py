@@ -12,6 +12,7 @@ import pickle
 import struct
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,6 +54,9 @@ class JourneyConfig:
     """The wall clock (ms), for when timers fire in Kafka mode."""
     pack_idle_ms: int | None = PACK_IDLE_MS
     """Kafka mode: a customer untouched this long on the wall clock is packed (None: never)."""
+    left_pending: Counter[tuple[str, str]] | None = None
+    """Replay: what is still pending once timers have fired up to the end of event time, as
+    (``timer``, signal) and (``decision``, moment) -> customers."""
 
 
 JourneyOutput = Emitted | Transfer
@@ -202,7 +206,13 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         if journey is None:
             return (), StatefulBatchLogic.RETAIN
         end = frontier.end_at
-        return self._fired(journey, journey.fire_due(self._config.policy, end, True), end)
+        fired = self._fired(journey, journey.fire_due(self._config.policy, end, True), end)
+        left = self._config.left_pending
+        if left is not None and fired[1] == StatefulBatchLogic.RETAIN:
+            state = journey.state
+            left.update(("timer", name) for name in state.pending)
+            left.update(("decision", key.moment) for key in state.deferred)
+        return fired
 
     def notify_at(self) -> datetime | None:
         if not self._config.wall_clock_timers:

@@ -77,6 +77,8 @@ class ReplayStats:
     audit: int = 0
     bad_dates: Counter[tuple[str, str]] = field(default_factory=Counter)
     """Events that start a date signal without a usable date, by (signal, reason)."""
+    last_event_at: int | None = None
+    """The latest event time the file holds."""
 
     def summary(self, policy: Policy) -> dict[str, Any]:
         return {
@@ -272,6 +274,7 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None
     def _finish(self) -> None:
         self._done = True
         until = self._until
+        self._stats.last_event_at = self._ingestor.clock
         self._frontier.end_at = until if until is not None else self._ingestor.clock
 
     def _report(self) -> None:
@@ -477,7 +480,10 @@ def replay(
     _clear_outputs(out_dir)
     stats = ReplayStats()
     loop = TransferLoop()
-    config = JourneyConfig(policy, wall_clock_timers=False, frontier=loop.frontier)
+    left: Counter[tuple[str, str]] = Counter()
+    config = JourneyConfig(
+        policy, wall_clock_timers=False, frontier=loop.frontier, left_pending=left
+    )
     identity = IdentityConfig(
         policy.identifier_rules, DictStore, [FILE_PART], frontier=loop.frontier
     )
@@ -486,6 +492,7 @@ def replay(
     run_main(flow, epoch_interval=timedelta(hours=1))
     summary = stats.summary(policy)
     summary["fatigue"] = measure.fatigue(stats.recent_sends, out_dir / "audit.jsonl")
+    summary["pending_at_end"] = _pending_at_end(loop.frontier.end_at, stats, left)
     if policy.conversions_by_type:
         (out_dir / "conversions.jsonl").touch()
         by_decision, by_customer = measure.conversions(out_dir, policy)
@@ -495,6 +502,20 @@ def replay(
         orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     )
     return summary
+
+
+def _pending_at_end(
+    end: int | None, stats: ReplayStats, left: Counter[tuple[str, str]]
+) -> dict[str, Any]:
+    """What the replay did not do: the end of event time (``--until``, else the last event),
+    the last event, and per kind the customers whose timers (by signal) or decisions
+    waiting for quiet hours or a cap (by moment) were still pending then."""
+    return {
+        "at": format_ms(end) if end is not None else None,
+        "last_event": format_ms(stats.last_event_at) if stats.last_event_at is not None else None,
+        "timers": {name: n for (kind, name), n in sorted(left.items()) if kind == "timer"},
+        "decisions": {name: n for (kind, name), n in sorted(left.items()) if kind == "decision"},
+    }
 
 
 def stderr_progress(message: str) -> None:

@@ -162,3 +162,40 @@ def test_every_output_record_matches_its_schema(tmp_path, replay):
         assert record["at"].endswith("Z")
     for record in result.lines("dlq.jsonl"):
         jsonschema.validate(record, schemas.load("dead_letter"))
+
+
+def test_replay_says_what_it_did_not_do_timers_and_decisions_still_pending(tmp_path, replay):
+    """A checkout at the end of the file and a nudge deferred into the night: without
+    --until their timers never fire, and the summary and stderr say so, by kind."""
+    from tests.conftest import event_dict, write_jsonl
+
+    grant = {"purpose": "marketing", "channel": "*", "granted": True}
+    ana = {"email": "ana@example.com"}
+    events = [event_dict("consent_changed", "2026-11-20T09:00:00Z", grant, "g", **ana)]
+    events += [
+        event_dict("product_view", f"2026-11-20T21:{m}:00Z", {"product_id": "p-1"}, f"v{m}", **ana)
+        for m in (10, 20, 30)
+    ]
+    events.append(event_dict("checkout_started", "2026-11-20T21:40:00Z", {}, "c", **ana))
+    story = write_jsonl(tmp_path / "story.jsonl", events)
+    cut = replay(story)
+    assert cut.returncode == 0, cut.stderr
+    assert cut.summary()["pending_at_end"] == {
+        "at": "2026-11-20T21:40:00Z",
+        "last_event": "2026-11-20T21:40:00Z",
+        "timers": {"checkout_abandoned": 1, "inactive": 1},
+        "decisions": {"browse_intent": 1},
+    }
+    assert (
+        "note: still pending at 2026-11-20T21:40:00Z, the end of event time: "
+        "1 checkout_abandoned timers, 1 inactive timers, 1 browse_intent decisions"
+    ) in cut.stderr
+    run_on = replay(story, "--until", "2026-11-21T12:00:00Z")
+    pending = run_on.summary()["pending_at_end"]
+    assert (pending["timers"], pending["decisions"]) == ({"inactive": 1}, {})
+    assert "warning: --until" not in run_on.stderr
+    early = replay(story, "--until", "2026-11-20T21:00:00Z")
+    assert (
+        "warning: --until 2026-11-20T21:00:00Z is before the file's last event "
+        "(2026-11-20T21:40:00Z)"
+    ) in early.stderr
