@@ -109,12 +109,13 @@ def _replay(args: argparse.Namespace) -> int:
 
     policy = read_policy(args.policy)
     events = Path(args.events)
-    if not events.is_file():
-        raise CommandError(f"no events file at {events}")
-    try:
-        events.open("rb").close()
-    except OSError as err:
-        raise CommandError(f"cannot read {events}: {err.strerror}") from None
+    if args.events != "-":
+        if not events.is_file():
+            raise CommandError(f"no events file at {events}")
+        try:
+            events.open("rb").close()
+        except OSError as err:
+            raise CommandError(f"cannot read {events}: {err.strerror}") from None
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CommandError(f"--out {out} is a file, not a directory")
@@ -126,6 +127,13 @@ def _replay(args: argparse.Namespace) -> int:
         )
     except ActionKeyError as err:
         raise CommandError(str(err)) from None
+    if "read_error" in summary:
+        print(
+            f"concierge replay: {args.events} could not be read to its end "
+            f"({summary['read_error']}); the outputs hold what came before",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     if not args.quiet:
         print(
             f"replayed {summary['events_in']} records: {summary['events_ok']} events, "
@@ -325,7 +333,10 @@ def parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--policy", required=True, metavar="POLICY", help="the policy file")
     replay.add_argument(
-        "--events", required=True, metavar="EVENTS.jsonl", help="one JSON event per line"
+        "--events",
+        required=True,
+        metavar="EVENTS.jsonl",
+        help="one JSON event per line; gzip-compressed is read as such; - reads stdin",
     )
     replay.add_argument(
         "--out", required=True, metavar="DIR", help="where the outputs go (replaced)"

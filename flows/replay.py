@@ -8,6 +8,7 @@ caused it, then what the end of input fired, by due time) before writing.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import heapq
 import itertools
 import os
@@ -16,6 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
+import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -79,6 +81,8 @@ class ReplayStats:
     """Events that start a date signal without a usable date, by (signal, reason)."""
     last_event_at: int | None = None
     """The latest event time the file holds."""
+    read_error: str | None = None
+    """Why the file could not be read to its end (a damaged gzip stream), if it could not."""
 
     def summary(self, policy: Policy) -> dict[str, Any]:
         return {
@@ -185,6 +189,26 @@ def _unflat(flat: tuple[Any, ...]) -> Event:
     return Event(*flat[:6], Origin(*flat[6]), *flat[7:])  # type: ignore[misc]
 
 
+STDIN = "-"
+"""``--events -``: the events come on standard input."""
+STDIN_NAME = "<stdin>"
+"""What a dead letter's ``origin.file`` says of standard input."""
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def open_events(path: Path) -> IO[bytes]:
+    """The events file for reading: standard input for ``-``, decompressed when it is
+    gzip (by its first bytes, whatever its name)."""
+    if str(path) == STDIN:
+        return sys.stdin.buffer
+    file = path.open("rb")
+    if file.read(2) == GZIP_MAGIC:
+        file.close()
+        return gzip.open(path, "rb")
+    file.seek(0)
+    return file
+
+
 class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None]):
     def __init__(
         self,
@@ -196,11 +220,11 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None
         progress: Callable[[str], None] | None,
         spill_dir: Path,
     ) -> None:
-        self._file: IO[bytes] = path.open("rb")
+        self._file: IO[bytes] = open_events(path)
         self._sorter = _EventSorter(spill_dir)
         self._sorted: Iterator[tuple[int, str, int, Event]] | None = None
         self._handed_on = 0
-        self._name = str(path)
+        self._name = STDIN_NAME if str(path) == STDIN else str(path)
         self._ingestor = Ingestor(policy)
         self._known = type_labels(policy)
         self._dated = policy if policy.date_signals else None
@@ -221,7 +245,11 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None
         name = self._name
         readline = self._file.readline
         for _ in range(READ_BATCH):
-            raw = readline()
+            try:
+                raw = readline()
+            except (OSError, EOFError, zlib.error) as err:
+                self._stats.read_error = f"after line {self._line}: {err}"
+                raw = b""
             if not raw:
                 self._finish()
                 break
@@ -493,6 +521,8 @@ def replay(
     summary = stats.summary(policy)
     summary["fatigue"] = measure.fatigue(stats.recent_sends, out_dir / "audit.jsonl")
     summary["pending_at_end"] = _pending_at_end(loop.frontier.end_at, stats, left)
+    if stats.read_error is not None:
+        summary["read_error"] = stats.read_error
     if policy.conversions_by_type:
         (out_dir / "conversions.jsonl").touch()
         by_decision, by_customer = measure.conversions(out_dir, policy)

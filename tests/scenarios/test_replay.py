@@ -199,3 +199,89 @@ def test_replay_says_what_it_did_not_do_timers_and_decisions_still_pending(tmp_p
         "warning: --until 2026-11-20T21:00:00Z is before the file's last event "
         "(2026-11-20T21:40:00Z)"
     ) in early.stderr
+
+
+def test_a_gzip_file_and_standard_input_replay_as_the_plain_file_does(tmp_path, replay):
+    import gzip
+    import subprocess
+
+    from tests.conftest import REFERENCE_POLICY
+    from tests.scenarios.conftest import CONCIERGE
+    from tests.unit.test_eligibility import GRANT
+
+    lines = [
+        {
+            "event_id": f"v{m}",
+            "type": "product_view",
+            "timestamp": f"2026-11-20T10:{m:02d}:00Z",
+            "identifiers": {"email": "ana@example.com"},
+            "properties": {"product_id": "p-1"},
+        }
+        for m in (0, 10, 20)
+    ]
+    lines.insert(
+        0,
+        {
+            "event_id": "g",
+            "type": "consent_changed",
+            "timestamp": "2026-11-20T09:00:00Z",
+            "identifiers": {"email": "ana@example.com"},
+            "properties": GRANT,
+        },
+    )
+    raw = b"".join(orjson.dumps(line) + b"\n" for line in lines) + b"not json\n"
+    plain = tmp_path / "events.jsonl"
+    plain.write_bytes(raw)
+    packed = tmp_path / "events.jsonl.gz"
+    packed.write_bytes(gzip.compress(raw))
+    expected = replay(plain)
+    zipped = replay(packed)
+    assert zipped.returncode == 0, zipped.stderr
+    for name in ("decisions.jsonl", "actions.push.jsonl"):
+        assert (zipped.out / name).read_bytes() == (expected.out / name).read_bytes()
+    (dead,) = zipped.lines("dlq.jsonl")
+    assert dead["reason"] != "not_utf8" and dead["origin"]["line"] == 5
+    piped = subprocess.run(
+        [
+            CONCIERGE,
+            "replay",
+            "--policy",
+            str(REFERENCE_POLICY),
+            "--events",
+            "-",
+            "--out",
+            str(tmp_path / "piped"),
+        ],
+        input=raw,
+        capture_output=True,
+    )
+    assert piped.returncode == 0, piped.stderr
+    for name in ("decisions.jsonl", "actions.push.jsonl"):
+        assert (tmp_path / "piped" / name).read_bytes() == (expected.out / name).read_bytes()
+    (dead,) = [
+        orjson.loads(x) for x in (tmp_path / "piped" / "dlq.jsonl").read_bytes().splitlines()
+    ]
+    assert dead["origin"]["file"] == "<stdin>"
+
+
+def test_a_damaged_gzip_file_fails_naming_where_it_broke(tmp_path, replay):
+    import gzip
+
+    raw = b"".join(
+        orjson.dumps(
+            {
+                "event_id": f"e{n}",
+                "type": "page_view",
+                "timestamp": "2026-11-20T10:00:00Z",
+                "identifiers": {"email": f"c{n}@example.com"},
+            }
+        )
+        + b"\n"
+        for n in range(2000)
+    )
+    damaged = tmp_path / "events.jsonl.gz"
+    damaged.write_bytes(gzip.compress(raw)[:-200])
+    result = replay(damaged)
+    assert result.returncode == 1
+    assert "could not be read to its end (after line" in result.stderr
+    assert result.summary()["read_error"].startswith("after line")
