@@ -9,6 +9,7 @@ import re
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from operators.durations import format_duration
 from operators.policy import Policy
 from operators.policy_limits import MAX_POLICY_BYTES
 from operators.policy_load import PolicyError, PolicyProblem, load_policy
-from operators.timefmt import InvalidTimestamp, parse_ms
+from operators.timefmt import InvalidTimestamp, format_ms, parse_ms
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -226,17 +227,39 @@ def _identity(args: argparse.Namespace) -> int:
     if found is None:
         print(f"no profile holds {args.identifier}", file=sys.stderr)
         return EXIT_FAILED
-    shown = {
+    print(json.dumps(_shown_profile(found, mask), indent=2))
+    return EXIT_OK
+
+
+def _shown_profile(found: dict[str, Any], mask: Callable[[str, str], str]) -> dict[str, Any]:
+    """A profile as ``concierge identity`` prints it: identifiers masked, each as
+    ``{"type", "value"}`` wherever they appear; times in RFC 3339; each history entry
+    naming the profile it is about (a merge: the one that went on, and the one retired)."""
+
+    def identifier(kind: str, value: str) -> dict[str, str]:
+        return {"type": kind, "value": mask(kind, value)}
+
+    history = []
+    for entry in found["history"]:
+        shown = {
+            "at": format_ms(entry["at"]),
+            "event": entry["event"],
+            "event_id": entry["event_id"],
+        }
+        if entry["event"] == "merged":
+            shown["profile"] = entry["survivor"]
+            shown["retired"] = entry["retired"]
+            shown["identifiers"] = [identifier(k, v) for k, v in entry["identifiers"]]
+        else:  # created (graphs written by 0.5.0 or before do not say whose)
+            shown["profile"] = entry.get("customer_id")
+        history.append(shown)
+    return {
         "customer_id": found["customer_id"],
         "identifiers": [
-            {"type": k, "value": mask(k, v)}
-            for k, values in found["identifiers"].items()
-            for v in values
+            identifier(k, v) for k, values in found["identifiers"].items() for v in values
         ],
-        "history": found["history"],
+        "history": history,
     }
-    print(json.dumps(shown, indent=2))
-    return EXIT_OK
 
 
 def _lift(args: argparse.Namespace) -> int:

@@ -397,7 +397,16 @@ class _Operation:
         profile = _Profile(number, canonical_id(kind, value), {kind: [value]}, None)
         self._put(
             _history_key(number),
-            orjson.dumps([{"at": at, "event": "created", "event_id": event_id}]),
+            orjson.dumps(
+                [
+                    {
+                        "at": at,
+                        "event": "created",
+                        "event_id": event_id,
+                        "customer_id": profile.customer_id,
+                    }
+                ]
+            ),
         )
         self._profiles[number] = profile
         self._put(_identifier_key(kind, value), b"%d" % number)
