@@ -89,6 +89,10 @@ class EmbeddedBroker:
                     ) from None
                 time.sleep(0.05)
 
+    def running(self) -> bool:
+        """Whether the broker process is still up."""
+        return self._process is not None and self._process.poll() is None
+
     def log_tail(self, lines: int = 20) -> str:
         if self._log_path is None or not self._log_path.exists():
             return "(no log)"

@@ -311,6 +311,39 @@ def _run(args: argparse.Namespace) -> int:
     return run_from_args(policy, args)
 
 
+def _broker(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from flows.broker import EmbeddedBroker
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        broker = EmbeddedBroker(args.port or None).start()
+    except (RuntimeError, OSError) as err:
+        print(f"concierge broker: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        print(broker.bootstrap, flush=True)
+        print(
+            f"embedded broker (Tansu, memory only) on {broker.bootstrap}; try\n"
+            f"  concierge run --policy POLICY --brokers {broker.bootstrap}\n"
+            "Ctrl-C or SIGTERM stops it (its topics go with it)",
+            file=sys.stderr,
+            flush=True,
+        )
+        while not stop.wait(0.5):
+            if not broker.running():
+                print(f"concierge broker: the broker stopped: {broker.log_tail()}", file=sys.stderr)
+                return EXIT_FAILED
+    finally:
+        broker.stop()
+    print("concierge broker: stopped", file=sys.stderr)
+    return EXIT_OK
+
+
 def _demo(args: argparse.Namespace) -> int:
     from flows.demo import run_demo
 
@@ -432,6 +465,21 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--policy", required=True, metavar="POLICY", help="the policy file")
     _add_run_arguments(run)
     run.set_defaults(handler=_run)
+
+    broker = _command(
+        commands,
+        "broker",
+        "run the embedded broker in the foreground, for trying run by hand",
+        "concierge broker --port 9092",
+    )
+    broker.add_argument(
+        "--port",
+        type=PORT,
+        default=0,
+        metavar="PORT",
+        help="the loopback port to listen on (default: a free one); the address goes to stdout",
+    )
+    broker.set_defaults(handler=_broker)
 
     demo = _command(
         commands,

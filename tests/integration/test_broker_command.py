@@ -1,0 +1,41 @@
+"""``concierge broker``: the embedded broker in the foreground, for trying ``run`` by hand."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from tests.scenarios.conftest import CONCIERGE
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_broker_command_serves_kafka_until_sigterm():
+    process = subprocess.Popen(
+        [CONCIERGE, "broker"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        address = process.stdout.readline().strip()
+        assert address.startswith("127.0.0.1:"), process.stderr.read()
+        producer = Producer({"bootstrap.servers": address, "log_level": 0})
+        producer.produce("hello", b"world")
+        assert producer.flush(10) == 0
+        consumer = Consumer({"bootstrap.servers": address, "group.id": "t", "log_level": 0})
+        consumer.assign([TopicPartition("hello", 0, 0)])
+        values = []
+        for _ in range(20):
+            message = consumer.poll(1)
+            if message is not None and message.error() is None:
+                values.append(message.value())
+                break
+        assert values == [b"world"]
+        consumer.close()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        assert "concierge run --policy POLICY --brokers " + address in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
