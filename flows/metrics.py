@@ -212,6 +212,28 @@ def count_ingested(events: Iterable[Event], reasons: Iterable[str], known: froze
         RECORDS_IN.inc(records)
 
 
+def run_counts() -> str:
+    """What this process has done since it started, in one line for the log: records read,
+    dead letters, decisions and actions."""
+
+    return (
+        f"{_total(RECORDS_IN):,} records read, {_total(DEAD_LETTERS):,} dead letters, "
+        f"{_total(DECISIONS):,} decisions, {_total(ACTIONS):,} actions"
+    )
+
+
+def _total(counter: Counter) -> int:
+    """A counter's total over its labels."""
+    return int(
+        sum(
+            sample.value
+            for family in counter.collect()
+            for sample in family.samples
+            if sample.name.endswith("_total")
+        )
+    )
+
+
 def serve(port: int) -> None:
     """Serve ``/metrics`` on ``port`` from a background thread."""
     start_http_server(port)

@@ -140,7 +140,14 @@ def run(
         return 1
     if created:
         log.info("created topics: %s", ", ".join(created))
-    _prepare_recovery(recovery_dir, workers_per_process, processes, process_id or 0)
+    if _prepare_recovery(recovery_dir, workers_per_process, processes, process_id or 0):
+        log.info(
+            "resuming from the snapshots in %s: customers' state, timers and input offsets "
+            "as of the last one",
+            recovery_dir,
+        )
+    else:
+        log.info("no snapshots in %s yet: reading the input topics from the start", recovery_dir)
 
     # Reading history to its end is a batch job: its timers fire by event time, as in
     # replay, and what is still due fires once the input is read. Tailing fires them on
@@ -191,7 +198,7 @@ def run(
             signal.signal(sig, handler)
         reader.close()
         graph_store.close()
-    log.info("stopped")
+    log.info("stopped; since it started: %s", metrics.run_counts())
     return 0
 
 
@@ -224,8 +231,9 @@ class _GraphStore:
             self._store = None
 
 
-def _prepare_recovery(directory: Path, workers: int, processes: int, process_id: int) -> None:
-    """On first start, create this process's share of the recovery partitions.
+def _prepare_recovery(directory: Path, workers: int, processes: int, process_id: int) -> bool:
+    """On first start, create this process's share of the recovery partitions; whether
+    they were there already (a restart, resuming from them).
 
     Bytewax fixes their number (one per worker in the cluster) and needs each
     to exist on some process; process ``n`` keeps parts ``n*w .. n*w+w-1``, so
@@ -234,13 +242,14 @@ def _prepare_recovery(directory: Path, workers: int, processes: int, process_id:
     directory.mkdir(parents=True, exist_ok=True)
     mine = range(process_id * workers, (process_id + 1) * workers)
     if all((directory / f"part-{n}.sqlite3").exists() for n in mine):
-        return
+        return True
     with tempfile.TemporaryDirectory(prefix=".recovery-init-", dir=directory.parent) as staging:
         init_db_dir(Path(staging), workers * processes)
         for n in mine:
             target = directory / f"part-{n}.sqlite3"
             if not target.exists():
                 os.replace(Path(staging) / f"part-{n}.sqlite3", target)
+    return False
 
 
 def _request_stop(signum: int, frame: FrameType | None) -> None:

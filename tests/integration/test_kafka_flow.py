@@ -152,6 +152,11 @@ def test_a_restart_resumes_where_it_stopped_and_repeats_nothing(topics, flows, p
     second.wait_for_records_in(7)  # only the new records: it resumed, it did not start over
     wait_for(lambda: len(topics.read("decisions")) == 4, 30, "the second story's decisions")
     assert second.terminate()[0] == 0
+    assert "no snapshots in " in first.output() and "resuming from" not in first.output()
+    assert "resuming from the snapshots in " in second.output()
+    assert "stopped; since it started: 7 records read, 0 dead letters, 2 decisions, 2 actions" in (
+        second.output()
+    )
 
     actions = topics.values("actions.push") + topics.values("actions.in_app")
     ids = [a["action_id"] for a in actions]
