@@ -21,7 +21,7 @@ def test_the_broker_command_serves_kafka_until_sigterm():
         address = process.stdout.readline().strip()
         assert address.startswith("127.0.0.1:"), process.stderr.read()
         producer = Producer({"bootstrap.servers": address, "log_level": 0})
-        producer.produce("hello", b"world")
+        producer.produce("hello", b"world", partition=0)
         assert producer.flush(10) == 0
         consumer = Consumer({"bootstrap.servers": address, "group.id": "t", "log_level": 0})
         consumer.assign([TopicPartition("hello", 0, 0)])
