@@ -171,7 +171,7 @@ def _tell_pending(pending: dict[str, Any]) -> None:
     """Say what the replay did not do: timers and decisions still waiting at its end, and
     an ``--until`` that cut event time short of the last event."""
     end, last = pending["at"], pending["last_event"]
-    if end is not None and last is not None and end < last:
+    if end is not None and last is not None and parse_ms(end) < parse_ms(last):
         print(
             f"warning: --until {end} is before the file's last event ({last}): timers due "
             "between them did not fire (counted below as still pending)",

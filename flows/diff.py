@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from operators.timefmt import parse_ms
+
 NONE = "-"
 """How a decision without a rule is counted and shown."""
 DEFAULT_SAMPLE = 10
@@ -74,7 +76,7 @@ def read_replay(path: Path) -> Replayed:
             by_customer[customer][opportunity].append(told)
     for opportunities in by_customer.values():
         for told_list in opportunities.values():
-            told_list.sort()
+            told_list.sort(key=lambda told: (parse_ms(told[0]), told))
     summary = _summary(path)
     return Replayed(
         path,
@@ -166,8 +168,8 @@ def _told(told: Told) -> dict[str, str | None]:
     }
 
 
-def _first_at(change: dict[str, Any]) -> str:
-    return min(t["at"] for t in change["before"] + change["after"])
+def _first_at(change: dict[str, Any]) -> int:
+    return min(parse_ms(t["at"]) for t in change["before"] + change["after"])
 
 
 def render(diff: dict[str, Any]) -> str:
