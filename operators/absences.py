@@ -23,17 +23,23 @@ def watch_absences(
     for signal in signals:
         name = signal.name
         if signal.unless is None or event.type in signal.unless:
-            pending = state.pending.get(name)
-            if pending is not None and at >= pending.started_at:
-                del state.pending[name]
-            if at > state.cancelled_at.get(name, -1):
-                state.cancelled_at[name] = at
+            cancel_timer(state, name, at)
         if start and (signal.on is None or event.type in signal.on):
             pending = state.pending.get(name)
             if (pending is None or at >= pending.started_at) and state.cancelled_at.get(
                 name, -1
             ) <= at:
                 state.pending[name] = PendingAbsence(at + signal.after, event.event_id, at)
+
+
+def cancel_timer(state: CustomerState, name: str, at: int) -> None:
+    """An awaited event at ``at`` cancels the timer of signal ``name`` if it started by
+    then, and is remembered so that an older start arriving later starts nothing."""
+    pending = state.pending.get(name)
+    if pending is not None and at >= pending.started_at:
+        del state.pending[name]
+    if at > state.cancelled_at.get(name, -1):
+        state.cancelled_at[name] = at
 
 
 def due_absences(state: CustomerState, until: int, inclusive: bool) -> list[SignalFired]:

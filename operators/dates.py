@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from operators.absences import cancel_timer
 from operators.model import Event, lookup
 from operators.policy import Policy
 from operators.signals import SignalFired
@@ -83,11 +84,7 @@ def watch_dates(
     for signal in policy.date_signals:
         name = signal.name
         if signal.unless is None or event.type in signal.unless:
-            pending = state.pending.get(name)
-            if pending is not None and at >= pending.started_at:
-                del state.pending[name]
-            if at > state.cancelled_at.get(name, -1):
-                state.cancelled_at[name] = at
+            cancel_timer(state, name, at)
         if not start or event.type not in signal.on:
             continue
         pending = state.pending.get(name)

@@ -118,24 +118,30 @@ class ActionSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class CapSpec:
-    """At most ``max`` sends within any ``window`` ms, of the sends it matches (every
-    field given must match; none given: every send)."""
+class SendMatch:
+    """Which sends a cap or a fatigue rule is about, by its ``match``: every field given
+    must match; none given: every send."""
 
-    name: str
     channel: str | None
     category: str | None
     action: str | None
-    max: int
-    window: int
 
     def matches(self, action: str, channel: str, category: str) -> bool:
-        """Whether a send of ``action`` on ``channel`` counts against this cap."""
+        """Whether a send of ``action`` on ``channel`` in ``category`` is one of these."""
         return (
             (self.channel is None or channel == self.channel)
             and (self.category is None or category == self.category)
             and (self.action is None or action == self.action)
         )
+
+
+@dataclass(frozen=True, slots=True)
+class CapSpec(SendMatch):
+    """At most ``max`` sends within any ``window`` ms, of the sends it matches."""
+
+    name: str
+    max: int
+    window: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,27 +197,16 @@ class EligibilityRule:
 
 
 @dataclass(frozen=True, slots=True)
-class FatigueRule:
+class FatigueRule(SendMatch):
     """A customer who ignores what we send hears from us less (see :mod:`operators.fatigue`):
-    a matching send (every field given must match, as for a cap) is ignored when
-    ``engaged_within`` ms pass with no engagement with it; while the last ``ignored``
-    matching sends within ``within`` ms were all ignored, matching actions are held back."""
+    a matching send is ignored when ``engaged_within`` ms pass with no engagement with it;
+    while the last ``ignored`` matching sends within ``within`` ms were all ignored,
+    matching actions are held back."""
 
     name: str
-    channel: str | None
-    category: str | None
-    action: str | None
     ignored: int
     within: int
     engaged_within: int
-
-    def matches(self, action: str, channel: str, category: str) -> bool:
-        """Whether a send of ``action`` on ``channel`` is one this rule counts or holds back."""
-        return (
-            (self.channel is None or channel == self.channel)
-            and (self.category is None or category == self.category)
-            and (self.action is None or action == self.action)
-        )
 
 
 @dataclass(frozen=True, slots=True)

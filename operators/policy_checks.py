@@ -176,12 +176,18 @@ def _quiet_hours_problems(key: str, values: Any, defined: Defined) -> Problems:
 
 def _cap_problems(index: int, spec: dict[str, Any], defined: Defined) -> Problems:
     """A cap must match a defined channel, category and action, over a window longer than 0."""
+    yield from _match_problems("caps", index, spec, defined)
+    if _is_zero(spec["window"]):
+        yield ("caps", index, "window"), "must be longer than 0"
+
+
+def _match_problems(section: str, index: int, spec: dict[str, Any], defined: Defined) -> Problems:
+    """A cap's or fatigue rule's ``match`` must name defined channels, categories and
+    actions."""
     match = spec.get("match", {})
     for key, known in _selectable(defined):
         if key in match and match[key] not in known:
-            yield ("caps", index, "match", key), f"names no {key}: {match[key]!r}"
-    if _is_zero(spec["window"]):
-        yield ("caps", index, "window"), "must be longer than 0"
+            yield (section, index, "match", key), f"names no {key}: {match[key]!r}"
 
 
 def _suppression_problems(
@@ -225,10 +231,7 @@ def _fatigue_problems(
         if name in seen:
             yield ("fatigue", index, "name"), f"a suppression or fatigue rule is named {name!r} too"
         seen.add(name)
-    match = rule.get("match", {})
-    for key, known in _selectable(defined):
-        if key in match and match[key] not in known:
-            yield ("fatigue", index, "match", key), f"names no {key}: {match[key]!r}"
+    yield from _match_problems("fatigue", index, rule, defined)
     if _is_zero(rule["within"]):
         yield ("fatigue", index, "within"), "must be longer than 0"
     if parse_duration_ms(rule["engaged_within"]) >= parse_duration_ms(rule["within"]):

@@ -303,9 +303,7 @@ def _caps(section: Iterable[Spec]) -> tuple[CapSpec, ...]:
     return tuple(
         CapSpec(
             name=cap["name"],
-            channel=cap.get("match", {}).get("channel"),
-            category=cap.get("match", {}).get("category"),
-            action=cap.get("match", {}).get("action"),
+            **_send_match(cap),
             max=cap["max"],
             window=parse_duration_ms(cap["window"]),
         )
@@ -313,14 +311,18 @@ def _caps(section: Iterable[Spec]) -> tuple[CapSpec, ...]:
     )
 
 
+def _send_match(spec: Spec) -> dict[str, str | None]:
+    """The ``match`` of a cap or fatigue rule, as :class:`SendMatch`'s fields."""
+    match = spec.get("match", {})
+    return {key: match.get(key) for key in ("channel", "category", "action")}
+
+
 def _fatigue(section: Iterable[Spec]) -> tuple[FatigueRule, ...]:
     """The ``fatigue`` section, in order."""
     return tuple(
         FatigueRule(
             name=rule["name"],
-            channel=rule.get("match", {}).get("channel"),
-            category=rule.get("match", {}).get("category"),
-            action=rule.get("match", {}).get("action"),
+            **_send_match(rule),
             ignored=rule["ignored"],
             within=parse_duration_ms(rule["within"]),
             engaged_within=parse_duration_ms(rule["engaged_within"]),

@@ -5,34 +5,17 @@ from __future__ import annotations
 import json
 import random
 
-from tests.conftest import event_dict, write_jsonl
+from tests.conftest import write_jsonl
 from tests.measurement import measured_policy_text
 from tests.scenarios.conftest import concierge
+from tests.scenarios.test_eligibility import NUDGE_DAYS, browsing
 from tests.unit.test_fatigue import SECTION as FATIGUE
-
-GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
 
 
 def _story():
     """Ana and Bo each view four products on November 1, 4, 8 and 11; nobody opens
     anything, and Carla only browses once (decided alike under both policies)."""
-    events = []
-    for who in ("ana", "bo", "carla"):
-        email = {"email": f"{who}@example.com"}
-        events.append(event_dict("consent_changed", "2026-11-01T09:00:00Z", GRANT, who, **email))
-        days = ("01",) if who == "carla" else ("01", "04", "08", "11")
-        for n, day in enumerate(days):
-            events += [
-                event_dict(
-                    "product_view",
-                    f"2026-11-{day}T10:{m:02d}:00Z",
-                    {"product_id": f"p-{n}"},
-                    f"{who}-{n}-{m}",
-                    **email,
-                )
-                for m in (0, 10, 20)
-            ]
-    return sorted(events, key=lambda e: e["timestamp"])
+    return browsing({"ana": NUDGE_DAYS, "bo": NUDGE_DAYS, "carla": ("01",)})
 
 
 def _two_replays(tmp_path, replay):

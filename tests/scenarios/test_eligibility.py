@@ -99,20 +99,21 @@ def test_a_bounced_email_is_not_used_again_until_the_customer_gives_a_new_one(tm
     assert result.summary()["decisions"]["unreachable"] == 2
 
 
-def test_a_customer_who_ignores_three_nudges_hears_no_more_marketing_for_a_while(tmp_path, replay):
-    """Fatigue through replay: Ana opens nothing and is held back; Bo opens one nudge in
-    time and keeps hearing from us; the feedback names only the action id."""
-    from tests.conftest import event_dict, write_jsonl
-    from tests.unit.test_fatigue import SECTION
+NUDGE_DAYS = ("01", "04", "08", "11")
+"""November days a nudge each, spaced so no cap holds them back."""
 
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(measured_policy_text(SECTION))
-    story = []
-    for who in ("ana", "bo"):
+
+def browsing(days_by_who):
+    """Each person grants consent on November 1 and, on each of their days, views a new
+    product three times from 10:00 (a nudge is decided at 10:20); in time order."""
+    from tests.conftest import event_dict
+
+    events = []
+    for who, days in days_by_who.items():
         email = {"email": f"{who}@example.com"}
-        story.append(event_dict("consent_changed", "2026-11-01T09:00:00Z", GRANT, who, **email))
-        for n, day in enumerate(("01", "04", "08", "11")):
-            story += [
+        events.append(event_dict("consent_changed", "2026-11-01T09:00:00Z", GRANT, who, **email))
+        for n, day in enumerate(days):
+            events += [
                 event_dict(
                     "product_view",
                     f"2026-11-{day}T10:{m:02d}:00Z",
@@ -122,7 +123,18 @@ def test_a_customer_who_ignores_three_nudges_hears_no_more_marketing_for_a_while
                 )
                 for m in (0, 10, 20)
             ]
-    story.sort(key=lambda e: e["timestamp"])
+    return sorted(events, key=lambda e: e["timestamp"])
+
+
+def test_a_customer_who_ignores_three_nudges_hears_no_more_marketing_for_a_while(tmp_path, replay):
+    """Fatigue through replay: Ana opens nothing and is held back; Bo opens one nudge in
+    time and keeps hearing from us; the feedback names only the action id."""
+    from tests.conftest import event_dict, write_jsonl
+    from tests.unit.test_fatigue import SECTION
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(measured_policy_text(SECTION))
+    story = browsing({"ana": NUDGE_DAYS, "bo": NUDGE_DAYS})
     first = replay(write_jsonl(tmp_path / "first.jsonl", story), policy=policy)
     assert first.returncode == 0, first.stderr
     bos = [a for a in first.lines("actions.push.jsonl") if a["triggered_by"][0].startswith("bo")]

@@ -39,13 +39,20 @@ def feedback(at, action_id, outcome):
     return make_event("feedback", at, {"action_id": action_id, "outcome": outcome})
 
 
-def run(events, journey=None, grant=True):
+def run(events, journey=None, grant=True, policy=POLICY):
     journey = journey or Journey(CustomerState("cus_ana"))
     outputs = []
     first = [make_event("consent_changed", "2026-11-01T09:00:00Z", GRANT)] if grant else []
     for event in [*first, *events]:
-        outputs += journey.on_event(POLICY, event)
+        outputs += journey.on_event(policy, event)
     return journey, outputs
+
+
+def four_nudges_under(policy):
+    """What is decided of nudges on November 1, 4, 8 and 11 under ``policy``."""
+    events = [e for n, day in enumerate((1, 4, 8, 11)) for e in views(day, f"p-{n}")]
+    _, outputs = run(events, policy=policy)
+    return [d.outcome for d in nudges(outputs)]
 
 
 def nudges(outputs):
@@ -116,14 +123,7 @@ def test_a_bounced_send_reached_nobody_so_it_was_not_ignored():
 
 def test_a_held_out_send_reached_nobody_so_it_was_not_ignored():
     policy = measured_policy(SECTION + "holdouts: {salt: s, actions: {product_nudge: 0.9999999}}")
-    journey = Journey(CustomerState("cus_ana"))
-    outputs = []
-    events = [make_event("consent_changed", "2026-11-01T09:00:00Z", GRANT)]
-    for n, day in enumerate((1, 4, 8, 11)):
-        events += views(day, f"p-{n}")
-    for event in events:
-        outputs += journey.on_event(policy, event)
-    assert [d.outcome for d in nudges(outputs)] == [Outcome.HELD_OUT] * 4
+    assert four_nudges_under(policy) == [Outcome.HELD_OUT] * 4
 
 
 def test_fatigue_holds_back_only_what_its_rule_matches():
@@ -136,15 +136,7 @@ def test_fatigue_holds_back_only_what_its_rule_matches():
 
 
 def test_a_policy_without_fatigue_sends_to_a_customer_who_ignores_everything():
-    unmeasured = measured_policy("")
-    journey = Journey(CustomerState("cus_ana"))
-    outputs = []
-    events = [make_event("consent_changed", "2026-11-01T09:00:00Z", GRANT)]
-    for n, day in enumerate((1, 4, 8, 11)):
-        events += views(day, f"p-{n}")
-    for event in events:
-        outputs += journey.on_event(unmeasured, event)
-    assert [d.outcome for d in nudges(outputs)] == [Outcome.SENT] * 4
+    assert four_nudges_under(measured_policy("")) == [Outcome.SENT] * 4
 
 
 def test_engagement_survives_the_state_record_and_a_merge():
