@@ -285,6 +285,25 @@ def _lift(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _explain(args: argparse.Namespace) -> int:
+    from flows.explain import ExplainError, NotFound, explain, render
+
+    events = None
+    if args.events is not None:
+        events = Path(args.events)
+        if args.events != "-" and not events.is_file():
+            raise CommandError(f"no events file at {events}")
+    try:
+        explained = explain(Path(args.replay), args.who, events, args.region)
+    except ExplainError as err:
+        raise CommandError(str(err)) from None
+    except NotFound as err:
+        print(f"concierge explain: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(explained, indent=2, ensure_ascii=False) if args.json else render(explained))
+    return EXIT_OK
+
+
 def _diff(args: argparse.Namespace) -> int:
     from flows.diff import DiffError, compare, read_replay, render
 
@@ -437,6 +456,31 @@ def parser() -> argparse.ArgumentParser:
     lift.add_argument("replay", metavar="DIR", help="a replay's --out directory")
     lift.add_argument("--json", action="store_true", help="print the figures as JSON")
     lift.set_defaults(handler=_lift)
+
+    explain = _command(
+        commands,
+        "explain",
+        "one customer's timeline in a replay: events, signals, moments, decisions, actions",
+        "concierge explain --replay out/ --events week.jsonl email:ana@example.com",
+    )
+    explain.add_argument(
+        "--replay", required=True, metavar="DIR", help="a replay's --out directory"
+    )
+    explain.add_argument(
+        "--events",
+        metavar="EVENTS.jsonl",
+        help="the file that was replayed, to show the customer's events too (- reads stdin)",
+    )
+    explain.add_argument("--json", action="store_true", help="print the timeline as JSON")
+    explain.add_argument(
+        "--region", default=None, help="region for a phone number without a country code, e.g. ES"
+    )
+    explain.add_argument(
+        "who",
+        metavar="WHO",
+        help="TYPE:VALUE (email:ana@example.com) or a canonical id (cus_...)",
+    )
+    explain.set_defaults(handler=_explain)
 
     diff = _command(
         commands,

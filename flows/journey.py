@@ -29,6 +29,7 @@ from operators.policy import Policy
 from operators.records import Emitted, Order
 from operators.resolution import ForCustomer
 from operators.state import CustomerState
+from operators.timezones import timezone_of
 
 
 def wall_clock_ms() -> int:
@@ -57,9 +58,15 @@ class JourneyConfig:
     left_pending: Counter[tuple[str, str]] | None = None
     """Replay: what is still pending once timers have fired up to the end of event time, as
     (``timer``, signal) and (``decision``, moment) -> customers."""
+    zones: ZoneChanges | None = None
+    """Replay: each customer's time zone when they were decided about, for ``explain`` and
+    ``report``, which show local times."""
 
 
 JourneyOutput = Emitted | Transfer
+ZoneChanges = dict[str, list[tuple[int, str]]]
+"""Customer -> (from when, time zone), in time order: a new entry only when the zone in
+which they were decided about changed."""
 
 
 PACKED_MAGIC = b"cj1"
@@ -167,6 +174,8 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
             )
             if handed is not None:
                 out.append(handed)
+        if self._config.zones is not None and out:
+            _note_zone(self._config, journey, out)
         if journey.evicted:
             CUSTOMERS_EVICTED.inc(journey.evicted)
             journey.evicted = 0
@@ -262,6 +271,8 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
             Emitted(output, Order.of_timer(_at(output), customer, n), 0.0)
             for n, output in enumerate(outputs)
         ]
+        if self._config.zones is not None and emitted:
+            _note_zone(self._config, journey, emitted)
         if journey.evictable(self._config.policy, now):
             CUSTOMERS.dec()
             CUSTOMERS_EVICTED.inc()
@@ -288,6 +299,18 @@ def _resumed(snapshot: bytes) -> Journey:
 
 def _emit(out: list[JourneyOutput], outputs: list[Output], line: int, received_at: float) -> None:
     out.extend(Emitted(o, Order.of_line(line, n), received_at) for n, o in enumerate(outputs))
+
+
+def _note_zone(config: JourneyConfig, journey: Journey, out: list[JourneyOutput]) -> None:
+    """Record the customer's time zone as of their first output here, if it changed."""
+    assert config.zones is not None
+    first = next((o.output for o in out if isinstance(o, Emitted)), None)
+    if first is None:
+        return
+    zone = timezone_of(config.policy, journey.state)
+    changes = config.zones.setdefault(first.customer_id, [])
+    if not changes or changes[-1][1] != zone:
+        changes.append((_at(first), zone))
 
 
 def _at(output: Output) -> int:

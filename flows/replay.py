@@ -19,7 +19,7 @@ import tempfile
 import time
 import zlib
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +33,7 @@ from bytewax.testing import run_main
 from flows import measure
 from flows.action_key import load_action_key
 from flows.identity import IdentityConfig
-from flows.journey import JourneyConfig
+from flows.journey import JourneyConfig, ZoneChanges
 from flows.metrics import count_bad_dates, count_ingested, type_labels
 from flows.orchestrator import build_flow
 from flows.progress import InputFrontier
@@ -41,7 +41,7 @@ from operators.action_ids import keyed
 from operators.alignment import Progress, alignment_time
 from operators.dates import REASONS as DATE_REASONS
 from operators.handover import Transfer
-from operators.identity_graph import DictStore
+from operators.identity_graph import UNDO_PREFIX, DictStore
 from operators.ingest import Ingestor
 from operators.model import DeadLetter, Event, Origin
 from operators.policy import Policy
@@ -478,7 +478,17 @@ class ReplaySink(DynamicSink[OutRecord]):
         return _ReplayWriter(self._out_dir, self._stats, self._loop)
 
 
-OUTPUT_FILES = ("decisions.jsonl", "dlq.jsonl", "audit.jsonl", "conversions.jsonl", "summary.json")
+OUTPUT_FILES = (
+    "decisions.jsonl",
+    "dlq.jsonl",
+    "audit.jsonl",
+    "conversions.jsonl",
+    "summary.json",
+    "policy.json",
+    "timezones.json",
+)
+IDENTITY_DIR = "identity"
+"""Where replay keeps its identity graph (RocksDB, as under ``run``'s ``--state-dir``)."""
 
 
 def _clear_outputs(out_dir: Path) -> None:
@@ -488,6 +498,7 @@ def _clear_outputs(out_dir: Path) -> None:
         old.unlink()
     for name in OUTPUT_FILES:
         (out_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / IDENTITY_DIR, ignore_errors=True)
     for run in out_dir.glob(".concierge-run-*"):
         run.unlink() if run.is_file() else shutil.rmtree(run)
 
@@ -509,11 +520,13 @@ def replay(
     stats = ReplayStats()
     loop = TransferLoop()
     left: Counter[tuple[str, str]] = Counter()
+    zones: ZoneChanges = {}
     config = JourneyConfig(
-        policy, wall_clock_timers=False, frontier=loop.frontier, left_pending=left
+        policy, wall_clock_timers=False, frontier=loop.frontier, left_pending=left, zones=zones
     )
+    graphs: list[DictStore] = []
     identity = IdentityConfig(
-        policy.identifier_rules, DictStore, [FILE_PART], frontier=loop.frontier
+        policy.identifier_rules, lambda: _opened(graphs), [FILE_PART], frontier=loop.frontier
     )
     source = ReplaySource(events, policy, until, stats, loop, out_dir, progress)
     flow = build_flow(config, identity, source, ReplaySink(out_dir, stats, loop))
@@ -528,10 +541,64 @@ def replay(
         by_decision, by_customer = measure.conversions(out_dir, policy)
         summary["conversions"] = by_decision
         summary["lift"] = measure.lift_by_action(by_customer)
-    (out_dir / "summary.json").write_bytes(
-        orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    _keep_graph(graphs, out_dir / IDENTITY_DIR)
+    _write_json(out_dir / "policy.json", policy.document)
+    _write_json(
+        out_dir / "timezones.json",
+        {
+            "default": policy.default_timezone,
+            "customers": _zone_records(zones, policy.default_timezone),
+        },
     )
+    _write_json(out_dir / "summary.json", summary)
     return summary
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_bytes(
+        orjson.dumps(value, default=_plain, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    )
+
+
+def _plain(value: Any) -> Any:
+    """A read-only mapping of the compiled policy's document, as JSON takes it."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _opened(graphs: list[DictStore]) -> DictStore:
+    graphs.append(DictStore())
+    return graphs[-1]
+
+
+def _keep_graph(graphs: list[DictStore], path: Path) -> None:
+    """Write the replay's identity graph to ``path`` (RocksDB, as ``run`` keeps it), for
+    ``concierge explain`` and ``concierge identity``; undo records left out (nothing
+    rolls a finished replay back)."""
+    from flows.identity_store import RocksStore
+
+    with RocksStore(path) as store:
+        for graph in graphs:
+            batch: dict[bytes, bytes | None] = {}
+            for key, value in graph.data.items():
+                if key.startswith(UNDO_PREFIX):
+                    continue
+                batch[key] = value
+                if len(batch) >= 10_000:
+                    store.write(batch)
+                    batch = {}
+            store.write(batch)
+
+
+def _zone_records(zones: ZoneChanges, default: str) -> dict[str, list[list[str]]]:
+    """The time zones customers were decided about in, each from when, for the customers
+    ever decided about outside ``default`` (any other was always in it)."""
+    return {
+        customer: [[format_ms(at), zone] for at, zone in changes]
+        for customer, changes in sorted(zones.items())
+        if any(zone != default for _, zone in changes)
+    }
 
 
 def _pending_at_end(

@@ -144,8 +144,12 @@ def _customer_key(customer_id: str) -> bytes:
     return b"c\x00" + customer_id.encode()
 
 
+UNDO_PREFIX = b"u\x00"
+"""The keys of undo records, which only a flow that may be rolled back needs."""
+
+
 def _undo_key(seq: int) -> bytes:
-    return b"u\x00%016d" % seq
+    return UNDO_PREFIX + b"%016d" % seq
 
 
 class IdentityGraph:

@@ -152,7 +152,17 @@ def test_an_out_path_replay_cannot_write_is_one_line(tmp_path, reference_policy_
 def test_version_and_every_flag_have_help():
     done = concierge("--version")
     assert done.returncode == 0 and done.stdout.startswith("concierge 0.")
-    for command in ("validate", "replay", "run", "identity", "lift", "diff", "broker", "demo"):
+    for command in (
+        "validate",
+        "replay",
+        "run",
+        "identity",
+        "lift",
+        "diff",
+        "explain",
+        "broker",
+        "demo",
+    ):
         shown = concierge(command, "--help")
         assert shown.returncode == 0
         assert "example:" in shown.stdout

@@ -9,16 +9,30 @@ import orjson
 
 import schemas
 from flows.generator import Generator
+from flows.identity_store import RocksStore
 from tests.conftest import event_dict, write_jsonl
 
 GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
 
 
 def digest(directory):
-    return {
+    """Each output file's hash; the identity graph (a RocksDB directory, whose own files
+    name the time they were written) by the hash of its contents."""
+    digests = {
         path.name: hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(directory.iterdir())
+        if path.is_file()
     }
+    graph = directory / "identity"
+    if graph.is_dir():
+        with RocksStore(graph, read_only=True) as store:
+            contents = hashlib.sha256()
+            for key in store.keys_from(b""):
+                contents.update(
+                    b"%d:%s%d:%s" % (len(key), key, len(store.get(key)), store.get(key))
+                )
+            digests["identity/"] = contents.hexdigest()
+    return digests
 
 
 def test_the_same_input_gives_byte_identical_output(tmp_path, replay):
@@ -28,7 +42,15 @@ def test_the_same_input_gives_byte_identical_output(tmp_path, replay):
     second = replay(events, "--quiet")
     assert first.returncode == 0 and second.returncode == 0, first.stderr
     assert digest(first.out) == digest(second.out)
-    assert {"decisions.jsonl", "dlq.jsonl", "audit.jsonl", "summary.json"} <= set(digest(first.out))
+    assert {
+        "decisions.jsonl",
+        "dlq.jsonl",
+        "audit.jsonl",
+        "summary.json",
+        "policy.json",
+        "timezones.json",
+        "identity/",
+    } <= set(digest(first.out))
     assert any(name.startswith("actions.") for name in digest(first.out))
 
 
