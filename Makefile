@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit scenarios integration fuzz bench bench-state bench-scale bench-stages bench-memory clean
+.PHONY: install browser demo test lint typecheck unit scenarios integration fuzz bench bench-state bench-scale bench-stages bench-memory clean
 
 install: $(STAMP)
 
@@ -33,7 +33,26 @@ scenarios: install
 integration: install
 	$(BIN)/pytest -q tests/integration
 
-test: install lint typecheck
+# The report's browser test opens the page in headless Chromium, Debian's package: installed
+# here when this user may (root, or sudo without a password), else the test is skipped and
+# says why, and so does this.
+APT_CHROMIUM := env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+browser: install
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "WARNING: no chromium and no apt-get: the report's browser test will be SKIPPED"; \
+	else \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO=sudo; \
+		else echo "WARNING: chromium is not installed and this user cannot install it:" \
+			"the report's browser test will be SKIPPED (apt-get install chromium)"; exit 0; fi; \
+		echo "installing chromium (Debian's package) for the report's browser test"; \
+		$$SUDO $(APT_CHROMIUM) >$(VENV)/apt.log 2>&1 || { $$SUDO apt-get update -q >>$(VENV)/apt.log 2>&1 && \
+			$$SUDO $(APT_CHROMIUM) >>$(VENV)/apt.log 2>&1; } || \
+			echo "WARNING: installing chromium failed (see $(VENV)/apt.log):" \
+				"the report's browser test will be SKIPPED"; \
+	fi
+
+test: install lint typecheck browser
 	$(BIN)/pytest -q -p no:cacheprovider
 
 # The suite's attacks (hostile records, policies, replay and validate), twenty times longer

@@ -304,6 +304,26 @@ def _explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _report(args: argparse.Namespace) -> int:
+    from flows.report import write_report
+    from flows.report_data import ReportError, read_run
+
+    dirs = [Path(args.replay)]
+    if args.compare:  # the other run is the baseline: left, and the change is from it
+        dirs.insert(0, Path(args.compare))
+    try:
+        runs = [read_run(path) for path in dirs]
+    except ReportError as err:
+        raise CommandError(str(err)) from None
+    out = Path(args.out) if args.out else Path(args.replay) / "report.html"
+    try:
+        write_report(runs, out)
+    except OSError as err:
+        raise CommandError(f"cannot write {out}: {err.strerror}") from None
+    print(out)
+    return EXIT_OK
+
+
 def _diff(args: argparse.Namespace) -> int:
     from flows.diff import DiffError, compare, read_replay, render
 
@@ -481,6 +501,23 @@ def parser() -> argparse.ArgumentParser:
         help="TYPE:VALUE (email:ana@example.com) or a canonical id (cus_...)",
     )
     explain.set_defaults(handler=_explain)
+
+    report = _command(
+        commands,
+        "report",
+        "one self-contained HTML page with charts about a replay, or two side by side",
+        "concierge report after/ --compare before/ --out report.html",
+    )
+    report.add_argument("replay", metavar="DIR", help="a replay's --out directory")
+    report.add_argument(
+        "--compare",
+        metavar="OTHER_DIR",
+        help="another replay, shown beside it (e.g. the old policy)",
+    )
+    report.add_argument(
+        "--out", metavar="FILE.html", help="where the page goes (default: DIR/report.html)"
+    )
+    report.set_defaults(handler=_report)
 
     diff = _command(
         commands,

@@ -86,7 +86,7 @@ def explain(
 ) -> dict[str, Any]:
     """The timeline of the customer ``who`` names in the replay written into ``replay_dir``,
     as plain data (what ``--json`` prints); :class:`NotFound` if no profile holds them."""
-    policy = _replayed_policy(replay_dir)
+    policy = replayed_policy(replay_dir)
     profile, asked = _find(replay_dir, who, policy, region)
     entries: list[Entry] = []
     seq = iter(range(1 << 62))
@@ -121,7 +121,7 @@ def explain(
     }
 
 
-def _replayed_policy(replay_dir: Path) -> Policy:
+def replayed_policy(replay_dir: Path) -> Policy:
     path = replay_dir / "policy.json"
     if not (replay_dir / "decisions.jsonl").is_file():
         raise ExplainError(f"no replay output at {replay_dir} (no decisions.jsonl)")
@@ -316,7 +316,7 @@ def _zones_of_events(events: list[Entry]) -> Zones:
     return sorted(said)
 
 
-def _zone_at(zones: Zones, at: int, default: str) -> str:
+def zone_at(zones: Zones, at: int, default: str) -> str:
     current = default if not zones or zones[0][0] <= at else zones[0][1]
     for since, name in zones:
         if since > at:
@@ -326,7 +326,7 @@ def _zone_at(zones: Zones, at: int, default: str) -> str:
 
 
 def _shown(entry: Entry, zones: Zones, default: str) -> dict[str, Any]:
-    name = _zone_at(zones, entry.at, default)
+    name = zone_at(zones, entry.at, default)
     local = datetime.fromtimestamp(entry.at / 1000, zone(name) or zone(default))
     return {
         "at": format_ms(entry.at),

@@ -81,15 +81,10 @@ def fatigue(recent_sends: list[tuple[str, int]], audit: Path) -> dict[str, Any]:
     customer got in the 7 days up to it, itself included (what Kafka mode's histogram
     observes); and each person's busiest 7 days, a merged profile counted with the one it
     merged into (``audit`` says which)."""
-    merged_into: dict[str, str] = {}
-    for record in _records(audit):
-        if record["kind"] == "merge":
-            for customer in record["customer_ids"]:
-                if customer != record["surviving_id"]:
-                    merged_into[customer] = record["surviving_id"]
+    merged = merged_into(audit)
     peaks: dict[str, int] = {}
     for customer, count in recent_sends:
-        person = _survivor(customer, merged_into)
+        person = survivor(customer, merged)
         peaks[person] = max(peaks.get(person, 0), count)
     return {
         "window": "7d",
@@ -98,10 +93,22 @@ def fatigue(recent_sends: list[tuple[str, int]], audit: Path) -> dict[str, Any]:
     }
 
 
-def _survivor(customer: str, merged_into: dict[str, str]) -> str:
+def merged_into(audit: Path) -> dict[str, str]:
+    """Each profile merged into another, and the one it was merged into, from the audit."""
+    merged: dict[str, str] = {}
+    for record in _records(audit):
+        if record["kind"] == "merge":
+            for customer in record["customer_ids"]:
+                if customer != record["surviving_id"]:
+                    merged[customer] = record["surviving_id"]
+    return merged
+
+
+def survivor(customer: str, merges: dict[str, str]) -> str:
+    """The profile ``customer`` is part of now, following merges."""
     seen = {customer}
-    while customer in merged_into and merged_into[customer] not in seen:
-        customer = merged_into[customer]
+    while customer in merges and merges[customer] not in seen:
+        customer = merges[customer]
         seen.add(customer)
     return customer
 
