@@ -160,6 +160,7 @@ def test_version_and_every_flag_have_help():
         "lift",
         "diff",
         "explain",
+        "report",
         "broker",
         "demo",
     ):
