@@ -620,12 +620,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from flows import package_version
 
-    try:
-        return version("concierge")
-    except PackageNotFoundError:
-        return "unknown"
+    return package_version()
 
 
 def main(argv: list[str] | None = None) -> int:

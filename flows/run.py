@@ -17,7 +17,7 @@ from types import FrameType
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from flows import metrics
+from flows import metrics, package_version
 from flows.action_key import ENV_KEY, ActionKeyError, load_action_key
 from flows.identity import IdentityConfig
 from flows.identity_store import RocksStore
@@ -119,6 +119,8 @@ def run(
             ENV_KEY,
         )
     policy = dataclasses.replace(policy, action_ids=keyed(secret))
+    metrics.declare_build(policy, package_version())
+    metrics.declare_labels(policy)
     metrics.declare_measurement(policy)
     metrics.declare_dates(policy)
     if metrics_port:
