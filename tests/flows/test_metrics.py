@@ -61,3 +61,20 @@ def test_the_held_back_rules_declared_are_the_ones_decisions_carry(policy):
             )
         assert seen, "the stream holds something back"
         assert seen <= declared, seen - declared
+
+
+def test_timers_pending_after_a_replay_is_what_it_left_pending(policy, tmp_path):
+    """Through the whole flow (merges hand timers from one profile to another, erasures and
+    evictions drop them), the gauge ends at what replay's pending_at_end lists."""
+    from flows.generator import Generator
+    from flows.replay import replay
+    from tests.flows.test_journey_step import gauge, restart_gauge
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(Generator(300, 5).events(6000)) + b"\n")
+    restart_gauge()
+    summary = replay(policy, events, tmp_path / "out")
+    assert summary["audit"] > 0, "profiles were merged"
+    left = summary["pending_at_end"]
+    assert gauge() == (sum(left["timers"].values()), sum(left["decisions"].values()))
+    assert gauge()[0] > 0 and gauge()[1] > 0
