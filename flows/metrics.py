@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter as Tally
 from collections.abc import Iterable
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 from operators import records
 from operators.dates import REASONS as DATE_REASONS
@@ -284,13 +284,22 @@ def count_ingested(events: Iterable[Event], reasons: Iterable[str], known: froze
         RECORDS_IN.inc(records)
 
 
-def run_counts() -> str:
-    """What this process has done since it started, in one line for the log: records read,
-    dead letters, decisions and actions."""
+def run_totals() -> dict[str, int]:
+    """What this process has done since it started: records read, dead letters, decisions
+    and actions (the structured fields of the log's stop line)."""
+    return {
+        "records_read": _total(RECORDS_IN),
+        "dead_letters": _total(DEAD_LETTERS),
+        "decisions": _total(DECISIONS),
+        "actions": _total(ACTIONS),
+    }
 
+
+def run_counts(totals: dict[str, int]) -> str:
+    """:func:`run_totals` in words, for the log's stop line."""
     return (
-        f"{_total(RECORDS_IN):,} records read, {_total(DEAD_LETTERS):,} dead letters, "
-        f"{_total(DECISIONS):,} decisions, {_total(ACTIONS):,} actions"
+        f"{totals['records_read']:,} records read, {totals['dead_letters']:,} dead letters, "
+        f"{totals['decisions']:,} decisions, {totals['actions']:,} actions"
     )
 
 
@@ -304,11 +313,6 @@ def _total(counter: Counter) -> int:
             if sample.name.endswith("_total")
         )
     )
-
-
-def serve(port: int) -> None:
-    """Serve ``/metrics`` on ``port`` from a background thread."""
-    start_http_server(port)
 
 
 def count_resolved(known: int, unknown: int, profiles: int) -> None:
