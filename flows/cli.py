@@ -578,6 +578,7 @@ def parser() -> argparse.ArgumentParser:
         help="serve metrics here while the flow runs; 0 turns them off (default: %(default)s)",
     )
     demo.add_argument("--seed", type=int, default=7, help="seed of the generated stream")
+    _add_log_format(demo)
     demo.set_defaults(handler=_demo)
     return root
 
@@ -615,8 +616,16 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         type=PORT,
         default=9464,
         metavar="PORT",
-        help="Prometheus /metrics port; 0 turns it off (default: %(default)s)",
+        help="port of /metrics, /healthz and /readyz; 0 turns them off (default: %(default)s)",
     )
+    parser.add_argument(
+        "--metrics-host",
+        default="0.0.0.0",
+        metavar="HOST",
+        help="address /metrics, /healthz and /readyz listen on, e.g. 127.0.0.1 for this "
+        "machine only (default: %(default)s, every interface)",
+    )
+    _add_log_format(parser)
     parser.add_argument(
         "-X",
         dest="properties",
@@ -700,13 +709,21 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+def _add_log_format(parser: argparse.ArgumentParser) -> None:
+    from flows.logs import FORMATS
 
-    try:
-        return version("concierge")
-    except PackageNotFoundError:
-        return "unknown"
+    parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default="text",
+        help="the log on stderr: text lines, or one JSON object a line (default: %(default)s)",
+    )
+
+
+def _version() -> str:
+    from flows import package_version
+
+    return package_version()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,8 @@ from operators.policy_load import load_policy
 REFERENCE_POLICY = Path(__file__).resolve().parents[2] / "shared/spec/reference/policy.yaml"
 BUNDLED_POLICY = Path(__file__).resolve().parent / "demo_policy.yaml"
 MEASUREMENT = Path(__file__).resolve().parent / "demo_measurement.yaml"
+LOOPBACK = "127.0.0.1"
+"""The demo serves its metrics to this machine only, like its broker."""
 
 
 def demo_policy() -> tuple[Policy, Path]:
@@ -68,8 +70,10 @@ def run_demo(args: argparse.Namespace) -> int:
             recovery_dir=Path(tmp) / "recovery",
             state_dir=Path(tmp) / "state",
             metrics_port=port,
+            metrics_host=LOOPBACK,
             snapshot_interval=timedelta(seconds=5),
             stop_at_end=True,
+            log_format=args.log_format,
         )
         elapsed = time.monotonic() - started
         if code:
@@ -164,7 +168,7 @@ def _print_summary(records: dict[str, list[bytes]], read: int, elapsed: float, p
     if sample is not None:
         print(f"a sample action: {sample.decode()}")
     if port:
-        print(f"metrics were served at http://127.0.0.1:{port}/metrics while the flow ran")
+        print(f"metrics were served at http://{LOOPBACK}:{port}/metrics while the flow ran")
     else:
         print("metrics were not served (--metrics-port 0)")
 
@@ -187,7 +191,7 @@ def _print_lift(records: dict[str, list[bytes]], policy: Policy) -> None:
 def _port_free(port: int) -> bool:
     with socket.socket() as probe:
         try:
-            probe.bind(("0.0.0.0", port))
+            probe.bind((LOOPBACK, port))
         except OSError:
             return False
     return True

@@ -100,7 +100,11 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
             self._aligner = Aligner.restore(aligned, config.parts, config.max_idle_ms, now)
             undone = self._graph.roll_back(sequence)
             if undone:
-                log.info("identity graph: rolled back %d operations to the snapshot", undone)
+                log.info(
+                    "identity graph: rolled back %d operations to the snapshot",
+                    undone,
+                    extra={"operations": undone},
+                )
         self._snapshots: deque[int] = deque(maxlen=KEPT_SNAPSHOTS)
         self._marked: tuple[int, bool] | None = None
         self._marked_at = 0

@@ -19,7 +19,14 @@ from datetime import UTC, datetime
 
 from bytewax.operators import StatefulBatchLogic
 
-from flows.metrics import CUSTOMERS, CUSTOMERS_EVICTED, CUSTOMERS_PACKED, CUSTOMERS_REVIVED
+from flows.metrics import (
+    CUSTOMERS,
+    CUSTOMERS_EVICTED,
+    CUSTOMERS_PACKED,
+    CUSTOMERS_REVIVED,
+    DEFERRED_DECISIONS,
+    SIGNAL_TIMERS,
+)
 from flows.progress import InputFrontier
 from operators.decide import Output
 from operators.handover import Adopt, Retire, Transfer
@@ -69,31 +76,55 @@ ZoneChanges = dict[str, list[tuple[int, str]]]
 which they were decided about changed."""
 
 
-PACKED_MAGIC = b"cj1"
-_PACKED_HEAD = struct.Struct("<3sqq?")
+PACKED_MAGIC = b"cj2"
+_PACKED_HEAD = struct.Struct("<3sqq?HH")
 """A packed customer's head: :data:`PACKED_MAGIC`, their next timer and when they become
-evictable (-1: none), whether a merge holds their input back. Then their pickled
-:class:`Journey`, zlib-compressed. The head is what ``notify_at`` needs, without reviving
-them; one ``bytes`` object, which the garbage collector does not track."""
+evictable (-1: none), whether a merge holds their input back, how many signal timers and
+deferred decisions they have pending (one per signal, and per moment and group: the
+policy's limits keep them far below 65,535). Then their pickled :class:`Journey`,
+zlib-compressed.
+The head is what ``notify_at`` and the timers-pending gauge need, without reviving them; one
+``bytes`` object, which the garbage collector does not track."""
+OLD_PACKED_MAGIC = b"cj1"
+_OLD_PACKED_HEAD = struct.Struct("<3sqq?")
+"""The head 0.4.0 and 0.5.0 packed customers with: no counts of what is pending."""
 
 
 def pack(journey: Journey, policy: Policy) -> bytes:
     """A customer as one compact ``bytes``: see :data:`_PACKED_HEAD`."""
-    due = journey.state.next_due()
+    body = zlib.compress(pickle.dumps(journey, protocol=pickle.HIGHEST_PROTOCOL), 1)
+    return _head(journey, policy) + body
+
+
+def _head(journey: Journey, policy: Policy) -> bytes:
+    state = journey.state
+    due = state.next_due()
     eviction = journey.next_eviction(policy)
-    head = _PACKED_HEAD.pack(
+    return _PACKED_HEAD.pack(
         PACKED_MAGIC,
         -1 if due is None else due,
         -1 if eviction is None else eviction,
         bool(journey.queue),
+        len(state.pending),
+        len(state.deferred),
     )
-    return head + zlib.compress(pickle.dumps(journey, protocol=pickle.HIGHEST_PROTOCOL), 1)
+
+
+def _recounted(packed: bytes, policy: Policy) -> bytes:
+    """A customer packed with the old head (:data:`_OLD_PACKED_HEAD`), given the new one: read
+    once, at resume, to count what they have pending; the compressed journey is kept as is."""
+    body = packed[_OLD_PACKED_HEAD.size :]
+    return _head(_unpacked(body), policy) + body
 
 
 def unpack(packed: bytes) -> Journey:
     """The customer :func:`pack` packed."""
+    return _unpacked(packed[_PACKED_HEAD.size :])
+
+
+def _unpacked(body: bytes) -> Journey:
     try:
-        snapshot = zlib.decompress(packed[_PACKED_HEAD.size :])
+        snapshot = zlib.decompress(body)
     except zlib.error as err:
         raise IncompatibleSnapshot(f"a packed customer cannot be read ({err})") from None
     return _resumed(snapshot)
@@ -101,12 +132,12 @@ def unpack(packed: bytes) -> Journey:
 
 def _packed_due(packed: bytes, until: int) -> bool:
     """Whether a packed customer has a timer due by ``until``, or has become evictable."""
-    _, due, eviction, held = _PACKED_HEAD.unpack_from(packed)
+    _, due, eviction, held, _, _ = _PACKED_HEAD.unpack_from(packed)
     return not held and (0 <= due <= until or 0 <= eviction <= until)
 
 
 def _packed_wake(packed: bytes, now: int, fire_until: int) -> int | None:
-    _, due, eviction, held = _PACKED_HEAD.unpack_from(packed)
+    _, due, eviction, held, _, _ = _PACKED_HEAD.unpack_from(packed)
     if held:
         return None
     return wake_time(None if due < 0 else due, None if eviction < 0 else eviction, now, fire_until)
@@ -123,6 +154,9 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
     packed (:func:`pack`: about a sixth of the memory of the live objects) and revived by
     their next event, merge or timer: most customers are idle most of the time, and one
     in the middle of a session stays live, at no cost per event.
+
+    The timers-pending gauge moves by what each callback changed in this customer's timers
+    (two lengths read before and after), so it never scans the customers.
     """
 
     __slots__ = ("_config", "_journey", "_packed", "_touched")
@@ -134,18 +168,25 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         self._packed: bytes | None = None
         self._touched = config.clock() if config.wall_clock_timers else 0
         """When (wall clock, ms) this customer was last live for an event, merge or timer."""
+        if resume is not None and resume.startswith(OLD_PACKED_MAGIC):
+            resume = _recounted(resume, config.policy)
         if resume is None:
             pass
         elif not resume.startswith(PACKED_MAGIC):  # written before customers were packed
             self._journey = _resumed(resume)
+            _count_timers(0, 0, self._journey)
         elif _resumed_one:
             self._packed = resume
             CUSTOMERS_PACKED.inc()
+            _, _, _, _, signals, decisions = _PACKED_HEAD.unpack_from(resume)
+            SIGNAL_TIMERS.inc(signals)
+            DEFERRED_DECISIONS.inc(decisions)
         else:
             # The first customer resumed is revived at once: a snapshot this version cannot
             # read stops the flow as it starts, not when it first touches a customer.
             self._journey = unpack(resume)
             _resumed_one = True
+            _count_timers(0, 0, self._journey)
         CUSTOMERS.inc()
 
     def on_batch(self, values: list[ForCustomer]) -> tuple[Iterable[JourneyOutput], bool]:
@@ -155,6 +196,8 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
             self._touched = self._config.clock()
         if journey is None:
             journey = self._journey = Journey(CustomerState(values[0].customer_id))
+        state = journey.state
+        signals, decisions = len(state.pending), len(state.deferred)
         out: list[JourneyOutput] = []
         for _, item in values:
             if isinstance(item, Event):
@@ -181,7 +224,9 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
             journey.evicted = 0
         if journey.retired:
             CUSTOMERS.dec()
+            _count_timers(signals, decisions, None)
             return out, StatefulBatchLogic.DISCARD
+        _count_timers(signals, decisions, journey)
         return out, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[JourneyOutput], bool]:
@@ -194,10 +239,12 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
             return (), StatefulBatchLogic.RETAIN
         journey = self._live()
         assert journey is not None
+        state = journey.state
+        signals, decisions = len(state.pending), len(state.deferred)
         outputs = journey.fire_due(config.policy, until, True)
         if outputs:
             self._touched = now
-        fired = self._fired(journey, outputs, until)
+        fired = self._fired(journey, outputs, until, signals, decisions)
         idle = config.pack_idle_ms
         if (
             fired[1] is StatefulBatchLogic.RETAIN
@@ -215,7 +262,10 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         if journey is None:
             return (), StatefulBatchLogic.RETAIN
         end = frontier.end_at
-        fired = self._fired(journey, journey.fire_due(self._config.policy, end, True), end)
+        state = journey.state
+        signals, decisions = len(state.pending), len(state.deferred)
+        outputs = journey.fire_due(self._config.policy, end, True)
+        fired = self._fired(journey, outputs, end, signals, decisions)
         left = self._config.left_pending
         if left is not None and fired[1] == StatefulBatchLogic.RETAIN:
             state = journey.state
@@ -262,10 +312,11 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         return self._journey
 
     def _fired(
-        self, journey: Journey, outputs: list[Output], now: int
+        self, journey: Journey, outputs: list[Output], now: int, signals: int, decisions: int
     ) -> tuple[Iterable[JourneyOutput], bool]:
         """Emit what the timers decided; then forget the customer if, as of ``now``, they
-        have been idle long enough with nothing pending."""
+        have been idle long enough with nothing pending. ``signals`` and ``decisions``: the
+        timers they had pending before these fired."""
         customer = journey.state.customer_id
         emitted = [
             Emitted(output, Order.of_timer(_at(output), customer, n), 0.0)
@@ -276,7 +327,9 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         if journey.evictable(self._config.policy, now):
             CUSTOMERS.dec()
             CUSTOMERS_EVICTED.inc()
+            _count_timers(signals, decisions, None)
             return emitted, StatefulBatchLogic.DISCARD
+        _count_timers(signals, decisions, journey)
         return emitted, StatefulBatchLogic.RETAIN
 
 
@@ -295,6 +348,19 @@ def _resumed(snapshot: bytes) -> Journey:
     if not isinstance(journey, Journey):
         raise IncompatibleSnapshot("the recovery snapshot holds no customer journey")
     return journey
+
+
+def _count_timers(signals: int, decisions: int, journey: Journey | None) -> None:
+    """Move the timers-pending gauge from what a customer had pending (``signals`` timers,
+    ``decisions`` deferred) to what ``journey`` has now (None: nothing, it is forgotten)."""
+    if journey is not None:
+        state = journey.state
+        signals -= len(state.pending)
+        decisions -= len(state.deferred)
+    if signals:
+        SIGNAL_TIMERS.dec(signals)
+    if decisions:
+        DEFERRED_DECISIONS.dec(decisions)
 
 
 def _emit(out: list[JourneyOutput], outputs: list[Output], line: int, received_at: float) -> None:

@@ -26,6 +26,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
 from flows import metrics
+from flows.health import Readiness
 from flows.kafka_config import CLIENT_LOG, KafkaSettings
 from flows.progress import FrontierMark, InputFrontier
 from operators.alignment import NEVER, Progress
@@ -71,6 +72,7 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter | Progress, Sou
         resume: SourceState | None,
         stop_at_end: bool,
         frontier: InputFrontier,
+        readiness: Readiness | None = None,
     ) -> None:
         offset, clock = resume if resume is not None else (OFFSET_BEGINNING, None)
         self._offset = offset
@@ -88,6 +90,10 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter | Progress, Sou
         """True once the broker said this partition was read to its end, until more comes."""
         self._told: Progress | None = None
         self._told_at = 0.0
+        self._unanswered = readiness
+        """Who waits for this partition's first answer from the brokers (None: it came)."""
+        if readiness is not None:
+            readiness.expect(self._name)
         self._lag = metrics.CONSUMER_LAG.labels(topic, str(index))
         self._consumer = Consumer(
             settings.config(
@@ -156,6 +162,9 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter | Progress, Sou
             batch.append(record)
             self._offset = (offset if offset is not None else self._offset) + 1
             caught_up = False
+        if self._unanswered is not None and (caught_up or ok or bad):
+            self._unanswered.reached(self._name)
+            self._unanswered = None
         metrics.count_ingested(ok, bad, self._known)
         if self._dated is not None:
             metrics.count_bad_dates(self._dated, ok)
@@ -274,11 +283,13 @@ class KafkaEventSource(FixedPartitionedSource[Read, SourceState]):
         policy: Policy,
         frontier: InputFrontier,
         stop_at_end: bool = False,
+        readiness: Readiness | None = None,
     ) -> None:
         self._settings = settings
         self._policy = policy
         self._frontier = frontier
         self._stop_at_end = stop_at_end
+        self._readiness = readiness
 
     def list_parts(self) -> list[str]:
         return partitions_of(
@@ -301,6 +312,7 @@ class KafkaEventSource(FixedPartitionedSource[Read, SourceState]):
             resume_state,
             self._stop_at_end,
             self._frontier,
+            self._readiness,
         )
 
 
@@ -449,6 +461,7 @@ class _ProducerPartition(StatelessSinkPartition[OutRecord]):
                 "%s; it is not written (check the topic's max.message.bytes)",
                 len(value),
                 topic,
+                extra={"bytes": len(value), "topic": topic},
             )
             return
         target, replacement = replacement_for_too_large(stream, value)
@@ -462,6 +475,7 @@ class _ProducerPartition(StatelessSinkPartition[OutRecord]):
             if stream == TRANSFERS
             else "a dead letter (output_too_large)",
             self._prefix + target,
+            extra={"bytes": len(value), "topic": topic},
         )
         replaced.add(replacement)
         self._produce(self._prefix + target, replacement, key)
@@ -477,6 +491,7 @@ class _ProducerPartition(StatelessSinkPartition[OutRecord]):
                     "waiting for the brokers to acknowledge %d records (%.0fs so far)",
                     remaining,
                     now - started,
+                    extra={"records": remaining, "waited_s": round(now - started, 1)},
                 )
             remaining = self._producer.flush(1.0)
         if self._failures:

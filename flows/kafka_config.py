@@ -170,7 +170,12 @@ def wait_for_brokers(settings: KafkaSettings, timeout: float, first_wait: float 
         try:
             admin.list_topics(timeout=max(min(2.0 * attempt, 10.0, left), 0.5))
             if attempt > 1:
-                log.info("reached the brokers at %s (attempt %d)", settings.brokers, attempt)
+                log.info(
+                    "reached the brokers at %s (attempt %d)",
+                    settings.brokers,
+                    attempt,
+                    extra={"attempt": attempt},
+                )
             return
         except KafkaException as err:
             admin.poll(0)
@@ -189,6 +194,7 @@ def wait_for_brokers(settings: KafkaSettings, timeout: float, first_wait: float 
             elapsed,
             reason,
             wait,
+            extra={"attempt": attempt, "waited_s": round(elapsed, 1), "next_try_s": wait},
         )
         time.sleep(wait)
         wait = min(wait * 2, 15.0)
@@ -248,6 +254,7 @@ class RepeatFilter(logging.Filter):
         self._seen[shape] = (now, 0)
         if left_out:
             record.msg = f"{record.msg} ({left_out} more like it in the last {now - last:.0f}s)"
+            record.left_out = left_out
         return True
 
 

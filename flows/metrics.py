@@ -1,15 +1,18 @@
-"""Prometheus metrics: one registry per process, served on ``--metrics-port``."""
+"""Prometheus metrics: one registry per process, served on ``--metrics-port`` (by
+:mod:`flows.health`)."""
 
 from __future__ import annotations
 
 from collections import Counter as Tally
 from collections.abc import Iterable
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
+from operators import records
 from operators.dates import REASONS as DATE_REASONS
 from operators.dates import bad_dates
-from operators.model import Event
+from operators.decide import QUIET_HOURS
+from operators.model import DeadLetterReason, Event, Outcome
 from operators.policy import Policy
 
 RECORDS_IN = Counter(
@@ -132,6 +135,30 @@ TIMERS_HELD = Gauge(
     "to this long ago (grows while a partition reads a backlog, or the identity step is down)",
 )
 
+BUILD_INFO = Gauge(
+    "concierge_build_info",
+    "Always 1: the Concierge version this process runs and the version of the policy it loaded",
+    ["version", "policy_version"],
+)
+TIMERS_PENDING = Gauge(
+    "concierge_timers_pending",
+    "Timers this process's customers have pending: kind=signal, absence and date signals "
+    "waiting to fire; kind=decision, decisions deferred by quiet hours or waiting for a cap's "
+    "slot",
+    ["kind"],
+)
+SIGNAL_TIMERS = TIMERS_PENDING.labels("signal")
+DEFERRED_DECISIONS = TIMERS_PENDING.labels("decision")
+SNAPSHOT_AGE = Gauge(
+    "concierge_snapshot_age_seconds",
+    "Seconds since this process last saw a recovery snapshot committed in its recovery "
+    "partitions (since it started, until the first): what a crash now would replay",
+)
+
+KAFKA_CLIENTS = ("consumer", "producer", "transfers", "frontier")
+"""The ``client`` label of :data:`KAFKA_ERRORS`: the clients, and the internal topics whose
+records can be unreadable."""
+
 WELL_KNOWN_TYPES = ("consent_changed", "feedback", "identify", "purchase", "complaint")
 
 
@@ -150,6 +177,51 @@ def type_labels(policy: Policy) -> frozenset[str]:
     if policy.event_types is not None:
         named.update(policy.event_types)
     return frozenset(named)
+
+
+def declare_build(policy: Policy, version: str) -> None:
+    """Say which version runs with which policy: one series per process, always 1."""
+    BUILD_INFO.labels(version, policy.version).set(1)
+
+
+def declare_labels(policy: Policy) -> None:
+    """Start every labelled counter at zero for each value it can take under ``policy``, so a
+    rate of something that has not happened yet reads 0 rather than nothing, and ``increase()``
+    sees its first occurrence after a start."""
+    for outcome in Outcome:
+        DECISIONS.labels(outcome.value)
+    for reason in DeadLetterReason:
+        DEAD_LETTERS.labels(reason.value)
+    streams = [records.DECISIONS, records.DEAD_LETTERS, records.AUDIT]
+    if policy.conversions_by_type:
+        streams.append(records.CONVERSIONS)
+    for channel in policy.channels:
+        ACTIONS.labels(channel)
+        streams.append(records.ACTIONS_PREFIX + channel)
+    for stream in streams:
+        RECORDS_OUT.labels(stream)
+    for outcome, rule in held_back_rules(policy):
+        HELD_BACK.labels(outcome, rule)
+    for event_type in (*type_labels(policy), "other"):
+        EVENTS_IN.labels(event_type)
+    for client in KAFKA_CLIENTS:
+        KAFKA_ERRORS.labels(client)
+    for known in ("true", "false"):
+        RESOLVED.labels(known)
+
+
+def held_back_rules(policy: Policy) -> list[tuple[str, str]]:
+    """Every (outcome, rule) :data:`HELD_BACK` can count under ``policy``: a cap's name for
+    capped, a suppression's or fatigue rule's for suppressed, quiet hours for deferred, an
+    eligibility rule's for ineligible."""
+    rules = [(Outcome.CAPPED.value, cap.name) for cap in policy.caps]
+    rules += [(Outcome.SUPPRESSED.value, name) for name in policy.suppressions]
+    rules += [(Outcome.SUPPRESSED.value, rule.name) for rule in policy.fatigue]
+    if policy.quiet_hours is not None:
+        rules.append((Outcome.DEFERRED.value, QUIET_HOURS))
+    eligibility = {r.name for rules in policy.eligibility_by_action.values() for r in rules}
+    rules += [(Outcome.INELIGIBLE.value, name) for name in sorted(eligibility)]
+    return rules
 
 
 def declare_dates(policy: Policy) -> None:
@@ -212,13 +284,22 @@ def count_ingested(events: Iterable[Event], reasons: Iterable[str], known: froze
         RECORDS_IN.inc(records)
 
 
-def run_counts() -> str:
-    """What this process has done since it started, in one line for the log: records read,
-    dead letters, decisions and actions."""
+def run_totals() -> dict[str, int]:
+    """What this process has done since it started: records read, dead letters, decisions
+    and actions (the structured fields of the log's stop line)."""
+    return {
+        "records_read": _total(RECORDS_IN),
+        "dead_letters": _total(DEAD_LETTERS),
+        "decisions": _total(DECISIONS),
+        "actions": _total(ACTIONS),
+    }
 
+
+def run_counts(totals: dict[str, int]) -> str:
+    """:func:`run_totals` in words, for the log's stop line."""
     return (
-        f"{_total(RECORDS_IN):,} records read, {_total(DEAD_LETTERS):,} dead letters, "
-        f"{_total(DECISIONS):,} decisions, {_total(ACTIONS):,} actions"
+        f"{totals['records_read']:,} records read, {totals['dead_letters']:,} dead letters, "
+        f"{totals['decisions']:,} decisions, {totals['actions']:,} actions"
     )
 
 
@@ -232,11 +313,6 @@ def _total(counter: Counter) -> int:
             if sample.name.endswith("_total")
         )
     )
-
-
-def serve(port: int) -> None:
-    """Serve ``/metrics`` on ``port`` from a background thread."""
-    start_http_server(port)
 
 
 def count_resolved(known: int, unknown: int, profiles: int) -> None:

@@ -17,7 +17,7 @@ from types import FrameType
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from flows import metrics
+from flows import health, logs, metrics, package_version
 from flows.action_key import ENV_KEY, ActionKeyError, load_action_key
 from flows.identity import IdentityConfig
 from flows.identity_store import RocksStore
@@ -32,6 +32,7 @@ from flows.kafka_config import (
     wait_for_brokers,
 )
 from flows.orchestrator import build_flow
+from flows.snapshots import SnapshotWatch
 from operators.action_ids import keyed
 from operators.policy import Policy
 
@@ -70,6 +71,8 @@ def run_from_args(policy: Policy, args: argparse.Namespace) -> int:
         recovery_dir=Path(args.recovery_dir),
         state_dir=Path(args.state_dir),
         metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+        log_format=args.log_format,
         snapshot_interval=timedelta(seconds=args.snapshot_interval),
         workers_per_process=args.workers_per_process,
         process_id=args.process_id,
@@ -88,6 +91,7 @@ def run(
     recovery_dir: Path,
     state_dir: Path,
     metrics_port: int = 0,
+    metrics_host: str = "0.0.0.0",
     snapshot_interval: timedelta = timedelta(seconds=5),
     workers_per_process: int = 1,
     process_id: int | None = None,
@@ -96,6 +100,7 @@ def run(
     connect_timeout: float = 60.0,
     max_idle_ms: int = 500,
     pack_idle_ms: int = PACK_IDLE_MS,
+    log_format: str = "text",
 ) -> int:
     """Run the dataflow against Kafka until SIGTERM/SIGINT (or the end, with ``stop_at_end``).
 
@@ -103,14 +108,14 @@ def run(
     within ``connect_timeout`` seconds or the dataflow fails (it resumes from its last
     snapshot when started again).
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.configure(log_format)
+    fail = _Failure(log_format)
     state_dir.mkdir(parents=True, exist_ok=True)
     processes = len(addresses) if addresses else 1
     try:
         secret, key_from = load_action_key(state_dir)
     except (ActionKeyError, OSError) as err:
-        print(f"concierge run: {err}", file=sys.stderr)
-        return 2
+        return fail(2, str(err))
     log.info("action ids are signed with the action key from %s", key_from)
     if processes > 1 and key_from != ENV_KEY:
         log.warning(
@@ -119,35 +124,45 @@ def run(
             ENV_KEY,
         )
     policy = dataclasses.replace(policy, action_ids=keyed(secret))
+    metrics.declare_build(policy, package_version())
+    metrics.declare_labels(policy)
     metrics.declare_measurement(policy)
     metrics.declare_dates(policy)
+    first = (process_id or 0) * workers_per_process  # this process's partitions, as below
+    watch = SnapshotWatch(recovery_dir, range(first, first + workers_per_process))
+    readiness = health.Readiness(watch.committed, STOP)
+    endpoint = None
     if metrics_port:
         try:
-            metrics.serve(metrics_port)
-        except OSError as err:
-            print(
-                f"concierge run: cannot serve metrics on port {metrics_port}: {err.strerror}",
-                file=sys.stderr,
-            )
-            return 2
-        log.info("metrics on http://0.0.0.0:%d/metrics", metrics_port)
+            endpoint = health.serve(metrics_host, metrics_port, readiness)
+        except OSError as err:  # taken, or a host that is not this machine's
+            why = err.strerror or str(err)
+            return fail(2, f"cannot serve metrics on {metrics_host} port {metrics_port}: {why}")
+        metrics.SNAPSHOT_AGE.set_function(watch.start().age)
+        url = f"http://{_url_host(metrics_host)}:{metrics_port}"
+        log.info("metrics on %s/metrics; liveness %s/healthz, readiness %s/readyz", url, url, url)
     try:
         wait_for_brokers(settings, connect_timeout)
         created = ensure_topics(settings, settings.input_topics() + settings.output_topics(policy))
         parts = partitions_of(settings, settings.input_topics())
     except RuntimeError as err:  # BrokersUnreachable, or a topic that cannot be made
-        print(f"concierge run: {err}", file=sys.stderr)
-        return 1
+        return fail(1, str(err))
     if created:
-        log.info("created topics: %s", ", ".join(created))
+        log.info("created topics: %s", ", ".join(created), extra={"topics": created})
+    readiness.started()
     if _prepare_recovery(recovery_dir, workers_per_process, processes, process_id or 0):
         log.info(
             "resuming from the snapshots in %s: customers' state, timers and input offsets "
             "as of the last one",
             recovery_dir,
+            extra={"resuming": True},
         )
     else:
-        log.info("no snapshots in %s yet: reading the input topics from the start", recovery_dir)
+        log.info(
+            "no snapshots in %s yet: reading the input topics from the start",
+            recovery_dir,
+            extra={"resuming": False},
+        )
 
     # Reading history to its end is a batch job: its timers fire by event time, as in
     # replay, and what is still due fires once the input is read. Tailing fires them on
@@ -162,7 +177,7 @@ def run(
         max_idle_ms=max_idle_ms,
         clock=wall_clock_ms,
     )
-    source = KafkaEventSource(settings, policy, config.frontier, stop_at_end)
+    source = KafkaEventSource(settings, policy, config.frontier, stop_at_end, readiness)
     flow = build_flow(config, identity, source, KafkaRecordSink(settings))
     reader = FrontierReader(settings, config.frontier).start()
     STOP.clear()
@@ -184,22 +199,43 @@ def run(
         log.info("stopped before the dataflow drained; it resumes from the last snapshot")
     except Exception as err:  # Bytewax wraps what failed in its own error, traceback and all
         log.error("the dataflow stopped: %s; it resumes from the last snapshot", _cause(err))
-        print(f"concierge run: the dataflow stopped: {_cause(err)}", file=sys.stderr)
-        return 1
+        return fail(1, f"the dataflow stopped: {_cause(err)}", logged=True)
     except BaseException as err:  # a Rust panic: in a cluster, another process went away
         if type(err).__name__ != "PanicException":
             raise
         why = "another process of the cluster went away" if addresses else "Bytewax failed"
         log.error("the dataflow stopped: %s (%s); it resumes from the last snapshot", why, err)
-        print(f"concierge run: the dataflow stopped: {why} ({err})", file=sys.stderr)
-        return 1
+        return fail(1, f"the dataflow stopped: {why} ({err})", logged=True)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         reader.close()
         graph_store.close()
-    log.info("stopped; since it started: %s", metrics.run_counts())
+        watch.close()
+        if endpoint is not None:
+            endpoint.close()
+    totals = metrics.run_totals()
+    log.info("stopped; since it started: %s", metrics.run_counts(totals), extra=totals)
     return 0
+
+
+class _Failure:
+    """The line a failed run ends with: ``concierge run: ...`` on stderr, or with
+    ``--log-format json`` a log line (the log has it already when ``logged``)."""
+
+    def __init__(self, log_format: str) -> None:
+        self._json = log_format == "json"
+
+    def __call__(self, code: int, message: str, logged: bool = False) -> int:
+        if not self._json:
+            print(f"concierge run: {message}", file=sys.stderr)
+        elif not logged:
+            log.error("%s", message, extra={"exit_code": code})
+        return code
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _cause(err: BaseException) -> str:

@@ -64,3 +64,59 @@ def test_every_dashboard_panel_names_served_metrics_and_defined_records():
             assert check(target["expr"], recorded, known) == [], panel["title"]
     titles = {panel["title"] for panel in panels}
     assert "Conversion rate, sent vs held out (7 days)" in titles
+
+
+README = ROOT / "README.md"
+STATEFULSET = ROOT / "deploy" / "kubernetes" / "statefulset.yaml"
+RUNBOOK = "https://github.com/example/concierge/blob/main/README.md#"
+
+
+def anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a Markdown file's headings."""
+    found = set()
+    for heading in re.findall(r"^#{1,6} +(.+?) *$", markdown, flags=re.MULTILINE):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        found.add(slug)
+    return found
+
+
+def test_every_alert_has_a_runbook_url_to_its_entry_in_the_readme_runbook():
+    readme = README.read_text()
+    runbook = readme.split("\n## Runbook\n", 1)[1].split("\n## ", 1)[0]
+    entries = anchors(runbook)
+    alerts = [rule for rule in rules() if "alert" in rule]
+    for alert in alerts:
+        url = alert["annotations"].get("runbook_url", "")
+        assert url.startswith(RUNBOOK), alert["alert"]
+        assert url[len(RUNBOOK) :] in entries, f"{alert['alert']}: no Runbook entry {url}"
+    assert len(entries) == len(alerts), "one Runbook entry per alert, and no other"
+
+
+def test_the_dashboard_charts_merges_held_back_by_rule_late_events_and_evictions():
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    charted = {
+        panel["title"]: " ".join(target["expr"] for target in panel.get("targets", []))
+        for panel in panels
+    }
+    for title, metric in [
+        ("Identity merges /s", "concierge_identity_merges_total"),
+        ("Held back /s by rule", "concierge_decisions_held_back_total"),
+        ("Late events /s", "concierge_late_events_total"),
+        ("Customers evicted and revived /s", "concierge_customers_evicted_total"),
+        ("Snapshot age", "concierge_snapshot_age_seconds"),
+        ("Timers pending", "concierge_timers_pending"),
+        ("Processes by version and policy", "concierge_build_info"),
+    ]:
+        assert metric in charted.get(title, ""), title
+    assert "by (outcome, rule)" in charted["Held back /s by rule"]
+    ids = [panel["id"] for panel in panels]
+    assert len(ids) == len(set(ids))
+
+
+def test_the_pods_serve_on_every_interface_and_are_probed_on_healthz_and_readyz():
+    pod = YAML(typ="safe").load(STATEFULSET.read_text())["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    command = container["args"][0]
+    assert "--metrics-host 0.0.0.0" in command and "--log-format json" in command
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"

@@ -161,7 +161,7 @@ def test_a_customer_in_the_middle_of_a_session_stays_live(policy):
     assert logic.snapshot().startswith(b"\x80"), "a live customer's snapshot is its pickle"
     clock.now += 5_000
     logic.on_notify()
-    assert logic._journey is None and logic.snapshot().startswith(b"cj1")
+    assert logic._journey is None and logic.snapshot().startswith(b"cj2")
 
 
 def test_a_packed_snapshot_from_another_version_is_refused_as_the_flow_starts(policy, monkeypatch):
@@ -179,7 +179,7 @@ def test_a_packed_snapshot_from_another_version_is_refused_as_the_flow_starts(po
     config = JourneyConfig(policy, wall_clock_timers=False)
     blob = pickle.dumps(Journey(CustomerState("cus_ana")), protocol=pickle.HIGHEST_PROTOCOL)
     older = pack(Journey(CustomerState("cus_ana")), policy)
-    older = older[:20] + zlib.compress(blob.replace(b"operators.journey", b"operators.merging"))
+    older = older[:24] + zlib.compress(blob.replace(b"operators.journey", b"operators.merging"))
     with pytest.raises(IncompatibleSnapshot, match="another version"):
         JourneyLogic(config, older)
 
@@ -196,3 +196,85 @@ def test_a_snapshot_of_the_journey_alone_resumes(policy):
     assert resumed.notify_at() == logic.notify_at()
     clock.now = parse_ms("2026-11-20T10:45:00Z")
     assert resumed.on_notify() == logic.on_notify()
+
+
+def pending(logic):
+    """What one customer really has pending: (signal timers, deferred decisions)."""
+    from flows.journey import unpack
+
+    journey = logic._journey if logic._journey is not None else unpack(logic._packed)
+    return len(journey.state.pending), len(journey.state.deferred)
+
+
+def gauge():
+    from flows.metrics import DEFERRED_DECISIONS, SIGNAL_TIMERS
+
+    return int(SIGNAL_TIMERS._value.get()), int(DEFERRED_DECISIONS._value.get())
+
+
+def restart_gauge():
+    """A new process: the timers-pending gauge starts at zero."""
+    from flows.metrics import DEFERRED_DECISIONS, SIGNAL_TIMERS
+
+    SIGNAL_TIMERS.set(0)
+    DEFERRED_DECISIONS.set(0)
+
+
+def as_packed_by_050(packed):
+    """A customer as 0.5.0 packed them: the head without the counts of what is pending."""
+    import struct
+
+    _, due, eviction, held, _, _ = struct.unpack_from("<3sqq?HH", packed)
+    return struct.pack("<3sqq?", b"cj1", due, eviction, held) + packed[24:]
+
+
+def test_timers_pending_is_what_the_customers_have_pending_through_packs_and_restarts(
+    policy, monkeypatch
+):
+    """The gauge, moved by each callback, equals the sum over every customer of their signal
+    timers and deferred decisions: as events start and cancel timers, as timers fire, as
+    customers are packed, forgotten, and resumed after a restart (from live, packed and
+    0.5.0-packed snapshots)."""
+    import flows.journey
+
+    monkeypatch.setattr(flows.journey, "_resumed_one", True)
+    clock = Clock("2026-11-10T00:00:00Z")
+    config = JourneyConfig(policy, wall_clock_timers=True, clock=clock, pack_idle_ms=600_000)
+    settled(config, "2100-01-01T00:00:00Z")
+    restart_gauge()
+    customers = generated_customers(policy, customers=60, events=4000)
+    events = sorted(
+        (e.time, customer, n, e) for customer, es in customers.items() for n, e in enumerate(es)
+    )
+    logics: dict[str, JourneyLogic] = {}
+    restarts = packed = 0
+    peak = (0, 0)
+    for n in range(0, len(events), 50):
+        by_customer: dict[str, list[ForCustomer]] = {}
+        for at, customer, _, event in events[n : n + 50]:
+            by_customer.setdefault(customer, []).append(ForCustomer(customer, event))
+            clock.now = max(clock.now, at)
+        for customer, batch in by_customer.items():
+            logic = logics.setdefault(customer, JourneyLogic(config, None))
+            if logic.on_batch(batch)[1] is StatefulBatchLogic.DISCARD:
+                del logics[customer]
+        clock.now += 1_200_000
+        for customer, logic in list(logics.items()):
+            if logic.on_notify()[1] is StatefulBatchLogic.DISCARD:
+                del logics[customer]
+        if (n // 50) % 10 == 9:
+            restart_gauge()
+            snapshots = {c: logic.snapshot() for c, logic in logics.items()}
+            if restarts % 2:
+                snapshots = {
+                    c: as_packed_by_050(s) if s.startswith(b"cj2") else s
+                    for c, s in snapshots.items()
+                }
+            packed += sum(s.startswith((b"cj1", b"cj2")) for s in snapshots.values())
+            logics = {c: JourneyLogic(config, s) for c, s in snapshots.items()}
+            restarts += 1
+        counts = [pending(logic) for logic in logics.values()]
+        truth = (sum(s for s, _ in counts), sum(d for _, d in counts))
+        assert gauge() == truth
+        peak = (max(peak[0], truth[0]), max(peak[1], truth[1]))
+    assert restarts > 5 and packed > 50 and peak[0] > 50 and peak[1] > 0, (restarts, packed, peak)
