@@ -236,6 +236,9 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None
         self._progress = progress
         self._started = time.monotonic()
         self._last_report = self._started
+        self._size = None if str(path) == STDIN else path.stat().st_size
+        """The file's bytes (compressed, for gzip): what the reading percentage is of."""
+        self._deciding_since: float | None = None
 
     def next_batch(self) -> list[Event | DeadLetter | Progress]:
         if self._done:
@@ -291,12 +294,16 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None
 
     def _report_handed_on(self, until: int) -> None:
         now = time.monotonic()
+        if self._deciding_since is None:
+            self._deciding_since = now
         if self._progress is None or now - self._last_report < PROGRESS_EVERY_S:
             return
         self._last_report = now
+        total = self._stats.events_ok
         self._progress(
-            f"replay: deciding, {self._handed_on} of {self._stats.events_ok} events "
-            f"handed on in time order (up to {format_ms(until)})"
+            f"replay: deciding {progress_text(self._handed_on, total, now - self._deciding_since)}"
+            f" ({self._handed_on:,} of {total:,} events handed on in time order, up to "
+            f"{format_ms(until)})"
         )
 
     def _finish(self) -> None:
@@ -311,11 +318,26 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None
         now = time.monotonic()
         if now - self._last_report >= PROGRESS_EVERY_S or (self._done and now - self._started > 1):
             self._last_report = now
-            rate = self._stats.events_in / max(now - self._started, 1e-9)
-            self._progress(
-                f"replay: {self._line} lines read, {self._stats.events_ok} events, "
-                f"{self._stats.dead_letters} dead letters, {rate:,.0f} records/s"
+            elapsed = max(now - self._started, 1e-9)
+            rate = self._stats.events_in / elapsed
+            done = (
+                ""
+                if self._size is None
+                else f"{progress_text(self._read_bytes(), self._size, elapsed)} "
             )
+            self._progress(
+                f"replay: reading {done}({self._line:,} lines read, "
+                f"{self._stats.events_ok:,} events, {self._stats.dead_letters:,} dead letters, "
+                f"{rate:,.0f} records/s)"
+            )
+
+    def _read_bytes(self) -> int:
+        """How far into the file (its compressed bytes, for gzip) reading has got."""
+        raw = getattr(self._file, "fileobj", None) or self._file
+        try:
+            return int(raw.tell())
+        except (OSError, ValueError):
+            return 0
 
     def snapshot(self) -> None:
         return None
@@ -325,6 +347,31 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None
 
 
 _ENDED: Iterator[tuple[int, str, int, Event]] = iter(())
+
+
+def progress_text(done: int, total: int, elapsed: float) -> str:
+    """How far a phase has got, in one format: ``45%, about 12 s left``."""
+    if total <= 0:
+        return "100%"
+    share = min(done / total, 1.0)
+    if share <= 0:
+        return "0%"
+    left = elapsed * (1 - share) / share
+    return f"{share:.0%}, about {_duration_text(left)} left"
+
+
+def _duration_text(seconds: float) -> str:
+    if seconds < 1:
+        return "1 s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, rest = divmod(whole, 60)
+    return (
+        f"{minutes} min {rest:02d} s"
+        if minutes < 60
+        else f"{minutes // 60} h {minutes % 60:02d} min"
+    )
 
 
 @dataclass
