@@ -533,6 +533,7 @@ OUTPUT_FILES = (
     "summary.json",
     "policy.json",
     "timezones.json",
+    "report.html",  # concierge report's default page: about the replay this one replaces
 )
 IDENTITY_DIR = "identity"
 """Where replay keeps its identity graph (RocksDB, as under ``run``'s ``--state-dir``)."""

@@ -124,6 +124,13 @@ def test_the_report_is_one_page_needing_no_network_whose_numbers_are_the_replays
     assert lift["product_nudge: sent rate"][0] == f"{measured['rate_sent']:.1%}"
     assert lift["product_nudge: held-out rate"][0] == f"{measured['rate_held_out']:.1%}"
 
+    replayed_again = concierge(
+        *("replay", "--policy", str(FULL_POLICY), "--events", str(out.parent / "events.jsonl")),
+        *("--out", str(out), "--quiet", "--until", "2027-01-10T00:00:00Z"),
+    )
+    assert replayed_again.returncode == 0
+    assert not page.exists(), "a report about the replay it replaced stayed"
+    concierge("report", str(out))
     again = concierge("report", str(out), "--out", str(out / "again.html"))
     assert again.returncode == 0
     assert (out / "again.html").read_bytes() == page.read_bytes()
