@@ -400,6 +400,18 @@ def _command(commands: Any, name: str, summary: str, example: str) -> argparse.A
     return command
 
 
+def _add_who(command: argparse.ArgumentParser, name: str, metavar: str) -> None:
+    """The customer a command is about, and the region their phone number is read in."""
+    command.add_argument(
+        "--region", default=None, help="region for a phone number without a country code, e.g. ES"
+    )
+    command.add_argument(
+        name,
+        metavar=metavar,
+        help="TYPE:VALUE (email:ana@example.com) or a canonical id (cus_...)",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="concierge",
@@ -457,14 +469,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="the flow's --state-dir (default: %(default)s)",
     )
-    identity.add_argument(
-        "--region", default=None, help="region for a phone number without a country code, e.g. ES"
-    )
-    identity.add_argument(
-        "identifier",
-        metavar="IDENTIFIER",
-        help="TYPE:VALUE (email:ana@example.com) or a canonical id (cus_...)",
-    )
+    _add_who(identity, "identifier", "IDENTIFIER")
     identity.set_defaults(handler=_identity)
 
     lift = _command(
@@ -492,14 +497,7 @@ def parser() -> argparse.ArgumentParser:
         help="the file that was replayed, to show the customer's events too (- reads stdin)",
     )
     explain.add_argument("--json", action="store_true", help="print the timeline as JSON")
-    explain.add_argument(
-        "--region", default=None, help="region for a phone number without a country code, e.g. ES"
-    )
-    explain.add_argument(
-        "who",
-        metavar="WHO",
-        help="TYPE:VALUE (email:ana@example.com) or a canonical id (cus_...)",
-    )
+    _add_who(explain, "who", "WHO")
     explain.set_defaults(handler=_explain)
 
     report = _command(

@@ -93,7 +93,7 @@ def explain(
     merges = list(_audit(replay_dir, profile, seq))
     entries += merges
     entries += _outputs(replay_dir, profile, policy, seq)
-    zones = _zones(replay_dir, profile, policy)
+    zones = _zones(replay_dir, profile)
     if events is not None:
         customer_events = list(_events(events, profile, policy, seq))
         entries += customer_events
@@ -291,14 +291,21 @@ Zones = list[tuple[int, str]]
 """(from when, time zone), in time order."""
 
 
-def _zones(replay_dir: Path, profile: Profile, policy: Policy) -> Zones:
-    """The time zones the replay decided about the customer in (any of their ids)."""
+def replayed_zones(replay_dir: Path) -> dict[str, Zones]:
+    """The time zones the replay decided customers in (``timezones.json``): customer ->
+    (from when, zone); empty when the replay kept none."""
     try:
         known = orjson.loads((replay_dir / "timezones.json").read_bytes())["customers"]
-    except (FileNotFoundError, orjson.JSONDecodeError, KeyError, TypeError):
-        return []
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+        return {}
+    return {c: [(parse_ms(at), name) for at, name in changes] for c, changes in known.items()}
+
+
+def _zones(replay_dir: Path, profile: Profile) -> Zones:
+    """The time zones the replay decided about the customer in (any of their ids)."""
+    known = replayed_zones(replay_dir)
     return sorted(
-        (parse_ms(at), name)
+        (at, name)
         for customer in profile.ids
         for at, name in known.get(customer, [])
         if zone(name) is not None

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from flows import measure
-from flows.explain import ExplainError, replayed_policy, zone_at
+from flows.explain import ExplainError, replayed_policy, replayed_zones, zone_at
 from operators.policy import Policy
 from operators.quiet_hours import quiet_until
 from operators.timefmt import parse_ms
@@ -102,7 +102,7 @@ def _delay_bin(hours: float) -> str:
 def _count_sends(run: Run, path: Path) -> None:
     """Actions by local hour, and each person's busiest 7 days (a profile merged into
     another counted with it)."""
-    zones = _zones(path)
+    zones = replayed_zones(path)
     default = run.policy.default_timezone
     quiet = run.policy.quiet_hours
     merges = measure.merged_into(path / "audit.jsonl")
@@ -130,14 +130,6 @@ def _count_sends(run: Run, path: Path) -> None:
 def _busiest_week(times: list[int]) -> int:
     """The most actions within any 7 days (the later edge included, as caps count)."""
     return max(i - bisect.bisect_right(times, at - WEEK_MS) + 1 for i, at in enumerate(times))
-
-
-def _zones(path: Path) -> dict[str, list[tuple[int, str]]]:
-    try:
-        known = orjson.loads((path / "timezones.json").read_bytes())["customers"]
-    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
-        return {}
-    return {c: [(parse_ms(at), name) for at, name in changes] for c, changes in known.items()}
 
 
 def _records(path: Path) -> Iterator[dict[str, Any]]:
