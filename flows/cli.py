@@ -9,7 +9,6 @@ import re
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +103,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from flows.action_key import ActionKeyError
+    from flows.keys import SecretError
     from flows.replay import replay, stderr_progress
     from flows.runtime import tune_gc
 
@@ -126,7 +125,7 @@ def _replay(args: argparse.Namespace) -> int:
         summary = replay(
             policy, events, out, args.until, progress=None if args.quiet else stderr_progress
         )
-    except ActionKeyError as err:
+    except SecretError as err:
         raise CommandError(str(err)) from None
     if "read_error" in summary:
         print(
@@ -200,44 +199,39 @@ def _check_writable(out: Path) -> None:
 
 
 def _identity(args: argparse.Namespace) -> int:
-    from flows.identity_store import RocksStore
-    from operators.identifiers import KNOWN_IDENTIFIERS, IdentifierRules, Rejection, mask, normalise
-    from operators.identity import is_canonical_id
-    from operators.identity_graph import IdentityGraph
+    from flows.identity_store import ProfileQueryError, find_profile
+    from flows.keys import IDENTITY_KEY, SecretError, load_key
+    from operators.identifiers import IdentifierRules, IdentityKey
 
-    kind, sep, value = args.identifier.partition(":")
-    if not is_canonical_id(args.identifier) and (not sep or kind not in KNOWN_IDENTIFIERS):
-        raise CommandError(
-            f"name an identifier as TYPE:VALUE (types: {', '.join(KNOWN_IDENTIFIERS)}) "
-            "or a canonical customer id (cus_...)"
-        )
+    state_dir = Path(args.state_dir)
     try:
-        store = RocksStore(Path(args.state_dir) / "identity", read_only=True)
+        secret, _ = load_key(IDENTITY_KEY, state_dir, keep=False)
+        found, asked = find_profile(
+            state_dir / "identity",
+            args.identifier,
+            IdentifierRules(),
+            IdentityKey(secret),
+            args.region,
+        )
     except FileNotFoundError:
         raise CommandError(f"no identity graph under {args.state_dir}") from None
-    with store:
-        graph = IdentityGraph(store, IdentifierRules())
-        if is_canonical_id(args.identifier):
-            found = graph.profile(args.identifier)
-        else:
-            normal = normalise(kind, value, IdentifierRules(), args.region)
-            if isinstance(normal, Rejection):
-                raise CommandError(f"{kind} {value!r} is {normal.value}")
-            found = graph.profile_of(kind, normal)
+    except (ProfileQueryError, SecretError) as err:
+        raise CommandError(str(err)) from None
     if found is None:
-        print(f"no profile holds {args.identifier}", file=sys.stderr)
+        print(f"no profile holds {asked}", file=sys.stderr)
         return EXIT_FAILED
-    print(json.dumps(_shown_profile(found, mask), indent=2))
+    print(json.dumps(_shown_profile(found), indent=2))
     return EXIT_OK
 
 
-def _shown_profile(found: dict[str, Any], mask: Callable[[str, str], str]) -> dict[str, Any]:
-    """A profile as ``concierge identity`` prints it: identifiers masked, each as
-    ``{"type", "value"}`` wherever they appear; times in RFC 3339; each history entry
-    naming the profile it is about (a merge: the one that went on, and the one retired)."""
+def _shown_profile(found: dict[str, Any]) -> dict[str, Any]:
+    """A profile as ``concierge identity`` prints it: identifiers masked (the graph keeps no
+    other form to show), each as ``{"type", "value"}`` wherever they appear; times in RFC
+    3339; each history entry naming the profile it is about (a merge: the one that went on,
+    and the one retired)."""
 
-    def identifier(kind: str, value: str) -> dict[str, str]:
-        return {"type": kind, "value": mask(kind, value)}
+    def identifier(kind: str, masked: str) -> dict[str, str]:
+        return {"type": kind, "value": masked}
 
     history = []
     for entry in found["history"]:
@@ -381,6 +375,12 @@ def _broker(args: argparse.Namespace) -> int:
         broker.stop()
     print("concierge broker: stopped", file=sys.stderr)
     return EXIT_OK
+
+
+def _forget(args: argparse.Namespace) -> int:
+    from flows.forget import forget_from_args
+
+    return forget_from_args(args)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -545,6 +545,31 @@ def parser() -> argparse.ArgumentParser:
     _add_run_arguments(run)
     run.set_defaults(handler=_run)
 
+    forget = _command(
+        commands,
+        "forget",
+        "ask the running flow to erase a person: an erasure request on its events topic",
+        "concierge forget --brokers kafka-1:9092 email:ana@example.com",
+    )
+    _add_client_arguments(forget)
+    forget.add_argument(
+        "--region", default=None, help="region for a phone number without a country code, e.g. ES"
+    )
+    forget.add_argument(
+        "--timeout",
+        type=_bounded(float, 1, 3600),
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to wait for the brokers to take it (default: %(default)s)",
+    )
+    forget.add_argument(
+        "identifiers",
+        nargs="+",
+        metavar="IDENTIFIER",
+        help="TYPE:VALUE (email:ana@example.com); several erase whoever holds any of them",
+    )
+    forget.set_defaults(handler=_forget)
+
     broker = _command(
         commands,
         "broker",
@@ -581,8 +606,8 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``concierge run``."""
+def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the cluster is and how to reach it, as for ``concierge run``."""
     from flows.kafka_config import DEFAULT_PREFIX, ENV_BROKERS, ENV_PREFIX
 
     parser.add_argument(
@@ -597,6 +622,19 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PREFIX",
         help="prefix of every topic name (default: %(default)s)",
     )
+    parser.add_argument(
+        "-X",
+        dest="properties",
+        action="append",
+        default=[],
+        metavar="PROPERTY=VALUE",
+        help=f"a librdkafka property for every client (also env {ENV_PREFIX}*)",
+    )
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``concierge run``."""
+    _add_client_arguments(parser)
     parser.add_argument(
         "--recovery-dir",
         default=".concierge/recovery",
@@ -624,14 +662,6 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "machine only (default: %(default)s, every interface)",
     )
     _add_log_format(parser)
-    parser.add_argument(
-        "-X",
-        dest="properties",
-        action="append",
-        default=[],
-        metavar="PROPERTY=VALUE",
-        help=f"a librdkafka property for every client (also env {ENV_PREFIX}*)",
-    )
     parser.add_argument(
         "--partitions",
         type=COUNT,

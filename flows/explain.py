@@ -10,7 +10,6 @@ fires. Replay writes decisions in processing order; the timeline is sorted by ti
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,14 +19,11 @@ from typing import Any
 
 import orjson
 
-from flows.action_key import load_action_key
-from flows.identity_store import RocksStore
+from flows.identity_store import ProfileQueryError, find_profile
+from flows.keys import with_keys
 from flows.replay import IDENTITY_DIR, STDIN_NAME, open_events
-from operators.action_ids import customer_of_action_id, keyed
+from operators.action_ids import customer_of_action_id
 from operators.durations import format_duration
-from operators.identifiers import KNOWN_IDENTIFIERS, Rejection, mask, normalise
-from operators.identity import is_canonical_id
-from operators.identity_graph import IdentityGraph
 from operators.ingest import Ingestor
 from operators.model import Event, Origin
 from operators.policy import Policy
@@ -77,6 +73,8 @@ class Profile:
 
     customer_id: str
     identifiers: dict[str, list[str]]
+    """Masked."""
+    digests: dict[str, list[str]]
     history: list[dict[str, Any]]
     ids: set[str] = field(default_factory=set)
 
@@ -86,7 +84,7 @@ def explain(
 ) -> dict[str, Any]:
     """The timeline of the customer ``who`` names in the replay written into ``replay_dir``,
     as plain data (what ``--json`` prints); :class:`NotFound` if no profile holds them."""
-    policy = replayed_policy(replay_dir)
+    policy, _ = with_keys(replayed_policy(replay_dir))
     profile, asked = _find(replay_dir, who, policy, region)
     entries: list[Entry] = []
     seq = iter(range(1 << 62))
@@ -106,9 +104,9 @@ def explain(
         "asked": asked,
         "profiles": sorted(profile.ids),
         "identifiers": [
-            {"type": kind, "value": mask(kind, value)}
+            {"type": kind, "value": masked}
             for kind, values in profile.identifiers.items()
-            for value in values
+            for masked in values
         ],
         "timezone": zones[-1][1] if zones else policy.default_timezone,
         "policy_version": _replayed_version(replay_dir) or policy.version,
@@ -150,34 +148,22 @@ def _replayed_version(replay_dir: Path) -> str | None:
 
 def _find(replay_dir: Path, who: str, policy: Policy, region: str | None) -> tuple[Profile, str]:
     """The profile ``who`` names, and how to say whom was asked about (masked)."""
-    kind, sep, value = who.partition(":")
-    canonical = is_canonical_id(who)
-    if not canonical and (not sep or kind not in KNOWN_IDENTIFIERS):
-        raise ExplainError(
-            f"name the customer as TYPE:VALUE (types: {', '.join(KNOWN_IDENTIFIERS)}) "
-            "or a canonical customer id (cus_...)"
-        )
     try:
-        store = RocksStore(replay_dir / IDENTITY_DIR, read_only=True)
+        found, asked = find_profile(
+            replay_dir / IDENTITY_DIR, who, policy.identifier_rules, policy.identity_key, region
+        )
     except FileNotFoundError:
         raise ExplainError(
             f"{replay_dir} has no identity graph ({IDENTITY_DIR}/): it was replayed by an "
             "older version; replay again to explain it"
         ) from None
-    with store:
-        graph = IdentityGraph(store, policy.identifier_rules)
-        if canonical:
-            asked = who
-            found = graph.profile(who)
-        else:
-            normal = normalise(kind, value, policy.identifier_rules, region)
-            if isinstance(normal, Rejection):
-                raise ExplainError(f"{kind} {mask(kind, value.strip())} is {normal.value}")
-            asked = f"{kind}:{mask(kind, normal)}"
-            found = graph.profile_of(kind, normal)
+    except ProfileQueryError as err:
+        raise ExplainError(str(err)) from None
     if found is None:
         raise NotFound(f"no profile holds {asked} in the replay at {replay_dir}")
-    profile = Profile(found["customer_id"], found["identifiers"], found["history"])
+    profile = Profile(
+        found["customer_id"], found["identifiers"], found["digests"], found["history"]
+    )
     profile.ids = {profile.customer_id} | {
         entry["retired"] for entry in profile.history if entry["event"] == "merged"
     }
@@ -256,9 +242,8 @@ def _events(path: Path, profile: Profile, policy: Policy, seq: Iterator[int]) ->
     """The events of the file that name one of the profile's identifiers, or give feedback
     on one of its actions (the file's dead letters are not the customer's: replay's
     ``dlq.jsonl`` has them)."""
-    secret, _ = load_action_key()
-    ingest = Ingestor(dataclasses.replace(policy, action_ids=keyed(secret))).ingest
-    held = {(kind, value) for kind, values in profile.identifiers.items() for value in values}
+    ingest = Ingestor(policy).ingest
+    held = {(kind, digest) for kind, digests in profile.digests.items() for digest in digests}
     name = STDIN_NAME if str(path) == "-" else str(path)
     with open_events(path) as lines:
         for number, raw in enumerate(lines, 1):
@@ -269,7 +254,8 @@ def _events(path: Path, profile: Profile, policy: Policy, seq: Iterator[int]) ->
             if not isinstance(event, Event):
                 continue
             about = customer_of_action_id(str(event.properties.get("action_id", "")))
-            if about in profile.ids or not held.isdisjoint(event.identifiers.items()):
+            named = {(kind, identifier.digest) for kind, identifier in event.identifiers.items()}
+            if about in profile.ids or not held.isdisjoint(named):
                 yield Entry(event.time, "event", _event_record(event), next(seq))
 
 
@@ -277,7 +263,10 @@ def _event_record(event: Event) -> dict[str, Any]:
     record: dict[str, Any] = {
         "event_id": event.event_id,
         "type": event.type,
-        "identifiers": [{"type": k, "value": mask(k, v)} for k, v in event.identifiers.items()],
+        "identifiers": [
+            {"type": kind, "value": identifier.masked}
+            for kind, identifier in event.identifiers.items()
+        ],
         "line": event.origin.line,
     }
     if event.context:

@@ -34,11 +34,17 @@ from flows.journey import IncompatibleSnapshot
 from flows.progress import FrontierMark, InputFrontier
 from operators.action_ids import customer_of_action_id
 from operators.alignment import Aligner, Progress
-from operators.handover import Transfer
-from operators.identifiers import IdentifierRules
+from operators.handover import Transfer, merge_id
+from operators.identifiers import UNKEYED_IDENTITY, IdentifierRules, IdentityKey
 from operators.identity_graph import IdentityGraph, KeyValue
-from operators.model import Event
-from operators.resolution import ForCustomer, Routed, route
+from operators.model import ERASURE, DeadLetter, Event
+from operators.resolution import (
+    ForCustomer,
+    Routed,
+    erasure_routes,
+    forgotten_feedback,
+    route,
+)
 
 log = logging.getLogger("concierge.identity")
 
@@ -51,9 +57,10 @@ MARK_EVERY_MS = 250
 the other processes take its silence for an owner that is down."""
 
 IdentityInput = Event | Progress | Transfer
-IdentityOutput = Routed | FrontierMark
-Snapshot = tuple[int, Any, int, int]
-"""The graph's operation number, the aligner's snapshot, merges issued, transfers seen."""
+IdentityOutput = Routed | FrontierMark | DeadLetter
+Snapshot = tuple[int, Any, int, int, dict[str, str]]
+"""The graph's operation number, the aligner's snapshot, merges issued, transfers seen, and
+the merges whose contexts are in flight (merge id -> survivor)."""
 
 
 @dataclass
@@ -64,6 +71,9 @@ class IdentityConfig:
     open_store: Callable[[], KeyValue]
     parts: list[str]
     """Every input partition of the cluster: events wait for all of them."""
+    key: IdentityKey = UNKEYED_IDENTITY
+    """The identity key the graph's digests are made with (the events' identifiers were
+    digested under it by ingest)."""
     frontier: InputFrontier = field(default_factory=InputFrontier)
     """Replay: this process's frontier, told directly (Kafka mode publishes marks instead)."""
     publish: bool = False
@@ -79,10 +89,13 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
 
     def __init__(self, config: IdentityConfig, resume: Snapshot | None) -> None:
         self._config = config
-        self._graph = IdentityGraph(config.open_store(), config.rules)
+        self._graph = IdentityGraph(config.open_store(), config.rules, config.key)
         self._run = secrets.token_hex(4)
         now = config.clock()
         self._merges = self._transfers = 0
+        self._in_flight: dict[str, str] = {}
+        """Merges whose retired context has not come back yet: the survivor waits for it,
+        even if it was erased since (it decides what came before the erasure first)."""
         if resume is None:
             self._aligner = Aligner(config.parts, config.max_idle_ms)
             if self._graph.sequence:
@@ -96,7 +109,8 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
                     "the recovery snapshot's identity step was written by another version; "
                     "see the README's known limits on upgrading"
                 )
-            sequence, aligned, self._merges, self._transfers = resume
+            sequence, aligned, self._merges, self._transfers, *rest = resume
+            self._in_flight = rest[0] if rest else {}  # 0.6.0 kept no merges in flight
             self._aligner = Aligner.restore(aligned, config.parts, config.max_idle_ms, now)
             undone = self._graph.roll_back(sequence)
             if undone:
@@ -120,6 +134,12 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
                 aligner.progress(value, now)
             else:
                 self._transfers += 1
+                awaited = self._in_flight.pop(value.merge_id, None) is not None
+                if not awaited and self._graph.current_id(value.survivor) is None:
+                    # A copy of one already handed over, to a profile forgotten since: no
+                    # step waits for it, and its context must not outlive the erasure.
+                    metrics.TRANSFERS_DROPPED.inc()
+                    continue
                 out.append(ForCustomer(value.survivor, value))
         self._resolve(aligner.release(now), out)
         self._mark(now, out)
@@ -143,16 +163,26 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
     def _resolve(self, events: list[Event], out: list[IdentityOutput]) -> None:
         graph = self._graph
         tells_kinds = self._config.rules.tells_kinds
-        known = unknown = merges = refusals = 0
+        known = unknown = merges = refusals = erased = nobody = 0
         for event in events:
             if event.type == "feedback":
-                out.append(ForCustomer(self._feedback_customer(event), event))
+                customer = self._feedback_customer(event)
+                out.append(ForCustomer(customer, event) if customer else forgotten_feedback(event))
+                continue
+            if event.type == ERASURE:
+                erasures = graph.erase(event.identifiers)
+                out.extend(erasure_routes(erasures, event))
+                erased += len(erasures)
+                nobody += not erasures
                 continue
             resolution = graph.resolve(event.identifiers, event.time, event.event_id)
             if tells_kinds:
                 event = event.with_profile(resolution.kinds, resolution.gained)
             # The operation number names a merge; most events merge nothing.
-            out.extend(route(graph.sequence if resolution.merges else 0, resolution, event))
+            sequence = graph.sequence if resolution.merges else 0
+            out.extend(route(sequence, resolution, event))
+            for merge in resolution.merges:
+                self._in_flight[merge_id(sequence, merge.retired, merge.survivor)] = merge.survivor
             merges += len(resolution.merges)
             refusals += len(resolution.refusals) + len(event.blocked_identifiers)
             if resolution.known_person:
@@ -162,6 +192,7 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
         self._merges += merges
         metrics.count_resolved(known, unknown, graph.profiles_created)
         metrics.count_merges(merges, refusals)
+        metrics.count_erasures(erased, nobody)
         metrics.count_aligned(len(self._aligner), self._aligner.take_behind())
 
     def _mark(self, now: int, out: list[IdentityOutput]) -> None:
@@ -183,14 +214,17 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
         else:
             self._config.frontier.apply(mark)
 
-    def _feedback_customer(self, event: Event) -> str:
+    def _feedback_customer(self, event: Event) -> str | None:
+        """The profile the feedback's action was for, as it is now called; None if the graph
+        has forgotten it (erased, or past its retention)."""
         customer = customer_of_action_id(str(event.properties.get("action_id", "")))
         assert customer is not None  # ingest dead-letters feedback about unknown actions
-        return self._graph.current_id(customer) or customer
+        return self._graph.current_id(customer)
 
     def snapshot(self) -> Snapshot:
         sequence = self._graph.sequence
         if len(self._snapshots) == KEPT_SNAPSHOTS:
             self._graph.forget_undo(self._snapshots[0])
         self._snapshots.append(sequence)
-        return sequence, self._aligner.snapshot(), self._merges, self._transfers
+        in_flight = dict(self._in_flight)
+        return sequence, self._aligner.snapshot(), self._merges, self._transfers, in_flight

@@ -1,4 +1,5 @@
-"""The identity graph's store on disk: RocksDB, through rocksdict."""
+"""The identity graph's store on disk: RocksDB, through rocksdict; and how the tools find
+a profile in it."""
 
 from __future__ import annotations
 
@@ -6,8 +7,28 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-from rocksdict import AccessType, Options, Rdict, WriteBatch
+from rocksdict import (
+    AccessType,
+    BottommostLevelCompaction,
+    CompactOptions,
+    DBCompressionType,
+    Options,
+    Rdict,
+    WriteBatch,
+)
+
+from operators.identifiers import (
+    KNOWN_IDENTIFIERS,
+    IdentifierRules,
+    IdentityKey,
+    Rejection,
+    mask,
+    normalise,
+)
+from operators.identity import is_canonical_id
+from operators.identity_graph import GraphError, IdentityGraph, check_store
 
 
 class RocksStore:
@@ -20,6 +41,9 @@ class RocksStore:
     def __init__(self, path: Path, read_only: bool = False) -> None:
         self._secondary: tempfile.TemporaryDirectory[str] | None = None
         options = Options(raw_mode=True)
+        # Uncompressed: it holds only digests, ids and masked forms, which compress little,
+        # and a reviewer searching its files for people's identifiers reads what is there.
+        options.set_compression_type(DBCompressionType.none())
         if read_only:
             if not (path / "CURRENT").exists():
                 raise FileNotFoundError(f"no identity graph in {path}")
@@ -32,6 +56,7 @@ class RocksStore:
         else:
             path.mkdir(parents=True, exist_ok=True)
             options.create_if_missing(True)
+            self._path, self._options = path, options
             self._db = Rdict(str(path), options=options)
 
     def get(self, key: bytes) -> bytes | None:
@@ -53,6 +78,19 @@ class RocksStore:
                 return
             yield key
 
+    def purge(self) -> None:
+        """Rewrite the files so that what was deleted is gone from them too: after an erasure
+        (or a retention sweep) no longer needs its undo record, its profiles' digests and
+        masked forms leave the disk, not just the graph."""
+        self._db.flush()
+        every = CompactOptions()
+        every.set_bottommost_level_compaction(BottommostLevelCompaction.force())
+        self._db.compact_range(None, None, every)
+        # Reopened, RocksDB starts a new manifest (the list of files, with each one's first
+        # and last key) and deletes the old one, whose first keys may be ids just deleted.
+        self._db.close()
+        self._db = Rdict(str(self._path), options=self._options)
+
     def close(self) -> None:
         self._db.close()
         if self._secondary is not None:
@@ -68,3 +106,48 @@ class RocksStore:
         trace: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class ProfileQueryError(ValueError):
+    """WHO names no identifier or customer id, names a value that cannot be used, or the
+    graph cannot be read under this key."""
+
+
+WHO_FORMS = (
+    f"TYPE:VALUE (types: {', '.join(KNOWN_IDENTIFIERS)}) or a canonical customer id (cus_...)"
+)
+
+
+def find_profile(
+    graph_dir: Path, who: str, rules: IdentifierRules, key: IdentityKey, region: str | None
+) -> tuple[dict[str, Any] | None, str]:
+    """The profile ``who`` (an identifier as ``TYPE:VALUE``, normalised as the engine does
+    and digested under ``key``, or a canonical id) names in the graph at ``graph_dir``, and
+    how to say whom was asked about (masked). :class:`FileNotFoundError` when there is no
+    graph there."""
+    kind, sep, value = who.partition(":")
+    canonical = is_canonical_id(who)
+    if not canonical and (not sep or kind not in KNOWN_IDENTIFIERS):
+        raise ProfileQueryError(f"name the customer as {WHO_FORMS}")
+    with RocksStore(graph_dir, read_only=True) as store:
+        try:
+            graph = IdentityGraph(store, rules, key)
+        except GraphError as err:
+            raise ProfileQueryError(f"{graph_dir}: {err}") from None
+        if canonical:
+            return graph.profile(who), who
+        normal = normalise(kind, value, rules, region)
+        if isinstance(normal, Rejection):
+            raise ProfileQueryError(f"{kind} {mask(kind, value.strip())} is {normal.value}")
+        return graph.profile_of(kind, normal), f"{kind}:{mask(kind, normal)}"
+
+
+def check_graph(graph_dir: Path, key: IdentityKey) -> None:
+    """:class:`GraphError` if the graph at ``graph_dir`` cannot be used under ``key`` (none
+    there is fine: it is made under this key)."""
+    try:
+        store = RocksStore(graph_dir, read_only=True)
+    except FileNotFoundError:
+        return
+    with store:
+        check_store(store, key)

@@ -29,7 +29,7 @@ from flows.metrics import (
 )
 from flows.progress import InputFrontier
 from operators.decide import Output
-from operators.handover import Adopt, Retire, Transfer
+from operators.handover import Adopt, Forget, Retire, Transfer
 from operators.journey import Journey, wake_time
 from operators.model import Action, Event
 from operators.policy import Policy
@@ -204,7 +204,9 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
                 outputs = journey.on_event(policy, item)
                 _emit(out, outputs, item.origin.line or 0, item.received_at)
                 continue
-            if isinstance(item, Retire):
+            if isinstance(item, Forget):
+                outputs, handed = journey.on_forget(policy, item), None
+            elif isinstance(item, Retire):
                 outputs, handed = journey.on_retire(policy, item)
             elif isinstance(item, Adopt):
                 outputs, handed = journey.on_adopt(policy, item)
@@ -217,6 +219,8 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
             )
             if handed is not None:
                 out.append(handed)
+            if journey.retired and isinstance(item, Forget):
+                break  # forgotten: nothing after it is this profile's any more
         if self._config.zones is not None and out:
             _note_zone(self._config, journey, out)
         if journey.evicted:

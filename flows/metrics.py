@@ -114,6 +114,20 @@ MERGES_REFUSED = Counter(
     "concierge_identity_merges_refused", "Links refused: over a limit, or a blocked value"
 )
 PROFILES = Gauge("concierge_identity_profiles", "Profiles the identity graph has created")
+ERASURES = Counter(
+    "concierge_erasures",
+    "Erasure requests, by result: a profile erased (one per profile), or nobody held them",
+    ["result"],
+)
+PROFILES_EXPIRED = Counter(
+    "concierge_identity_profiles_expired",
+    "Profiles dropped with their context after no event for the policy's identity.retention",
+)
+TRANSFERS_DROPPED = Counter(
+    "concierge_transfers_dropped",
+    "Merged contexts in flight to a profile the graph had forgotten since (erased or "
+    "expired), dropped",
+)
 IDENTIFIERS_REJECTED = Counter(
     "concierge_identifiers_rejected",
     "Identifier values not used: empty, blocked by the policy, or not a valid phone number",
@@ -159,7 +173,14 @@ KAFKA_CLIENTS = ("consumer", "producer", "transfers", "frontier")
 """The ``client`` label of :data:`KAFKA_ERRORS`: the clients, and the internal topics whose
 records can be unreadable."""
 
-WELL_KNOWN_TYPES = ("consent_changed", "feedback", "identify", "purchase", "complaint")
+WELL_KNOWN_TYPES = (
+    "consent_changed",
+    "feedback",
+    "identify",
+    "purchase",
+    "complaint",
+    "erasure_requested",
+)
 
 
 def type_labels(policy: Policy) -> frozenset[str]:
@@ -208,6 +229,8 @@ def declare_labels(policy: Policy) -> None:
         KAFKA_ERRORS.labels(client)
     for known in ("true", "false"):
         RESOLVED.labels(known)
+    for result in ("erased", "nobody"):
+        ERASURES.labels(result)
 
 
 def held_back_rules(policy: Policy) -> list[tuple[str, str]]:
@@ -328,6 +351,13 @@ def count_merges(merges: int, refused: int) -> None:
         MERGES.inc(merges)
     if refused:
         MERGES_REFUSED.inc(refused)
+
+
+def count_erasures(erased: int, nobody: int) -> None:
+    if erased:
+        ERASURES.labels("erased").inc(erased)
+    if nobody:
+        ERASURES.labels("nobody").inc(nobody)
 
 
 def count_aligned(waiting: int, behind: int) -> None:

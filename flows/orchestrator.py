@@ -21,6 +21,7 @@ from flows.metrics import (
     ACTIONS,
     CONVERSIONS,
     CONVERTED,
+    DEAD_LETTERS,
     DECISIONS,
     HELD_BACK,
     HELD_OUT,
@@ -78,7 +79,7 @@ def build_flow(
     #    both customers) as identifiers link them; transfers pass through to the survivor.
     to_graph = op.flat_map_batch("to_identity", ingested, _to_identity)
     resolved = op.stateful_batch("identity", to_graph, lambda r: IdentityLogic(identity, r))
-    audits = op.flat_map_batch("audits", resolved, _audits)
+    audits = op.flat_map_batch("audits", resolved, _identity_records)
     frontier = op.flat_map_batch("frontier", resolved, _frontier)
     journey_items = op.flat_map_batch("to_journey", resolved, _to_journey)
 
@@ -116,10 +117,17 @@ def _frontier(batch: list[tuple[str, IdentityOutput]]) -> list[OutRecord]:
     ]
 
 
-def _audits(batch: list[tuple[str, IdentityOutput]]) -> list[OutRecord]:
+def _identity_records(batch: list[tuple[str, IdentityOutput]]) -> list[OutRecord]:
+    """The identity step's audit records, and its dead letters (feedback about a forgotten
+    profile's actions)."""
     records = [encode_audit(r.audit, r.order) for _, r in batch if isinstance(r, ForAudit)]
     if records:
         RECORDS_OUT.labels(AUDIT_STREAM).inc(len(records))
+    dead = [r for _, r in batch if isinstance(r, DeadLetter)]
+    if dead:
+        records.extend(_encode_dead_letters(dead))
+        for letter in dead:
+            DEAD_LETTERS.labels(letter.reason.value).inc()
     return records
 
 

@@ -7,7 +7,6 @@ caused it, then what the end of input fired, by due time) before writing.
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import heapq
 import itertools
@@ -31,17 +30,16 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
 from flows import measure
-from flows.action_key import load_action_key
 from flows.identity import IdentityConfig
 from flows.journey import JourneyConfig, ZoneChanges
+from flows.keys import with_keys
 from flows.metrics import count_bad_dates, count_ingested, type_labels
 from flows.orchestrator import build_flow
 from flows.progress import InputFrontier
-from operators.action_ids import keyed
 from operators.alignment import Progress, alignment_time
 from operators.dates import REASONS as DATE_REASONS
 from operators.handover import Transfer
-from operators.identity_graph import UNDO_PREFIX, DictStore
+from operators.identity_graph import PURGE_PREFIX, UNDO_PREFIX, DictStore
 from operators.ingest import Ingestor
 from operators.model import DeadLetter, Event, Origin
 from operators.policy import Policy
@@ -560,10 +558,10 @@ def replay(
 ) -> dict[str, Any]:
     """Run the dataflow over ``events`` and write its outputs and summary into ``out_dir``.
 
-    Action ids are signed with the action key (see :mod:`flows.action_key`), as in Kafka mode.
+    Action ids are signed with the action key and identifiers digested with the identity key
+    (see :mod:`flows.keys`), as in Kafka mode.
     """
-    secret, _ = load_action_key()
-    policy = dataclasses.replace(policy, action_ids=keyed(secret))
+    policy, _ = with_keys(policy)
     _clear_outputs(out_dir)
     stats = ReplayStats()
     loop = TransferLoop()
@@ -574,7 +572,11 @@ def replay(
     )
     graphs: list[DictStore] = []
     identity = IdentityConfig(
-        policy.identifier_rules, lambda: _opened(graphs), [FILE_PART], frontier=loop.frontier
+        policy.identifier_rules,
+        lambda: _opened(graphs),
+        [FILE_PART],
+        key=policy.identity_key,
+        frontier=loop.frontier,
     )
     source = ReplaySource(events, policy, until, stats, loop, out_dir, progress)
     flow = build_flow(config, identity, source, ReplaySink(out_dir, stats, loop))
@@ -623,14 +625,14 @@ def _opened(graphs: list[DictStore]) -> DictStore:
 def _keep_graph(graphs: list[DictStore], path: Path) -> None:
     """Write the replay's identity graph to ``path`` (RocksDB, as ``run`` keeps it), for
     ``concierge explain`` and ``concierge identity``; undo records left out (nothing
-    rolls a finished replay back)."""
+    rolls a finished replay back: an erased profile's last copy is in them)."""
     from flows.identity_store import RocksStore
 
     with RocksStore(path) as store:
         for graph in graphs:
             batch: dict[bytes, bytes | None] = {}
             for key, value in graph.data.items():
-                if key.startswith(UNDO_PREFIX):
+                if key.startswith((UNDO_PREFIX, PURGE_PREFIX)):
                     continue
                 batch[key] = value
                 if len(batch) >= 10_000:

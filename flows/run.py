@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import signal
@@ -18,9 +17,8 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from flows import health, logs, metrics, package_version
-from flows.action_key import ENV_KEY, ActionKeyError, load_action_key
 from flows.identity import IdentityConfig
-from flows.identity_store import RocksStore
+from flows.identity_store import RocksStore, check_graph
 from flows.journey import PACK_IDLE_MS, JourneyConfig, wall_clock_ms
 from flows.kafka import STOP, FrontierReader, KafkaEventSource, KafkaRecordSink, partitions_of
 from flows.kafka_config import (
@@ -31,9 +29,10 @@ from flows.kafka_config import (
     ensure_topics,
     wait_for_brokers,
 )
+from flows.keys import ACTION_KEY, IDENTITY_KEY, SecretError, with_keys
 from flows.orchestrator import build_flow
-from flows.snapshots import SnapshotWatch
-from operators.action_ids import keyed
+from flows.snapshots import SnapshotWatch, purge_forgotten
+from operators.identity_graph import GraphError
 from operators.policy import Policy
 
 log = logging.getLogger("concierge.run")
@@ -113,17 +112,32 @@ def run(
     state_dir.mkdir(parents=True, exist_ok=True)
     processes = len(addresses) if addresses else 1
     try:
-        secret, key_from = load_action_key(state_dir)
-    except (ActionKeyError, OSError) as err:
+        policy, keys_from = with_keys(policy, state_dir)
+    except (SecretError, OSError) as err:
         return fail(2, str(err))
-    log.info("action ids are signed with the action key from %s", key_from)
-    if processes > 1 and key_from != ENV_KEY:
+    log.info(
+        "action ids are signed with the action key from %s; identifiers are digested with "
+        "the identity key from %s",
+        keys_from[ACTION_KEY.name],
+        keys_from[IDENTITY_KEY.name],
+    )
+    if processes > 1 and keys_from[ACTION_KEY.name] != ACTION_KEY.env:
         log.warning(
             "every process of a cluster must sign action ids with the same key: set %s on "
             "each (feedback read by one process about another's actions is refused otherwise)",
-            ENV_KEY,
+            ACTION_KEY.env,
         )
-    policy = dataclasses.replace(policy, action_ids=keyed(secret))
+    if processes > 1 and keys_from[IDENTITY_KEY.name] != IDENTITY_KEY.env:
+        return fail(
+            2,
+            f"every process of a cluster must digest identifiers with the same key: set "
+            f"{IDENTITY_KEY.env} on each (one person's events read by two processes would "
+            "otherwise become two customers)",
+        )
+    try:
+        check_graph(state_dir / "identity", policy.identity_key)
+    except GraphError as err:
+        return fail(2, f"{state_dir / 'identity'}: {err}")
     metrics.declare_build(policy, package_version())
     metrics.declare_labels(policy)
     metrics.declare_measurement(policy)
@@ -164,6 +178,11 @@ def run(
             extra={"resuming": False},
         )
 
+    mine = range(first, first + workers_per_process)
+    forgotten = purge_forgotten(recovery_dir, mine)
+    if forgotten:
+        log.info("dropped %d forgotten customers' empty entries from the snapshots", forgotten)
+
     # Reading history to its end is a batch job: its timers fire by event time, as in
     # replay, and what is still due fires once the input is read. Tailing fires them on
     # the wall clock.
@@ -173,6 +192,7 @@ def run(
         policy.identifier_rules,
         graph_store.open,
         parts,
+        key=policy.identity_key,
         publish=True,
         max_idle_ms=max_idle_ms,
         clock=wall_clock_ms,
@@ -214,6 +234,7 @@ def run(
         watch.close()
         if endpoint is not None:
             endpoint.close()
+    purge_forgotten(recovery_dir, mine)  # what this run forgot leaves the disk too
     totals = metrics.run_totals()
     log.info("stopped; since it started: %s", metrics.run_counts(totals), extra=totals)
     return 0

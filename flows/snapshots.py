@@ -84,3 +84,33 @@ class SnapshotWatch:
                 return None
             epochs.append(int(row[0]))
         return min(epochs) if epochs else None
+
+
+_FORGOTTEN = """
+DELETE FROM snaps WHERE ser_change IS NULL AND NOT EXISTS (
+    SELECT 1 FROM snaps AS older
+    WHERE older.step_id = snaps.step_id
+      AND older.state_key = snaps.state_key
+      AND older.snap_epoch < snaps.snap_epoch
+)
+"""
+"""Snapshot rows that say only "this key holds nothing" (a customer forgotten: erased,
+expired or evicted) with nothing older behind them: resuming without them is resuming
+with them, and they would keep the customer's id on disk for good."""
+
+
+def purge_forgotten(directory: Path, parts: range) -> int:
+    """Drop :data:`_FORGOTTEN` rows from this process's recovery partitions, overwriting
+    what was deleted (SQLite's ``secure_delete``, then ``VACUUM`` for the pages Bytewax freed
+    before); only while no dataflow has them open. How many rows went."""
+    dropped = 0
+    for path in (directory / f"part-{n}.sqlite3" for n in parts):
+        if not path.is_file():
+            continue
+        with closing(sqlite3.connect(path, isolation_level=None)) as db:
+            db.execute("PRAGMA secure_delete = ON")
+            gone = db.execute(_FORGOTTEN).rowcount
+            if gone:
+                db.execute("VACUUM")
+            dropped += gone
+    return dropped

@@ -47,6 +47,17 @@ class Adopt:
 
 
 @dataclass(frozen=True, slots=True)
+class Forget:
+    """Tell a profile the graph forgot it (an erasure, or its retention ran out): drop its
+    whole context, timers and deferrals with it, after firing what fell due before ``at``
+    (as Kafka mode's wall clock would have). Nothing is decided for it again."""
+
+    at: int
+    line: int = 0
+    """The input line of the event that caused it (replay's output order)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Transfer:
     """A retired profile's context on its way to the survivor."""
 

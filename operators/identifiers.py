@@ -4,17 +4,24 @@ Emails are trimmed and case-folded; phones become E.164 (the region comes
 from the event's ``context.region``, else the policy's ``defaults.phone_region``);
 empty values, values the policy blocks (``noreply@*``) and phones that cannot
 be a number are rejected, so they never name or link a customer.
+
+Once normalised, a value is only carried as an :class:`Identifier`: its keyed digest
+(what the identity graph stores and compares), its masked form (for audit records and
+tools) and the canonical id a profile it starts would take. The value itself goes no
+further than ingest, so no snapshot, graph or output holds it.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import phonenumbers
 
@@ -29,6 +36,61 @@ KNOWN_IDENTIFIERS = (
 )
 PERSON_IDENTIFIERS = frozenset({"customer_id", "crm_id", "loyalty_id", "email", "phone"})
 """Identifiers that name a person, not a browser or a device."""
+
+
+CUSTOMER_ID_PREFIX = "cus_"
+DIGEST_BYTES = 16
+"""HMAC-SHA256 truncated to 128 bits: the graph's keys stay short, and finding two values
+with one digest stays out of reach."""
+PUBLIC_IDENTITY_KEY = b"concierge: no identity key was given"
+"""The key of :data:`UNKEYED_IDENTITY`: for tests and tools, never a deployment (the edges
+that run the flow always give the deployment's key)."""
+
+
+def canonical_id(kind: str, value: str) -> str:
+    """The canonical customer id of a profile first seen with identifier ``kind:value``."""
+    digest = hashlib.blake2b(f"{kind}:{value}".encode(), digest_size=10).hexdigest()
+    return CUSTOMER_ID_PREFIX + digest
+
+
+class Identifier(NamedTuple):
+    """A normalised identifier as the engine carries it: never the value itself."""
+
+    digest: str
+    """HMAC-SHA256 of ``kind:value`` under the deployment's identity key (hex, 128 bits)."""
+    masked: str
+    """Enough to recognise, not to contact (:func:`mask`)."""
+    name: str
+    """The canonical customer id a profile this identifier starts is given."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityKey:
+    """Digests identifiers under the deployment's identity key."""
+
+    key: bytes = field(repr=False)
+
+    def identify(self, kind: str, normal: str) -> Identifier:
+        """The :class:`Identifier` of a normalised value."""
+        return Identifier(self.digest(kind, normal), mask(kind, normal), canonical_id(kind, normal))
+
+    def digest(self, kind: str, value: str) -> str:
+        """The keyed digest of ``kind:value`` (hex)."""
+        mac = hmac.digest(self.key, f"{kind}:{value}".encode(), "sha256")
+        return mac[:DIGEST_BYTES].hex()
+
+    def identify_all(self, normalised: Mapping[str, str]) -> dict[str, Identifier]:
+        """:meth:`identify` each of an event's normalised identifiers."""
+        return {kind: self.identify(kind, value) for kind, value in normalised.items()}
+
+    @property
+    def check(self) -> str:
+        """A digest that tells this key from another, kept with what it digested: a graph
+        opened under another key would find none of its customers."""
+        return self.digest("key-check", "concierge")
+
+
+UNKEYED_IDENTITY = IdentityKey(PUBLIC_IDENTITY_KEY)
 
 
 class Rejection(StrEnum):
@@ -128,21 +190,13 @@ def normalise_all(
     identifiers: Mapping[str, str] | None,
     rules: IdentifierRules,
     region: str | None = None,
-    cache: NormalCache | None = None,
 ) -> tuple[dict[str, str], list[tuple[str, Rejection]]]:
-    """The usable identifiers of an event, and the kinds rejected with their reasons.
-
-    ``cache`` remembers the normal forms already found (a phone takes tens of microseconds
-    to parse, and a customer sends the same identifiers again and again).
-    """
+    """The usable identifiers of an event, normalised, and the kinds rejected with their
+    reasons."""
     usable: dict[str, str] = {}
     rejected: list[tuple[str, Rejection]] = []
     for kind, value in (identifiers or {}).items():
-        if cache is None:
-            normal = normalise(kind, value, rules, region)
-        else:
-            key = (kind, value, region)
-            normal = cache.get(key) or cache.put(key, normalise(kind, value, rules, region))
+        normal = normalise(kind, value, rules, region)
         if isinstance(normal, Rejection):
             rejected.append((kind, normal))
         else:
@@ -150,24 +204,56 @@ def normalise_all(
     return usable, rejected
 
 
+def identify_all(
+    identifiers: Mapping[str, str] | None,
+    rules: IdentifierRules,
+    key: IdentityKey,
+    region: str | None = None,
+    cache: NormalCache | None = None,
+) -> tuple[dict[str, Identifier], list[tuple[str, Rejection]]]:
+    """The usable identifiers of an event as :class:`Identifier`, and the kinds rejected
+    with their reasons.
+
+    ``cache`` remembers what it found for the latest values (a phone takes tens of
+    microseconds to parse, and a customer sends the same identifiers again and again).
+    """
+    usable: dict[str, Identifier] = {}
+    rejected: list[tuple[str, Rejection]] = []
+    for kind, value in (identifiers or {}).items():
+        found = cache.get((kind, value, region)) if cache is not None else None
+        if found is None:
+            normal = normalise(kind, value, rules, region)
+            found = normal if isinstance(normal, Rejection) else key.identify(kind, normal)
+            if cache is not None:
+                cache.put((kind, value, region), found)
+        if isinstance(found, Rejection):
+            rejected.append((kind, found))
+        else:
+            usable[kind] = found
+    return usable, rejected
+
+
+Found = Identifier | Rejection
+
+
 class NormalCache:
-    """The normal forms of the latest identifiers seen, at most ``size`` of them: when full,
-    it starts again empty (cheaper than keeping an order, and the forms never change)."""
+    """What :func:`identify_all` found for the latest values seen, at most ``size`` of them:
+    when full, it starts again empty (cheaper than keeping an order, and nothing found ever
+    changes). It lives in memory only."""
 
     __slots__ = ("_forms", "_size")
 
     def __init__(self, size: int = 16384) -> None:
-        self._forms: dict[tuple[str, str, str | None], str | Rejection] = {}
+        self._forms: dict[tuple[str, str, str | None], Found] = {}
         self._size = size
 
-    def get(self, key: tuple[str, str, str | None]) -> str | Rejection | None:
+    def get(self, key: tuple[str, str, str | None]) -> Found | None:
         return self._forms.get(key)
 
-    def put(self, key: tuple[str, str, str | None], normal: str | Rejection) -> str | Rejection:
+    def put(self, key: tuple[str, str, str | None], found: Found) -> None:
         if len(self._forms) >= self._size:
             self._forms.clear()
-        self._forms[key] = normal
-        return normal
+        self._forms[key] = found
 
 
 def _digits(value: str) -> str:

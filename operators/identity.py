@@ -8,21 +8,22 @@ order), hashed into a canonical customer id.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 
 from operators.action_ids import customer_of_action_id
+from operators.identifiers import CUSTOMER_ID_PREFIX, canonical_id
 from operators.model import Event
 
-CUSTOMER_ID_PREFIX = "cus_"
+__all__ = [
+    "CUSTOMER_ID",
+    "CUSTOMER_ID_PREFIX",
+    "canonical_id",
+    "is_canonical_id",
+    "resolve_customer",
+]
+
 CUSTOMER_ID = re.compile(r"cus_[0-9a-f]{20}")
-
-
-def canonical_id(kind: str, value: str) -> str:
-    """The canonical customer id of a profile first seen with identifier ``kind:value``."""
-    digest = hashlib.blake2b(f"{kind}:{value}".encode(), digest_size=10).hexdigest()
-    return CUSTOMER_ID_PREFIX + digest
 
 
 def is_canonical_id(value: str) -> bool:
@@ -43,11 +44,9 @@ def resolve_customer(event: Event, order: Sequence[str]) -> str:
                 return customer
     identifiers = event.identifiers
     for kind in order:
-        value = identifiers.get(kind)
-        if value:
-            if kind == "customer_id" and is_canonical_id(value):
-                return value
-            return canonical_id(kind, value)
+        identifier = identifiers.get(kind)
+        if identifier is not None:
+            return identifier.name
     for kind in sorted(identifiers):
-        return canonical_id(kind, identifiers[kind])
+        return identifiers[kind].name
     return canonical_id("event_id", event.event_id)

@@ -9,7 +9,10 @@ would put more identifiers of a kind into one profile than the policy's
 ``identity.limits`` allow is refused (a shared tablet used by forty emails
 must not fuse forty people).
 
-The graph lives in a key-value store (RocksDB in the flow, a dict in tests).
+The graph lives in a key-value store (RocksDB in the flow, a dict in tests). It holds
+identifiers only as keyed digests, with their masked forms for people to read (see
+:class:`~operators.identifiers.Identifier`), and remembers which key digested them: a
+graph opened under another key refuses, rather than finding none of its customers.
 Every call to :meth:`IdentityGraph.resolve` is one numbered operation whose
 undo record is written with it, so the graph can be rolled back to the
 operation a recovery snapshot recorded.
@@ -18,13 +21,19 @@ operation a recovery snapshot recorded.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 
-from operators.identifiers import PERSON_IDENTIFIERS, IdentifierRules, mask
-from operators.identity import canonical_id
+from operators.identifiers import (
+    PERSON_IDENTIFIERS,
+    UNKEYED_IDENTITY,
+    Identifier,
+    IdentifierRules,
+    IdentityKey,
+    canonical_id,
+)
 
 MAX_HISTORY = 50
 MAX_CACHED = 50_000
@@ -32,6 +41,14 @@ MAX_CACHED = 50_000
 again empty. About 1 KB each: a cache of the customers active now, not of everyone."""
 _SEQ = b"s"
 _NEXT = b"n"
+_FORMAT = b"f"
+_KEY_CHECK = b"k"
+FORMAT = b"2"
+"""Format 2 keeps identifiers as keyed digests; the graphs of 0.6.0 and before, in clear."""
+
+
+class GraphError(RuntimeError):
+    """A graph this process cannot use: another format, or digested under another key."""
 
 
 class KeyValue(Protocol):
@@ -45,6 +62,10 @@ class KeyValue(Protocol):
 
     def keys_from(self, prefix: bytes) -> Iterator[bytes]:
         """Keys starting with ``prefix``, in order."""
+        ...
+
+    def purge(self) -> None:
+        """Make sure deleted keys and values are gone from storage, not only unreachable."""
         ...
 
 
@@ -66,6 +87,9 @@ class DictStore:
 
     def keys_from(self, prefix: bytes) -> Iterator[bytes]:
         return iter(sorted(k for k in self.data if k.startswith(prefix)))
+
+    def purge(self) -> None:
+        """Nothing to do: a deleted key is gone from a dict."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +114,15 @@ class Refusal:
 
 
 @dataclass(frozen=True, slots=True)
+class Erasure:
+    """A profile the graph forgot: its id, the ids merged into it, what it held (masked)."""
+
+    customer_id: str
+    retired: tuple[str, ...]
+    identifiers: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Resolution:
     """Where an event lands, and what its identifiers changed in the graph."""
 
@@ -110,17 +143,36 @@ class _Profile:
     number: int
     customer_id: str
     identifiers: dict[str, list[str]]
+    """Kind -> the digests of the values the profile holds."""
+    masks: dict[str, list[str]]
+    """Kind -> the same values masked, in the same order."""
     into: int | None
+    merged: list[int] = field(default_factory=list)
+    """The profiles merged into this one, directly or through others (what an erasure of it
+    also erases)."""
 
     def encode(self) -> bytes:
-        return orjson.dumps(
-            {"n": self.number, "id": self.customer_id, "ids": self.identifiers, "into": self.into}
-        )
+        data = {
+            "n": self.number,
+            "id": self.customer_id,
+            "ids": self.identifiers,
+            "masks": self.masks,
+            "into": self.into,
+        }
+        if self.merged:
+            data["merged"] = self.merged
+        return orjson.dumps(data)
 
     @staticmethod
     def decode(raw: bytes) -> _Profile:
         data = orjson.loads(raw)
-        return _Profile(data["n"], data["id"], data["ids"], data["into"])
+        return _Profile(
+            data["n"], data["id"], data["ids"], data["masks"], data["into"], data.get("merged", [])
+        )
+
+    def hold(self, kind: str, identifier: Identifier) -> None:
+        self.identifiers.setdefault(kind, []).append(identifier.digest)
+        self.masks.setdefault(kind, []).append(identifier.masked)
 
 
 def _names_a_person(profile: _Profile) -> bool:
@@ -128,8 +180,8 @@ def _names_a_person(profile: _Profile) -> bool:
     return not PERSON_IDENTIFIERS.isdisjoint(profile.identifiers)  # no kind is ever empty
 
 
-def _identifier_key(kind: str, value: str) -> bytes:
-    return b"i\x00" + kind.encode() + b"\x00" + value.encode()
+def _identifier_key(kind: str, digest: str) -> bytes:
+    return b"i\x00" + kind.encode() + b"\x00" + digest.encode()
 
 
 def _profile_key(number: int) -> bytes:
@@ -144,6 +196,10 @@ def _customer_key(customer_id: str) -> bytes:
     return b"c\x00" + customer_id.encode()
 
 
+def _erased_key(digest: str) -> bytes:
+    return b"x\x00" + digest.encode()
+
+
 UNDO_PREFIX = b"u\x00"
 """The keys of undo records, which only a flow that may be rolled back needs."""
 
@@ -152,12 +208,24 @@ def _undo_key(seq: int) -> bytes:
     return UNDO_PREFIX + b"%016d" % seq
 
 
+PURGE_PREFIX = b"e\x00"
+"""Operations that deleted profiles: once their undo records go, so must the store's copies."""
+
+
+def _purge_key(seq: int) -> bytes:
+    return PURGE_PREFIX + b"%016d" % seq
+
+
 class IdentityGraph:
     """Resolves events' identifiers to profiles, one operation at a time."""
 
-    def __init__(self, store: KeyValue, rules: IdentifierRules) -> None:
+    def __init__(
+        self, store: KeyValue, rules: IdentifierRules, key: IdentityKey = UNKEYED_IDENTITY
+    ) -> None:
         self._store = store
         self._rules = rules
+        self._key = key
+        check_store(store, key)
         self._profiles: dict[int, _Profile] = {}
         self._numbers: dict[tuple[str, str], int] = {}
         """Decoded profiles and identifier lookups, written through: the graph has one
@@ -169,16 +237,16 @@ class IdentityGraph:
         raw = self._store.get(_SEQ)
         return int(raw) if raw is not None else 0
 
-    def resolve(self, identifiers: Mapping[str, str], at: int, event_id: str) -> Resolution:
-        """Stitch an event's (normalised, non-empty) identifiers into the graph and say
-        which profile the event belongs to."""
+    def resolve(self, identifiers: Mapping[str, Identifier], at: int, event_id: str) -> Resolution:
+        """Stitch an event's (non-empty) identifiers into the graph and say which profile the
+        event belongs to."""
         try:
             return self._resolve(identifiers, at, event_id)
         except BaseException:
             self._forget_cache()
             raise
 
-    def _resolve(self, identifiers: Mapping[str, str], at: int, event_id: str) -> Resolution:
+    def _resolve(self, identifiers: Mapping[str, Identifier], at: int, event_id: str) -> Resolution:
         if len(self._profiles) > MAX_CACHED:
             self._forget_cache()
         known = self._cached_profile(identifiers)
@@ -188,11 +256,11 @@ class IdentityGraph:
                 known_person=_names_a_person(known),
                 kinds=tuple(known.identifiers),
             )
-        op = _Operation(self._store, self._profiles, self._numbers)
+        op = _Operation(self._store, self._key, self._profiles, self._numbers)
         rules = self._rules
-        ordered = sorted(identifiers.items(), key=lambda kv: (rules.rank(kv[0]), kv[1]))
-        linked = tuple((k, mask(k, v)) for k, v in ordered)
-        roots = [op.root_of(kind, value) for kind, value in ordered]
+        ordered = sorted(identifiers.items(), key=lambda kv: (rules.rank(kv[0]), kv[0]))
+        linked = tuple((kind, identifier.masked) for kind, identifier in ordered)
+        roots = [op.root_of(kind, identifier.digest) for kind, identifier in ordered]
         first_known = roots[0]
         if first_known is not None and all(
             root is not None and root.number == first_known.number for root in roots
@@ -212,30 +280,30 @@ class IdentityGraph:
         base = first_known if first_known is not None else op.create(*ordered[0], at, event_id)
         merges: list[Merge] = []
         refusals: list[Refusal] = []
-        for kind, value in ordered:
-            other = op.root_of(kind, value)
+        for kind, identifier in ordered:
+            other = op.root_of(kind, identifier.digest)
             if other is not None and other.number == base.number:
                 continue
-            adding = other.identifiers if other is not None else {kind: [value]}
+            adding = other.identifiers if other is not None else {kind: [identifier.digest]}
             over = self._over_limit(base, adding)
             if over is not None:
                 refusals.append(
                     Refusal(
                         base.customer_id,
                         other.customer_id if other else None,
-                        (kind, mask(kind, value)),
+                        (kind, identifier.masked),
                         over,
                     )
                 )
                 continue
             if other is None:
-                op.add(base, kind, value)
+                op.add(base, kind, identifier)
                 continue
             survivor, retired = (base, other) if base.number < other.number else (other, base)
             op.merge(retired, survivor, at, event_id, linked)
             merges.append(Merge(retired.customer_id, survivor.customer_id, linked))
             base = survivor
-        landing = op.root_of(*ordered[0])
+        landing = op.root_of(ordered[0][0], ordered[0][1].digest)
         if landing is None:
             landing = op.create(*ordered[0], at, event_id)
             created = True
@@ -253,13 +321,45 @@ class IdentityGraph:
             gained,
         )
 
-    def _cached_profile(self, identifiers: Mapping[str, str]) -> _Profile | None:
+    def erase(self, identifiers: Mapping[str, Identifier]) -> tuple[Erasure, ...]:
+        """Forget every profile that holds one of ``identifiers``: their identifiers, merge
+        history and ids. What stays is a keyed digest of each id they went by, so none is
+        given again (feedback about their actions finds nobody, and a new profile of the same
+        person is a stranger to it)."""
+        self._forget_cache()
+        op = _Operation(self._store, self._key)
+        found: dict[int, _Profile] = {}
+        for kind, identifier in identifiers.items():
+            root = op.root_of(kind, identifier.digest)
+            if root is not None:
+                found[root.number] = root
+        erased = []
+        for number in sorted(found):
+            root = found[number]
+            members = [op.follow_one(n) for n in root.merged]
+            for kind, digests in root.identifiers.items():
+                for digest in digests:
+                    op.drop(_identifier_key(kind, digest))
+            for profile in (root, *members):
+                op.drop(_profile_key(profile.number))
+                op.drop(_history_key(profile.number))
+                op.drop(_customer_key(profile.customer_id))
+                op.mark_erased(profile.customer_id)
+            held = tuple((kind, masked) for kind, masks in root.masks.items() for masked in masks)
+            erased.append(Erasure(root.customer_id, tuple(p.customer_id for p in members), held))
+        if erased:
+            op.mark_purge(self.sequence + 1)
+        op.commit()
+        self._forget_cache()
+        return tuple(erased)
+
+    def _cached_profile(self, identifiers: Mapping[str, Identifier]) -> _Profile | None:
         """The common event: every identifier already belongs to one profile the cache
         holds, so nothing is read, written or linked. None when that is not sure."""
         found: _Profile | None = None
         numbers, profiles = self._numbers, self._profiles
-        for kind, value in identifiers.items():
-            number = numbers.get((kind, value))
+        for kind, identifier in identifiers.items():
+            number = numbers.get((kind, identifier.digest))
             profile = profiles.get(number) if number is not None else None
             while profile is not None and profile.into is not None:
                 profile = profiles.get(profile.into)
@@ -284,9 +384,10 @@ class IdentityGraph:
         raw = self._store.get(_NEXT)
         return int(raw) - 1 if raw is not None else 0
 
-    def profile_of(self, kind: str, value: str) -> dict[str, Any] | None:
-        """The live profile holding an identifier: its id, identifiers and history."""
-        number = self._store.get(_identifier_key(kind, value))
+    def profile_of(self, kind: str, normal: str) -> dict[str, Any] | None:
+        """The live profile holding an identifier (its normal form): its id, identifiers
+        (masked, and as digests) and history."""
+        number = self._store.get(_identifier_key(kind, self._key.digest(kind, normal)))
         return None if number is None else self._describe(int(number))
 
     def profile(self, customer_id: str) -> dict[str, Any] | None:
@@ -300,11 +401,12 @@ class IdentityGraph:
         return None if found is None else str(found["customer_id"])
 
     def _describe(self, number: int) -> dict[str, Any]:
-        operation = _Operation(self._store)
+        operation = _Operation(self._store, self._key)
         profile = operation.follow(number)
         return {
             "customer_id": profile.customer_id,
-            "identifiers": profile.identifiers,
+            "identifiers": profile.masks,
+            "digests": profile.identifiers,
             "history": operation.history(profile.number),
         }
 
@@ -333,19 +435,25 @@ class IdentityGraph:
         """Forget everything: the graph as it was before its first operation."""
         self._forget_cache()
         keys: list[bytes] = []
-        for prefix in (b"i\x00", b"p\x00", b"h\x00", b"c\x00", b"u\x00"):
+        prefixes = (b"i\x00", b"p\x00", b"h\x00", b"c\x00", b"x\x00", UNDO_PREFIX, PURGE_PREFIX)
+        for prefix in prefixes:
             keys.extend(self._store.keys_from(prefix))
-        self._store.write(dict.fromkeys([*keys, _SEQ, _NEXT]))
+        self._store.write(dict.fromkeys([*keys, _SEQ, _NEXT, _FORMAT, _KEY_CHECK]))
 
     def forget_undo(self, up_to: int) -> None:
-        """Drop undo records of operations up to ``up_to``: they can no longer be rolled back."""
+        """Drop undo records of operations up to ``up_to``: they can no longer be rolled back.
+        If one of them deleted profiles (:meth:`erase`), the store then rewrites its files
+        without what they held: the undo record was the last copy."""
         doomed = []
-        for key in self._store.keys_from(b"u\x00"):
-            if int(key[2:]) > up_to:
-                break
-            doomed.append(key)
+        for prefix in (UNDO_PREFIX, PURGE_PREFIX):
+            for key in self._store.keys_from(prefix):
+                if int(key[2:]) > up_to:
+                    break
+                doomed.append(key)
         if doomed:
             self._store.write(dict.fromkeys(doomed))
+        if any(key.startswith(PURGE_PREFIX) for key in doomed):
+            self._store.purge()
 
 
 class _Operation:
@@ -354,10 +462,12 @@ class _Operation:
     def __init__(
         self,
         store: KeyValue,
+        key: IdentityKey,
         profiles: dict[int, _Profile] | None = None,
         numbers: dict[tuple[str, str], int] | None = None,
     ) -> None:
         self._store = store
+        self._key = key
         self._writes: dict[bytes, bytes | None] = {}
         self._old: dict[bytes, bytes | None] = {}
         self._profiles: dict[int, _Profile] = {} if profiles is None else profiles
@@ -385,20 +495,44 @@ class _Operation:
                 return profile
             number = profile.into
 
-    def root_of(self, kind: str, value: str) -> _Profile | None:
-        number = self._numbers.get((kind, value))
+    def follow_one(self, number: int) -> _Profile:
+        """Profile ``number`` itself, merged or not."""
+        raw = self._get(_profile_key(number))
+        if raw is None:
+            raise RuntimeError(f"identity graph: profile {number} is missing")
+        return _Profile.decode(raw)
+
+    def drop(self, key: bytes) -> None:
+        self._put(key, None)
+
+    def mark_purge(self, seq: int) -> None:
+        self._put(_purge_key(seq), b"")
+
+    def mark_erased(self, customer_id: str) -> None:
+        self._put(_erased_key(self._key.digest("erased", customer_id)), b"")
+
+    def _name(self, name: str) -> str:
+        """``name``, unless a profile of that name was erased: then the next name derived
+        from it that none was (the same in every run, as the graph is)."""
+        while self._get(_erased_key(self._key.digest("erased", name))) is not None:
+            name = canonical_id("erased", name)
+        return name
+
+    def root_of(self, kind: str, digest: str) -> _Profile | None:
+        number = self._numbers.get((kind, digest))
         if number is None:
-            raw = self._get(_identifier_key(kind, value))
+            raw = self._get(_identifier_key(kind, digest))
             if raw is None:
                 return None
-            number = self._numbers[kind, value] = int(raw)
+            number = self._numbers[kind, digest] = int(raw)
         return self.follow(number)
 
-    def create(self, kind: str, value: str, at: int, event_id: str) -> _Profile:
+    def create(self, kind: str, identifier: Identifier, at: int, event_id: str) -> _Profile:
         raw = self._get(_NEXT)
         number = int(raw) if raw is not None else 1
         self._put(_NEXT, b"%d" % (number + 1))
-        profile = _Profile(number, canonical_id(kind, value), {kind: [value]}, None)
+        profile = _Profile(number, self._name(identifier.name), {}, {}, None)
+        profile.hold(kind, identifier)
         self._put(
             _history_key(number),
             orjson.dumps(
@@ -413,14 +547,14 @@ class _Operation:
             ),
         )
         self._profiles[number] = profile
-        self._put(_identifier_key(kind, value), b"%d" % number)
+        self._put(_identifier_key(kind, identifier.digest), b"%d" % number)
         self._put(_customer_key(profile.customer_id), b"%d" % number)
         self._save(profile)
         return profile
 
-    def add(self, profile: _Profile, kind: str, value: str) -> None:
-        profile.identifiers.setdefault(kind, []).append(value)
-        self._put(_identifier_key(kind, value), b"%d" % profile.number)
+    def add(self, profile: _Profile, kind: str, identifier: Identifier) -> None:
+        profile.hold(kind, identifier)
+        self._put(_identifier_key(kind, identifier.digest), b"%d" % profile.number)
         self._save(profile)
 
     def merge(
@@ -431,10 +565,15 @@ class _Operation:
         event_id: str,
         linked: tuple[tuple[str, str], ...],
     ) -> None:
-        for kind, values in retired.identifiers.items():
+        for kind, digests in retired.identifiers.items():
             kept = survivor.identifiers.setdefault(kind, [])
-            kept.extend(v for v in values if v not in kept)
+            masks = survivor.masks.setdefault(kind, [])
+            for digest, masked in zip(digests, retired.masks[kind], strict=True):
+                if digest not in kept:
+                    kept.append(digest)
+                    masks.append(masked)
         retired.into = survivor.number
+        survivor.merged.extend([*retired.merged, retired.number])
         entry = {
             "at": at,
             "event": "merged",
@@ -468,8 +607,28 @@ class _Operation:
             return
         raw = self._store.get(_SEQ)
         seq = (int(raw) if raw is not None else 0) + 1
+        if raw is None:  # the graph's first operation: say what it is and under which key
+            self._put(_FORMAT, FORMAT)
+            self._put(_KEY_CHECK, self._key.check.encode())
         self._old.setdefault(_SEQ, raw)
         undo = [[k.hex(), v.hex() if v is not None else None] for k, v in self._old.items()]
         self._writes[_SEQ] = b"%d" % seq
         self._writes[_undo_key(seq)] = orjson.dumps(undo)
         self._store.write(self._writes)
+
+
+def check_store(store: KeyValue, key: IdentityKey) -> None:
+    """Refuse a graph of another format, or one digested under another key."""
+    if store.get(_NEXT) is None:
+        return  # empty: whatever it becomes is written by this version, under this key
+    if store.get(_FORMAT) != FORMAT:
+        raise GraphError(
+            "the identity graph was written by a version that kept identifiers in clear; "
+            "this one keeps only their digests: see the README's known limits on upgrading"
+        )
+    if store.get(_KEY_CHECK) != key.check.encode():
+        raise GraphError(
+            "the identity graph was digested under another identity key: give the key it "
+            "was written with (CONCIERGE_IDENTITY_KEY, or identity.key under the state "
+            "directory); see the README's section on the identity key"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 from typing import Any
 
@@ -10,13 +11,20 @@ import orjson
 
 import schemas
 from operators.durations import format_duration
-from operators.identifiers import KNOWN_IDENTIFIERS, NormalCache, Rejection, mask, normalise_all
-from operators.model import DeadLetter, DeadLetterReason, Event, Origin
+from operators.identifiers import (
+    KNOWN_IDENTIFIERS,
+    Identifier,
+    NormalCache,
+    Rejection,
+    identify_all,
+    mask,
+)
+from operators.model import ERASURE, DeadLetter, DeadLetterReason, Event, Origin
 from operators.policy import Policy
 from operators.timefmt import InvalidTimestamp, format_ms, parse_ms
 
 Reason = DeadLetterReason
-Identifiers = tuple[dict[str, str], list[tuple[str, Rejection]]]
+Identifiers = tuple[dict[str, Identifier], list[tuple[str, Rejection]]]
 """The usable identifiers of an event, and the kinds rejected with their reasons."""
 
 
@@ -68,6 +76,7 @@ class Ingestor:
         "_actions",
         "_dead_letter_late",
         "_event_types",
+        "_key",
         "_lateness",
         "_max_bytes",
         "_normal",
@@ -83,6 +92,7 @@ class Ingestor:
         self._skew = policy.max_future_skew
         self._event_types = policy.event_types
         self._rules = policy.identifier_rules
+        self._key = policy.identity_key
         self._normal = NormalCache()
         self._lateness = policy.allowed_lateness
         self._dead_letter_late = policy.dead_letter_late
@@ -109,7 +119,10 @@ class Ingestor:
             self._check_schema(data)
             event_type: str = data["type"]
             self._check_event_type(event_type)
-            time = _timestamp(data["timestamp"])
+            if event_type == ERASURE and "timestamp" not in data:
+                time = self.clock if self.clock is not None else 0
+            else:
+                time = _timestamp(data["timestamp"])
             self._check_future(time, arrival)
             if event_type == "feedback":
                 self._check_action_id(data["properties"]["action_id"])
@@ -121,7 +134,7 @@ class Ingestor:
         if self.clock is None or time > self.clock:
             self.clock = time
         return Event(
-            data["event_id"],
+            data["event_id"] if "event_id" in data else _erasure_id(raw),
             event_type,
             time,
             identifiers,
@@ -154,7 +167,11 @@ class Ingestor:
 
     def _check_event_type(self, event_type: str) -> None:
         """Reject an event type outside the policy's ``event_types``, when it lists them."""
-        if self._event_types is not None and event_type not in self._event_types:
+        if (
+            self._event_types is not None
+            and event_type not in self._event_types
+            and event_type != ERASURE  # a person's right to erasure is never a dead letter
+        ):
             raise _Rejected(
                 Reason.UNKNOWN_EVENT_TYPE,
                 f"event type {event_type!r} is not in the policy's event_types",
@@ -195,9 +212,10 @@ class Ingestor:
         """The event's identifiers, normalised; reject an event that gives identifiers but
         none that can be used."""
         region = context.get("region")
-        found = normalise_all(
+        found = identify_all(
             data.get("identifiers"),
             self._rules,
+            self._key,
             region if isinstance(region, str) else None,
             self._normal,
         )
@@ -273,6 +291,12 @@ def _blocked(
         for kind, why in rejected
         if why is Rejection.BLOCKED
     )
+
+
+def _erasure_id(raw: bytes) -> str:
+    """The id of an erasure request that gives none: a digest of the record, so the same
+    request read twice is one request."""
+    return "erasure-" + hashlib.blake2b(raw, digest_size=8).hexdigest()
 
 
 def _text(value: object) -> str | None:

@@ -22,7 +22,7 @@ from operators.context import update_context
 from operators.conversions import convert
 from operators.decide import Output, decide
 from operators.eviction import evict_at
-from operators.handover import Adopt, Retire, Transfer
+from operators.handover import Adopt, Forget, Retire, Transfer
 from operators.merging import merge_states
 from operators.model import Event
 from operators.moments import open_moments
@@ -90,7 +90,7 @@ def wake_time(due: int | None, eviction: int | None, now: int, fire_until: int) 
     return due
 
 
-Queued = Event | Adopt | Retire
+Queued = Event | Adopt | Retire | Forget
 
 
 @dataclass(slots=True)
@@ -234,6 +234,22 @@ class Journey:
         self.released_lines = (retire.line,) * len(before)
         return before, self._hand_over(retire)
 
+    def on_forget(self, policy: Policy, forget: Forget) -> list[Output]:
+        """The graph forgot this profile: once what comes before it is done (behind a pending
+        merge, it waits its turn, as a retirement does), fire what fell due before then and
+        drop the whole context. The caller drops the journey (:attr:`retired`)."""
+        if self.queue:
+            self.queue = (*self.queue, forget)
+            return []
+        return self._forget(policy, forget)
+
+    def _forget(self, policy: Policy, forget: Forget) -> list[Output]:
+        outputs = self._reach(policy, forget.at)
+        self.released_lines = (forget.line,) * len(outputs)
+        self.state = CustomerState(self.state.customer_id)
+        self.queue, self.arrived, self.retired = (), {}, True
+        return outputs
+
     def _advance(self, policy: Policy) -> tuple[list[Output], Transfer | None]:
         """Take in the queue from its head while the head is not a merge still waiting
         for its context."""
@@ -253,6 +269,11 @@ class Journey:
                 self.queue = ()
                 self.released_lines = tuple(lines)
                 return outputs, self._hand_over(head)
+            elif isinstance(head, Forget):
+                forgotten = self._forget(policy, head)
+                outputs.extend(forgotten)
+                self.released_lines = (*lines, *self.released_lines)
+                return outputs, None
             elif isinstance(head, Event):
                 handled = self._handle(policy, head)
                 outputs.extend(handled)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from operators.fast_init import fast_init
 from operators.timefmt import format_ms
+
+if TYPE_CHECKING:
+    from operators.identifiers import Identifier
 
 
 class Outcome(StrEnum):
@@ -69,6 +72,10 @@ class Origin:
         return {"file": self.file, "line": self.line}
 
 
+ERASURE = "erasure_requested"
+"""The event type that erases a person (:meth:`operators.identity_graph.IdentityGraph.erase`)."""
+
+
 @fast_init
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -77,7 +84,8 @@ class Event:
     event_id: str
     type: str
     time: int
-    identifiers: dict[str, str]
+    identifiers: dict[str, Identifier]
+    """Each usable identifier, digested (its value goes no further than ingest)."""
     context: dict[str, Any]
     properties: dict[str, Any]
     origin: Origin = field(default_factory=Origin)

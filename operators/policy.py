@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from operators.action_ids import UNKEYED, ActionIds
-from operators.identifiers import KNOWN_IDENTIFIERS, IdentifierRules
+from operators.identifiers import KNOWN_IDENTIFIERS, UNKEYED_IDENTITY, IdentifierRules, IdentityKey
 from operators.text import PhraseMatcher
 
 DEFAULT_IDENTIFIER_ORDER = KNOWN_IDENTIFIERS
@@ -300,3 +300,6 @@ class Policy:
     action_ids: ActionIds = UNKEYED
     """How action ids are issued and checked. Not from the file: the deployment's key, which
     the edges that run the flow set (``dataclasses.replace``)."""
+    identity_key: IdentityKey = UNKEYED_IDENTITY
+    """How identifiers are digested. Not from the file either: the deployment's identity key,
+    set by the same edges."""

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from operators.handover import Adopt, Retire, Transfer, merge_id
-from operators.identity_graph import Resolution
-from operators.model import Audit, Event
-from operators.records import Order
+import orjson
 
-JourneyItem = Event | Adopt | Retire | Transfer
+from operators.handover import Adopt, Forget, Retire, Transfer, merge_id
+from operators.identity_graph import Erasure, Resolution
+from operators.model import Audit, DeadLetter, DeadLetterReason, Event
+from operators.records import Order
+from operators.timefmt import format_ms
+
+JourneyItem = Event | Adopt | Retire | Transfer | Forget
 
 
 class ForCustomer(NamedTuple):
@@ -97,3 +100,44 @@ def identity_audits(resolution: Resolution, event: Event) -> list[Audit]:
             )
         )
     return audits
+
+
+def erasure_routes(erasures: tuple[Erasure, ...], event: Event) -> list[Routed]:
+    """For each profile an erasure request forgot: a :class:`Forget` to every id it went by
+    (the merged ones may still hold a context on its way), and one ``erased`` audit record
+    naming them, with the identifiers it held, masked."""
+    line = event.origin.line or 0
+    at = max(event.time, event.watermark)
+    routed: list[Routed] = []
+    for n, erasure in enumerate(erasures):
+        ids = (erasure.customer_id, *erasure.retired)
+        routed.extend(ForCustomer(customer, Forget(at, line)) for customer in ids)
+        audit = Audit(
+            event.time, "erased", ids, erasure.customer_id, erasure.identifiers, event.event_id
+        )
+        routed.append(ForAudit(audit, Order.of_line(line, n)))
+    return routed
+
+
+def forgotten_feedback(event: Event) -> DeadLetter:
+    """The dead letter of feedback about an action of a profile the graph has forgotten.
+    Its ``raw`` is the feedback as read with any identifiers masked (what this far into the
+    flow is left of it); ``origin`` says where the original is."""
+    record = {
+        "event_id": event.event_id,
+        "type": event.type,
+        "timestamp": format_ms(event.time),
+        "identifiers": {kind: identifier.masked for kind, identifier in event.identifiers.items()},
+        "context": event.context,
+        "properties": event.properties,
+    }
+    return DeadLetter(
+        DeadLetterReason.UNKNOWN_ACTION_ID,
+        "feedback names an action of a customer Concierge no longer knows (erased, or past "
+        "the policy's identity.retention)",
+        orjson.dumps({k: v for k, v in record.items() if v}),
+        event.origin,
+        event.event_id,
+        event.type,
+        "properties.action_id",
+    )

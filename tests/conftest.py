@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
+from operators.identifiers import UNKEYED_IDENTITY
 from operators.model import Event, Origin
 from operators.policy import Policy
 from operators.policy_load import load_policy
@@ -81,7 +82,7 @@ def make_event(
         record["event_id"],
         event_type,
         parse_ms(at),
-        record["identifiers"],
+        UNKEYED_IDENTITY.identify_all(record["identifiers"]),
         {},
         properties or {},
         Origin(file="test", line=0),

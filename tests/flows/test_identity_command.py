@@ -1,17 +1,19 @@
 """What ``concierge identity`` prints of a profile (flows/cli.py)."""
 
 from flows.cli import _shown_profile
-from operators.identifiers import IdentifierRules, mask
+from operators.identifiers import UNKEYED_IDENTITY, IdentifierRules, mask
 from operators.identity_graph import DictStore, IdentityGraph
+
+ids = UNKEYED_IDENTITY.identify_all
 
 
 def test_the_printed_profile_masks_identifiers_in_one_shape_and_names_whose_history_it_is():
     graph = IdentityGraph(DictStore(), IdentifierRules())
-    store = graph.resolve({"loyalty_id": "L-1", "email": "ana@example.com"}, 1_000, "e1")
-    web = graph.resolve({"anonymous_id": "a-9"}, 2_000, "e2")
-    linked = graph.resolve({"anonymous_id": "a-9", "email": "ana@example.com"}, 3_000, "e3")
+    store = graph.resolve(ids({"loyalty_id": "L-1", "email": "ana@example.com"}), 1_000, "e1")
+    web = graph.resolve(ids({"anonymous_id": "a-9"}), 2_000, "e2")
+    linked = graph.resolve(ids({"anonymous_id": "a-9", "email": "ana@example.com"}), 3_000, "e3")
     (merge,) = linked.merges
-    shown = _shown_profile(graph.profile_of("email", "ana@example.com"), mask)
+    shown = _shown_profile(graph.profile_of("email", "ana@example.com"))
     assert shown["customer_id"] == linked.customer_id
     assert {"type": "email", "value": mask("email", "ana@example.com")} in shown["identifiers"]
     assert [(h["at"], h["event"], h["profile"]) for h in shown["history"]] == [

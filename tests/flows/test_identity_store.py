@@ -4,18 +4,20 @@ import subprocess
 import sys
 
 from flows.identity_store import RocksStore
-from operators.identifiers import IdentifierRules
+from operators.identifiers import UNKEYED_IDENTITY, IdentifierRules
 from operators.identity_graph import IdentityGraph
+
+ids = UNKEYED_IDENTITY.identify_all
 
 
 def test_the_graph_survives_closing_and_rolls_back_on_disk(tmp_path):
     path = tmp_path / "graph"
     with RocksStore(path) as store:
         graph = IdentityGraph(store, IdentifierRules())
-        ana = graph.resolve({"email": "ana@example.com"}, 1, "e1").customer_id
+        ana = graph.resolve(ids({"email": "ana@example.com"}), 1, "e1").customer_id
         mark = graph.sequence
-        graph.resolve({"loyalty_id": "L1"}, 2, "e2")
-        graph.resolve({"loyalty_id": "L1", "email": "ana@example.com"}, 3, "e3")
+        graph.resolve(ids({"loyalty_id": "L1"}), 2, "e2")
+        graph.resolve(ids({"loyalty_id": "L1", "email": "ana@example.com"}), 3, "e3")
     with RocksStore(path) as store:
         graph = IdentityGraph(store, IdentifierRules())
         assert graph.profile_of("loyalty_id", "L1")["customer_id"] == ana
@@ -27,7 +29,7 @@ def test_the_graph_survives_closing_and_rolls_back_on_disk(tmp_path):
 def test_another_process_can_read_the_graph_while_it_is_open(tmp_path):
     path = tmp_path / "graph"
     with RocksStore(path) as store:
-        IdentityGraph(store, IdentifierRules()).resolve({"phone": "+34600111222"}, 1, "e1")
+        IdentityGraph(store, IdentifierRules()).resolve(ids({"phone": "+34600111222"}), 1, "e1")
         reader = (
             "import sys; from pathlib import Path; from flows.identity_store import RocksStore;"
             "from operators.identity_graph import IdentityGraph;"

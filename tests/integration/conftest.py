@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flows.broker import EmbeddedBroker, free_port
 from flows.kafka_config import KafkaSettings, ensure_topics
-from operators.identifiers import IdentifierRules, normalise_all
+from operators.identifiers import UNKEYED_IDENTITY, IdentifierRules, identify_all
 from operators.identity import resolve_customer
 from operators.model import Event
 from operators.policy import DEFAULT_IDENTIFIER_ORDER
@@ -129,10 +129,19 @@ class Topics:
 def _default_key(record: bytes | dict[str, Any]) -> bytes | None:
     """Key a record by its customer, as a producer following the README would."""
     if isinstance(record, dict) and record.get("identifiers"):
-        identifiers, _ = normalise_all(record["identifiers"], IdentifierRules())
+        identifiers, _ = identify_all(record["identifiers"], IdentifierRules(), UNKEYED_IDENTITY)
         event = Event("", "", 0, identifiers, {}, {})
         return resolve_customer(event, DEFAULT_IDENTIFIER_ORDER).encode()
     return None
+
+
+@pytest.fixture
+def cluster_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The identity key every process of a cluster shares (``run`` refuses a cluster without
+    one), given to the processes the test starts as a deployment would: in the environment."""
+    key = "a cluster's identity key, shared"
+    monkeypatch.setenv("CONCIERGE_IDENTITY_KEY", key)
+    return key
 
 
 @pytest.fixture

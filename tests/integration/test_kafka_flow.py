@@ -392,6 +392,7 @@ def test_one_customer_across_identifiers_in_kafka_and_in_the_identity_command(
     assert missing.returncode == 1
 
 
+@pytest.mark.usefixtures("cluster_key")
 def test_two_processes_give_the_same_records_and_stop_together(topics, flows, policy, tmp_path):
     import signal
 

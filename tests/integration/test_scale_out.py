@@ -20,6 +20,8 @@ from operators.identity import canonical_id
 from tests.integration.conftest import QUIET, Topics, afternoon_zone, stamp, wait_for
 from tests.integration.test_kafka_flow import recent_stream, replay_prediction
 
+pytestmark = pytest.mark.usefixtures("cluster_key")
+
 
 def producer_key(event: dict) -> bytes:
     """The web keys by its cookie, the app by the device, the till by the loyalty card, the

@@ -1,10 +1,17 @@
+import hashlib
+import hmac
+
 import pytest
 
 from operators.identifiers import (
+    UNKEYED_IDENTITY,
     IdentifierRules,
+    IdentityKey,
     NormalCache,
     Rejection,
+    canonical_id,
     compile_rules,
+    identify_all,
     mask,
     normalise,
     normalise_all,
@@ -89,9 +96,24 @@ def test_the_normal_cache_gives_what_normalising_gives_and_stays_bounded(rules):
     ] * 3
     for identifiers in events:
         for region in (None, "ES"):
-            cached = normalise_all(identifiers, rules, region, cache)
-            assert cached == normalise_all(identifiers, rules, region)
+            cached = identify_all(identifiers, rules, UNKEYED_IDENTITY, region, cache)
+            assert cached == identify_all(identifiers, rules, UNKEYED_IDENTITY, region)
             assert len(cache._forms) <= 3
+
+
+def test_an_identifier_goes_on_as_a_keyed_digest_a_masked_form_and_a_name(rules):
+    mine, theirs = IdentityKey(b"k" * 32), IdentityKey(b"j" * 32)
+    usable, _ = identify_all(
+        {"email": " Ana@Example.COM", "phone": "600 111 222"}, rules, mine, "ES"
+    )
+    email, phone = usable["email"], usable["phone"]
+    assert email.masked == "a***@example.com" and phone.masked == "+34******22"
+    assert email.name == canonical_id("email", "ana@example.com")
+    expected = hmac.new(b"k" * 32, b"email:ana@example.com", hashlib.sha256).hexdigest()[:32]
+    assert email.digest == expected
+    assert "ana" not in repr(usable) and "600111222" not in repr(usable)
+    assert theirs.identify("email", "ana@example.com").digest != email.digest
+    assert mine.check != theirs.check
 
 
 def test_identifier_strength_follows_the_policy_order(rules):

@@ -1,10 +1,13 @@
 from operators.action_ids import customer_of_action_id
+from operators.identifiers import UNKEYED_IDENTITY
 from operators.identity import canonical_id, resolve_customer
 from operators.model import Event
 
 
 def event(event_type="product_view", properties=None, **identifiers):
-    return Event("e-1", event_type, 0, identifiers, {}, properties or {})
+    return Event(
+        "e-1", event_type, 0, UNKEYED_IDENTITY.identify_all(identifiers), {}, properties or {}
+    )
 
 
 def test_the_strongest_identifier_names_the_customer(policy):
@@ -33,6 +36,7 @@ def test_feedback_lands_on_the_customer_its_action_was_for(policy):
     assert customer_of_action_id("not-ours") is None
 
 
-def test_a_canonical_id_given_as_customer_id_is_used_as_is(policy):
-    customer = canonical_id("email", "ana@example.com")
-    assert resolve_customer(event(customer_id=customer), policy.identifier_order) == customer
+def test_a_customer_id_names_a_profile_as_the_graph_names_it(policy):
+    given = canonical_id("email", "ana@example.com")
+    named = resolve_customer(event(customer_id=given), policy.identifier_order)
+    assert named == canonical_id("customer_id", given)

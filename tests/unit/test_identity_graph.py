@@ -3,9 +3,11 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.identifiers import IdentifierRules, compile_rules
+from operators.identifiers import UNKEYED_IDENTITY, IdentifierRules, compile_rules
 from operators.identity import canonical_id
 from operators.identity_graph import DictStore, IdentityGraph
+
+ids = UNKEYED_IDENTITY.identify_all
 
 NO_LIMITS = IdentifierRules()
 _times = itertools.count(1)
@@ -16,7 +18,7 @@ def graph(rules=NO_LIMITS):
 
 
 def resolve(g, **identifiers):
-    return g.resolve(identifiers, next(_times), f"e-{next(_times)}")
+    return g.resolve(ids(identifiers), next(_times), f"e-{next(_times)}")
 
 
 def test_a_new_profile_is_named_by_the_strongest_identifier_of_its_first_event():
@@ -97,13 +99,13 @@ def test_a_merge_over_the_limit_is_refused_and_both_profiles_stay(policy):
 def test_rolling_back_restores_the_graph_exactly_and_replay_gives_the_same_ids():
     store = DictStore()
     g = IdentityGraph(store, NO_LIMITS)
-    g.resolve({"anonymous_id": "a"}, 1, "e1")
-    g.resolve({"loyalty_id": "l"}, 2, "e2")
+    g.resolve(ids({"anonymous_id": "a"}), 1, "e1")
+    g.resolve(ids({"loyalty_id": "l"}), 2, "e2")
     mark, saved = g.sequence, dict(store.data)
     later = [
-        ({"anonymous_id": "a", "loyalty_id": "l"}, 3, "e3"),
-        ({"email": "m@x.com"}, 4, "e4"),
-        ({"email": "m@x.com", "loyalty_id": "l"}, 5, "e5"),
+        (ids({"anonymous_id": "a", "loyalty_id": "l"}), 3, "e3"),
+        (ids({"email": "m@x.com"}), 4, "e4"),
+        (ids({"email": "m@x.com", "loyalty_id": "l"}), 5, "e5"),
     ]
     first = [g.resolve(*op) for op in later]
     assert g.roll_back(mark) == 3
@@ -115,7 +117,7 @@ def test_forgotten_undo_records_cannot_be_rolled_back():
     store = DictStore()
     g = IdentityGraph(store, NO_LIMITS)
     for n in range(5):
-        g.resolve({"anonymous_id": f"a{n}"}, n, f"e{n}")
+        g.resolve(ids({"anonymous_id": f"a{n}"}), n, f"e{n}")
     g.forget_undo(3)
     assert [k for k in store.data if k.startswith(b"u\x00")] == [
         b"u\x00%016d" % 4,
@@ -158,7 +160,7 @@ def test_without_limits_profiles_are_the_connected_identifiers(events):
     reference = UnionFind()
     seen = set()
     for n, identifiers in enumerate(events):
-        g.resolve(dict(identifiers), n, f"e{n}")
+        g.resolve(ids(dict(identifiers)), n, f"e{n}")
         for pair in identifiers:
             seen.add(pair)
             reference.union(pair, identifiers[0])
@@ -166,8 +168,8 @@ def test_without_limits_profiles_are_the_connected_identifiers(events):
     for pair in seen:
         groups.setdefault(reference.find(pair), set()).add(pair)
     for members in groups.values():
-        ids = {g.profile_of(kind, value)["customer_id"] for kind, value in members}
-        assert len(ids) == 1
+        named = {g.profile_of(kind, value)["customer_id"] for kind, value in members}
+        assert len(named) == 1
     all_ids = [g.profile_of(k, v)["customer_id"] for k, v in seen]
     assert len(set(all_ids)) == len(groups)
 
@@ -179,9 +181,9 @@ def test_a_rolled_back_graph_replays_to_the_same_resolutions(events, data):
     g = IdentityGraph(store, IdentifierRules(limits={"email": 2, "customer_id": 1}))
     cut = data.draw(st.integers(min_value=0, max_value=len(events)))
     for n, identifiers in enumerate(events[:cut]):
-        g.resolve(dict(identifiers), n, f"e{n}")
+        g.resolve(ids(dict(identifiers)), n, f"e{n}")
     mark, saved = g.sequence, dict(store.data)
-    rest = [(dict(ids), n, f"e{n}") for n, ids in enumerate(events[cut:], start=cut)]
+    rest = [(ids(dict(given)), n, f"e{n}") for n, given in enumerate(events[cut:], start=cut)]
     first = [g.resolve(*op) for op in rest]
     g.roll_back(mark)
     assert store.data == saved
@@ -191,8 +193,8 @@ def test_a_rolled_back_graph_replays_to_the_same_resolutions(events, data):
 def test_a_cleared_graph_is_as_new():
     store = DictStore()
     g = IdentityGraph(store, NO_LIMITS)
-    first = g.resolve({"email": "a@x.com"}, 1, "e1")
-    g.resolve({"email": "a@x.com", "loyalty_id": "L"}, 2, "e2")
+    first = g.resolve(ids({"email": "a@x.com"}), 1, "e1")
+    g.resolve(ids({"email": "a@x.com", "loyalty_id": "L"}), 2, "e2")
     g.clear()
     assert store.data == {} and g.sequence == 0
-    assert g.resolve({"email": "a@x.com"}, 1, "e1") == first
+    assert g.resolve(ids({"email": "a@x.com"}), 1, "e1") == first

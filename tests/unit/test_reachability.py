@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from operators.identifiers import IdentifierRules
+from operators.identifiers import UNKEYED_IDENTITY, IdentifierRules
 from operators.identity_graph import DictStore, IdentityGraph
 from operators.journey import Journey
 from operators.merging import merge_states
@@ -16,6 +16,8 @@ from operators.timefmt import format_ms
 from tests.conftest import make_event
 from tests.measurement import measured_policy
 from tests.unit.test_invariants import events_of, streams
+
+ids = UNKEYED_IDENTITY.identify_all
 
 SECTION = """
 reachability:
@@ -152,16 +154,16 @@ def test_a_merge_holds_both_profiles_identifier_types_and_keeps_a_bounce():
 
 def test_the_identity_graph_says_which_types_a_profile_holds_and_which_it_gained():
     graph = IdentityGraph(DictStore(), IdentifierRules(limits={"email": 3}))
-    first = graph.resolve({"email": "ana@example.com"}, 1, "e1")
+    first = graph.resolve(ids({"email": "ana@example.com"}), 1, "e1")
     assert (first.kinds, first.gained) == (("email",), ("email",))
-    again = graph.resolve({"email": "ana@example.com"}, 2, "e2")
+    again = graph.resolve(ids({"email": "ana@example.com"}), 2, "e2")
     assert (again.kinds, again.gained) == (("email",), ())
-    device = graph.resolve({"email": "ana@example.com", "device_id": "d-1"}, 3, "e3")
+    device = graph.resolve(ids({"email": "ana@example.com", "device_id": "d-1"}), 3, "e3")
     assert set(device.kinds) == {"email", "device_id"} and device.gained == ("device_id",)
-    new_email = graph.resolve({"device_id": "d-1", "email": "ana@work.example"}, 4, "e4")
+    new_email = graph.resolve(ids({"device_id": "d-1", "email": "ana@work.example"}), 4, "e4")
     assert new_email.gained == ("email",)
-    other = graph.resolve({"email": "bo@example.com", "phone": "+34600000001"}, 5, "e5")
-    merged = graph.resolve({"device_id": "d-1", "phone": "+34600000001"}, 6, "e6")
+    other = graph.resolve(ids({"email": "bo@example.com", "phone": "+34600000001"}), 5, "e5")
+    merged = graph.resolve(ids({"device_id": "d-1", "phone": "+34600000001"}), 6, "e6")
     assert merged.merges and merged.customer_id == first.customer_id != other.customer_id
     assert set(merged.gained) == {"email", "phone"}, "the merge brought a new email and a phone"
 

@@ -1,4 +1,4 @@
-"""Where the action key comes from (flows/action_key.py, the edge)."""
+"""Where the action key comes from (flows/keys.py, the edge)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import stat
 
 import pytest
 
-from flows.action_key import ENV_KEY, ActionKeyError, load_action_key, machine_key_path
+from flows.keys import ACTION_KEY, SecretError, load_action_key, machine_key_path
+
+ENV_KEY = ACTION_KEY.env
 
 
 @pytest.fixture
@@ -38,14 +40,14 @@ def test_the_environment_wins_and_must_be_long_enough(machine, tmp_path, monkeyp
     assert load_action_key(tmp_path / "state") == (b"correct horse battery staple", ENV_KEY)
     assert not machine.exists()
     monkeypatch.setenv(ENV_KEY, "short")
-    with pytest.raises(ActionKeyError, match="at least 16"):
+    with pytest.raises(SecretError, match="at least 16"):
         load_action_key()
 
 
 def test_a_key_file_that_holds_no_key_is_an_error(machine, tmp_path):
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "action.key").write_text("\n")
-    with pytest.raises(ActionKeyError, match="holds no action key"):
+    with pytest.raises(SecretError, match="holds no action key"):
         load_action_key(tmp_path / "state")
 
 

@@ -1,0 +1,133 @@
+"""Erasure in replay: an ``erasure_requested`` event forgets the person, their merged
+profiles and pending timers; feedback about their old actions is a dead letter; the same
+email later is a stranger with no consent; the replay's identity graph keeps no trace."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import write_jsonl
+from tests.scenarios.conftest import concierge
+
+MADRID = {"timezone": "Europe/Madrid", "channel": "web"}
+GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
+ANA = {"email": "Ana.Erase@Example.com", "phone": "+34 600 111 222"}
+
+
+def _event(event_id, kind, at, identifiers, properties=None):
+    record = {"event_id": event_id, "type": kind, "timestamp": at, "context": MADRID}
+    if identifiers:
+        record["identifiers"] = identifiers
+    if properties is not None:
+        record["properties"] = properties
+    return record
+
+
+def _before():
+    """Ana opts in, browses anonymously, says who she is (a merge), views a product three
+    times (a nudge is sent) and starts a checkout (a reminder would follow 30 min later).
+    Bo browses beside her."""
+    anon, view = {"anonymous_id": "web-ana-9"}, {"product_id": "p-42"}
+    bo = {"email": "bo.keep@example.com"}
+    return [
+        _event("ana-1", "consent_changed", "2026-11-20T10:00:00Z", ANA, GRANT),
+        _event("bo-1", "consent_changed", "2026-11-20T10:00:30Z", bo, GRANT),
+        _event("anon-1", "product_view", "2026-11-20T10:01:00Z", anon, view),
+        _event(
+            "ana-2", "identify", "2026-11-20T10:05:00Z", {**anon, "email": "ana.erase@example.com"}
+        ),
+        _event("anon-2", "product_view", "2026-11-20T10:06:00Z", anon, view),
+        _event("anon-3", "product_view", "2026-11-20T10:07:00Z", anon, view),
+        _event("bo-2", "checkout_started", "2026-11-20T10:19:00Z", bo, {"cart_id": "c-bo"}),
+        _event("ana-3", "checkout_started", "2026-11-20T10:20:00Z", ANA, {"cart_id": "c-1"}),
+    ]
+
+
+def _after(nudge_id):
+    """The erasure (by her phone, written another way), feedback about the nudge sent before
+    it, and the same email again, three views of the same product."""
+    again = {"email": "ana.erase@example.com"}
+    view = {"product_id": "p-42"}
+    return [
+        {
+            "event_id": "gdpr-1",
+            "type": "erasure_requested",
+            "timestamp": "2026-11-20T10:30:00Z",
+            "identifiers": {"phone": "+34 600-111-222"},
+        },
+        _event(
+            "fb-1",
+            "feedback",
+            "2026-11-20T10:35:00Z",
+            {},
+            {"action_id": nudge_id, "outcome": "unsubscribed", "channel": "push"},
+        ),
+        _event("new-1", "product_view", "2026-11-20T11:00:00Z", again, view),
+        _event("new-2", "product_view", "2026-11-20T11:01:00Z", again, view),
+        _event("new-3", "product_view", "2026-11-20T11:02:00Z", again, view),
+    ]
+
+
+def _actions(done):
+    return [a for path in sorted(done.out.glob("actions.*.jsonl")) for a in done.lines(path.name)]
+
+
+def _replayed(tmp_path, replay):
+    first = replay(
+        write_jsonl(tmp_path / "before.jsonl", _before()), "--until", "2026-11-20T10:25:00Z"
+    )
+    assert first.returncode == 0, first.stderr
+    (nudge,) = [a for a in _actions(first) if a["action"] == "product_nudge"]
+    story = _before() + _after(nudge["action_id"])
+    done = replay(write_jsonl(tmp_path / "story.jsonl", story), "--until", "2026-11-21T00:00:00Z")
+    assert done.returncode == 0, done.stderr
+    return done, nudge
+
+
+def test_an_erased_person_is_forgotten_and_a_later_event_starts_a_stranger(tmp_path, replay):
+    done, nudge = _replayed(tmp_path, replay)
+    old = nudge["customer_id"]
+
+    (erased,) = [a for a in done.lines("audit.jsonl") if a["kind"] == "erased"]
+    assert erased["surviving_id"] == old and erased["event_id"] == "gdpr-1"
+    assert erased["at"] == "2026-11-20T10:30:00Z"
+    assert len(erased["customer_ids"]) == 2 and erased["customer_ids"][0] == old
+    shown = {(i["type"], i["value"]) for i in erased["identifiers"]}
+    assert {("email", "a***@example.com"), ("phone", "+34******22")} <= shown
+    assert ("anonymous_id", "we***-9") in shown, "the merged profile's identifiers go too"
+    assert "ana" not in json.dumps(erased).lower().replace("a***", "")
+
+    ids = set(erased["customer_ids"])
+    decided = [d for d in done.lines("decisions.jsonl") if d["customer_id"] in ids]
+    assert decided and all(d["at"] < "2026-11-20T10:30:00Z" for d in decided)
+    reminded = {
+        a["customer_id"]
+        for a in done.lines("actions.email.jsonl")
+        if a["action"] == "cart_recovery"
+    }
+    assert len(reminded) == 1 and old not in reminded, "Bo is reminded of his cart; she is not"
+
+    (dead,) = done.lines("dlq.jsonl")
+    assert dead["reason"] == "unknown_action_id" and dead["event_id"] == "fb-1"
+    assert dead["origin"]["line"] == 10
+
+    stranger = [d for d in done.lines("decisions.jsonl") if d["at"] >= "2026-11-20T11:00:00Z"]
+    assert stranger, "the same email later is a new profile, decided about afresh"
+    assert {d["customer_id"] for d in stranger}.isdisjoint(ids)
+    assert {d["outcome"] for d in stranger} == {"no_consent"}, "her consent went with her"
+
+
+def test_the_replays_graph_keeps_no_trace_of_her(tmp_path, replay):
+    done, nudge = _replayed(tmp_path, replay)
+    old = nudge["customer_id"]
+    for path in (done.out / "identity").rglob("*"):
+        data = path.read_bytes().lower() if path.is_file() else b""
+        for needle in (b"ana.erase", b"600111222", b"web-ana-9", b"we***-9", old.encode()):
+            assert needle not in data, (needle, path)
+    assert concierge("identity", "--state-dir", str(done.out), old).returncode == 1
+    now = concierge("identity", "--state-dir", str(done.out), "email:ana.erase@example.com")
+    assert now.returncode == 0, now.stderr
+    profile = json.loads(now.stdout)
+    assert profile["customer_id"] != old
+    assert [h["event"] for h in profile["history"]] == ["created"]
+    assert profile["identifiers"] == [{"type": "email", "value": "a***@example.com"}]
