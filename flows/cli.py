@@ -45,15 +45,7 @@ def read_policy(path: str) -> Policy:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise CommandError(f"cannot read policy {path}: not UTF-8 text") from None
-    policy = load_policy(text, path)
-    retention = policy.document.get("identity", {}).get("retention")
-    if retention is not None:
-        print(
-            f"warning: {path}: identity.retention ({retention}) is read but not enforced yet: "
-            "profiles stay in the identity graph (see README, Known limits)",
-            file=sys.stderr,
-        )
-    return policy
+    return load_policy(text, path)
 
 
 def _timestamp(text: str) -> int:

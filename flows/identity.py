@@ -34,9 +34,9 @@ from flows.journey import IncompatibleSnapshot
 from flows.progress import FrontierMark, InputFrontier
 from operators.action_ids import customer_of_action_id
 from operators.alignment import Aligner, Progress
-from operators.handover import Transfer, merge_id
+from operators.handover import Forget, Transfer, merge_id
 from operators.identifiers import UNKEYED_IDENTITY, IdentifierRules, IdentityKey
-from operators.identity_graph import IdentityGraph, KeyValue
+from operators.identity_graph import DAY_MS, IdentityGraph, KeyValue
 from operators.model import ERASURE, DeadLetter, Event
 from operators.resolution import (
     ForCustomer,
@@ -93,6 +93,8 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
         self._run = secrets.token_hex(4)
         now = config.clock()
         self._merges = self._transfers = 0
+        self._swept_day = -1
+        """The day of event time retention last swept the graph for (see :meth:`_expire`)."""
         self._in_flight: dict[str, str] = {}
         """Merges whose retired context has not come back yet: the survivor waits for it,
         even if it was erased since (it decides what came before the erasure first)."""
@@ -164,7 +166,10 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
         graph = self._graph
         tells_kinds = self._config.rules.tells_kinds
         known = unknown = merges = refusals = erased = nobody = 0
+        retention = self._config.rules.retention is not None
         for event in events:
+            if retention and event.time // DAY_MS > self._swept_day:
+                self._expire(event, out)
             if event.type == "feedback":
                 customer = self._feedback_customer(event)
                 out.append(ForCustomer(customer, event) if customer else forgotten_feedback(event))
@@ -194,6 +199,17 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
         metrics.count_merges(merges, refusals)
         metrics.count_erasures(erased, nobody)
         metrics.count_aligned(len(self._aligner), self._aligner.take_behind())
+
+    def _expire(self, event: Event, out: list[IdentityOutput]) -> None:
+        """A new day of event time: forget the profiles past the policy's retention by now,
+        and their customers' context (as an erasure does, with no audit record)."""
+        self._swept_day = event.time // DAY_MS
+        expired = self._graph.expire(event.time)
+        if expired:
+            line = event.origin.line or 0
+            ids = [c for e in expired for c in (e.customer_id, *e.retired)]
+            out.extend(ForCustomer(c, Forget(event.time, line)) for c in ids)
+            metrics.PROFILES_EXPIRED.inc(len(expired))
 
     def _mark(self, now: int, out: list[IdentityOutput]) -> None:
         """Say how far the input has got, when that changed (and, in Kafka mode, at least

@@ -25,6 +25,8 @@ from typing import Any, NamedTuple
 
 import phonenumbers
 
+from operators.durations import parse_duration_ms
+
 KNOWN_IDENTIFIERS = (
     "customer_id",
     "crm_id",
@@ -114,6 +116,9 @@ class IdentifierRules:
     tells_kinds: bool = False
     """Whether the identity step tells each event's customer which identifier types its
     profile holds (a policy with ``reachability`` needs it)."""
+    retention: int | None = None
+    """``identity.retention`` in ms: a profile with no event for this long leaves the graph
+    (None: profiles stay)."""
 
     def rank(self, kind: str) -> int:
         """Strength of an identifier kind: 0 is the strongest."""
@@ -140,6 +145,7 @@ def compile_rules(
         blocked=MappingProxyType(blocked),
         phone_region=phone_region,
         tells_kinds=tells_kinds,
+        retention=parse_duration_ms(identity["retention"]) if "retention" in identity else None,
     )
 
 

@@ -150,6 +150,9 @@ class _Profile:
     merged: list[int] = field(default_factory=list)
     """The profiles merged into this one, directly or through others (what an erasure of it
     also erases)."""
+    seen: int | None = None
+    """The day (since the epoch) of its latest event, kept when the policy sets
+    ``identity.retention``."""
 
     def encode(self) -> bytes:
         data = {
@@ -161,13 +164,21 @@ class _Profile:
         }
         if self.merged:
             data["merged"] = self.merged
+        if self.seen is not None:
+            data["seen"] = self.seen
         return orjson.dumps(data)
 
     @staticmethod
     def decode(raw: bytes) -> _Profile:
         data = orjson.loads(raw)
         return _Profile(
-            data["n"], data["id"], data["ids"], data["masks"], data["into"], data.get("merged", [])
+            data["n"],
+            data["id"],
+            data["ids"],
+            data["masks"],
+            data["into"],
+            data.get("merged", []),
+            data.get("seen"),
         )
 
     def hold(self, kind: str, identifier: Identifier) -> None:
@@ -194,6 +205,15 @@ def _history_key(number: int) -> bytes:
 
 def _customer_key(customer_id: str) -> bytes:
     return b"c\x00" + customer_id.encode()
+
+
+DAY_MS = 86_400_000
+SEEN_PREFIX = b"a\x00"
+"""Live profiles by the day of their latest event, oldest first: what retention drops."""
+
+
+def _seen_key(day: int, number: int) -> bytes:
+    return SEEN_PREFIX + b"%08d\x00%012d" % (day, number)
 
 
 def _erased_key(digest: str) -> bytes:
@@ -251,6 +271,7 @@ class IdentityGraph:
             self._forget_cache()
         known = self._cached_profile(identifiers)
         if known is not None:
+            self._seen(known, at)
             return Resolution(
                 known.customer_id,
                 known_person=_names_a_person(known),
@@ -265,6 +286,7 @@ class IdentityGraph:
         if first_known is not None and all(
             root is not None and root.number == first_known.number for root in roots
         ):
+            self._seen(first_known, at, op)
             return Resolution(
                 first_known.customer_id,
                 known_person=_names_a_person(first_known),
@@ -307,6 +329,8 @@ class IdentityGraph:
         if landing is None:
             landing = op.create(*ordered[0], at, event_id)
             created = True
+        if rules.retention is not None:
+            op.touch(landing, at // DAY_MS)
         op.commit()
         person = _names_a_person(landing)
         before = held_before.get(landing.number, {})
@@ -320,6 +344,39 @@ class IdentityGraph:
             tuple(landing.identifiers),
             gained,
         )
+
+    def _seen(self, profile: _Profile, at: int, op: _Operation | None = None) -> None:
+        """Under a retention, note a later day of activity (one write a profile a day)."""
+        if self._rules.retention is None:
+            return
+        day = at // DAY_MS
+        if profile.seen is None or profile.seen < day:
+            op = op or _Operation(self._store, self._key, self._profiles, self._numbers)
+            op.touch(profile, day)
+            op.commit()
+
+    def expire(self, now: int) -> tuple[Erasure, ...]:
+        """Under ``identity.retention``, forget every profile whose latest event was more
+        than the retention before ``now`` (to within the day it was on), as :meth:`erase`
+        does but remembering nothing of them: the person coming back is simply new."""
+        retention = self._rules.retention
+        if retention is None:
+            return ()
+        last_day = (now - retention) // DAY_MS - 1
+        numbers = []
+        for key in self._store.keys_from(SEEN_PREFIX):
+            day, number = key[len(SEEN_PREFIX) :].split(b"\x00")
+            if int(day) > last_day:
+                break
+            numbers.append(int(number))
+        if not numbers:
+            return ()
+        self._forget_cache()
+        op = _Operation(self._store, self._key)
+        expired = tuple(op.forget_profile(op.follow_one(n)) for n in numbers)
+        op.mark_purge(self.sequence + 1)
+        op.commit()
+        return expired
 
     def erase(self, identifiers: Mapping[str, Identifier]) -> tuple[Erasure, ...]:
         """Forget every profile that holds one of ``identifiers``: their identifiers, merge
@@ -335,18 +392,10 @@ class IdentityGraph:
                 found[root.number] = root
         erased = []
         for number in sorted(found):
-            root = found[number]
-            members = [op.follow_one(n) for n in root.merged]
-            for kind, digests in root.identifiers.items():
-                for digest in digests:
-                    op.drop(_identifier_key(kind, digest))
-            for profile in (root, *members):
-                op.drop(_profile_key(profile.number))
-                op.drop(_history_key(profile.number))
-                op.drop(_customer_key(profile.customer_id))
-                op.mark_erased(profile.customer_id)
-            held = tuple((kind, masked) for kind, masks in root.masks.items() for masked in masks)
-            erased.append(Erasure(root.customer_id, tuple(p.customer_id for p in members), held))
+            erasure = op.forget_profile(found[number])
+            for customer_id in (erasure.customer_id, *erasure.retired):
+                op.mark_erased(customer_id)
+            erased.append(erasure)
         if erased:
             op.mark_purge(self.sequence + 1)
         op.commit()
@@ -435,7 +484,8 @@ class IdentityGraph:
         """Forget everything: the graph as it was before its first operation."""
         self._forget_cache()
         keys: list[bytes] = []
-        prefixes = (b"i\x00", b"p\x00", b"h\x00", b"c\x00", b"x\x00", UNDO_PREFIX, PURGE_PREFIX)
+        prefixes: tuple[bytes, ...] = (b"i\x00", b"p\x00", b"h\x00", b"c\x00", b"x\x00")
+        prefixes += (SEEN_PREFIX, UNDO_PREFIX, PURGE_PREFIX)
         for prefix in prefixes:
             keys.extend(self._store.keys_from(prefix))
         self._store.write(dict.fromkeys([*keys, _SEQ, _NEXT, _FORMAT, _KEY_CHECK]))
@@ -504,6 +554,31 @@ class _Operation:
 
     def drop(self, key: bytes) -> None:
         self._put(key, None)
+
+    def forget_profile(self, root: _Profile) -> Erasure:
+        """Delete a live profile and every profile merged into it: identifiers, history, ids."""
+        members = [self.follow_one(n) for n in root.merged]
+        for kind, digests in root.identifiers.items():
+            for digest in digests:
+                self.drop(_identifier_key(kind, digest))
+        if root.seen is not None:
+            self.drop(_seen_key(root.seen, root.number))
+        for profile in (root, *members):
+            self.drop(_profile_key(profile.number))
+            self.drop(_history_key(profile.number))
+            self.drop(_customer_key(profile.customer_id))
+        held = tuple((kind, masked) for kind, masks in root.masks.items() for masked in masks)
+        return Erasure(root.customer_id, tuple(p.customer_id for p in members), held)
+
+    def touch(self, profile: _Profile, day: int) -> None:
+        """Say the profile had an event on ``day`` (only written when that is a later day)."""
+        if profile.seen is not None and profile.seen >= day:
+            return
+        if profile.seen is not None:
+            self.drop(_seen_key(profile.seen, profile.number))
+        profile.seen = day
+        self._put(_seen_key(day, profile.number), b"")
+        self._save(profile)
 
     def mark_purge(self, seq: int) -> None:
         self._put(_purge_key(seq), b"")
@@ -574,6 +649,9 @@ class _Operation:
                     masks.append(masked)
         retired.into = survivor.number
         survivor.merged.extend([*retired.merged, retired.number])
+        if retired.seen is not None:
+            self.drop(_seen_key(retired.seen, retired.number))
+            self.touch(survivor, retired.seen)
         entry = {
             "at": at,
             "event": "merged",

@@ -91,6 +91,7 @@ def test_state_and_recovery_hold_no_identifier_in_clear(topics, flows, policy, t
     wait_for(
         lambda: flow.metrics().get("concierge_identity_profiles") == len(PEOPLE), 60, "the graph"
     )
+    exposition = "\n".join(f"{name} {value}" for name, value in flow.metrics().items())
     code, _ = flow.terminate()  # it drains, and snapshots what it holds
     assert code == 0, flow.output()
 
@@ -102,6 +103,14 @@ def test_state_and_recovery_hold_no_identifier_in_clear(topics, flows, policy, t
     key = state / "identity.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600 and os.stat(key).st_uid == os.getuid()
     assert occurrences([tmp_path], needles()) == {}, "and none in the log either"
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    (outputs / "metrics").write_text(exposition)
+    streams = ["decisions", "audit", "dlq", *(f"actions.{c}" for c in policy.channels)]
+    for stream in streams:
+        (outputs / stream).write_bytes(b"\n".join(v for _, v, _, _ in topics.read(stream)))
+    assert (outputs / "decisions").stat().st_size, "the people were decided about"
+    assert occurrences([outputs], needles()) == {}, "nor in any output, nor in the metrics"
 
 
 ANA = {"email": "Ana.Gdpr@Example.com", "phone": "+34 600 999 888"}

@@ -131,3 +131,44 @@ def test_the_replays_graph_keeps_no_trace_of_her(tmp_path, replay):
     assert profile["customer_id"] != old
     assert [h["event"] for h in profile["history"]] == ["created"]
     assert profile["identifiers"] == [{"type": "email", "value": "a***@example.com"}]
+
+
+def test_retention_drops_a_profile_idle_for_longer_and_its_links_with_it(tmp_path, replay):
+    """policy-full keeps profiles 400 days: Ana's browser linked to her email in January 2026
+    is a stranger to her by March 2027; Bo, seen in between, keeps his."""
+    from tests.conftest import FULL_POLICY
+
+    view = {"product_id": "p-1"}
+    story = [
+        _event("a-1", "product_view", "2026-01-05T10:00:00Z", {"anonymous_id": "web-ana"}, view),
+        _event(
+            "a-2",
+            "identify",
+            "2026-01-05T10:01:00Z",
+            {"anonymous_id": "web-ana", "email": "ana.old@example.com"},
+        ),
+        _event(
+            "b-1",
+            "identify",
+            "2026-01-05T10:02:00Z",
+            {"anonymous_id": "web-bo", "email": "bo.old@example.com"},
+        ),
+        _event(
+            "b-2", "product_view", "2026-12-01T10:00:00Z", {"email": "bo.old@example.com"}, view
+        ),
+        _event("a-3", "product_view", "2027-03-01T10:00:00Z", {"anonymous_id": "web-ana"}, view),
+        _event("b-3", "product_view", "2027-03-01T10:01:00Z", {"anonymous_id": "web-bo"}, view),
+    ]
+    done = replay(write_jsonl(tmp_path / "years.jsonl", story), policy=FULL_POLICY)
+    assert done.returncode == 0, done.stderr
+    ana = concierge("identity", "--state-dir", str(done.out), "email:ana.old@example.com")
+    assert ana.returncode == 1, "her profile left the graph with its identifiers"
+    browser = json.loads(
+        concierge("identity", "--state-dir", str(done.out), "anonymous_id:web-ana").stdout
+    )
+    assert [h["event"] for h in browser["history"]] == ["created"]
+    assert browser["history"][0]["at"] == "2027-03-01T10:00:00Z"
+    bo = json.loads(
+        concierge("identity", "--state-dir", str(done.out), "anonymous_id:web-bo").stdout
+    )
+    assert {i["type"] for i in bo["identifiers"]} == {"anonymous_id", "email"}

@@ -198,3 +198,51 @@ def test_a_cleared_graph_is_as_new():
     g.clear()
     assert store.data == {} and g.sequence == 0
     assert g.resolve(ids({"email": "a@x.com"}), 1, "e1") == first
+
+
+# -- retention and erasure --------------------------------------------------------------------
+
+DAY = 86_400_000
+
+
+def test_retention_drops_a_profile_idle_that_long_and_a_merged_one_with_it():
+    g = graph(IdentifierRules(retention=10 * DAY))
+    browser = g.resolve(ids({"anonymous_id": "a-1"}), 0, "e1").customer_id
+    ana = g.resolve(ids({"email": "ana@x.com"}), DAY, "e2").customer_id
+    g.resolve(ids({"anonymous_id": "a-1", "email": "ana@x.com"}), 2 * DAY, "e3")
+    bo = g.resolve(ids({"email": "bo@x.com"}), 5 * DAY, "e4").customer_id
+    assert g.expire(12 * DAY) == ()  # Ana's last event was on day 2: not ten whole days yet
+    (gone,) = g.expire(13 * DAY)
+    assert (gone.customer_id, gone.retired) == (browser, (ana,))
+    assert ("email", "a***@x.com") in gone.identifiers
+    assert g.profile_of("email", "ana@x.com") is None and g.profile(ana) is None
+    assert g.profile_of("email", "bo@x.com")["customer_id"] == bo
+    again = g.resolve(ids({"email": "ana@x.com"}), 14 * DAY, "e5")
+    assert again.created and again.customer_id == ana, "a stranger, named as anyone new"
+
+
+def test_an_event_keeps_a_profile_from_expiring_and_costs_one_write_a_day():
+    g = graph(IdentifierRules(retention=10 * DAY))
+    g.resolve(ids({"email": "ana@x.com"}), 0, "e1")
+    before = g.sequence
+    for n in range(5):
+        g.resolve(ids({"email": "ana@x.com"}), DAY + n, f"e{n}")
+    assert g.sequence == before + 1
+    assert g.expire(11 * DAY + 1) == () and g.expire(12 * DAY) != ()
+
+
+def test_an_erased_profiles_ids_are_never_given_again_and_a_rollback_restores_it():
+    store = DictStore()
+    g = IdentityGraph(store, NO_LIMITS)
+    first = g.resolve(ids({"email": "ana@x.com"}), 1, "e1").customer_id
+    mark, saved = g.sequence, dict(store.data)
+    (erased,) = g.erase(ids({"email": "ana@x.com", "phone": "+34600000000"}))
+    assert erased.customer_id == first and g.profile(first) is None
+    assert g.erase(ids({"email": "ana@x.com"})) == ()
+    second = g.resolve(ids({"email": "ana@x.com"}), 2, "e2").customer_id
+    assert second != first
+    g.erase(ids({"email": "ana@x.com"}))
+    third = g.resolve(ids({"email": "ana@x.com"}), 3, "e3").customer_id
+    assert third not in (first, second)
+    g.roll_back(mark)
+    assert store.data == saved and g.profile(first)["customer_id"] == first

@@ -21,8 +21,8 @@ def test_reference_policy_loads_unchanged_with_on_as_a_key(policy, reference_pol
 
 
 def test_policy_full_loads_unchanged_with_every_section_given_its_meaning():
-    """``concierge validate`` passes it (with a warning: retention is not enforced yet), and
-    the copy in ``flows/`` is the spec's."""
+    """``concierge validate`` passes it without a warning, and the copy in ``flows/`` is the
+    spec's."""
     from pathlib import Path
 
     from tests.conftest import FULL_POLICY, SPEC_FULL_POLICY
@@ -45,7 +45,8 @@ def test_policy_full_loads_unchanged_with_every_section_given_its_meaning():
     )
     checked = concierge("validate", str(FULL_POLICY))
     assert checked.returncode == 0, checked.stderr
-    assert "identity.retention (400d) is read but not enforced yet" in checked.stderr
+    assert checked.stderr == ""
+    assert policy.identifier_rules.retention == 400 * 86_400_000
 
 
 def test_version_is_a_digest_of_the_text_unless_given(reference_policy_path):
