@@ -41,7 +41,7 @@ def forget_from_args(args: argparse.Namespace) -> int:
     try:
         if not args.brokers:
             raise ForgetError(f"no brokers: pass --brokers or set {ENV_BROKERS}")
-        identifiers = _identifiers(args.identifiers, args.region)
+        identifiers, normal = _identifiers(args.identifiers, args.region)
         settings = KafkaSettings(
             args.brokers, args.topic_prefix, client_properties(args.properties, os.environ)
         )
@@ -57,10 +57,12 @@ def forget_from_args(args: argparse.Namespace) -> int:
     }
     if args.region:
         event["context"] = {"region": args.region}
-    named = ", ".join(f"{kind}:{mask(kind, value)}" for kind, value in _normal(event).items())
+    named = ", ".join(f"{kind}:{mask(kind, value)}" for kind, value in normal.items())
+    strongest = min(normal, key=KNOWN_IDENTIFIERS.index)
+    key = UNKEYED_IDENTITY.identify(strongest, normal[strongest]).name
     topic = settings.events_topic()
     try:
-        partition, offset = _send(settings, topic, event, args.timeout)
+        partition, offset = _send(settings, topic, key, event, args.timeout)
     except RuntimeError as err:
         print(f"concierge forget: the erasure request was not sent: {err}", file=sys.stderr)
         return EXIT_FAILED
@@ -75,43 +77,31 @@ def forget_from_args(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _identifiers(given: list[str], region: str | None) -> dict[str, str]:
-    """The identifiers of the request, as given (the flow normalises them as it does every
-    event's); refuse a value no profile could hold."""
+def _identifiers(given: list[str], region: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    """The identifiers of the request as given (the flow normalises them as it does every
+    event's), and normalised; refuse a value no profile could hold."""
     identifiers: dict[str, str] = {}
+    normal: dict[str, str] = {}
     for who in given:
         kind, sep, value = who.partition(":")
         if not sep or kind not in KNOWN_IDENTIFIERS:
             raise ForgetError(
                 f"name each identifier as TYPE:VALUE (types: {', '.join(KNOWN_IDENTIFIERS)})"
             )
-        normal = normalise(kind, value, IdentifierRules(), region)
-        if isinstance(normal, Rejection):
-            raise ForgetError(f"{kind} {mask(kind, value.strip())} is {normal.value}")
+        found = normalise(kind, value, IdentifierRules(), region)
+        if isinstance(found, Rejection):
+            raise ForgetError(f"{kind} {mask(kind, value.strip())} is {found.value}")
         if kind in identifiers:
             raise ForgetError(f"one {kind} per request: send another for the next")
-        identifiers[kind] = value.strip()
-    return identifiers
-
-
-def _normal(event: dict[str, Any]) -> dict[str, str]:
-    region = event.get("context", {}).get("region")
-    found = {}
-    for kind, value in event["identifiers"].items():
-        normal = normalise(kind, value, IdentifierRules(), region)
-        assert not isinstance(normal, Rejection)  # checked by _identifiers
-        found[kind] = normal
-    return found
+        identifiers[kind], normal[kind] = value.strip(), found
+    return identifiers, normal
 
 
 def _send(
-    settings: KafkaSettings, topic: str, event: dict[str, Any], timeout: float
+    settings: KafkaSettings, topic: str, key: str, event: dict[str, Any], timeout: float
 ) -> tuple[int, int]:
-    """Produce the event keyed as a producer following the README would key it; where it
-    landed."""
-    normal = _normal(event)
-    strongest = min(normal, key=KNOWN_IDENTIFIERS.index)
-    key = UNKEYED_IDENTITY.identify(strongest, normal[strongest]).name
+    """Produce the event under ``key`` (its strongest identifier's canonical id, as a
+    producer keys events); where it landed."""
     landed: list[Message] = []
     failed: list[KafkaError] = []
 

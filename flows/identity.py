@@ -34,7 +34,7 @@ from flows.journey import IncompatibleSnapshot
 from flows.progress import FrontierMark, InputFrontier
 from operators.action_ids import customer_of_action_id
 from operators.alignment import Aligner, Progress
-from operators.handover import Forget, Transfer, merge_id
+from operators.handover import Adopt, Forget, Transfer
 from operators.identifiers import UNKEYED_IDENTITY, IdentifierRules, IdentityKey
 from operators.identity_graph import DAY_MS, IdentityGraph, KeyValue
 from operators.model import ERASURE, DeadLetter, Event
@@ -184,10 +184,12 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
             if tells_kinds:
                 event = event.with_profile(resolution.kinds, resolution.gained)
             # The operation number names a merge; most events merge nothing.
-            sequence = graph.sequence if resolution.merges else 0
-            out.extend(route(sequence, resolution, event))
-            for merge in resolution.merges:
-                self._in_flight[merge_id(sequence, merge.retired, merge.survivor)] = merge.survivor
+            routed = route(graph.sequence if resolution.merges else 0, resolution, event)
+            out.extend(routed)
+            if resolution.merges:  # the survivors now wait for the retired contexts
+                for r in routed:
+                    if isinstance(r, ForCustomer) and isinstance(r.item, Adopt):
+                        self._in_flight[r.item.merge_id] = r.customer_id
             merges += len(resolution.merges)
             refusals += len(resolution.refusals) + len(event.blocked_identifiers)
             if resolution.known_person:

@@ -81,11 +81,6 @@ def load_action_key(state_dir: Path | None = None) -> tuple[bytes, str]:
     return load_key(ACTION_KEY, state_dir)
 
 
-def load_identity_key(state_dir: Path | None = None) -> tuple[bytes, str]:
-    """The identity key, and where it came from (for a log line)."""
-    return load_key(IDENTITY_KEY, state_dir)
-
-
 def load_key(secret: Secret, state_dir: Path | None = None, keep: bool = True) -> tuple[bytes, str]:
     """A key, and where it came from (for a log line). ``keep``: the key of a state directory
     that has none yet is kept there (``run``); a tool that only reads it says False."""

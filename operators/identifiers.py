@@ -81,7 +81,7 @@ class IdentityKey:
         mac = hmac.digest(self.key, f"{kind}:{value}".encode(), "sha256")
         return mac[:DIGEST_BYTES].hex()
 
-    def identify_all(self, normalised: Mapping[str, str]) -> dict[str, Identifier]:
+    def identify_normalised(self, normalised: Mapping[str, str]) -> dict[str, Identifier]:
         """:meth:`identify` each of an event's normalised identifiers."""
         return {kind: self.identify(kind, value) for kind, value in normalised.items()}
 
@@ -190,24 +190,6 @@ def normalise(
     if any(p.match(value) for p in patterns):
         return Rejection.BLOCKED
     return value
-
-
-def normalise_all(
-    identifiers: Mapping[str, str] | None,
-    rules: IdentifierRules,
-    region: str | None = None,
-) -> tuple[dict[str, str], list[tuple[str, Rejection]]]:
-    """The usable identifiers of an event, normalised, and the kinds rejected with their
-    reasons."""
-    usable: dict[str, str] = {}
-    rejected: list[tuple[str, Rejection]] = []
-    for kind, value in (identifiers or {}).items():
-        normal = normalise(kind, value, rules, region)
-        if isinstance(normal, Rejection):
-            rejected.append((kind, normal))
-        else:
-            usable[kind] = normal
-    return usable, rejected
 
 
 def identify_all(

@@ -371,11 +371,11 @@ class IdentityGraph:
             numbers.append(int(number))
         if not numbers:
             return ()
-        self._forget_cache()
         op = _Operation(self._store, self._key)
         expired = tuple(op.forget_profile(op.follow_one(n)) for n in numbers)
         op.mark_purge(self.sequence + 1)
         op.commit()
+        self._forget_cache()
         return expired
 
     def erase(self, identifiers: Mapping[str, Identifier]) -> tuple[Erasure, ...]:
@@ -383,7 +383,6 @@ class IdentityGraph:
         history and ids. What stays is a keyed digest of each id they went by, so none is
         given again (feedback about their actions finds nobody, and a new profile of the same
         person is a stranger to it)."""
-        self._forget_cache()
         op = _Operation(self._store, self._key)
         found: dict[int, _Profile] = {}
         for kind, identifier in identifiers.items():

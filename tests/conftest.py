@@ -82,7 +82,7 @@ def make_event(
         record["event_id"],
         event_type,
         parse_ms(at),
-        UNKEYED_IDENTITY.identify_all(record["identifiers"]),
+        UNKEYED_IDENTITY.identify_normalised(record["identifiers"]),
         {},
         properties or {},
         Origin(file="test", line=0),

@@ -4,7 +4,7 @@ from flows.cli import _shown_profile
 from operators.identifiers import UNKEYED_IDENTITY, IdentifierRules, mask
 from operators.identity_graph import DictStore, IdentityGraph
 
-ids = UNKEYED_IDENTITY.identify_all
+ids = UNKEYED_IDENTITY.identify_normalised
 
 
 def test_the_printed_profile_masks_identifiers_in_one_shape_and_names_whose_history_it_is():

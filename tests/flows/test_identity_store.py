@@ -7,7 +7,7 @@ from flows.identity_store import RocksStore
 from operators.identifiers import UNKEYED_IDENTITY, IdentifierRules
 from operators.identity_graph import IdentityGraph
 
-ids = UNKEYED_IDENTITY.identify_all
+ids = UNKEYED_IDENTITY.identify_normalised
 
 
 def test_the_graph_survives_closing_and_rolls_back_on_disk(tmp_path):

@@ -14,7 +14,6 @@ from operators.identifiers import (
     identify_all,
     mask,
     normalise,
-    normalise_all,
 )
 
 
@@ -79,10 +78,10 @@ def test_blocked_phone_patterns_may_be_written_with_separators():
 
 
 def test_an_event_keeps_its_usable_identifiers_and_names_the_rest(rules):
-    usable, rejected = normalise_all(
-        {"email": "test@test.com", "phone": "", "anonymous_id": "a-1"}, rules
+    usable, rejected = identify_all(
+        {"email": "test@test.com", "phone": "", "anonymous_id": "a-1"}, rules, UNKEYED_IDENTITY
     )
-    assert usable == {"anonymous_id": "a-1"}
+    assert usable == UNKEYED_IDENTITY.identify_normalised({"anonymous_id": "a-1"})
     assert sorted(rejected) == [("email", Rejection.BLOCKED), ("phone", Rejection.EMPTY)]
 
 

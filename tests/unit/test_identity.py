@@ -6,7 +6,12 @@ from operators.model import Event
 
 def event(event_type="product_view", properties=None, **identifiers):
     return Event(
-        "e-1", event_type, 0, UNKEYED_IDENTITY.identify_all(identifiers), {}, properties or {}
+        "e-1",
+        event_type,
+        0,
+        UNKEYED_IDENTITY.identify_normalised(identifiers),
+        {},
+        properties or {},
     )
 
 

@@ -7,7 +7,7 @@ from operators.identifiers import UNKEYED_IDENTITY, IdentifierRules, compile_rul
 from operators.identity import canonical_id
 from operators.identity_graph import DictStore, IdentityGraph
 
-ids = UNKEYED_IDENTITY.identify_all
+ids = UNKEYED_IDENTITY.identify_normalised
 
 NO_LIMITS = IdentifierRules()
 _times = itertools.count(1)

@@ -11,7 +11,7 @@ from operators.model import DeadLetter, DeadLetterReason, Event, Origin
 from operators.policy_load import load_policy
 from tests.conftest import REFERENCE_POLICY, event_dict
 
-ids = UNKEYED_IDENTITY.identify_all
+ids = UNKEYED_IDENTITY.identify_normalised
 
 
 def reference_policy_with(extra):

@@ -17,7 +17,7 @@ from tests.conftest import make_event
 from tests.measurement import measured_policy
 from tests.unit.test_invariants import events_of, streams
 
-ids = UNKEYED_IDENTITY.identify_all
+ids = UNKEYED_IDENTITY.identify_normalised
 
 SECTION = """
 reachability:
