@@ -17,7 +17,13 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, Message, Producer
 
-from flows.kafka_config import ENV_BROKERS, KafkaSettings, check_settings, client_properties
+from flows.kafka_config import (
+    ENV_BROKERS,
+    KafkaSettings,
+    check_settings,
+    client_properties,
+    wait_for_brokers,
+)
 from operators.identifiers import (
     KNOWN_IDENTIFIERS,
     UNKEYED_IDENTITY,
@@ -62,6 +68,7 @@ def forget_from_args(args: argparse.Namespace) -> int:
     key = UNKEYED_IDENTITY.identify(strongest, normal[strongest]).name
     topic = settings.events_topic()
     try:
+        wait_for_brokers(settings, args.timeout)  # one clear line if nobody answers
         partition, offset = _send(settings, topic, key, event, args.timeout)
     except RuntimeError as err:
         print(f"concierge forget: the erasure request was not sent: {err}", file=sys.stderr)
@@ -113,7 +120,12 @@ def _send(
 
     producer = Producer(
         settings.config(
-            **{"acks": "all", "enable.idempotence": True, "message.timeout.ms": int(timeout * 1000)}
+            **{
+                "acks": "all",
+                "enable.idempotence": True,
+                "message.timeout.ms": int(timeout * 1000),
+                "log_level": 0,  # a failure is said once, below; -X log_level=7 to see more
+            }
         )
     )
     producer.produce(topic, orjson.dumps(event), key.encode(), on_delivery=delivered)

@@ -172,3 +172,20 @@ def test_retention_drops_a_profile_idle_for_longer_and_its_links_with_it(tmp_pat
         concierge("identity", "--state-dir", str(done.out), "anonymous_id:web-bo").stdout
     )
     assert {i["type"] for i in bo["identifiers"]} == {"anonymous_id", "email"}
+
+
+def test_forget_says_what_it_cannot_send_and_never_the_value():
+    from flows.broker import free_port
+
+    nobody = f"127.0.0.1:{free_port()}"
+    bad = concierge("forget", "--brokers", nobody, "phone:12 34")
+    assert bad.returncode == 2 and bad.stderr == "concierge forget: phone *** is invalid\n"
+    assert concierge("forget", "--brokers", nobody, "ana@example.com").returncode == 2
+    twice = concierge("forget", "--brokers", nobody, "email:a@x.com", "email:b@x.com")
+    assert twice.returncode == 2 and "one email per request" in twice.stderr
+    down = concierge("forget", "--brokers", nobody, "--timeout", "1", "phone:+34600111222")
+    assert down.returncode == 1, down.stderr
+    assert down.stderr.startswith(
+        "concierge forget: the erasure request was not sent: cannot reach"
+    )
+    assert "600111222" not in down.stderr and down.stdout == ""
