@@ -24,6 +24,7 @@ from flows.keys import with_keys
 from flows.replay import IDENTITY_DIR, STDIN_NAME, open_events
 from operators.action_ids import customer_of_action_id
 from operators.durations import format_duration
+from operators.identity import is_canonical_id
 from operators.ingest import Ingestor
 from operators.model import Event, Origin
 from operators.policy import Policy
@@ -94,6 +95,9 @@ def explain(
     zones = _zones(replay_dir, profile)
     if events is not None:
         customer_events = list(_events(events, profile, policy, seq))
+        erased = [e.at for e in merges if e.kind == "erased"]
+        if erased:  # what came after is nobody's: feedback about its actions, dead letters
+            customer_events = [e for e in customer_events if e.at <= erased[0]]
         entries += customer_events
         zones = _zones_of_events(customer_events) or zones
     entries.sort(key=Entry.key)
@@ -159,6 +163,10 @@ def _find(replay_dir: Path, who: str, policy: Policy, region: str | None) -> tup
         ) from None
     except ProfileQueryError as err:
         raise ExplainError(str(err)) from None
+    if found is None and is_canonical_id(who):
+        erased = _erasure_of(replay_dir, who)
+        if erased is not None:
+            return erased, asked
     if found is None:
         raise NotFound(f"no profile holds {asked} in the replay at {replay_dir}")
     profile = Profile(
@@ -168,6 +176,20 @@ def _find(replay_dir: Path, who: str, policy: Policy, region: str | None) -> tup
         entry["retired"] for entry in profile.history if entry["event"] == "merged"
     }
     return profile, asked
+
+
+def _erasure_of(replay_dir: Path, customer_id: str) -> Profile | None:
+    """The profile an ``erased`` audit record says ``customer_id`` was, if one does: the
+    graph has forgotten it, the replay's records have not."""
+    for record in _lines(replay_dir / "audit.jsonl", {customer_id}):
+        if record["kind"] == "erased" and customer_id in record["customer_ids"]:
+            masked: dict[str, list[str]] = {}
+            for shown in record["identifiers"]:
+                masked.setdefault(shown["type"], []).append(shown["value"])
+            profile = Profile(record["surviving_id"], masked, {}, [])
+            profile.ids = set(record["customer_ids"])
+            return profile
+    return None
 
 
 def _lines(path: Path, ids: set[str]) -> Iterator[dict[str, Any]]:
@@ -358,6 +380,13 @@ def render(explained: dict[str, Any]) -> str:
         head.append(
             "  decisions: " + ", ".join(f"{n} {o}" for o, n in explained["outcomes"].items())
         )
+    for erased in (e for e in explained["timeline"] if e["kind"] == "erased"):
+        head.append(
+            f"  erased at {erased['at']} by {erased['event_id']}: the identity graph and "
+            "the flow's state hold nothing of it since (nor of its identifiers, so only "
+            "feedback about its actions can be found among the events); these records are "
+            "what the replay wrote before"
+        )
     if not explained["events_read"]:
         head.append("  (events not shown: add --events with the file that was replayed)")
     lines = [*head, "", f"{'UTC':<26}{'local':<30}"]
@@ -410,6 +439,8 @@ def _what(e: dict[str, Any]) -> str:
         retired = [c for c in e["customer_ids"] if c != e["surviving_id"]]
         into = f"merged into {e['surviving_id']} by {e['event_id']}"
         return f"{', '.join(retired)} {into} ({identifiers})"
+    if kind == "erased":
+        return f"{', '.join(e['customer_ids'])} erased by {e['event_id']} ({identifiers})"
     if kind == "merge_refused":
         why = e.get("limit") or e.get("blocked") or ""
         return f"link of {', '.join(e['customer_ids'])} refused by {why} ({identifiers})"

@@ -189,3 +189,24 @@ def test_forget_says_what_it_cannot_send_and_never_the_value():
         "concierge forget: the erasure request was not sent: cannot reach"
     )
     assert "600111222" not in down.stderr and down.stdout == ""
+
+
+def test_explain_shows_an_erased_customers_records_up_to_the_erasure(tmp_path, replay):
+    done, nudge = _replayed(tmp_path, replay)
+    old = nudge["customer_id"]
+    events = tmp_path / "story.jsonl"
+    shown = concierge("explain", "--replay", str(done.out), "--events", str(events), old)
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout
+    assert "erased at 2026-11-20T10:30:00Z by gdpr-1" in text
+    timeline = text.splitlines()[text.splitlines().index("") + 2 :]
+    rows = [line[56:].split(None, 1) for line in timeline]
+    kinds = [kind for kind, _ in rows]
+    assert kinds[-1] == "erased" and "merge" in kinds and "action" in kinds
+    assert "ana.erase" not in text.lower() and "600111222" not in text
+    assert "fb-1" not in text, "feedback after the erasure belongs to nobody"
+    as_json = json.loads(concierge("explain", "--replay", str(done.out), "--json", old).stdout)
+    assert as_json["customer_id"] == old and as_json["counts"]["erased"] == 1
+    assert {"type": "phone", "value": "+34******22"} in as_json["identifiers"]
+    by_email = concierge("explain", "--replay", str(done.out), "email:ana.erase@example.com")
+    assert old not in by_email.stdout, "her email now names the stranger, not her"
