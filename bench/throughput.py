@@ -223,7 +223,7 @@ def encode(record: Record) -> bytes:
             "event_id": record.event_id,
             "type": record.type,
             "time": record.time,
-            "identifiers": record.identifiers,
+            "identifiers": {kind: i.digest for kind, i in record.identifiers.items()},
             "properties": record.properties,
         }
     )
