@@ -612,7 +612,7 @@ def measure_round(setup: Setup, round_no: int, result: Throughput) -> None:
     if setup.old_tree is not None:
         old = runs.setdefault("old", Runs())
         for what, into, records in (("empty", old.empty, ()), ("c0", old.seconds, setup.records)):
-            prefix = f"bench.{what}{round_no}."
+            prefix = f"bench.old-{what}{round_no}."  # its own topics and directories
             settings = concierge_topics(bootstrap, policy, prefix)
             if records:
                 preload(bootstrap, settings.events_topic(), records)
