@@ -143,7 +143,8 @@ def run(
     metrics.declare_measurement(policy)
     metrics.declare_dates(policy)
     first = (process_id or 0) * workers_per_process  # this process's partitions, as below
-    watch = SnapshotWatch(recovery_dir, range(first, first + workers_per_process))
+    mine = range(first, first + workers_per_process)
+    watch = SnapshotWatch(recovery_dir, mine)
     readiness = health.Readiness(watch.committed, STOP)
     endpoint = None
     if metrics_port:
@@ -178,7 +179,6 @@ def run(
             extra={"resuming": False},
         )
 
-    mine = range(first, first + workers_per_process)
     forgotten = purge_forgotten(recovery_dir, mine)
     if forgotten:
         log.info("dropped %d forgotten customers' empty entries from the snapshots", forgotten)
