@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +28,7 @@ from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
 from flows import metrics
 from flows.health import Readiness
+from flows.journey import wall_clock_ms
 from flows.kafka_config import CLIENT_LOG, KafkaSettings
 from flows.progress import FrontierMark, InputFrontier
 from operators.alignment import NEVER, Progress
@@ -332,11 +334,24 @@ def partitions_of(settings: KafkaSettings, topics: list[str]) -> list[str]:
 class FrontierReader:
     """Reads ``<prefix>frontier`` in a thread of its own and applies each mark to this
     process's :class:`InputFrontier`: how far the identity step, wherever it runs, has
-    resolved the cluster's input. It starts at the topic's end: a mark from before this
-    start (an earlier run's) would tell of input this run has not resolved yet."""
+    resolved the cluster's input.
 
-    def __init__(self, settings: KafkaSettings, frontier: InputFrontier) -> None:
+    A mark published before this start is an earlier run's: it tells of input this run has
+    not resolved again yet (after a kill -9, the snapshot it resumes from is older), and
+    applied it would fire timers before the events they wait for. Reading from the topic's
+    end is not enough to leave them out (Tansu answers with the start of its last batch),
+    so each mark's publication time is compared with this start's. In a cluster it is
+    another process's clock: a skew shorter than a restart takes leaves the rule whole.
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        frontier: InputFrontier,
+        clock: Callable[[], int] = wall_clock_ms,
+    ) -> None:
         self._frontier = frontier
+        self._started = clock()
         self._stop = threading.Event()
         self._consumer = Consumer(
             settings.config(
@@ -367,6 +382,8 @@ class FrontierReader:
                 mark = FrontierMark.decode(message.value() or b"")
             except (ValueError, KeyError, TypeError):
                 metrics.KAFKA_ERRORS.labels("frontier").inc()
+                continue
+            if mark.published < self._started:
                 continue
             self._frontier.apply(mark)
             self._report()

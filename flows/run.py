@@ -31,7 +31,15 @@ from flows.kafka_config import (
 )
 from flows.keys import ACTION_KEY, IDENTITY_KEY, SecretError, with_keys
 from flows.orchestrator import build_flow
-from flows.snapshots import SnapshotWatch, purge_forgotten
+from flows.snapshots import (
+    Damage,
+    SnapshotWatch,
+    Unknowable,
+    check_partitions,
+    drop_unfinished,
+    purge_forgotten,
+    resume_epoch,
+)
 from operators.identity_graph import GraphError
 from operators.policy import Policy
 
@@ -138,12 +146,15 @@ def run(
         check_graph(state_dir / "identity", policy.identity_key)
     except GraphError as err:
         return fail(2, f"{state_dir / 'identity'}: {err}")
+    first = (process_id or 0) * workers_per_process  # this process's partitions, as below
+    mine = range(first, first + workers_per_process)
+    damaged = check_partitions(recovery_dir, mine)
+    if damaged:
+        return fail(1, _damaged(damaged[0]))
     metrics.declare_build(policy, package_version())
     metrics.declare_labels(policy)
     metrics.declare_measurement(policy)
     metrics.declare_dates(policy)
-    first = (process_id or 0) * workers_per_process  # this process's partitions, as below
-    mine = range(first, first + workers_per_process)
     watch = SnapshotWatch(recovery_dir, mine)
     readiness = health.Readiness(watch.committed, STOP)
     endpoint = None
@@ -156,6 +167,52 @@ def run(
         metrics.SNAPSHOT_AGE.set_function(watch.start().age)
         url = f"http://{_url_host(metrics_host)}:{metrics_port}"
         log.info("metrics on %s/metrics; liveness %s/healthz, readiness %s/readyz", url, url, url)
+    try:
+        return _run_dataflow(
+            policy,
+            settings,
+            readiness,
+            fail,
+            recovery_dir=recovery_dir,
+            state_dir=state_dir,
+            mine=mine,
+            processes=processes,
+            snapshot_interval=snapshot_interval,
+            workers_per_process=workers_per_process,
+            process_id=process_id,
+            addresses=addresses,
+            stop_at_end=stop_at_end,
+            connect_timeout=connect_timeout,
+            max_idle_ms=max_idle_ms,
+            pack_idle_ms=pack_idle_ms,
+        )
+    finally:
+        watch.close()
+        if endpoint is not None:
+            endpoint.close()
+
+
+def _run_dataflow(
+    policy: Policy,
+    settings: KafkaSettings,
+    readiness: health.Readiness,
+    fail: _Failure,
+    *,
+    recovery_dir: Path,
+    state_dir: Path,
+    mine: range,
+    processes: int,
+    snapshot_interval: timedelta,
+    workers_per_process: int,
+    process_id: int | None,
+    addresses: list[str] | None,
+    stop_at_end: bool,
+    connect_timeout: float,
+    max_idle_ms: int,
+    pack_idle_ms: int,
+) -> int:
+    """Reach the brokers, prepare the recovery partitions, then run the dataflow until it
+    ends or is stopped; the exit code."""
     try:
         wait_for_brokers(settings, connect_timeout)
         created = ensure_topics(settings, settings.input_topics() + settings.output_topics(policy))
@@ -179,6 +236,7 @@ def run(
             extra={"resuming": False},
         )
 
+    _drop_unfinished(recovery_dir, mine)
     forgotten = purge_forgotten(recovery_dir, mine)
     if forgotten:
         log.info("dropped %d forgotten customers' empty entries from the snapshots", forgotten)
@@ -206,6 +264,7 @@ def run(
         os.environ["RUST_BACKTRACE"] = "0"
     previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     log.info("reading %s from %s", ", ".join(settings.input_topics()), settings.brokers)
+    ended = False
     try:
         cli_main(
             flow,
@@ -215,6 +274,7 @@ def run(
             epoch_interval=snapshot_interval,
             recovery_config=RecoveryConfig(str(recovery_dir)),
         )
+        ended = True
     except KeyboardInterrupt:
         log.info("stopped before the dataflow drained; it resumes from the last snapshot")
     except Exception as err:  # Bytewax wraps what failed in its own error, traceback and all
@@ -231,10 +291,8 @@ def run(
             signal.signal(sig, handler)
         reader.close()
         graph_store.close()
-        watch.close()
-        if endpoint is not None:
-            endpoint.close()
-    purge_forgotten(recovery_dir, mine)  # what this run forgot leaves the disk too
+    if ended:  # else a cluster's worker threads may still have the partitions open
+        purge_forgotten(recovery_dir, mine)  # what this run forgot leaves the disk too
     totals = metrics.run_totals()
     log.info("stopped; since it started: %s", metrics.run_counts(totals), extra=totals)
     return 0
@@ -288,6 +346,38 @@ class _GraphStore:
             self._store = None
 
 
+def _drop_unfinished(directory: Path, mine: range) -> None:
+    """Leave out what a killed run wrote for an epoch it did not finish (see
+    :func:`flows.snapshots.drop_unfinished`)."""
+    try:
+        resume_at = resume_epoch(directory)
+    except Unknowable:
+        log.warning(
+            "the recovery partitions in %s are not the whole cluster's (one volume per "
+            "process): what a killed run left of an epoch it did not finish stays (README, "
+            "Known limits)",
+            directory,
+        )
+        return
+    if resume_at is not None and (dropped := drop_unfinished(directory, mine, resume_at)):
+        log.info(
+            "left out %d snapshot entries of epochs from %d, which the last run did not "
+            "finish: every step resumes from the epoch before",
+            dropped,
+            resume_at,
+        )
+
+
+def _damaged(damage: Damage) -> str:
+    return (
+        f"recovery partition {damage.path} is damaged ({damage.problem}): the customers' "
+        "state and the input offsets it held are lost since its last good backup. Restore "
+        f"{damage.path.parent} and --state-dir together from that backup, or move both "
+        "aside to start afresh from the beginning of the input topics (README, Runbook: "
+        "RecoveryStoreDamaged)"
+    )
+
+
 def _prepare_recovery(directory: Path, workers: int, processes: int, process_id: int) -> bool:
     """On first start, create this process's share of the recovery partitions; whether
     they were there already (a restart, resuming from them).
@@ -295,6 +385,10 @@ def _prepare_recovery(directory: Path, workers: int, processes: int, process_id:
     Bytewax fixes their number (one per worker in the cluster) and needs each
     to exist on some process; process ``n`` keeps parts ``n*w .. n*w+w-1``, so
     it works with one volume per process as with one shared directory.
+
+    Before this process's dataflow, and with Bytewax's own SQLite (``init_db_dir``, which
+    closes what it opens): nothing here is the second copy of SQLite that
+    :mod:`flows.snapshots` warns of.
     """
     directory.mkdir(parents=True, exist_ok=True)
     mine = range(process_id * workers, (process_id + 1) * workers)

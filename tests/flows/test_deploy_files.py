@@ -89,7 +89,9 @@ def test_every_alert_has_a_runbook_url_to_its_entry_in_the_readme_runbook():
         url = alert["annotations"].get("runbook_url", "")
         assert url.startswith(RUNBOOK), alert["alert"]
         assert url[len(RUNBOOK) :] in entries, f"{alert['alert']}: no Runbook entry {url}"
-    assert len(entries) == len(alerts), "one Runbook entry per alert, and no other"
+    stops = {"recoverystoredamaged"}  # what a process says as it stops: no alert to fire
+    assert len(entries) == len(alerts) + len(stops), "one Runbook entry per alert, and no other"
+    assert stops <= entries
 
 
 def test_the_dashboard_charts_merges_held_back_by_rule_late_events_and_evictions():

@@ -50,6 +50,13 @@ def afternoon_zone() -> str:
     return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
 
 
+def in_the_afternoon(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` from a customer in :func:`afternoon_zone`: stamped from the wall clock,
+    it is decided outside quiet hours whatever the hour the suite runs at."""
+    event.setdefault("context", {})["timezone"] = afternoon_zone()
+    return event
+
+
 def stamp(delta: timedelta) -> str:
     """An RFC 3339 UTC time relative to now, so wall-clock timers stay in the future."""
     return (datetime.now(UTC) + delta).strftime("%Y-%m-%dT%H:%M:%SZ")

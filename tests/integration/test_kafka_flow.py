@@ -8,6 +8,9 @@ import orjson
 import pytest
 
 from flows.generator import Generator
+from flows.kafka import FrontierReader
+from flows.progress import FrontierMark, InputFrontier
+from operators.alignment import NEVER
 from operators.identity import canonical_id
 from tests.conftest import event_dict
 from tests.integration.conftest import afternoon_zone, stamp, wait_for
@@ -291,6 +294,41 @@ def test_run_creates_the_topics_it_needs(topics, flows, policy):
     existing = AdminClient(topics.settings.config()).list_topics(timeout=10).topics
     for topic in topics.settings.input_topics() + topics.settings.output_topics(policy):
         assert topic in existing
+
+
+def test_a_restart_leaves_the_last_runs_frontier_marks_out(topics, policy):
+    """After a kill -9 the last run's marks are still at the end of ``<prefix>frontier``,
+    telling of input this start has not resolved again: applied, they would fire every
+    timer of the snapshot before the events that follow it are read again."""
+    topics.create(policy)
+    frontier_topic = topics.settings.frontier_topic()[len(topics.prefix) :]
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    stale = [
+        FrontierMark(now - 1000, False, None, now - 60_000 + n, "the last run") for n in range(20)
+    ]
+    topics.produce([m.encode() for m in stale], topic=frontier_topic, keys=[b"frontier"] * 20)
+    applied: list[FrontierMark] = []
+
+    class Frontier(InputFrontier):
+        def apply(self, mark: FrontierMark) -> None:
+            applied.append(mark)
+            super().apply(mark)
+
+    frontier = Frontier()
+    reader = FrontierReader(topics.settings, frontier).start()
+    try:
+
+        def publish() -> bool:  # as the identity step does, again and again
+            published = int(datetime.now(UTC).timestamp() * 1000)
+            fresh = FrontierMark(now - 5000, False, None, published, "this run")
+            topics.produce([fresh.encode()], topic=frontier_topic, keys=[b"frontier"])
+            return frontier.settled != NEVER
+
+        wait_for(publish, 30, "this run's mark", every=0.5)
+        print("APPLIED", [(m.run, m.published) for m in applied])
+        assert {mark.run for mark in applied} == {"this run"}
+    finally:
+        reader.close()
 
 
 def test_a_restored_timer_waits_until_the_backlog_is_read(topics, flows, policy):

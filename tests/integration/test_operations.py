@@ -111,3 +111,32 @@ def test_a_running_flow_serves_what_an_sre_expects(topics, flows, policy, tmp_pa
     stop = next(line for line in lines if line["message"].startswith("stopped; since"))
     assert stop["records_read"] == 2 and stop["dead_letters"] == 0
     assert EMAIL not in flow.output()
+
+
+def test_a_damaged_recovery_partition_stops_run_at_once_saying_what_to_do(
+    topics, flows, policy, tmp_path
+):
+    """Not a crash at every start: one line naming the file, what is lost, what to do."""
+    topics.create(policy)
+    flow = flows(topics, "--snapshot-interval", "1", workdir=tmp_path).start()
+    events = [
+        event_dict("page_view", f"2026-11-20T10:{n // 60:02d}:{n % 60:02d}Z", anonymous_id=f"v{n}")
+        for n in range(300)
+    ]
+    topics.produce(events)
+    flow.wait_for_records_in(len(events))
+    wait_for(lambda: get(flow, "/readyz") == (200, "ready\n"), 60, "a snapshot")
+    assert flow.terminate()[0] == 0
+    part = tmp_path / "recovery" / "part-0.sqlite3"
+    data = bytearray(part.read_bytes())
+    assert len(data) > 8 * 4096, "the snapshot holds the customers"
+    data[3 * 4096 : 6 * 4096] = b"\xa5" * (3 * 4096)  # what a failing disk leaves
+    part.write_bytes(bytes(data))
+
+    again = flows(topics, workdir=tmp_path).start()
+    assert again.wait(30) == 1
+    last = again.output().splitlines()[-1]
+    assert last.startswith(f"concierge run: recovery partition {part} is damaged (")
+    assert "are lost since its last good backup" in last and "RecoveryStoreDamaged" in last
+    assert "Traceback" not in again.output() and "reading " not in again.output()
+    assert part.read_bytes() == bytes(data), "the damaged file is left for the operator"

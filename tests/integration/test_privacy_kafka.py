@@ -13,7 +13,7 @@ import pytest
 
 from operators.identifiers import IdentityKey
 from tests.conftest import event_dict
-from tests.integration.conftest import stamp, wait_for
+from tests.integration.conftest import in_the_afternoon, stamp, wait_for
 from tests.scenarios.conftest import concierge
 
 pytestmark = pytest.mark.integration
@@ -54,7 +54,7 @@ def people_events(offset: timedelta = timedelta(minutes=-30)) -> list[dict]:
                     **identifiers,
                 )
             )
-    return events
+    return [in_the_afternoon(event) for event in events]
 
 
 def needles() -> list[bytes]:
@@ -124,9 +124,12 @@ def ana_story() -> list[dict]:
     view = {"product_id": "p-1"}
     at = [stamp(timedelta(minutes=m)) for m in (-20, -19, -18, -17, -10)]
     return [
-        event_dict("consent_changed", at[0], {"purpose": "marketing", "granted": True}, **ANA),
-        *(event_dict("product_view", t, view, **ANA) for t in at[1:4]),
-        event_dict("checkout_started", at[4], {"cart_id": "c-1"}, **ANA),
+        in_the_afternoon(event)
+        for event in [
+            event_dict("consent_changed", at[0], {"purpose": "marketing", "granted": True}, **ANA),
+            *(event_dict("product_view", t, view, **ANA) for t in at[1:4]),
+            event_dict("checkout_started", at[4], {"cart_id": "c-1"}, **ANA),
+        ]
     ]
 
 
