@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from operators.model import DEFAULT_MESSAGE_MAX_BYTES
 from operators.records import (
     ACTIONS_PREFIX,
     AUDIT,
@@ -52,6 +53,10 @@ class KafkaSettings:
     def config(self, **extra: Any) -> dict[str, Any]:
         """A librdkafka config: the bootstrap servers, ``extra``, then the user's properties."""
         return {"bootstrap.servers": self.brokers, "logger": CLIENT_LOG, **extra, **self.client}
+
+    def max_message_bytes(self) -> int:
+        """The largest record the producers send (librdkafka's ``message.max.bytes``)."""
+        return int(self.client.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
 
     def events_topic(self) -> str:
         return self.prefix + "events"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import bytewax.operators as op
@@ -34,7 +35,14 @@ from flows.metrics import (
 from flows.progress import FrontierMark
 from operators.alignment import Progress
 from operators.handover import Transfer
-from operators.model import Action, Conversion, DeadLetter, Event, Outcome
+from operators.model import (
+    DEFAULT_MESSAGE_MAX_BYTES,
+    Action,
+    Conversion,
+    DeadLetter,
+    Event,
+    Outcome,
+)
 from operators.records import AUDIT as AUDIT_STREAM
 from operators.records import DEAD_LETTERS as DEAD_LETTER_STREAM
 from operators.records import (
@@ -59,8 +67,12 @@ def build_flow(
     identity: IdentityConfig,
     source: Source[Ingested],
     sink: Sink[OutRecord],
+    max_record_bytes: int = DEFAULT_MESSAGE_MAX_BYTES,
 ) -> Dataflow:
     """The dataflow from input records to actions, decisions, dead letters and audit records.
+
+    ``max_record_bytes`` is the largest record the sink takes (Kafka's producer: its
+    ``message.max.bytes``): a dead letter keeps of its input record what fits.
 
     Every step but the identity and per-customer ones works on whole batches:
     Bytewax's cost is per item per step, so per-item steps are kept off the hot path.
@@ -79,7 +91,9 @@ def build_flow(
     #    both customers) as identifiers link them; transfers pass through to the survivor.
     to_graph = op.flat_map_batch("to_identity", ingested, _to_identity)
     resolved = op.stateful_batch("identity", to_graph, lambda r: IdentityLogic(identity, r))
-    audits = op.flat_map_batch("audits", resolved, _identity_records)
+    audits = op.flat_map_batch(
+        "audits", resolved, partial(_identity_records, max_bytes=max_record_bytes)
+    )
     frontier = op.flat_map_batch("frontier", resolved, _frontier)
     journey_items = op.flat_map_batch("to_journey", resolved, _to_journey)
 
@@ -93,7 +107,11 @@ def build_flow(
     records = op.merge(
         "records",
         op.flat_map_batch("emit", decided, _emit),
-        op.flat_map_batch("emit_dead_letters", dead_letters, _encode_dead_letters),
+        op.flat_map_batch(
+            "emit_dead_letters",
+            dead_letters,
+            partial(_encode_dead_letters, max_bytes=max_record_bytes),
+        ),
         audits,
         frontier,
     )
@@ -117,7 +135,7 @@ def _frontier(batch: list[tuple[str, IdentityOutput]]) -> list[OutRecord]:
     ]
 
 
-def _identity_records(batch: list[tuple[str, IdentityOutput]]) -> list[OutRecord]:
+def _identity_records(batch: list[tuple[str, IdentityOutput]], max_bytes: int) -> list[OutRecord]:
     """The identity step's audit records, and its dead letters (feedback about a forgotten
     profile's actions)."""
     records = [encode_audit(r.audit, r.order) for _, r in batch if isinstance(r, ForAudit)]
@@ -125,7 +143,7 @@ def _identity_records(batch: list[tuple[str, IdentityOutput]]) -> list[OutRecord
         RECORDS_OUT.labels(AUDIT_STREAM).inc(len(records))
     dead = [r for _, r in batch if isinstance(r, DeadLetter)]
     if dead:
-        records.extend(_encode_dead_letters(dead))
+        records.extend(_encode_dead_letters(dead, max_bytes))
         for letter in dead:
             DEAD_LETTERS.labels(letter.reason.value).inc()
     return records
@@ -135,8 +153,8 @@ def _dead_letters(batch: list[Ingested]) -> list[DeadLetter]:
     return [r for r in batch if isinstance(r, DeadLetter)]
 
 
-def _encode_dead_letters(batch: list[DeadLetter]) -> list[OutRecord]:
-    records = [encode_dead_letter(dead) for dead in batch]
+def _encode_dead_letters(batch: list[DeadLetter], max_bytes: int) -> list[OutRecord]:
+    records = [encode_dead_letter(dead, max_bytes) for dead in batch]
     RECORDS_OUT.labels(DEAD_LETTER_STREAM).inc(len(records))
     return records
 

@@ -256,7 +256,9 @@ def _run_dataflow(
         clock=wall_clock_ms,
     )
     source = KafkaEventSource(settings, policy, config.frontier, stop_at_end, readiness)
-    flow = build_flow(config, identity, source, KafkaRecordSink(settings))
+    flow = build_flow(
+        config, identity, source, KafkaRecordSink(settings), settings.max_message_bytes()
+    )
     reader = FrontierReader(settings, config.frontier).start()
     STOP.clear()
     if not os.environ.get("CONCIERGE_DEBUG"):

@@ -1,5 +1,6 @@
 """This process's recovery partitions: when a snapshot was last committed, whether one is
-damaged, and the forgotten customers' entries that must leave them.
+damaged, what a killed run left of an epoch it did not finish, and the forgotten customers'
+entries that must leave them.
 
 Bytewax closes an epoch every ``--snapshot-interval``: each worker writes the state of what
 changed and its input offsets into its recovery partition (``part-N.sqlite3``), then records
@@ -12,9 +13,9 @@ one database open in one process: POSIX advisory locks belong to the process, so
 one copy's connection drops the other's locks, and the write-ahead log's index is then
 rewritten under a writer that still maps it (SIGBUS, or "database disk image is
 malformed"). So, while the dataflow runs, the commits are read by a child process, whose
-locks are its own; the check and the clean-up, which this process does itself, run only
-while no dataflow of this process has the files open (see :func:`check_partitions` and
-:func:`purge_forgotten`).
+locks are its own; the check and the clean-ups, which this process does itself, run only
+while no dataflow of this process has the files open (see :func:`check_partitions`,
+:func:`drop_unfinished` and :func:`purge_forgotten`).
 """
 
 from __future__ import annotations
@@ -211,8 +212,8 @@ def resume_epoch(directory: Path) -> int | None:
     parts: dict[int, int] = {}
     executions: list[tuple[int, int, int]] = []
     frontiers: list[tuple[int, int, int]] = []
-    for path in sorted(directory.glob("*.sqlite3")):
-        with closing(sqlite3.connect(path, isolation_level=None)) as db:
+    for path in sorted(directory.glob("*.sqlite3")):  # another process's too: only read
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             parts.update(db.execute("SELECT part_index, part_count FROM parts"))
             executions += db.execute("SELECT ex_num, worker_count, resume_epoch FROM exs")
             frontiers += db.execute("SELECT ex_num, worker_index, worker_frontier FROM fronts")

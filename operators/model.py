@@ -162,9 +162,13 @@ def lookup(path: tuple[str, ...], event: Event) -> Any:
 RAW_KEEP_BYTES = 65536
 """An oversize record's dead letter keeps at most this many bytes of it."""
 RAW_SLACK = 4096
-"""How much larger than the record itself the quoted ``raw`` (and ``raw_base64``) may be: JSON
+"""How much larger than the record itself its quoted ``raw`` (and ``raw_base64``) may be: JSON
 escapes quotes and control characters, and bytes that are not UTF-8 are quoted twice. A record
-that costs more to quote keeps only its first bytes."""
+that costs more to quote goes as ``raw_base64`` (4/3 of its size) with only its beginning, this
+long once quoted, as ``raw``."""
+DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
+"""librdkafka's default ``message.max.bytes``: a dead letter is cut to stay under the
+producer's (replay takes this one, so it writes what Kafka mode writes by default)."""
 TEXT_KEEP_CHARS = 1000
 """Dead-letter fields quoted from the input (detail, event id, type, path) keep this much..."""
 TEXT_KEEP_BYTES = 2048
@@ -185,13 +189,23 @@ class DeadLetter:
     type: str | None = None
     path: str | None = None
 
-    def as_record(self) -> dict[str, Any]:
+    def as_record(self, max_bytes: int = DEFAULT_MESSAGE_MAX_BYTES) -> dict[str, Any]:
+        """The dead letter, at most ``max_bytes`` once serialized (the producer's
+        ``message.max.bytes``): its record whole where that fits, else its first bytes."""
         record: dict[str, Any] = {"reason": self.reason.value, "detail": _cut(self.detail)}
         raw = self.raw
         most = (
             min(len(raw), RAW_KEEP_BYTES) if self.reason is DeadLetterReason.OVERSIZE else len(raw)
         )
-        kept, text, raw_base64 = _quotable(raw, most, most + RAW_SLACK)
+        room = max_bytes - DEAD_LETTER_SLACK
+        kept, text, raw_base64 = _quotable(raw, most, min(most + RAW_SLACK, room))
+        whole = min(most, (room - RAW_SLACK) // 4 * 3)  # what base64 has room for
+        if kept < most and whole > kept:
+            # Quoting costs more than the record (quotes, control characters, bytes that are
+            # not UTF-8): its bytes go as base64, at 4/3 of their size, with its beginning
+            # as text for people; cut only where even that would not fit.
+            kept, raw_base64 = whole, base64.b64encode(raw[:whole]).decode("ascii")
+            text = _beginning(raw[:whole], RAW_SLACK)
         record["raw"] = text
         if raw_base64 is not None:
             record["raw_base64"] = raw_base64
@@ -237,6 +251,21 @@ def _quotable(raw: bytes, most: int, budget: int) -> tuple[int, str, str | None]
         else:
             high = middle - 1
     return (low, *quoted(low)[1:])
+
+
+def _beginning(raw: bytes, budget: int) -> str:
+    """The text ``raw`` begins with, at most ``budget`` bytes once quoted."""
+    text = raw[:budget].decode("utf-8", "replace")
+    while (cost := len(orjson.dumps(text))) > budget:
+        text = text[: len(text) * budget // cost - 1]
+    return text
+
+
+def dead_letter_bound(size: int, max_bytes: int = DEFAULT_MESSAGE_MAX_BYTES) -> int:
+    """The most the dead letter of a ``size``-byte record takes once serialized, with the
+    producer's ``message.max.bytes`` at ``max_bytes``."""
+    carried = max(size, 4 * -(-size // 3)) + RAW_SLACK  # quoted, or base64 and a beginning
+    return min(carried, max(max_bytes - DEAD_LETTER_SLACK, 0)) + DEAD_LETTER_SLACK
 
 
 def _cut(text: str) -> str:

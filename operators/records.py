@@ -8,7 +8,15 @@ from typing import NamedTuple
 import orjson
 
 from operators.handover import Transfer
-from operators.model import Action, Audit, Conversion, DeadLetter, DeadLetterReason, Decision
+from operators.model import (
+    DEFAULT_MESSAGE_MAX_BYTES,
+    Action,
+    Audit,
+    Conversion,
+    DeadLetter,
+    DeadLetterReason,
+    Decision,
+)
 
 DECISIONS = "decisions"
 TRANSFERS = "transfers"
@@ -80,13 +88,14 @@ def encode(emitted: Emitted) -> OutRecord:
     return OutRecord(DECISIONS, key, value, emitted.order, output.outcome.value)
 
 
-def encode_dead_letter(dead: DeadLetter) -> OutRecord:
-    """The dead-letter record, keyed by its source record's key."""
+def encode_dead_letter(dead: DeadLetter, max_bytes: int = DEFAULT_MESSAGE_MAX_BYTES) -> OutRecord:
+    """The dead-letter record, keyed by its source record's key, at most ``max_bytes`` (the
+    producer's ``message.max.bytes``)."""
     line = dead.origin.line if dead.origin.line is not None else (dead.origin.offset or 0)
     return OutRecord(
         DEAD_LETTERS,
         dead.origin.key,
-        orjson.dumps(dead.as_record()),
+        orjson.dumps(dead.as_record(max_bytes)),
         Order.of_line(line),
         dead.reason.value,
     )

@@ -3,6 +3,7 @@ records the brokers refuse for their size, forged feedback, and a broker that st
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import time
@@ -14,7 +15,7 @@ from confluent_kafka import Producer
 
 from flows.broker import EmbeddedBroker
 from operators.identity import canonical_id
-from operators.model import DEAD_LETTER_SLACK
+from operators.model import dead_letter_bound
 from tests.conftest import event_dict
 from tests.hostile import MAX_RECORD_BYTES, POISON
 from tests.integration.conftest import QUIET, Topics, afternoon_zone, stamp, wait_for
@@ -91,9 +92,9 @@ def test_poison_first_middle_and_last_on_each_topic_is_one_dead_letter_and_the_f
         + [(prefix + "feedback", n) for n in (0, 1, 2, 4)]
     )
     for record, value in dead:
-        assert len(value) <= MAX_RECORD_BYTES + DEAD_LETTER_SLACK
+        assert len(value) <= dead_letter_bound(MAX_RECORD_BYTES)
         if record["reason"] != "unknown_action_id":
-            assert record["raw_truncated"] and record["raw_size"] >= 262_000
+            assert base64.b64decode(record["raw_base64"]) in POISON.values(), "kept whole"
     assert sorted(d["reason"] for d, _ in dead).count("unknown_action_id") == 1
     # the forged complaint suppressed nothing; the genuine unsubscribe moved Ana to email
     told = [(d["action"], d["outcome"], d.get("channel")) for d in topics.values("decisions")]
@@ -104,19 +105,41 @@ def test_poison_first_middle_and_last_on_each_topic_is_one_dead_letter_and_the_f
 
 
 def test_a_record_the_brokers_refuse_for_its_size_is_replaced_and_the_flow_goes_on(
-    topics, flows, policy, wide_policy
+    topics, flows, policy, wide_policy, tmp_path
 ):
+    """With the producer's ``message.max.bytes`` at 2,500 bytes: the poison's dead letter
+    keeps what fits of it (nothing but its size); the nudge, longer than that for its
+    template's long name, is refused and replaced by a dead letter ``output_too_large``;
+    the flow goes on."""
+    template = "product-nudge-" + "x" * 3000
+    long_named = tmp_path / "long-template.yaml"
+    long_named.write_text(wide_policy.read_text().replace("product-nudge", template, 1))
     topics.create(policy, partitions=1)
-    flow = flows(topics, "-X", "message.max.bytes=100000", policy=wide_policy).start()
+    flow = flows(topics, "-X", "message.max.bytes=2500", policy=long_named).start()
     consent, coat = ana("consent_changed", -6, GRANT, "consent"), views("coat", -5)
-    events = [consent, POISON["control characters"], *coat]
+    poison = POISON["control characters"]
+    events = [consent, poison, *coat]
     topics.produce(events, keys=[ANA.encode()] * len(events))
-    wait_for(lambda: topics.values("actions.push"), 60, "the nudge after the poison")
-    (dead,) = topics.values("dlq")
-    assert dead["reason"] == "invalid_json" and dead["raw"] == "" and dead["raw_truncated"]
-    assert dead["origin"] == {"topic": topics.prefix + "events", "partition": 0, "offset": 1}
+    wait_for(
+        lambda: any(d["origin"].get("stream") == "actions.push" for d in topics.values("dlq")),
+        60,
+        "the nudge replaced by a dead letter",
+    )
+    dead = {str(d["origin"].get("stream", d["reason"])): d for d in topics.values("dlq")}
+    assert dead["invalid_json"]["raw_truncated"] and dead["invalid_json"]["raw_size"] == len(poison)
+    assert dead["invalid_json"]["origin"] == {
+        "topic": topics.prefix + "events",
+        "partition": 0,
+        "offset": 1,
+    }
+    nudge = dead["actions.push"]
+    assert nudge["reason"] == "output_too_large" and '"action":"product_nudge"' in nudge["raw"]
+    assert all(len(v) <= 2500 for _, v, _, _ in topics.read("dlq"))
+    assert topics.read("actions.push") == []
+    assert [d["outcome"] for d in topics.values("decisions")] == ["sent"]
     metrics = flow.metrics()
-    assert metrics['concierge_records_refused_total{stream="dlq"}'] == 1
+    assert metrics['concierge_records_refused_total{stream="actions.push"}'] == 1
+    assert metrics.get('concierge_records_refused_total{stream="dlq"}', 0) == 0
     assert flow.terminate()[0] == 0
     assert "refused a " in flow.output() and "as too large" in flow.output()
 

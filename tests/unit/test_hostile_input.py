@@ -3,6 +3,8 @@ one dead letter with a reason, never much larger than the record, and nothing ra
 
 from __future__ import annotations
 
+import base64
+
 import jsonschema
 import orjson
 import pytest
@@ -13,7 +15,7 @@ import schemas
 from operators.identity import resolve_customer
 from operators.ingest import Ingestor
 from operators.journey import Journey
-from operators.model import DEAD_LETTER_SLACK, RAW_KEEP_BYTES, DeadLetter, Event, Origin
+from operators.model import RAW_KEEP_BYTES, DeadLetter, Event, Origin, dead_letter_bound
 from operators.policy_load import load_policy
 from operators.state import CustomerState
 from tests.conftest import REFERENCE_POLICY, event_dict
@@ -52,7 +54,9 @@ def check_dead_letter(dead: DeadLetter, raw: bytes) -> None:
     record = orjson.loads(serialized)
     jsonschema.validate(record, DEAD_LETTER_SCHEMA)
     kept_at_most = min(len(raw), RAW_KEEP_BYTES) if record["reason"] == "oversize" else len(raw)
-    assert len(serialized) <= kept_at_most + DEAD_LETTER_SLACK
+    assert len(serialized) <= dead_letter_bound(kept_at_most)
+    kept = base64.b64decode(record.get("raw_base64", "")) or record["raw"].encode()
+    assert kept == raw[:kept_at_most], "the record whole (an oversize one, its beginning)"
     assert record["origin"] == {"topic": "concierge.events", "partition": 0, "offset": 7}
 
 

@@ -7,7 +7,7 @@ from operators.action_ids import UNKEYED, keyed
 from operators.identifiers import UNKEYED_IDENTITY
 from operators.identity import canonical_id
 from operators.ingest import Ingestor
-from operators.model import DeadLetter, DeadLetterReason, Event, Origin
+from operators.model import DeadLetter, DeadLetterReason, Event, Origin, dead_letter_bound
 from operators.policy_load import load_policy
 from tests.conftest import REFERENCE_POLICY, event_dict
 
@@ -301,21 +301,45 @@ POISON = {
 
 
 @pytest.mark.parametrize("raw", POISON.values(), ids=POISON.keys())
-def test_a_dead_letter_is_at_most_its_record_plus_a_constant_once_serialized(policy, raw):
-    from operators.model import DEAD_LETTER_SLACK
-
+def test_a_dead_letter_keeps_its_record_whole_at_a_bounded_size(policy, raw):
+    """However much quoting would expand it, the record is all there (as base64 where
+    quoting costs more than the record); an oversize one keeps its first 64 KiB."""
     big = reference_policy_with("ingest: {max_record_bytes: 262144}")
     dead = Ingestor(big).ingest(raw, ORIGIN)
     assert isinstance(dead, DeadLetter)
     serialized = orjson.dumps(dead.as_record())
     kept_at_most = 65536 if dead.reason is DeadLetterReason.OVERSIZE else len(raw)
-    assert len(serialized) <= kept_at_most + DEAD_LETTER_SLACK
+    assert len(serialized) <= dead_letter_bound(kept_at_most)
     record = orjson.loads(serialized)
-    assert record["raw_truncated"] is True and record["raw_size"] == len(raw)
     kept = (
         base64.b64decode(record["raw_base64"]) if "raw_base64" in record else record["raw"].encode()
     )
-    assert raw.startswith(kept) and len(kept) > 10_000
+    assert kept == raw[:kept_at_most]
+    if kept_at_most < len(raw):
+        assert record["raw_truncated"] is True and record["raw_size"] == len(raw)
+    else:
+        assert "raw_truncated" not in record
+
+
+def test_a_60_kb_record_of_nested_quotes_is_kept_whole_not_cut():
+    """Quoted, it would take 84 KB; as base64 80 KB, with its beginning to read."""
+    raw = ('{"a":' * 12_040).encode()
+    record = DeadLetter(DeadLetterReason.INVALID_JSON, "x", raw, ORIGIN).as_record()
+    assert base64.b64decode(record["raw_base64"]) == raw and "raw_truncated" not in record
+    assert (
+        raw.decode().startswith(record["raw"]) and 4_000 < len(orjson.dumps(record["raw"])) <= 4_096
+    )
+
+
+def test_a_dead_letter_is_cut_to_the_producers_message_max_bytes():
+    raw = ('{"a":' * 12_040).encode()
+    dead = DeadLetter(DeadLetterReason.INVALID_JSON, "x", raw, ORIGIN)
+    record = dead.as_record(max_bytes=50_000)
+    assert len(orjson.dumps(record)) <= 50_000
+    assert record["raw_truncated"] is True and record["raw_size"] == len(raw)
+    kept = base64.b64decode(record["raw_base64"]) if "raw_base64" in record else record["raw"]
+    assert raw.startswith(kept if isinstance(kept, bytes) else kept.encode())
+    assert len(kept) > 20_000, "what fits, whichever way keeps more"
 
 
 def test_an_ordinary_bad_record_keeps_all_of_its_text(policy):
