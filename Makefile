@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser demo test test-scale test-any-hour lint typecheck unit scenarios integration fuzz bench bench-state bench-scale bench-stages bench-memory clean
+.PHONY: install browser demo test test-scale lint typecheck unit scenarios integration fuzz bench bench-state bench-scale bench-stages bench-memory clean
 
 install: $(STAMP)
 
@@ -60,19 +60,6 @@ test: install lint typecheck browser
 # runs it after `make test`). CONCIERGE_CRASH_EVENTS, _CUSTOMERS, _KILLS and _SEED change it.
 test-scale: install
 	$(BIN)/pytest -q -p no:cacheprovider -m scale -s
-
-# The suite at 02:00 and at 12:00 in Madrid, the machine's zone Madrid too (Debian's faketime,
-# installed here when this user may): it must not matter when or where it runs.
-APT_FAKETIME := env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends faketime
-test-any-hour: install
-	@command -v faketime >/dev/null 2>&1 || { \
-		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO $(APT_FAKETIME) >$(VENV)/apt.log 2>&1 || { $$SUDO apt-get update -q >>$(VENV)/apt.log 2>&1 && \
-			$$SUDO $(APT_FAKETIME) >>$(VENV)/apt.log 2>&1; } || { echo "cannot install faketime (see $(VENV)/apt.log)"; exit 1; }; }
-	for at in "02:00:00" "12:00:00"; do \
-		echo "== the suite at $$at Europe/Madrid"; \
-		TZ=Europe/Madrid faketime -f "@$$(date +%F) $$at" $(BIN)/pytest -q -p no:cacheprovider -m "not scale" || exit 1; \
-	done
 
 # The suite's attacks (hostile records, policies, replay and validate), twenty times longer
 # and with fresh random draws each run: about 20 minutes.
