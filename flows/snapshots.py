@@ -146,7 +146,8 @@ def committed_epoch(paths: list[Path]) -> int | None:
 def follow_commits(paths: list[Path], every: float = POLL_S) -> None:
     """The child's work: write the committed epoch (``-`` for none) on a line of its own
     when it changes, until standard input closes (its parent stopped, or died)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops us
+    for sent_to_all in (signal.SIGINT, signal.SIGTERM):  # a terminal's Ctrl-C, a service
+        signal.signal(sent_to_all, signal.SIG_IGN)  # manager's stop: the parent stops us
     gone = threading.Event()
 
     def watch_parent() -> None:
