@@ -17,6 +17,8 @@ import fnmatch
 import hashlib
 import hmac
 import re
+import string
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -134,7 +136,7 @@ def compile_rules(
     """Compile the policy's ``identity`` block; blocked patterns use ``*`` and ``?``."""
     blocked = {
         kind: tuple(
-            re.compile(fnmatch.translate(_pattern(kind, pattern)), re.IGNORECASE)
+            re.compile(fnmatch.translate(_pattern(kind, pattern)), re.IGNORECASE | re.ASCII)
             for pattern in patterns
         )
         for kind, patterns in identity.get("blocked", {}).items()
@@ -151,7 +153,29 @@ def compile_rules(
 
 def _comparable(kind: str, value: str) -> str:
     value = value.strip()
-    return value.casefold() if kind == "email" else value
+    return _email(value) if kind == "email" else value
+
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def _email(value: str) -> str:
+    """An address as compared: composed (NFC), its ASCII letters in lower case, nothing
+    else folded. Folding more would make two mailboxes one, and an erasure of one erase
+    both: ``casefold`` makes ``ſ`` an ``s`` and ``ß`` an ``ss``, ``lower`` makes the Kelvin
+    sign a ``k``, and NFC itself makes it a ``K``, so where composing would put an ASCII
+    character in place of another, the address is kept as written."""
+    value = value.translate(_ASCII_LOWER)  # first: a lower-case letter may compose where
+    composed = unicodedata.normalize("NFC", value)  # its capital does not (w and a ring)
+    return composed if composed == value or _keeps_ascii(value, composed) else value
+
+
+def _keeps_ascii(original: str, composed: str) -> bool:
+    """Whether every ASCII character of ``composed`` was one of ``original``, in order
+    (composing may merge an ASCII letter and its accent into a non-ASCII one, never the
+    reverse)."""
+    written = iter(ch for ch in original if ch < "\x80")
+    return all(any(ch == was for was in written) for ch in composed if ch < "\x80")
 
 
 def _pattern(kind: str, pattern: str) -> str:

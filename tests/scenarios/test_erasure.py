@@ -210,3 +210,30 @@ def test_explain_shows_an_erased_customers_records_up_to_the_erasure(tmp_path, r
     assert {"type": "phone", "value": "+34******22"} in as_json["identifiers"]
     by_email = concierge("explain", "--replay", str(done.out), "email:ana.erase@example.com")
     assert old not in by_email.stdout, "her email now names the stranger, not her"
+
+
+def test_erasing_one_mailbox_leaves_another_that_only_looks_like_it(tmp_path, replay):
+    """``teſt`` (a long s) and ``test`` are two mailboxes, two people: erasing one leaves the
+    other's profile, consent and nudges."""
+    events = []
+    for who, email in (("long", "teſt@example.com"), ("plain", "test@example.com")):
+        person = {"email": email}
+        events.append(_event(f"{who}-0", "consent_changed", "2026-11-20T10:00:00Z", person, GRANT))
+        for n in (1, 2, 3):
+            at = f"2026-11-20T10:0{n}:00Z"
+            events.append(_event(f"{who}-{n}", "product_view", at, person, {"product_id": "p-7"}))
+    erasure = {"email": "teſt@example.com"}
+    events.append(_event("gdpr", "erasure_requested", "2026-11-20T10:05:00Z", erasure))
+    for n in (6, 7, 8):
+        at = f"2026-11-20T10:0{n}:00Z"
+        plain = {"email": "test@example.com"}
+        events.append(_event(f"plain-{n}", "product_view", at, plain, {"product_id": "p-8"}))
+    done = replay(write_jsonl(tmp_path / "lookalikes.jsonl", events))
+    erased = [a for a in done.lines("audit.jsonl") if a["kind"] == "erased"]
+    assert len(erased) == 1 and len(erased[0]["customer_ids"]) == 1
+    sent = [d for d in done.lines("decisions.jsonl") if d["outcome"] == "sent"]
+    assert len({d["customer_id"] for d in sent}) == 2, "a nudge to each before the erasure"
+    plain = concierge("identity", "--state-dir", str(done.out), "email:test@example.com")
+    assert plain.returncode == 0, "the other mailbox keeps its profile"
+    later = [d for d in sent if d["at"] > "2026-11-20T10:05:00Z"]
+    assert [d["action"] for d in later] == ["product_nudge"], "and its consent"

@@ -2,6 +2,8 @@ import hashlib
 import hmac
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from operators.identifiers import (
     UNKEYED_IDENTITY,
@@ -15,6 +17,7 @@ from operators.identifiers import (
     mask,
     normalise,
 )
+from tests.hostile import attacks
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +28,43 @@ def rules(policy):
 def test_emails_are_trimmed_and_case_folded(rules):
     assert normalise("email", "  Ana@Example.COM ", rules) == "ana@example.com"
     assert normalise("anonymous_id", " a-9 ", rules) == "a-9"
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("teſt@example.com", "test@example.com"),  # long s: casefold made it an s
+        ("\u212a.ana@example.com", "k.ana@example.com"),  # Kelvin sign: NFC made it a K
+        ("straße@example.com", "strasse@example.com"),  # casefold made ß an ss
+        ("ı@example.com", "i@example.com"),  # dotless i
+        ("İ@example.com", "i@example.com"),
+        ("ﬁle@example.com", "file@example.com"),  # a ligature
+        ("ａna@example.com", "ana@example.com"),  # fullwidth a
+        ("JOSÉ@example.com", "josé@example.com"),  # only ASCII letters are folded
+    ],
+)
+def test_two_mailboxes_that_only_look_alike_stay_two(rules, one, other):
+    assert normalise("email", one, rules) != normalise("email", other, rules)
+
+
+def test_an_address_written_composed_or_decomposed_is_one(rules):
+    assert normalise("email", "Jose\u0301@Example.com", rules) == "jos\u00e9@example.com"
+    assert normalise("email", "W\u030a@x.com", rules) == normalise("email", "\u1e98@x.com", rules)
+
+
+@attacks(500)
+@given(st.text(min_size=1, max_size=40))
+def test_an_email_folds_ascii_case_and_composes_and_nothing_else(value):
+    """No character of the normal form is an ASCII one that was not in the address as
+    written (an ASCII capital lower-cased counts as itself); the form is its own form."""
+    rules = IdentifierRules()
+    normal = normalise("email", value, rules)
+    if isinstance(normal, Rejection):
+        return
+    written = iter(ch.lower() for ch in value.strip() if ch < "\x80")
+    assert all(any(ch == was for was in written) for ch in normal if ch < "\x80")
+    assert normalise("email", normal, rules) == normal
+    assert normalise("email", value.upper() if value.isascii() else value, rules) == normal
 
 
 @pytest.mark.parametrize(
