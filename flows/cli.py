@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import schemas
+from flows.terminal import guard_output
 from operators.durations import format_duration
 from operators.policy import Policy
 from operators.policy_limits import MAX_POLICY_BYTES
@@ -747,6 +748,7 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    guard_output()  # before argparse, which quotes what it is given in its errors
     args = parser().parse_args(argv)
     try:
         code: int = args.handler(args)

@@ -12,6 +12,7 @@ import heapq
 import itertools
 import os
 import pickle
+import re
 import shutil
 import sys
 import tempfile
@@ -592,7 +593,7 @@ def replay(
         summary["conversions"] = by_decision
         summary["lift"] = measure.lift_by_action(by_customer)
     _keep_graph(graphs, out_dir / IDENTITY_DIR)
-    _write_json(out_dir / "policy.json", policy.document)
+    _write_json(out_dir / "policy.json", policy.document, readable_as_yaml=True)
     _write_json(
         out_dir / "timezones.json",
         {
@@ -604,10 +605,19 @@ def replay(
     return summary
 
 
-def _write_json(path: Path, value: Any) -> None:
-    path.write_bytes(
-        orjson.dumps(value, default=_plain, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+def _write_json(path: Path, value: Any, readable_as_yaml: bool = False) -> None:
+    text = orjson.dumps(
+        value, default=_plain, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
     )
+    if readable_as_yaml:  # the policy is read back with the YAML loader (explain, report)
+        text = _NOT_YAML.sub(lambda c: f"\\u{ord(c.group()):04x}", text.decode()).encode()
+    path.write_bytes(text)
+
+
+_NOT_YAML = re.compile("[\x7f-\x84\x86-\x9f\ufffe\uffff]")
+"""Characters JSON takes as they are and YAML does not (DEL, C1 controls, two
+non-characters): written as escapes, which both read alike. Inside a string only, as a
+policy can have them nowhere else."""
 
 
 def _plain(value: Any) -> Any:

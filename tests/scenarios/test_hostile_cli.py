@@ -5,6 +5,8 @@ letters, and the good records around them are decided exactly as without them.
 
 from __future__ import annotations
 
+import re
+
 import orjson
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
@@ -116,3 +118,61 @@ def test_validate_answers_a_hostile_policy_with_0_or_2_and_no_traceback(tmp_path
     assert done.returncode in (0, 2), done.stderr
     assert "Traceback" not in done.stderr
     assert (done.returncode == 0) == ("valid" in done.stdout)
+
+
+UNSAFE = re.compile(
+    rb"[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x80[\xaa-\xae]|\xe2\x81[\xa6-\xa9]"
+)
+"""Bytes a terminal acts on: C0 controls but tab and newline, DEL, C1 controls, and the
+bidirectional overrides and isolates (UTF-8)."""
+ESCAPES = "\x1b]52;c;aGk=\x07\x1b[2J\x9b31m\u202e"
+"""A clipboard write (OSC 52), a screen clear, a C1 CSI and a right-to-left override."""
+
+
+def test_what_people_read_never_carries_a_terminal_escape(tmp_path, reference_policy_path):
+    """explain (with and without the events), diff, validate and a command's own errors
+    print control characters from events and policies as escapes, never raw."""
+    hostile = event_dict(
+        "product_view", "2026-11-20T10:00:00Z", {"product_id": ESCAPES}, f"e-{ESCAPES}"
+    )
+    hostile["identifiers"] = {"email": "esc@example.com"}
+    grant = {"purpose": "marketing", "channel": "*", "granted": True}
+    consent = event_dict("consent_changed", "2026-11-20T09:00:00Z", grant, email="esc@example.com")
+    consent["context"] = {"timezone": "UTC"}
+    views = [
+        event_dict(
+            "product_view", f"2026-11-20T10:0{n}:00Z", {"product_id": "p"}, email="esc@example.com"
+        )
+        for n in (1, 2, 3)
+    ]
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(orjson.dumps(e) for e in [consent, hostile, *views]) + b"\n")
+    named = tmp_path / "named.yaml"
+    in_yaml = '"product-nudge\\x1b]52;c;aGk=\\x07\\x1b[2J\\x9b31m\\u202e"'  # escapes YAML reads
+    named.write_text(
+        reference_policy_path.read_text().replace("template: product-nudge", f"template: {in_yaml}")
+    )
+    outs = []
+    for policy in (reference_policy_path, named):
+        out = tmp_path / f"out-{len(outs)}"
+        run = concierge(
+            "replay", "--policy", str(policy), "--events", str(events), "--out", str(out)
+        )
+        assert run.returncode == 0, run.stderr
+        outs.append(out)
+    shown = [
+        concierge("explain", "--replay", str(outs[0]), "email:esc@example.com"),
+        concierge(
+            "explain", "--replay", str(outs[0]), "--events", str(events), "email:esc@example.com"
+        ),
+        concierge("explain", "--replay", str(outs[1]), "email:esc@example.com"),
+        concierge("explain", "--replay", str(outs[1]), "--json", "email:esc@example.com"),
+        concierge("diff", str(outs[0]), str(outs[1])),
+        concierge("explain", "--replay", str(outs[0]), f"email:{ESCAPES}@example.com"),
+        concierge("validate", str(named).replace("named", f"missing{ESCAPES}")),
+    ]
+    assert "e-\\x1b]52;c;aGk=\\x07" in shown[1].stdout, "the event id, escaped"
+    assert "template product-nudge\\x1b]52;c;aGk=\\x07" in shown[2].stdout, "a policy's name too"
+    for done in shown:
+        for stream in (done.stdout, done.stderr):
+            assert not UNSAFE.search(stream.encode()), (done.args, stream[:500])
