@@ -102,7 +102,10 @@ def _replay(args: argparse.Namespace) -> int:
 
     policy = read_policy(args.policy)
     events = Path(args.events)
-    if args.events != "-":
+    if args.events == "-":
+        if sys.stdin is None or sys.stdin.closed:
+            raise CommandError("--events -: standard input is closed")
+    else:
         if not events.is_file():
             raise CommandError(f"no events file at {events}")
         try:
@@ -112,6 +115,7 @@ def _replay(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CommandError(f"--out {out} is a file, not a directory")
+    _check_outputs(events if args.events != "-" else None, out)
     _check_writable(out)
     tune_gc()
     try:
@@ -179,6 +183,37 @@ def _tell_pending(pending: dict[str, Any]) -> None:
             "(--until later lets them fire; see summary.json pending_at_end)",
             file=sys.stderr,
         )
+
+
+def _check_outputs(events: Path | None, out: Path) -> None:
+    """Raise :class:`CommandError` where replaying into ``out`` would destroy its own input
+    (``events`` is, or lies in, an output it replaces) or write through a symbolic link
+    (into whatever the link names)."""
+    from flows.replay import outputs_in
+
+    if not out.is_dir():
+        return
+    for output in outputs_in(out):
+        if output.is_symlink():
+            raise CommandError(
+                f"{output} is a symbolic link, where replay writes: remove it, or replay into "
+                "another --out"
+            )
+        if events is not None and (
+            _same_file(events, output)
+            or (output.is_dir() and output.resolve() in events.resolve().parents)
+        ):
+            raise CommandError(
+                f"--events {events} is {output}, an output this replay replaces: copy it "
+                "out of --out first, or replay into another --out"
+            )
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return one.samefile(other)
+    except OSError:
+        return False
 
 
 def _check_writable(out: Path) -> None:
@@ -292,7 +327,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from flows.report import write_report
+    from flows.report import is_report, write_report
     from flows.report_data import ReportError, read_run
 
     dirs = [Path(args.replay)]
@@ -303,6 +338,11 @@ def _report(args: argparse.Namespace) -> int:
     except ReportError as err:
         raise CommandError(str(err)) from None
     out = Path(args.out) if args.out else Path(args.replay) / "report.html"
+    if out.is_symlink() or (out.exists() and not out.is_dir() and not is_report(out)):
+        raise CommandError(
+            f"--out {out} is there and is not a report (it would be overwritten): name a new "
+            "file, or remove it first"
+        )
     try:
         write_report(runs, out)
     except OSError as err:

@@ -212,6 +212,7 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None
     def __init__(
         self,
         path: Path,
+        file: IO[bytes],
         policy: Policy,
         frontier: InputFrontier,
         until: int | None,
@@ -219,7 +220,7 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None
         progress: Callable[[str], None] | None,
         spill_dir: Path,
     ) -> None:
-        self._file: IO[bytes] = open_events(path)
+        self._file = file
         self._sorter = _EventSorter(spill_dir)
         self._sorted: Iterator[tuple[int, str, int, Event]] | None = None
         self._handed_on = 0
@@ -417,6 +418,7 @@ class ReplaySource(FixedPartitionedSource[Event | DeadLetter | Progress | Transf
     def __init__(
         self,
         path: Path,
+        file: IO[bytes],
         policy: Policy,
         until: int | None,
         stats: ReplayStats,
@@ -424,7 +426,7 @@ class ReplaySource(FixedPartitionedSource[Event | DeadLetter | Progress | Transf
         spill_dir: Path,
         progress: Callable[[str], None] | None = None,
     ) -> None:
-        self._args = (path, policy, loop.frontier, until, stats, progress, spill_dir)
+        self._args = (path, file, policy, loop.frontier, until, stats, progress, spill_dir)
         self._loop = loop
 
     def list_parts(self) -> list[str]:
@@ -538,6 +540,13 @@ IDENTITY_DIR = "identity"
 """Where replay keeps its identity graph (RocksDB, as under ``run``'s ``--state-dir``)."""
 
 
+def outputs_in(out_dir: Path) -> list[Path]:
+    """What replay writes, replaces or removes in ``out_dir`` (those there now)."""
+    found = [*out_dir.glob("actions.*.jsonl"), *out_dir.glob(".concierge-run-*")]
+    found += [out_dir / name for name in (*OUTPUT_FILES, IDENTITY_DIR)]
+    return [path for path in found if path.exists() or path.is_symlink()]
+
+
 def _clear_outputs(out_dir: Path) -> None:
     """Remove what an earlier replay wrote here, so no stale channel file survives."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -563,6 +572,7 @@ def replay(
     (see :mod:`flows.keys`), as in Kafka mode.
     """
     policy, _ = with_keys(policy)
+    file = open_events(events)  # before anything here is cleared: it may fail
     _clear_outputs(out_dir)
     stats = ReplayStats()
     loop = TransferLoop()
@@ -579,7 +589,7 @@ def replay(
         key=policy.identity_key,
         frontier=loop.frontier,
     )
-    source = ReplaySource(events, policy, until, stats, loop, out_dir, progress)
+    source = ReplaySource(events, file, policy, until, stats, loop, out_dir, progress)
     flow = build_flow(config, identity, source, ReplaySink(out_dir, stats, loop))
     run_main(flow, epoch_interval=timedelta(hours=1))
     summary = stats.summary(policy)

@@ -52,6 +52,21 @@ Table = tuple[list[str], list[list[str]]]
 """Column headings, then rows of cells."""
 
 
+GENERATOR = '<meta name="generator" content="concierge report">'
+"""What marks a page as a report: ``report --out`` overwrites only a page so marked."""
+
+
+def is_report(path: Path) -> bool:
+    """Whether the file at ``path`` is a page ``concierge report`` wrote (one written before
+    the mark is known by its title)."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(4096)
+    except OSError:
+        return False
+    return GENERATOR.encode() in head or b"<title>Concierge replay report: " in head
+
+
 def write_report(runs: Sequence[Run], out: Path) -> Path:
     """Write the page about ``runs`` (one, or two compared) to ``out``."""
     sections = [
@@ -381,7 +396,7 @@ def _page(runs: Sequence[Run], sections: list[Section]) -> str:
     names = " vs ".join(html.escape(r.name) for r in runs)
     parts = [
         "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
+        f'<html lang="en"><head><meta charset="utf-8">{GENERATOR}',
         f"<title>Concierge replay report: {names}</title>",
         f"<style>{STYLE}</style></head><body>",
         f"<h1>Concierge replay report: {names}</h1>",

@@ -5,7 +5,9 @@ letters, and the good records around them are decided exactly as without them.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 
 import orjson
 from hypothesis import HealthCheck, given
@@ -13,7 +15,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import REFERENCE_POLICY, event_dict
 from tests.hostile import EXPECTED_REASONS, attacks, bad_records
-from tests.scenarios.conftest import concierge
+from tests.scenarios.conftest import CONCIERGE, concierge
 from tests.unit.test_hostile_policies import mangled_text, mutated_documents
 
 one_line = bad_records.filter(lambda record: b"\n" not in record and b"\r" not in record)
@@ -176,3 +178,70 @@ def test_what_people_read_never_carries_a_terminal_escape(tmp_path, reference_po
     for done in shown:
         for stream in (done.stdout, done.stderr):
             assert not UNSAFE.search(stream.encode()), (done.args, stream[:500])
+
+
+def _one_line_exit_2(done) -> str:
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr and "panicked" not in done.stderr
+    return lines[0]
+
+
+def _snapshot(directory):
+    return {p: p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_no_command_destroys_its_own_input(tmp_path, reference_policy_path):
+    """An input among the outputs replay replaces, a report over a file that is not one, a
+    symbolic link where replay writes, standard input closed: each refused with one line and
+    exit 2, before anything is cleared or written."""
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(good_story()) + b"\n")
+    out = tmp_path / "out"
+    policy = str(reference_policy_path)
+    first = concierge("replay", "--policy", policy, "--events", str(events), "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    before = _snapshot(out)
+
+    line = _one_line_exit_2(
+        concierge(
+            "replay", "--policy", policy, "--events", str(out / "audit.jsonl"), "--out", str(out)
+        )
+    )
+    assert "an output this replay replaces" in line
+    alias = tmp_path / "alias.jsonl"
+    alias.symlink_to(out / "decisions.jsonl")
+    _one_line_exit_2(
+        concierge("replay", "--policy", policy, "--events", str(alias), "--out", str(out))
+    )
+    closed = subprocess.run(
+        [CONCIERGE, "replay", "--policy", policy, "--events", "-", "--out", str(out)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: os.close(0),
+    )
+    assert "standard input is closed" in _one_line_exit_2(closed)
+    assert _snapshot(out) == before, "nothing cleared"
+
+    kept = events.read_bytes()
+    for target in (events, out / "decisions.jsonl"):
+        line = _one_line_exit_2(concierge("report", str(out), "--out", str(target)))
+        assert "is not a report" in line
+    assert events.read_bytes() == kept and _snapshot(out) == before
+    made = concierge("report", str(out), "--out", str(tmp_path / "page.html"))
+    assert made.returncode == 0, made.stderr
+    again = concierge("report", str(out), "--out", str(tmp_path / "page.html"))
+    assert again.returncode == 0, "a report may be written over a report"
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("mine")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "identity").symlink_to(elsewhere, target_is_directory=True)
+    line = _one_line_exit_2(
+        concierge("replay", "--policy", policy, "--events", str(events), "--out", str(linked))
+    )
+    assert "is a symbolic link" in line
+    assert [p.name for p in elsewhere.iterdir()] == ["keep.txt"]
