@@ -193,6 +193,12 @@ def _check_outputs(events: Path | None, out: Path) -> None:
 
     if not out.is_dir():
         return
+    kept = [*out.glob("part-*.sqlite3"), *(out / k for k in ("identity.key", "action.key"))]
+    if any(path.exists() for path in kept):
+        raise CommandError(
+            f"--out {out} holds concierge run's recovery partitions or keys: replay would "
+            "replace its identity graph; replay into another --out"
+        )
     for output in outputs_in(out):
         if output.is_symlink():
             raise CommandError(

@@ -245,3 +245,12 @@ def test_no_command_destroys_its_own_input(tmp_path, reference_policy_path):
     )
     assert "is a symbolic link" in line
     assert [p.name for p in elsewhere.iterdir()] == ["keep.txt"]
+
+    state = tmp_path / "state"  # what concierge run keeps: its keys beside its graph
+    (state / "identity").mkdir(parents=True)
+    (state / "identity" / "CURRENT").write_text("MANIFEST-000001\n")
+    (state / "identity.key").write_text("a key")
+    line = _one_line_exit_2(
+        concierge("replay", "--policy", policy, "--events", str(events), "--out", str(state))
+    )
+    assert "concierge run's" in line and (state / "identity" / "CURRENT").exists()
