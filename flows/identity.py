@@ -36,7 +36,7 @@ from operators.action_ids import customer_of_action_id
 from operators.alignment import Aligner, Progress
 from operators.handover import Adopt, Forget, Transfer
 from operators.identifiers import UNKEYED_IDENTITY, IdentifierRules, IdentityKey
-from operators.identity_graph import DAY_MS, IdentityGraph, KeyValue
+from operators.identity_graph import DAY_MS, IdentityGraph, KeyValue, MissingUndo
 from operators.model import ERASURE, DeadLetter, Event
 from operators.resolution import (
     ForCustomer,
@@ -58,9 +58,40 @@ the other processes take its silence for an owner that is down."""
 
 IdentityInput = Event | Progress | Transfer
 IdentityOutput = Routed | FrontierMark | DeadLetter
-Snapshot = tuple[int, Any, int, int, dict[str, str]]
-"""The graph's operation number, the aligner's snapshot, merges issued, transfers seen, and
-the merges whose contexts are in flight (merge id -> survivor)."""
+Snapshot = tuple[int, Any, int, int, dict[str, str], str | None]
+"""The graph's operation number, the aligner's snapshot, merges issued, transfers seen, the
+merges whose contexts are in flight (merge id -> survivor), and the graph's lineage token."""
+
+
+class GraphMismatch(RuntimeError):
+    """The identity graph under ``--state-dir`` is not the one the snapshots were taken with,
+    or not at a point it can be rolled back to them from: resumed, the customers' state would
+    be decided with links it was not resolved through (or without links it was)."""
+
+
+def check_lineage(graph: IdentityGraph, sequence: int, lineage: str | None) -> None:
+    """Raise :class:`GraphMismatch` unless ``graph`` can be rolled back to the snapshot that
+    recorded operation ``sequence`` of the graph with token ``lineage``."""
+    advice = (
+        "restore --state-dir from the same moment as --recovery-dir (README, Runbook: "
+        "IdentityGraphMismatch), or move both aside to start afresh"
+    )
+    if graph.sequence == 0 and sequence > 0:
+        raise GraphMismatch(
+            f"the identity graph under --state-dir is empty, but the snapshots were taken "
+            f"with a graph of {sequence} operations (a lost or new --state-dir): {advice}"
+        )
+    if lineage is not None and graph.lineage is not None and graph.lineage != lineage:
+        raise GraphMismatch(
+            "the identity graph under --state-dir is not the one the snapshots were taken "
+            f"with (another run's, or a restored copy of another): {advice}"
+        )
+    if graph.sequence < sequence:
+        raise GraphMismatch(
+            f"the identity graph under --state-dir is behind the snapshots: it has "
+            f"{graph.sequence} operations, they were taken at operation {sequence} (an "
+            f"older copy of --state-dir): {advice}"
+        )
 
 
 @dataclass
@@ -82,6 +113,9 @@ class IdentityConfig:
     max_idle_ms: int = 500
     clock: Callable[[], int] = lambda: 0
     """The wall clock (ms): when a quiet partition stops holding the others back."""
+    recoverable: bool = False
+    """Kafka mode: the graph outlives the process, beside recovery snapshots, so it is given
+    a lineage token they record (replay's graph is made afresh, and stays byte-identical)."""
 
 
 class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot]):
@@ -100,21 +134,32 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
         even if it was erased since (it decides what came before the erasure first)."""
         if resume is None:
             self._aligner = Aligner(config.parts, config.max_idle_ms)
-            if self._graph.sequence:
+            if self._graph.sequence or self._graph.lineage:
                 # The flow starts over from nothing (no snapshot was committed before a
                 # crash): so does the graph, or it would know links its inputs have not made.
                 log.warning("identity graph: no snapshot to resume from; starting it afresh")
                 self._graph.clear()
+            self._lineage = self._graph.begin() if config.recoverable else None
         else:
             if not isinstance(resume, tuple):
                 raise IncompatibleSnapshot(
                     "the recovery snapshot's identity step was written by another version; "
                     "see the README's known limits on upgrading"
                 )
-            sequence, aligned, self._merges, self._transfers, *rest = resume
-            self._in_flight = rest[0] if rest else {}  # 0.6.0 kept no merges in flight
+            sequence, aligned, self._merges, self._transfers = resume[:4]
+            self._in_flight = resume[4] if len(resume) > 4 else {}  # 0.6.0 kept none in flight
+            check_lineage(self._graph, sequence, resume[5] if len(resume) > 5 else None)
+            self._lineage = self._graph.lineage or self._graph.begin()
             self._aligner = Aligner.restore(aligned, config.parts, config.max_idle_ms, now)
-            undone = self._graph.roll_back(sequence)
+            try:
+                undone = self._graph.roll_back(sequence)
+            except MissingUndo as err:
+                raise GraphMismatch(
+                    f"the identity graph under --state-dir is ahead of the snapshots past what "
+                    f"it can undo ({err}; an older --recovery-dir beside a newer "
+                    "--state-dir): restore both from the same moment (README, Runbook: "
+                    "IdentityGraphMismatch), or move both aside to start afresh"
+                ) from None
             if undone:
                 log.info(
                     "identity graph: rolled back %d operations to the snapshot",
@@ -245,4 +290,5 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
             self._graph.forget_undo(self._snapshots[0])
         self._snapshots.append(sequence)
         in_flight = dict(self._in_flight)
-        return sequence, self._aligner.snapshot(), self._merges, self._transfers, in_flight
+        aligned = self._aligner.snapshot()
+        return sequence, aligned, self._merges, self._transfers, in_flight, self._lineage

@@ -144,6 +144,12 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter | Progress, Sou
                 metrics.KAFKA_ERRORS.labels("consumer").inc()
                 if error.fatal():
                     raise RuntimeError(f"reading {self._topic}[{self._index}]: {error.str()}")
+                if error.code() in TOPIC_GONE and self._unanswered is None:
+                    raise RuntimeError(
+                        f"input topic {self._topic} (partition {self._index}) is gone while it "
+                        f"was read ({error.str()}): was it deleted? run resumes only with the "
+                        "topic its snapshots were taken from"
+                    )
                 log.warning("reading %s[%d]: %s", self._topic, self._index, error.str())
                 continue
             if self._ended:
@@ -398,6 +404,17 @@ class FrontierReader:
         self._thread.join(5)
         self._consumer.close()
 
+
+TOPIC_GONE = frozenset(
+    {
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError.UNKNOWN_TOPIC_ID,
+    }
+)
+"""What a consumer hears of a partition that was there and is gone (once it has been read:
+just after a topic is created, brokers may not know it everywhere yet)."""
 
 PREFETCH_KIB = 4096
 """How much each input partition's consumer reads ahead of the flow (KiB): about 15,000

@@ -17,7 +17,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from flows import health, logs, metrics, package_version
-from flows.identity import IdentityConfig
+from flows.identity import GraphMismatch, IdentityConfig
 from flows.identity_store import RocksStore, check_graph
 from flows.journey import PACK_IDLE_MS, JourneyConfig, wall_clock_ms
 from flows.kafka import STOP, FrontierReader, KafkaEventSource, KafkaRecordSink, partitions_of
@@ -40,6 +40,7 @@ from flows.snapshots import (
     purge_forgotten,
     resume_epoch,
 )
+from flows.topics import TopicProblem, check_identity, check_layout, check_present, describe
 from operators.identity_graph import GraphError
 from operators.policy import Policy
 
@@ -213,10 +214,22 @@ def _run_dataflow(
 ) -> int:
     """Reach the brokers, prepare the recovery partitions, then run the dataflow until it
     ends or is stopped; the exit code."""
+    inputs = settings.input_topics()
+    relied_on = inputs + settings.output_topics(policy)
+    resuming = all((recovery_dir / f"part-{n}.sqlite3").exists() for n in mine)
     try:
         wait_for_brokers(settings, connect_timeout)
-        created = ensure_topics(settings, settings.input_topics() + settings.output_topics(policy))
-        parts = partitions_of(settings, settings.input_topics())
+        found = describe(settings, relied_on)
+        if resuming:  # an input topic its snapshots read must not be made again, empty
+            check_present(recovery_dir, inputs, set(found))
+        created = ensure_topics(settings, relied_on)
+        if created:
+            found = describe(settings, relied_on)
+        check_layout(settings, found)
+        check_identity(recovery_dir, inputs, found, resuming)
+        parts = partitions_of(settings, inputs)
+    except TopicProblem as err:
+        return fail(2, str(err))
     except RuntimeError as err:  # BrokersUnreachable, or a topic that cannot be made
         return fail(1, str(err))
     if created:
@@ -254,6 +267,7 @@ def _run_dataflow(
         publish=True,
         max_idle_ms=max_idle_ms,
         clock=wall_clock_ms,
+        recoverable=True,
     )
     source = KafkaEventSource(settings, policy, config.frontier, stop_at_end, readiness)
     flow = build_flow(
@@ -280,6 +294,8 @@ def _run_dataflow(
     except KeyboardInterrupt:
         log.info("stopped before the dataflow drained; it resumes from the last snapshot")
     except Exception as err:  # Bytewax wraps what failed in its own error, traceback and all
+        if isinstance(mismatch := _innermost(err), GraphMismatch):
+            return fail(2, str(mismatch))
         log.error("the dataflow stopped: %s; it resumes from the last snapshot", _cause(err))
         return fail(1, f"the dataflow stopped: {_cause(err)}", logged=True)
     except BaseException as err:  # a Rust panic: in a cluster, another process went away
@@ -319,10 +335,15 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _cause(err: BaseException) -> str:
-    """The innermost error's first line: what actually went wrong."""
+def _innermost(err: BaseException) -> BaseException:
     while err.__cause__ is not None:
         err = err.__cause__
+    return err
+
+
+def _cause(err: BaseException) -> str:
+    """The innermost error's first line: what actually went wrong."""
+    err = _innermost(err)
     lines = [line for line in str(err).splitlines() if line.strip()]
     for line in reversed(lines):
         if ": " in line and not line.startswith((" ", "File ")):

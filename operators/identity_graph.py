@@ -20,6 +20,7 @@ operation a recovery snapshot recorded.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -43,12 +44,20 @@ _SEQ = b"s"
 _NEXT = b"n"
 _FORMAT = b"f"
 _KEY_CHECK = b"k"
+_LINEAGE = b"l"
+"""A token the graph is given when it starts from nothing; recovery snapshots carry it, so
+a graph is known for the one the snapshots were taken with (not its numbered operations:
+those are undone to a snapshot, the token stays)."""
 FORMAT = b"2"
 """Format 2 keeps identifiers as keyed digests; the graphs of 0.6.0 and before, in clear."""
 
 
 class GraphError(RuntimeError):
     """A graph this process cannot use: another format, or digested under another key."""
+
+
+class MissingUndo(RuntimeError):
+    """A roll back past the operations the graph can still undo."""
 
 
 class KeyValue(Protocol):
@@ -256,6 +265,19 @@ class IdentityGraph:
         """The number of the last operation applied."""
         raw = self._store.get(_SEQ)
         return int(raw) if raw is not None else 0
+
+    @property
+    def lineage(self) -> str | None:
+        """The token this graph was given when it started from nothing (``None``: never
+        given one: an empty graph, or one written by an earlier version)."""
+        raw = self._store.get(_LINEAGE)
+        return raw.decode() if raw is not None else None
+
+    def begin(self) -> str:
+        """Give the graph, which must be empty, a new lineage token; return it."""
+        token = secrets.token_hex(8)
+        self._store.write({_LINEAGE: token.encode()})
+        return token
 
     def resolve(self, identifiers: Mapping[str, Identifier], at: int, event_id: str) -> Resolution:
         """Stitch an event's (non-empty) identifiers into the graph and say which profile the
@@ -469,7 +491,7 @@ class IdentityGraph:
         while (seq := self.sequence) > to_sequence:
             raw = self._store.get(_undo_key(seq))
             if raw is None:
-                raise RuntimeError(f"identity graph: no undo record for operation {seq}")
+                raise MissingUndo(f"no undo record for operation {seq}")
             changes: dict[bytes, bytes | None] = {
                 bytes.fromhex(k): (bytes.fromhex(v) if v is not None else None)
                 for k, v in orjson.loads(raw)
@@ -487,7 +509,7 @@ class IdentityGraph:
         prefixes += (SEEN_PREFIX, UNDO_PREFIX, PURGE_PREFIX)
         for prefix in prefixes:
             keys.extend(self._store.keys_from(prefix))
-        self._store.write(dict.fromkeys([*keys, _SEQ, _NEXT, _FORMAT, _KEY_CHECK]))
+        self._store.write(dict.fromkeys([*keys, _SEQ, _NEXT, _FORMAT, _KEY_CHECK, _LINEAGE]))
 
     def forget_undo(self, up_to: int) -> None:
         """Drop undo records of operations up to ``up_to``: they can no longer be rolled back.
