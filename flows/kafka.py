@@ -33,7 +33,7 @@ from flows.kafka_config import CLIENT_LOG, KafkaSettings
 from flows.progress import FrontierMark, InputFrontier
 from operators.alignment import NEVER, Progress
 from operators.handover import Transfer
-from operators.ingest import Ingestor
+from operators.ingest import ClockState, Ingestor
 from operators.model import DeadLetter, Event, Origin
 from operators.policy import Policy
 from operators.records import (
@@ -57,8 +57,9 @@ STOP = threading.Event()
 """Set by SIGTERM/SIGINT: sources end their input and the dataflow drains and exits."""
 
 
-SourceState = tuple[int, int | None]
-"""A partition's next offset and its ingest clock."""
+SourceState = tuple[int, ClockState | int | None]
+"""A partition's next offset and its ingest clock (a single time in snapshots of earlier
+versions)."""
 
 
 class _EventPartition(StatefulSourcePartition[Event | DeadLetter | Progress, SourceState]):
@@ -160,7 +161,7 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter | Progress, Sou
                 message.value() or b"",
                 Origin(topic=self._topic, partition=self._index, offset=offset, key=message.key()),
                 # A producer sets its own CreateTime: it bounds the future only up to now.
-                None if kind == TIMESTAMP_NOT_AVAILABLE else min(stamp, now_ms),
+                now_ms if kind == TIMESTAMP_NOT_AVAILABLE else min(stamp, now_ms),
                 now,
             )
             if isinstance(record, Event):
@@ -195,7 +196,7 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter | Progress, Sou
         return self._awake
 
     def snapshot(self) -> SourceState:
-        return (self._offset, self._ingestor.clock)
+        return (self._offset, self._ingestor.state)
 
     def close(self) -> None:
         self._consumer.close()

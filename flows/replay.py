@@ -41,7 +41,7 @@ from operators.alignment import Progress, alignment_time
 from operators.dates import REASONS as DATE_REASONS
 from operators.handover import Transfer
 from operators.identity_graph import PURGE_PREFIX, UNDO_PREFIX, DictStore
-from operators.ingest import Ingestor
+from operators.ingest import Ingestor, future_dead_letter
 from operators.model import DeadLetter, Event, Origin
 from operators.policy import Policy
 from operators.records import (
@@ -239,12 +239,23 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None
         self._size = None if str(path) == STDIN else path.stat().st_size
         """The file's bytes (compressed, for gzip): what the reading percentage is of."""
         self._deciding_since: float | None = None
+        self._spill_dir = spill_dir
+        self._ahead_file: IO[bytes] | None = None
+        """The records accepted past the file's bound as it was then (which may move on to
+        them, or not): ``.concierge-ahead-*`` under the spill directory."""
+        self._ahead_at: list[tuple[int, int, int, int]] = []
+        """Each of those records' time, line, and place in that file (offset, length)."""
+        self._ahead: dict[int, DeadLetter] = {}
+        """By line: the events found, once the file is read, stamped too far ahead of it."""
+        self._end: int | None = None
+        """The latest time of the events kept."""
 
     def next_batch(self) -> list[Event | DeadLetter | Progress]:
         if self._done:
             return self._next_sorted()
         batch: list[Event | DeadLetter | Progress] = []
-        ingest = self._ingestor.ingest
+        ingestor = self._ingestor
+        ingest = ingestor.ingest
         name = self._name
         readline = self._file.readline
         for _ in range(READ_BATCH):
@@ -260,7 +271,11 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None
             raw = raw.rstrip(b"\r\n")
             if not raw.strip():
                 continue
-            batch.append(ingest(raw, Origin(file=name, line=self._line)))
+            bound = ingestor.bound
+            record = ingest(raw, Origin(file=name, line=self._line))
+            batch.append(record)
+            if type(record) is Event and (bound is None or record.time > bound):
+                self._ahead_of_input(record.time, raw)
         ok = [r for r in batch if isinstance(r, Event)]
         bad = [r.reason.value for r in batch if isinstance(r, DeadLetter)]
         for event in ok:
@@ -285,9 +300,13 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None
             if self._sorted is _ENDED:
                 raise StopIteration
             self._sorted = _ENDED
-            return [Progress(FILE_PART, self._ingestor.clock, caught_up=True, ended=True)]
+            return [Progress(FILE_PART, self._end, caught_up=True, ended=True)]
         batch: list[Event | DeadLetter | Progress] = [entry[3] for entry in entries]
-        batch.append(Progress(FILE_PART, entries[-1][0], caught_up=False))
+        until = entries[-1][0]
+        if self._ahead and self._end is not None:  # they come last, in time order
+            batch = [self._ahead.get(entry[3].origin.line or 0, entry[3]) for entry in entries]
+            until = min(until, self._end)
+        batch.append(Progress(FILE_PART, until, caught_up=False))
         self._handed_on += len(entries)
         self._report_handed_on(entries[-1][0])
         return batch
@@ -308,9 +327,43 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None
 
     def _finish(self) -> None:
         self._done = True
+        self._find_ahead()
         until = self._until
-        self._stats.last_event_at = self._ingestor.clock
-        self._frontier.end_at = until if until is not None else self._ingestor.clock
+        self._stats.last_event_at = self._end
+        self._frontier.end_at = until if until is not None else self._end
+
+    def _ahead_of_input(self, at: int, raw: bytes) -> None:
+        """Keep a record accepted past the bound the file's events agreed on as it was read,
+        for :meth:`_find_ahead`."""
+        if self._ahead_file is None:
+            self._ahead_file = tempfile.TemporaryFile(  # noqa: SIM115 (closed by _find_ahead)
+                prefix=".concierge-ahead-", dir=self._spill_dir
+            )
+        self._ahead_at.append((at, self._line, self._ahead_file.tell(), len(raw)))
+        self._ahead_file.write(raw)
+
+    def _find_ahead(self) -> None:
+        """Once the whole file is read: the events stamped past the bound its events agree
+        on (:attr:`Ingestor.bound`) become dead letters (``future_timestamp``) instead of
+        moving the end of event time, which is the latest time of those kept."""
+        ingestor = self._ingestor
+        bound, self._end = ingestor.bound, ingestor.clock
+        if not ingestor.told_apart:  # too few to tell: the file's last event is its end
+            bound = None
+        if self._ahead_file is None:
+            return
+        file = self._ahead_file
+        for at, line, offset, length in self._ahead_at:
+            if bound is None or at <= bound:
+                self._end = at if self._end is None else max(self._end, at)
+                continue
+            file.seek(offset)
+            origin = Origin(file=self._name, line=line)
+            self._ahead[line] = future_dead_letter(file.read(length), origin, at, bound)
+        file.close()
+        self._ahead_file, self._ahead_at = None, []
+        self._stats.events_ok -= len(self._ahead)
+        self._stats.dead_letters += len(self._ahead)
 
     def _report(self) -> None:
         if self._progress is None:
@@ -344,6 +397,8 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None
 
     def close(self) -> None:
         self._file.close()
+        if self._ahead_file is not None:
+            self._ahead_file.close()
 
 
 _ENDED: Iterator[tuple[int, str, int, Event]] = iter(())

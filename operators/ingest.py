@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+from collections import deque
 from functools import cache
 from typing import Any
 
@@ -26,6 +28,21 @@ from operators.timefmt import InvalidTimestamp, format_ms, parse_ms
 Reason = DeadLetterReason
 Identifiers = tuple[dict[str, Identifier], list[tuple[str, Rejection]]]
 """The usable identifiers of an event, and the kinds rejected with their reasons."""
+
+
+WINDOW = 64
+"""How many of an input's latest accepted event times (in the order they came) its clock is
+agreed from: three quarters of them must reach a time for it to be agreed on, so records
+stamped ahead move the clock only if they are a quarter of what the input gives."""
+PACE = 10
+"""A time past the agreed one still counts while it is no further past it than this many
+times as long as the window's middle half took to come (or ``max_future_skew``, if longer):
+a quiet input moves on in longer steps than a busy one."""
+TOLD_APART = 20
+"""A file of fewer accepted events has too few to tell a record stamped ahead from the
+file moving on: replay takes it as it is (see :attr:`Ingestor.told_apart`)."""
+ClockState = tuple[list[int], int | None, int | None]
+"""What a snapshot keeps of an input's clock: the window's times, the clock, the bound."""
 
 
 @cache
@@ -64,11 +81,13 @@ class _Rejected(Exception):
 class Ingestor:
     """Accepts or rejects input records for one input partition.
 
-    It keeps that partition's ingest clock: the latest event time it has
-    accepted. A timestamp more than ``max_future_skew`` past the clock (or past
-    the record's arrival time, when the source knows it) is rejected as absurd;
-    one more than ``allowed_lateness`` behind it is *late*: marked so, or a dead
-    letter if the policy says so.
+    It keeps that partition's ingest clock: the latest event time its accepted events agree
+    on, so that a record stamped months ahead cannot make every later event late (see
+    :meth:`_accept`). An event more than ``allowed_lateness`` behind the clock is *late*:
+    marked so, or a dead letter if the policy says so. A timestamp more than
+    ``max_future_skew`` past the record's arrival (its broker timestamp, never later than
+    when it was read) is rejected as absurd; a file has no arrival times, so replay looks
+    for events past :attr:`bound` once it has read the whole file.
     """
 
     __slots__ = (
@@ -80,13 +99,16 @@ class Ingestor:
         "_lateness",
         "_max_bytes",
         "_normal",
+        "_ordered",
         "_rules",
         "_skew",
         "_validate",
+        "_window",
+        "bound",
         "clock",
     )
 
-    def __init__(self, policy: Policy, clock: int | None = None) -> None:
+    def __init__(self, policy: Policy, state: ClockState | int | None = None) -> None:
         self._validate = event_validator().validate
         self._max_bytes = policy.max_record_bytes
         self._skew = policy.max_future_skew
@@ -98,7 +120,55 @@ class Ingestor:
         self._dead_letter_late = policy.dead_letter_late
         self._action_ids = policy.action_ids
         self._actions = frozenset(policy.actions)
-        self.clock = clock
+        if isinstance(state, int):  # a snapshot of before clocks were agreed on
+            state = ([state], state, state)
+        window, clock, bound = state if state is not None else ([], None, None)
+        self._window: deque[int] = deque(window[-WINDOW:], maxlen=WINDOW)
+        """The latest accepted event times, in the order they came."""
+        self._ordered: list[int] = sorted(self._window)
+        """The same, in time order."""
+        self.clock: int | None = clock
+        """The input's event time: the latest its accepted events agree on (None: none yet).
+        It never goes back."""
+        self.bound: int | None = bound
+        """Past this time an event is further ahead than the input agrees it may be (None:
+        nothing accepted yet). It never goes back."""
+
+    @property
+    def told_apart(self) -> bool:
+        """Whether enough events were accepted to tell one stamped ahead from the input
+        moving on (:data:`TOLD_APART`)."""
+        return len(self._window) >= TOLD_APART
+
+    @property
+    def state(self) -> ClockState:
+        """What a snapshot keeps of the clock."""
+        return list(self._window), self.clock, self.bound
+
+    def _accept(self, time: int) -> None:
+        """Count ``time`` in the window, and agree the clock and its bound again.
+
+        The agreed time is the one three quarters of the window reach; the bound is
+        ``max_future_skew`` past it, or :data:`PACE` times as long as the window's middle
+        half took, if longer. The clock is the latest time in the window within the bound.
+        Neither ever goes back. One record alone is no clock (it may be the one stamped
+        ahead); of two, the earlier is agreed on."""
+        window, ordered = self._window, self._ordered
+        if len(window) == WINDOW:
+            del ordered[bisect.bisect_left(ordered, window[0])]
+        window.append(time)
+        bisect.insort(ordered, time)
+        count = len(ordered)
+        if count < 2:
+            return  # one record alone is no clock: it may be the one stamped ahead
+        agreed = ordered[(count - 1) * 3 // 4]
+        took = agreed - ordered[(count - 1) // 4]
+        bound = agreed + max(self._skew, PACE * took)
+        if self.bound is None or bound > self.bound:
+            self.bound = bound
+        clock = ordered[bisect.bisect_right(ordered, self.bound) - 1]
+        if self.clock is None or clock > self.clock:
+            self.clock = clock
 
     def ingest(
         self,
@@ -131,8 +201,8 @@ class Ingestor:
             late = self._late(time)
         except _Rejected as verdict:
             return verdict.dead_letter(raw, origin, data)
-        if self.clock is None or time > self.clock:
-            self.clock = time
+        clock = self.clock
+        self._accept(time)
         return Event(
             data["event_id"] if "event_id" in data else _erasure_id(raw),
             event_type,
@@ -142,7 +212,7 @@ class Ingestor:
             data.get("properties") or {},
             origin,
             received_at,
-            self.clock,
+            clock if clock is not None and clock > time else time,  # input's time as it was read
             # Most events reject no identifier: spare them building two generators.
             _refusals(rejected) if rejected else (),
             _blocked(data, rejected) if rejected else (),
@@ -179,16 +249,13 @@ class Ingestor:
             )
 
     def _check_future(self, time: int, arrival: int | None) -> None:
-        """Reject a ``time`` more than ``max_future_skew`` past the ingest clock, or past
-        ``arrival`` when that is later."""
-        reference = self.clock
-        if arrival is not None and (reference is None or arrival > reference):
-            reference = arrival
-        if reference is not None and time - reference > self._skew:
+        """Reject a ``time`` more than ``max_future_skew`` past ``arrival``, when the source
+        knows it."""
+        if arrival is not None and time - arrival > self._skew:
             raise _Rejected(
                 Reason.FUTURE_TIMESTAMP,
                 f"timestamp {format_ms(time)} is more than {format_duration(self._skew)} past "
-                f"the ingest clock {format_ms(reference)}",
+                f"the record's arrival {format_ms(arrival)}",
                 "timestamp",
             )
 
@@ -235,6 +302,8 @@ class Ingestor:
         if clock is None or clock - time <= self._lateness:
             return False
         if self._dead_letter_late:
+            # Still a time the input gives: were the clock ahead of it, they would agree on it.
+            self._accept(time)
             raise _Rejected(
                 Reason.LATE_EVENT,
                 f"timestamp {format_ms(time)} is more than {format_duration(self._lateness)} "
@@ -264,6 +333,17 @@ def _check_object(data: Any) -> None:
         raise _Rejected(
             Reason.NOT_AN_OBJECT, f"an event is a JSON object, not {type(data).__name__}"
         )
+
+
+def future_dead_letter(raw: bytes, origin: Origin, time: int, bound: int) -> DeadLetter:
+    """The dead letter of an event of a file stamped past ``bound``, as far ahead as the
+    file's events agree an event may be (:attr:`Ingestor.bound`)."""
+    return _Rejected(
+        Reason.FUTURE_TIMESTAMP,
+        f"timestamp {format_ms(time)} is past {format_ms(bound)}, as far ahead as the file's "
+        "latest events agree an event may be (README: what bounds event time)",
+        "timestamp",
+    ).dead_letter(raw, origin, orjson.loads(raw))
 
 
 def _timestamp(stamp: str) -> int:

@@ -15,6 +15,19 @@ LATEST = (datetime(9000, 1, 1, tzinfo=UTC) - _EPOCH) // _MS
 duration a policy allows room to be added without leaving the calendar."""
 
 
+LEAP_SECOND_DAYS = frozenset(
+    {
+        "1972-06-30", "1972-12-31", "1973-12-31", "1974-12-31", "1975-12-31", "1976-12-31",
+        "1977-12-31", "1978-12-31", "1979-12-31", "1981-06-30", "1982-06-30", "1983-06-30",
+        "1985-06-30", "1987-12-31", "1989-12-31", "1990-12-31", "1992-06-30", "1993-06-30",
+        "1994-06-30", "1995-12-31", "1997-06-30", "1998-12-31", "2005-12-31", "2008-12-31",
+        "2012-06-30", "2015-06-30", "2016-12-31",
+    }
+)  # fmt: skip
+"""The UTC days that ended with a leap second (23:59:60), as the IERS announced them; none
+has been announced since, and from 2035 there will be none."""
+
+
 class InvalidTimestamp(ValueError):
     """A timestamp that matches no real instant (e.g. 2026-02-30) or lies outside
     1970-9000."""
@@ -24,8 +37,9 @@ def parse_ms(text: str) -> int:
     """Return the instant ``text`` names, in ms since the epoch.
 
     ``text`` has already matched the schema's RFC 3339 pattern; this accepts its
-    lower-case ``t``/``z`` and leap seconds (``23:59:60`` is the next second) and
-    rejects what the pattern cannot (impossible dates).
+    lower-case ``t``/``z`` and the leap seconds there were (``2016-12-31T23:59:60Z`` is
+    the next second) and rejects what the pattern cannot (impossible dates, a second 60
+    anywhere else).
     """
     text = text.upper()
     leap = text[17:19] == "60"
@@ -44,6 +58,9 @@ def parse_ms(text: str) -> int:
     except OverflowError:
         raise InvalidTimestamp("timestamp is outside 1970-9000") from None
     if leap:
+        utc = moment.astimezone(UTC)
+        if (utc.hour, utc.minute) != (23, 59) or utc.date().isoformat() not in LEAP_SECOND_DAYS:
+            raise InvalidTimestamp("second 60 of a minute that had no leap second")
         ms += MS_PER_S
     if not EARLIEST <= ms < LATEST:
         raise InvalidTimestamp("timestamp is outside 1970-9000")

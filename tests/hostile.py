@@ -174,7 +174,9 @@ bad_timestamp = _with(
         "9001-01-01T00:00:00Z",
         "0001-01-01T00:00:00Z",
         "1969-12-31T23:59:59Z",
-        "8000-01-01T00:00:00Z",  # past max_future_skew of anything read before it
+        "8000-01-01T00:00:00Z",  # past max_future_skew of the record's arrival
+        "2026-11-20T10:30:60Z",  # second 60 of a minute that had no leap second
+        "2026-12-31T23:59:60Z",  # nor has this one been announced
     ],
 )
 unusable_identifiers = _with(

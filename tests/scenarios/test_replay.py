@@ -83,6 +83,8 @@ def test_bad_lines_are_dead_letters_and_good_lines_still_flow(tmp_path, replay):
             event_dict("product_view", "2099-01-01T00:00:00Z", anonymous_id="bob"),
             {"type": "product_view", "timestamp": "2026-11-20T10:05:00Z"},
             searches[2],
+            # The file's own traffic: what its events agree on, which 2099 is far ahead of.
+            *(event_dict("page_view", f"2026-11-20T10:06:{s:02d}Z") for s in range(20)),
         ],
     )
     result = replay(events)

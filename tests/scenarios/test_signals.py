@@ -219,10 +219,13 @@ def test_a_complaint_holds_marketing_back_for_14_days_but_not_service(tmp_path, 
 
 
 def test_a_file_out_of_order_beyond_the_lateness_is_reported(tmp_path, replay):
+    """Two days on, then two days back: the later events agree on the clock (one record
+    alone would not move it, see test_event_time.py)."""
     views = [
         event_dict("product_view", at, {"product_id": "p-42"})
         for at in ("2026-11-22T11:00:00Z", "2026-11-20T11:00:00Z", "2026-11-20T12:00:00Z")
     ]
+    views[1:1] = [event_dict("page_view", f"2026-11-22T11:0{m}:00Z") for m in (1, 2)]
     result = story(tmp_path, replay, [consent("2026-11-15T09:00:00Z"), *views])
     assert result.summary()["late_events"] == 2
     assert "2 events came more than 1d after later ones" in result.stderr

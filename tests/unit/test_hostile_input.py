@@ -18,6 +18,7 @@ from operators.journey import Journey
 from operators.model import RAW_KEEP_BYTES, DeadLetter, Event, Origin, dead_letter_bound
 from operators.policy_load import load_policy
 from operators.state import CustomerState
+from operators.timefmt import parse_ms
 from tests.conftest import REFERENCE_POLICY, event_dict
 from tests.hostile import (
     EXPECTED_REASONS,
@@ -29,6 +30,8 @@ from tests.hostile import (
 )
 
 ORIGIN = Origin(topic="concierge.events", partition=0, offset=7, key=b"k")
+ARRIVAL = parse_ms("2026-11-20T09:00:05Z")
+"""When the records reached the broker: what bounds their timestamps."""
 DEAD_LETTER_SCHEMA = schemas.load("dead_letter")
 FUZZ = attacks(300)
 
@@ -63,7 +66,7 @@ def check_dead_letter(dead: DeadLetter, raw: bytes) -> None:
 @FUZZ
 @given(raw=bad_records)
 def test_every_bad_record_is_one_bounded_dead_letter_with_a_reason(wide_policy, raw):
-    result = primed(wide_policy).ingest(raw, ORIGIN)
+    result = primed(wide_policy).ingest(raw, ORIGIN, ARRIVAL)
     assert isinstance(result, DeadLetter), (raw[:300], result)
     check_dead_letter(result, raw)
 

@@ -9,6 +9,7 @@ from operators.identity import canonical_id
 from operators.ingest import Ingestor
 from operators.model import DeadLetter, DeadLetterReason, Event, Origin, dead_letter_bound
 from operators.policy_load import load_policy
+from operators.timefmt import parse_ms
 from tests.conftest import REFERENCE_POLICY, event_dict
 
 ids = UNKEYED_IDENTITY.identify_normalised
@@ -118,15 +119,37 @@ def test_oversize_records_are_rejected_before_parsing(policy, reference_policy_p
     assert isinstance(ingest(policy, record), Event)
 
 
-def test_a_timestamp_absurdly_far_ahead_of_the_stream_is_rejected(policy):
+def test_a_timestamp_further_ahead_of_its_arrival_than_the_skew_is_rejected(policy):
     ingestor = Ingestor(policy)
-    assert isinstance(
-        ingestor.ingest(orjson.dumps(event_dict("a", "2026-11-20T10:00:00Z")), ORIGIN), Event
-    )
-    far = ingestor.ingest(orjson.dumps(event_dict("a", "2099-01-01T00:00:00Z")), ORIGIN)
+    arrival = parse_ms("2026-11-20T10:00:00Z")
+    record = orjson.dumps(event_dict("a", "2026-11-20T10:59:00Z"))
+    assert isinstance(ingestor.ingest(record, ORIGIN, arrival), Event)
+    far = ingestor.ingest(orjson.dumps(event_dict("a", "2026-11-20T11:01:00Z")), ORIGIN, arrival)
     assert isinstance(far, DeadLetter) and far.reason is DeadLetterReason.FUTURE_TIMESTAMP
-    later = ingestor.ingest(orjson.dumps(event_dict("a", "2027-03-01T00:00:00Z")), ORIGIN)
-    assert isinstance(later, Event)
+    assert "more than 1h past the record's arrival 2026-11-20T10:00:00Z" in far.detail
+
+
+def test_no_handful_of_records_stamped_ahead_moves_the_clock(policy):
+    """A file has no arrival times: what it stamps ahead is accepted as it is read, but the
+    clock that decides lateness is the time its latest events agree on."""
+    ingestor = Ingestor(policy)
+    for minute in range(30):
+        ingestor.ingest(orjson.dumps(event_dict("a", f"2026-11-20T10:{minute:02d}:00Z")), ORIGIN)
+        if minute % 3 == 0:
+            ahead = ingestor.ingest(orjson.dumps(event_dict("a", "2027-06-01T00:00:00Z")), ORIGIN)
+            assert isinstance(ahead, Event)
+    assert ingestor.clock == parse_ms("2026-11-20T10:29:00Z")
+    assert ingestor.bound is not None and ingestor.bound < parse_ms("2026-11-21T00:00:00Z")
+    after = ingestor.ingest(orjson.dumps(event_dict("a", "2026-11-20T10:30:00Z")), ORIGIN)
+    assert isinstance(after, Event) and not after.late
+
+
+def test_one_record_is_no_clock_to_be_late_by(policy):
+    ingestor = Ingestor(policy)
+    ingestor.ingest(orjson.dumps(event_dict("a", "2027-06-01T00:00:00Z")), ORIGIN)
+    first = ingestor.ingest(orjson.dumps(event_dict("a", "2026-11-20T10:00:00Z")), ORIGIN)
+    second = ingestor.ingest(orjson.dumps(event_dict("a", "2026-11-20T10:01:00Z")), ORIGIN)
+    assert not first.late and not second.late
 
 
 def test_the_broker_arrival_time_bounds_the_first_event_too(policy):
