@@ -6,8 +6,8 @@ the others are retired into it, so the final canonical customer id of a
 group of profiles does not depend on the order their links arrive in.
 Linking goes from the event's strongest identifier outwards, and a link that
 would put more identifiers of a kind into one profile than the policy's
-``identity.limits`` allow is refused (a shared tablet used by forty emails
-must not fuse forty people).
+``identity.limits`` (or the defaults of :data:`~operators.identifiers.DEFAULT_LIMITS`)
+allow is refused (a shared tablet used by forty emails must not fuse forty people).
 
 Each identifier a profile holds is a key of its own, and the profile's record keeps
 only how many of each kind it holds (and how many profiles were merged into it), so

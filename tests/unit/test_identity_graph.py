@@ -5,6 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from operators.identifiers import (
+    DEFAULT_LIMITS,
+    KNOWN_IDENTIFIERS,
     UNKEYED_IDENTITY,
     IdentifierRules,
     compile_rules,
@@ -102,9 +104,47 @@ def test_a_merge_over_the_limit_is_refused_and_both_profiles_stay(policy):
     assert resolve(g, email="x@example.com").customer_id == two
 
 
+def test_every_identifier_type_has_a_limit_and_a_policy_may_set_its_own(policy):
+    assert dict(compile_rules({}, None).limits) == dict(DEFAULT_LIMITS)
+    assert set(DEFAULT_LIMITS) == set(KNOWN_IDENTIFIERS)
+    # The reference policy limits emails, phones and the business's ids, not browsers or
+    # devices: those have the defaults.
+    limits = policy.identifier_rules.limits
+    assert (limits["email"], limits["anonymous_id"], limits["device_id"]) == (3, 100, 100)
+    own = compile_rules({"limits": {"anonymous_id": 5000, "device_id": 2}}, None).limits
+    assert (own["anonymous_id"], own["device_id"], own["email"]) == (5000, 2, 10)
+    assert IdentifierRules(limits={"email": 2}).limits["anonymous_id"] == 100
+
+
 def bot(g, count):
     """One email, a new anonymous id each event (a bot, or a broken tag)."""
     return [resolve(g, email="bot@example.com", anonymous_id=f"anon-{n}") for n in range(count)]
+
+
+def test_the_101st_anonymous_id_of_a_profile_is_refused_and_its_event_lands_on_the_email(policy):
+    g = graph(policy.identifier_rules)
+    landed = bot(g, 101)
+    email = canonical_id("email", "bot@example.com")
+    assert {r.customer_id for r in landed} == {email}
+    assert all(not r.refusals for r in landed[:100])
+    (refusal,) = landed[100].refusals
+    assert refusal.limit == "anonymous_id: 100"
+    assert refusal.identifier == ("anonymous_id", "an***00") and refusal.profile == email
+    assert refusal.other is None
+    assert len(g.profile_of("email", "bot@example.com")["identifiers"]["anonymous_id"]) == 100
+    assert g.profile_of("anonymous_id", "anon-100") is None
+    # Browsing on the refused id alone is a profile of its own, and stays one.
+    alone = resolve(g, anonymous_id="anon-100")
+    assert alone.created and alone.customer_id != email
+    (again,) = resolve(g, email="bot@example.com", anonymous_id="anon-100").refusals
+    assert (again.limit, again.other) == ("anonymous_id: 100", alone.customer_id)
+
+
+def test_a_policys_own_higher_limit_is_honoured():
+    g = graph(compile_rules({"limits": {"anonymous_id": 150}}, None))
+    landed = bot(g, 151)
+    assert [n for n, r in enumerate(landed) if r.refusals] == [150]
+    assert len(g.profile_of("email", "bot@example.com")["identifiers"]["anonymous_id"]) == 150
 
 
 class CountingStore(DictStore):
