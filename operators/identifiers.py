@@ -40,6 +40,25 @@ KNOWN_IDENTIFIERS = (
 )
 PERSON_IDENTIFIERS = frozenset({"customer_id", "crm_id", "loyalty_id", "email", "phone"})
 """Identifiers that name a person, not a browser or a device."""
+DEFAULT_LIMITS: Mapping[str, int] = MappingProxyType(
+    {
+        "customer_id": 10,
+        "crm_id": 10,
+        "loyalty_id": 10,
+        "email": 10,
+        "phone": 10,
+        "device_id": 100,
+        "anonymous_id": 100,
+    }
+)
+"""How many values of each identifier type one profile may hold where the policy's
+``identity.limits`` does not say: every type has a limit, so what one profile costs the
+graph is bounded. A person gathers a few emails and phones over the years, and of the
+business's own ids a few (duplicate records, a replaced card): 10 is several times that. A
+browser gets a new anonymous id whenever its cookie goes (cleared, or kept only 7 days, as
+Safari keeps one a script sets) and a device a new id when its app is installed again: 100
+is two years of a new cookie every week, each linked by a login. Past that, what sends one
+new anonymous id after another is a bot, a scraper or a broken tag, not a person."""
 
 
 CUSTOMER_ID_PREFIX = "cus_"
@@ -110,7 +129,9 @@ class IdentifierRules:
     """The policy's ``identity`` block, compiled."""
 
     order: tuple[str, ...] = KNOWN_IDENTIFIERS
-    limits: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    limits: Mapping[str, int] = field(default_factory=lambda: DEFAULT_LIMITS)
+    """Per identifier type, the most values one profile holds: the limits given, and
+    :data:`DEFAULT_LIMITS` for the types they leave out."""
     blocked: Mapping[str, tuple[re.Pattern[str], ...]] = field(
         default_factory=lambda: MappingProxyType({})
     )
@@ -121,6 +142,10 @@ class IdentifierRules:
     retention: int | None = None
     """``identity.retention`` in ms: a profile with no event for this long leaves the graph
     (None: profiles stay)."""
+
+    def __post_init__(self) -> None:  # a type the limits given leave out has its default
+        if not DEFAULT_LIMITS.keys() <= self.limits.keys():
+            object.__setattr__(self, "limits", MappingProxyType({**DEFAULT_LIMITS, **self.limits}))
 
     def rank(self, kind: str) -> int:
         """Strength of an identifier kind: 0 is the strongest."""

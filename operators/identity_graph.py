@@ -6,8 +6,13 @@ the others are retired into it, so the final canonical customer id of a
 group of profiles does not depend on the order their links arrive in.
 Linking goes from the event's strongest identifier outwards, and a link that
 would put more identifiers of a kind into one profile than the policy's
-``identity.limits`` allow is refused (a shared tablet used by forty emails
-must not fuse forty people).
+``identity.limits`` (or the defaults of :data:`~operators.identifiers.DEFAULT_LIMITS`)
+allow is refused (a shared tablet used by forty emails must not fuse forty people).
+
+Each identifier a profile holds is a key of its own, and the profile's record keeps
+only how many of each kind it holds (and how many profiles were merged into it), so
+adding an identifier writes a few small keys whatever the profile already holds; a merge
+moves the retired profile's keys to the survivor.
 
 The graph lives in a key-value store (RocksDB in the flow, a dict in tests). It holds
 identifiers only as keyed digests, with their masked forms for people to read (see
@@ -21,8 +26,8 @@ operation a recovery snapshot recorded.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -48,8 +53,10 @@ _LINEAGE = b"l"
 """A token the graph is given when it starts from nothing; recovery snapshots carry it, so
 a graph is known for the one the snapshots were taken with (not its numbered operations:
 those are undone to a snapshot, the token stays)."""
-FORMAT = b"2"
-"""Format 2 keeps identifiers as keyed digests; the graphs of 0.6.0 and before, in clear."""
+FORMAT = b"3"
+"""Format 3 keeps each identifier a profile holds under a key of its own; format 2 kept
+them all in the profile's record (adding one rewrote them all), and the graphs of 0.6.0
+and before (no format written) kept identifiers in clear."""
 
 
 class GraphError(RuntimeError):
@@ -151,24 +158,22 @@ class Resolution:
 class _Profile:
     number: int
     customer_id: str
-    identifiers: dict[str, list[str]]
-    """Kind -> the digests of the values the profile holds."""
-    masks: dict[str, list[str]]
-    """Kind -> the same values masked, in the same order."""
+    held: dict[str, int]
+    """Kind -> how many values of it the profile holds, kinds in the order they came (the
+    values: :func:`_held_key`). A retired profile holds none: they moved to its survivor."""
     into: int | None
-    merged: list[int] = field(default_factory=list)
-    """The profiles merged into this one, directly or through others (what an erasure of it
-    also erases)."""
+    merged: int = 0
+    """How many profiles were merged into this one, directly or through others (what an
+    erasure of it also erases; their numbers: :func:`_merged_key`)."""
     seen: int | None = None
     """The day (since the epoch) of its latest event, kept when the policy sets
     ``identity.retention``."""
 
     def encode(self) -> bytes:
-        data = {
+        data: dict[str, Any] = {
             "n": self.number,
             "id": self.customer_id,
-            "ids": self.identifiers,
-            "masks": self.masks,
+            "held": self.held,
             "into": self.into,
         }
         if self.merged:
@@ -183,21 +188,16 @@ class _Profile:
         return _Profile(
             data["n"],
             data["id"],
-            data["ids"],
-            data["masks"],
+            data["held"],
             data["into"],
-            data.get("merged", []),
+            data.get("merged", 0),
             data.get("seen"),
         )
-
-    def hold(self, kind: str, identifier: Identifier) -> None:
-        self.identifiers.setdefault(kind, []).append(identifier.digest)
-        self.masks.setdefault(kind, []).append(identifier.masked)
 
 
 def _names_a_person(profile: _Profile) -> bool:
     """Whether a profile holds an identifier of a person (not only a browser or device)."""
-    return not PERSON_IDENTIFIERS.isdisjoint(profile.identifiers)  # no kind is ever empty
+    return not PERSON_IDENTIFIERS.isdisjoint(profile.held)  # no kind is ever held 0 times
 
 
 def _identifier_key(kind: str, digest: str) -> bytes:
@@ -206,6 +206,22 @@ def _identifier_key(kind: str, digest: str) -> bytes:
 
 def _profile_key(number: int) -> bytes:
     return b"p\x00%012d" % number
+
+
+HELD_PREFIX = b"m\x00"
+
+
+def _held_key(number: int, kind: str, index: int) -> bytes:
+    """The ``index``-th value of ``kind`` profile ``number`` holds (:func:`_held_value`)."""
+    return HELD_PREFIX + b"%012d\x00%s\x00%012d" % (number, kind.encode(), index)
+
+
+MERGED_PREFIX = b"r\x00"
+
+
+def _merged_key(number: int, index: int) -> bytes:
+    """The ``index``-th profile merged into profile ``number``: its number."""
+    return MERGED_PREFIX + b"%012d\x00%012d" % (number, index)
 
 
 def _history_key(number: int) -> bytes:
@@ -297,7 +313,7 @@ class IdentityGraph:
             return Resolution(
                 known.customer_id,
                 known_person=_names_a_person(known),
-                kinds=tuple(known.identifiers),
+                kinds=tuple(known.held),
             )
         op = _Operation(self._store, self._key, self._profiles, self._numbers)
         rules = self._rules
@@ -312,13 +328,9 @@ class IdentityGraph:
             return Resolution(
                 first_known.customer_id,
                 known_person=_names_a_person(first_known),
-                kinds=tuple(first_known.identifiers),
+                kinds=tuple(first_known.held),
             )
-        held_before = {
-            root.number: {kind: len(values) for kind, values in root.identifiers.items()}
-            for root in roots
-            if root is not None
-        }
+        held_before = {root.number: dict(root.held) for root in roots if root is not None}
         first_known = next((root for root in roots if root is not None), None)
         created = first_known is None
         base = first_known if first_known is not None else op.create(*ordered[0], at, event_id)
@@ -328,8 +340,7 @@ class IdentityGraph:
             other = op.root_of(kind, identifier.digest)
             if other is not None and other.number == base.number:
                 continue
-            adding = other.identifiers if other is not None else {kind: [identifier.digest]}
-            over = self._over_limit(base, adding)
+            over = self._over_limit(base, other.held if other is not None else {kind: 1})
             if over is not None:
                 refusals.append(
                     Refusal(
@@ -356,14 +367,14 @@ class IdentityGraph:
         op.commit()
         person = _names_a_person(landing)
         before = held_before.get(landing.number, {})
-        gained = tuple(k for k, v in landing.identifiers.items() if len(v) > before.get(k, 0))
+        gained = tuple(k for k, n in landing.held.items() if n > before.get(k, 0))
         return Resolution(
             landing.customer_id,
             tuple(merges),
             tuple(refusals),
             person,
             created,
-            tuple(landing.identifiers),
+            tuple(landing.held),
             gained,
         )
 
@@ -438,13 +449,13 @@ class IdentityGraph:
             found = profile
         return found
 
-    def _over_limit(self, base: _Profile, adding: Mapping[str, Iterable[str]]) -> str | None:
-        for kind, values in adding.items():
-            limit = self._rules.limits.get(kind)
-            if limit is None:
-                continue
-            combined = set(base.identifiers.get(kind, ())) | set(values)
-            if len(combined) > limit:
+    def _over_limit(self, base: _Profile, adding: Mapping[str, int]) -> str | None:
+        """The limit ``base`` would go over by taking ``adding`` (kind -> how many values),
+        as ``kind: limit``. Counts suffice: a value belongs to one live profile only."""
+        limits = self._rules.limits
+        for kind, count in adding.items():
+            limit = limits.get(kind)
+            if limit is not None and base.held.get(kind, 0) + count > limit:
                 return f"{kind}: {limit}"
         return None
 
@@ -467,16 +478,23 @@ class IdentityGraph:
 
     def current_id(self, customer_id: str) -> str | None:
         """The canonical id a customer id now goes by (itself unless it was merged)."""
-        found = self.profile(customer_id)
-        return None if found is None else str(found["customer_id"])
+        number = self._store.get(_customer_key(customer_id))
+        if number is None:
+            return None
+        return _Operation(self._store, self._key).follow(int(number)).customer_id
 
     def _describe(self, number: int) -> dict[str, Any]:
         operation = _Operation(self._store, self._key)
         profile = operation.follow(number)
+        masks: dict[str, list[str]] = {}
+        digests: dict[str, list[str]] = {}
+        for kind, digest, masked in operation.held(profile):
+            digests.setdefault(kind, []).append(digest)
+            masks.setdefault(kind, []).append(masked)
         return {
             "customer_id": profile.customer_id,
-            "identifiers": profile.masks,
-            "digests": profile.identifiers,
+            "identifiers": masks,
+            "digests": digests,
             "history": operation.history(profile.number),
         }
 
@@ -506,7 +524,7 @@ class IdentityGraph:
         self._forget_cache()
         keys: list[bytes] = []
         prefixes: tuple[bytes, ...] = (b"i\x00", b"p\x00", b"h\x00", b"c\x00", b"x\x00")
-        prefixes += (SEEN_PREFIX, UNDO_PREFIX, PURGE_PREFIX)
+        prefixes += (HELD_PREFIX, MERGED_PREFIX, SEEN_PREFIX, UNDO_PREFIX, PURGE_PREFIX)
         for prefix in prefixes:
             keys.extend(self._store.keys_from(prefix))
         self._store.write(dict.fromkeys([*keys, _SEQ, _NEXT, _FORMAT, _KEY_CHECK, _LINEAGE]))
@@ -568,28 +586,54 @@ class _Operation:
 
     def follow_one(self, number: int) -> _Profile:
         """Profile ``number`` itself, merged or not."""
-        raw = self._get(_profile_key(number))
+        return _Profile.decode(self._stored(_profile_key(number)))
+
+    def _stored(self, key: bytes) -> bytes:
+        """The value of a key the graph's own records say is there."""
+        raw = self._get(key)
         if raw is None:
-            raise RuntimeError(f"identity graph: profile {number} is missing")
-        return _Profile.decode(raw)
+            raise RuntimeError(f"identity graph: {key!r} is missing")
+        return raw
+
+    def held(self, profile: _Profile) -> Iterator[tuple[str, str, str]]:
+        """The values a live profile holds, as (kind, digest, masked), kind by kind in the
+        order they came."""
+        for kind, count in profile.held.items():
+            for index in range(count):
+                digest, masked = _held_of(self._stored(_held_key(profile.number, kind, index)))
+                yield kind, digest, masked
+
+    def _hold(self, profile: _Profile, kind: str, value: bytes) -> None:
+        """Give the profile one more value of ``kind`` (as :func:`_held_value` writes it)."""
+        index = profile.held.get(kind, 0)
+        self._put(_held_key(profile.number, kind, index), value)
+        profile.held[kind] = index + 1
 
     def drop(self, key: bytes) -> None:
         self._put(key, None)
 
     def forget_profile(self, root: _Profile) -> Erasure:
         """Delete a live profile and every profile merged into it: identifiers, history, ids."""
-        members = [self.follow_one(n) for n in root.merged]
-        for kind, digests in root.identifiers.items():
-            for digest in digests:
+        members = []
+        for index in range(root.merged):
+            key = _merged_key(root.number, index)
+            members.append(self.follow_one(int(self._stored(key))))
+            self.drop(key)
+        held = []
+        for kind, count in root.held.items():
+            for index in range(count):
+                key = _held_key(root.number, kind, index)
+                digest, masked = _held_of(self._stored(key))
                 self.drop(_identifier_key(kind, digest))
+                self.drop(key)
+                held.append((kind, masked))
         if root.seen is not None:
             self.drop(_seen_key(root.seen, root.number))
         for profile in (root, *members):
             self.drop(_profile_key(profile.number))
             self.drop(_history_key(profile.number))
             self.drop(_customer_key(profile.customer_id))
-        held = tuple((kind, masked) for kind, masks in root.masks.items() for masked in masks)
-        return Erasure(root.customer_id, tuple(p.customer_id for p in members), held)
+        return Erasure(root.customer_id, tuple(p.customer_id for p in members), tuple(held))
 
     def touch(self, profile: _Profile, day: int) -> None:
         """Say the profile had an event on ``day`` (only written when that is a later day)."""
@@ -627,8 +671,8 @@ class _Operation:
         raw = self._get(_NEXT)
         number = int(raw) if raw is not None else 1
         self._put(_NEXT, b"%d" % (number + 1))
-        profile = _Profile(number, self._name(identifier.name), {}, {}, None)
-        profile.hold(kind, identifier)
+        profile = _Profile(number, self._name(identifier.name), {}, None)
+        self._hold(profile, kind, _held_value(identifier))
         self._put(
             _history_key(number),
             orjson.dumps(
@@ -649,7 +693,7 @@ class _Operation:
         return profile
 
     def add(self, profile: _Profile, kind: str, identifier: Identifier) -> None:
-        profile.hold(kind, identifier)
+        self._hold(profile, kind, _held_value(identifier))
         self._put(_identifier_key(kind, identifier.digest), b"%d" % profile.number)
         self._save(profile)
 
@@ -661,15 +705,19 @@ class _Operation:
         event_id: str,
         linked: tuple[tuple[str, str], ...],
     ) -> None:
-        for kind, digests in retired.identifiers.items():
-            kept = survivor.identifiers.setdefault(kind, [])
-            masks = survivor.masks.setdefault(kind, [])
-            for digest, masked in zip(digests, retired.masks[kind], strict=True):
-                if digest not in kept:
-                    kept.append(digest)
-                    masks.append(masked)
-        retired.into = survivor.number
-        survivor.merged.extend([*retired.merged, retired.number])
+        for kind, count in retired.held.items():  # none of them is the survivor's already
+            for index in range(count):
+                key = _held_key(retired.number, kind, index)
+                self._hold(survivor, kind, self._stored(key))
+                self.drop(key)
+        for index in range(retired.merged):
+            key = _merged_key(retired.number, index)
+            self._put(_merged_key(survivor.number, survivor.merged), self._stored(key))
+            survivor.merged += 1
+            self.drop(key)
+        self._put(_merged_key(survivor.number, survivor.merged), b"%d" % retired.number)
+        survivor.merged += 1
+        retired.held, retired.merged, retired.into = {}, 0, survivor.number
         if retired.seen is not None:
             self.drop(_seen_key(retired.seen, retired.number))
             self.touch(survivor, retired.seen)
@@ -716,14 +764,29 @@ class _Operation:
         self._store.write(self._writes)
 
 
+def _held_value(identifier: Identifier) -> bytes:
+    """What a held key keeps: the digest (hex, so never a NUL), a NUL, the masked form. Not
+    JSON: orjson's bytes keep a 4 KiB buffer, which a graph held in memory would pay for
+    each value."""
+    return identifier.digest.encode() + b"\x00" + identifier.masked.encode()
+
+
+def _held_of(raw: bytes) -> tuple[str, str]:
+    """The digest and masked form :func:`_held_value` wrote."""
+    digest, _, masked = raw.partition(b"\x00")
+    return digest.decode(), masked.decode()
+
+
 def check_store(store: KeyValue, key: IdentityKey) -> None:
     """Refuse a graph of another format, or one digested under another key."""
     if store.get(_NEXT) is None:
         return  # empty: whatever it becomes is written by this version, under this key
-    if store.get(_FORMAT) != FORMAT:
+    written = store.get(_FORMAT)
+    if written != FORMAT:
         raise GraphError(
-            "the identity graph was written by a version that kept identifiers in clear; "
-            "this one keeps only their digests: see the README's known limits on upgrading"
+            f"the identity graph was written by another version ({_format_name(written)}; "
+            f"this one reads graph format {FORMAT.decode()} only): start with a fresh state "
+            "directory and recovery directory, see the README's known limits on upgrading"
         )
     if store.get(_KEY_CHECK) != key.check.encode():
         raise GraphError(
@@ -731,3 +794,9 @@ def check_store(store: KeyValue, key: IdentityKey) -> None:
             "was written with (CONCIERGE_IDENTITY_KEY, or identity.key under the state "
             "directory); see the README's section on the identity key"
         )
+
+
+def _format_name(written: bytes | None) -> str:
+    if written is None:
+        return "graph format 1, identifiers in clear"
+    return f"graph format {written.decode()}" if written.isdigit() else "an unknown graph format"

@@ -25,7 +25,8 @@ FULL_POLICY = (
     SPEC_FULL_POLICY if SPEC_FULL_POLICY.is_file() else ROOT / "flows" / "policy_full.yaml"
 )
 """``policy-full.yaml``: the reference policy and every section beyond it (a copy ships in
-``flows/``, kept equal to the spec's by ``tests/unit/test_policy.py``)."""
+``flows/``, kept equal to the spec's but for comments of its own by
+``tests/unit/test_policy.py``)."""
 
 _ids = itertools.count(1)
 

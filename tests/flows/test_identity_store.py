@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 from flows.identity_store import RocksStore
 from operators.identifiers import UNKEYED_IDENTITY, IdentifierRules
@@ -43,3 +44,21 @@ def test_another_process_can_read_the_graph_while_it_is_open(tmp_path):
         )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith("cus_")
+
+
+def test_a_graph_an_earlier_version_wrote_is_refused_in_one_line(tmp_path):
+    state = tmp_path / "state"
+    with RocksStore(state / "identity") as store:
+        IdentityGraph(store, IdentifierRules()).resolve(ids({"email": "ana@example.com"}), 1, "e1")
+        store.write({b"f": b"2"})  # as a graph of format 2 says what it is
+    concierge = str(Path(sys.executable).with_name("concierge"))
+    done = subprocess.run(
+        [concierge, "identity", "--state-dir", str(state), "email:ana@example.com"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert "written by another version (graph format 2; this one reads graph format 3" in line
+    assert "start with a fresh state directory and recovery directory" in line

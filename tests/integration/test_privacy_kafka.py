@@ -75,7 +75,10 @@ def occurrences(directories: list[Path], wanted: list[bytes]) -> dict[str, list[
     """needle -> the files holding it, case-insensitively."""
     found: dict[str, list[str]] = {}
     for path in files_under(*directories):
-        data = path.read_bytes().lower()
+        try:
+            data = path.read_bytes().lower()
+        except FileNotFoundError:  # deleted since it was listed (a running RocksDB's log)
+            continue
         for needle in wanted:
             if needle.lower() in data:
                 found.setdefault(needle.decode(), []).append(str(path))
