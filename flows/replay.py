@@ -334,7 +334,8 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None
 
     def _ahead_of_input(self, at: int, raw: bytes) -> None:
         """Keep a record accepted past the bound the file's events agreed on as it was read,
-        for :meth:`_find_ahead`."""
+        for :meth:`_find_ahead`. A record within it never passes the clock, which never goes
+        back, so the end of event time."""
         if self._ahead_file is None:
             self._ahead_file = tempfile.TemporaryFile(  # noqa: SIM115 (closed by _find_ahead)
                 prefix=".concierge-ahead-", dir=self._spill_dir

@@ -36,8 +36,8 @@ agreed from: three quarters of them must reach a time for it to be agreed on, so
 stamped ahead move the clock only if they are a quarter of what the input gives."""
 PACE = 10
 """A time past the agreed one still counts while it is no further past it than this many
-times as long as the window's middle half took to come (or ``max_future_skew``, if longer):
-a quiet input moves on in longer steps than a busy one."""
+times as long as the quarter of the window before it took to come (or ``max_future_skew``,
+if longer): a quiet input moves on in longer steps than a busy one."""
 TOLD_APART = 20
 """A file of fewer accepted events has too few to tell a record stamped ahead from the
 file moving on: replay takes it as it is (see :attr:`Ingestor.told_apart`)."""
@@ -131,8 +131,8 @@ class Ingestor:
         """The input's event time: the latest its accepted events agree on (None: none yet).
         It never goes back."""
         self.bound: int | None = bound
-        """Past this time an event is further ahead than the input agrees it may be (None:
-        nothing accepted yet). It never goes back."""
+        """Past this time an event is further ahead than the input's latest events agree it
+        may be (None: fewer than two accepted)."""
 
     @property
     def told_apart(self) -> bool:
@@ -149,10 +149,11 @@ class Ingestor:
         """Count ``time`` in the window, and agree the clock and its bound again.
 
         The agreed time is the one three quarters of the window reach; the bound is
-        ``max_future_skew`` past it, or :data:`PACE` times as long as the window's middle
-        half took, if longer. The clock is the latest time in the window within the bound.
-        Neither ever goes back. One record alone is no clock (it may be the one stamped
-        ahead); of two, the earlier is agreed on."""
+        ``max_future_skew`` past it, or :data:`PACE` times as long as the quarter of the
+        window just before it took, if longer (half the window may be old events, a
+        quarter far ahead, and neither widens it). The clock is the latest time in the
+        window within the bound, and never goes back. One record alone is no clock (it may
+        be the one stamped ahead); of two, the earlier is agreed on."""
         window, ordered = self._window, self._ordered
         if len(window) == WINDOW:
             del ordered[bisect.bisect_left(ordered, window[0])]
@@ -162,11 +163,9 @@ class Ingestor:
         if count < 2:
             return  # one record alone is no clock: it may be the one stamped ahead
         agreed = ordered[(count - 1) * 3 // 4]
-        took = agreed - ordered[(count - 1) // 4]
-        bound = agreed + max(self._skew, PACE * took)
-        if self.bound is None or bound > self.bound:
-            self.bound = bound
-        clock = ordered[bisect.bisect_right(ordered, self.bound) - 1]
+        took = agreed - ordered[(count - 1) // 2]
+        self.bound = bound = agreed + max(self._skew, PACE * took)
+        clock = ordered[bisect.bisect_right(ordered, bound) - 1]
         if self.clock is None or clock > self.clock:
             self.clock = clock
 

@@ -144,6 +144,23 @@ def test_no_handful_of_records_stamped_ahead_moves_the_clock(policy):
     assert isinstance(after, Event) and not after.late
 
 
+def test_old_events_do_not_widen_what_the_clock_takes_from_a_record_ahead(policy):
+    """One event from long ago first, then a backlog a day behind read among live events
+    (two in five): a record five days ahead still does not move the clock."""
+    ingestor = Ingestor(policy)
+
+    def read(at: str) -> None:
+        ingestor.ingest(orjson.dumps(event_dict("a", at)), ORIGIN)
+
+    read("2025-01-01T00:00:00Z")
+    for minute in range(40):
+        read(f"2026-11-20T10:{minute:02d}:00Z")
+        if minute % 3 != 0:
+            read(f"2026-11-19T10:{minute:02d}:00Z")
+    read("2026-11-25T10:00:00Z")
+    assert ingestor.clock == parse_ms("2026-11-20T10:39:00Z")
+
+
 def test_one_record_is_no_clock_to_be_late_by(policy):
     ingestor = Ingestor(policy)
     ingestor.ingest(orjson.dumps(event_dict("a", "2027-06-01T00:00:00Z")), ORIGIN)
