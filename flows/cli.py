@@ -17,7 +17,7 @@ from flows.terminal import guard_output
 from operators.durations import format_duration
 from operators.policy import Policy
 from operators.policy_limits import MAX_POLICY_BYTES
-from operators.policy_load import PolicyError, PolicyProblem, load_policy
+from operators.policy_load import PolicyError, PolicyProblem, load_policy, policy_warnings
 from operators.timefmt import InvalidTimestamp, format_ms, parse_ms
 
 EXIT_OK = 0
@@ -30,9 +30,10 @@ class CommandError(Exception):
     """A problem with the command's input, reported on stderr with exit code 2."""
 
 
-def read_policy(path: str) -> Policy:
-    """Load and compile the policy at ``path``; raise :class:`CommandError` or
-    :class:`PolicyError` when it cannot be used."""
+def read_policy(path: str, strict: bool = False) -> Policy:
+    """Load and compile the policy at ``path``, printing to stderr what looks like a typo
+    in it; raise :class:`CommandError` or :class:`PolicyError` when it cannot be used (or,
+    ``strict``, when it has such warnings)."""
     try:
         with Path(path).open("rb") as file:
             data = file.read(MAX_POLICY_BYTES + 1)
@@ -46,7 +47,13 @@ def read_policy(path: str) -> Policy:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise CommandError(f"cannot read policy {path}: not UTF-8 text") from None
-    return load_policy(text, path)
+    policy = load_policy(text, path)
+    warnings = policy_warnings(text, path)
+    if strict and warnings:
+        raise PolicyError(path, warnings)
+    for warning in warnings:
+        print(f"concierge: {path}: warning: {warning}", file=sys.stderr)
+    return policy
 
 
 def _timestamp(text: str) -> int:
@@ -86,7 +93,7 @@ SECONDS = _bounded(float, 0.001, 86400 * 365)
 
 
 def _validate(args: argparse.Namespace) -> int:
-    policy = read_policy(args.policy)
+    policy = read_policy(args.policy, strict=args.strict)
     print(
         f"{args.policy}: valid (version {policy.version}; {len(policy.document['signals'])} "
         f"signals, {len(policy.moments)} moments, {len(policy.actions)} actions, "
@@ -468,6 +475,12 @@ def parser() -> argparse.ArgumentParser:
         "concierge validate policy.yaml",
     )
     validate.add_argument("policy", metavar="POLICY", help="the policy file (YAML)")
+    validate.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse (exit 2) a policy with warnings too: a name used once that is close to "
+        "another (an event type, a consent purpose), likely a typo",
+    )
     validate.set_defaults(handler=_validate)
 
     replay = _command(

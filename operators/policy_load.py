@@ -22,6 +22,7 @@ from operators.policy import Policy
 from operators.policy_checks import PathItem, cross_check
 from operators.policy_compile import compile_policy
 from operators.policy_limits import BoundedScanner, PolicyTooLarge, check_text, plain
+from operators.policy_typos import likely_typos
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,16 @@ def load_policy(text: str, source: str = "policy") -> Policy:
 
     version = document.get("version") or "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:12]
     return compile_policy(document, version)
+
+
+def policy_warnings(text: str, source: str = "policy") -> list[PolicyProblem]:
+    """What in a valid policy ``text`` looks like a typo (:mod:`operators.policy_typos`),
+    each with its line."""
+    tree = _parse(text, source)
+    return [
+        PolicyProblem(path, _line_of(tree, path), message)
+        for path, message in likely_typos(plain(tree))
+    ]
 
 
 def _parse(text: str, source: str) -> Any:
