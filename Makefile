@@ -55,9 +55,11 @@ browser: install
 test: install lint typecheck browser
 	$(BIN)/pytest -q -p no:cacheprovider -m "not scale"
 
-# kill -9 at production scale: 100,000 events from 10,000 customers, a clean run against
-# four kills at random points, a SIGTERM and a last run to the end (about 1 minute; `.ci/run`
-# runs it after `make test`). CONCIERGE_CRASH_EVENTS, _CUSTOMERS, _KILLS and _SEED change it.
+# At production scale (about 1.5 minutes; `.ci/run` runs it after `make test`): kill -9 over
+# 100,000 events from 10,000 customers, a clean run against four kills at random points, a
+# SIGTERM and a last run to the end (CONCIERGE_CRASH_EVENTS, _CUSTOMERS, _KILLS and _SEED
+# change it); and 100,000 events of one bot with a new anonymous id each, against 100,000
+# ordinary events replayed in the same run.
 test-scale: install
 	$(BIN)/pytest -q -p no:cacheprovider -m scale -s
 

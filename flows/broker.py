@@ -32,6 +32,17 @@ def free_port() -> int:
         return port
 
 
+def port_is_free(port: int) -> bool:
+    """Whether nothing listens on ``port`` of loopback now (a broker started on a busy one
+    would find the other server answering in its place)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -80,7 +91,6 @@ class EmbeddedBroker:
                 )
             try:
                 admin.list_topics(timeout=0.5)
-                return
             except Exception:
                 if time.monotonic() > deadline:
                     raise RuntimeError(
@@ -88,6 +98,9 @@ class EmbeddedBroker:
                         f"{self.log_tail()}"
                     ) from None
                 time.sleep(0.05)
+                continue
+            if self._process.poll() is None:  # else another server answered in its place
+                return
 
     def running(self) -> bool:
         """Whether the broker process is still up."""

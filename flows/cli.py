@@ -394,11 +394,16 @@ def _broker(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from flows.broker import EmbeddedBroker
+    from flows.broker import EmbeddedBroker, port_is_free
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    if args.port and not port_is_free(args.port):
+        raise CommandError(
+            f"port {args.port} on 127.0.0.1 is in use: give another with --port, or leave "
+            "--port out for a free one"
+        )
     try:
         broker = EmbeddedBroker(args.port or None).start()
     except (RuntimeError, OSError) as err:

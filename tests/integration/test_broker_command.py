@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 
 import pytest
@@ -39,3 +40,19 @@ def test_the_broker_command_serves_kafka_until_sigterm():
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_a_busy_port_is_one_line_and_exit_2_and_no_address():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [CONCIERGE, "broker", "--port", str(port)], capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"concierge broker: port {port} on 127.0.0.1 is in use: give another with --port, "
+        "or leave --port out for a free one"
+    ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+import pytest
 
 from flows.generator import Generator
 from operators.identity import canonical_id
@@ -115,6 +116,7 @@ def _over(pid: int, started: float, cap: Cost) -> bool:
     return rss > cap.peak_rss_kib or time.monotonic() - started > cap.seconds
 
 
+@pytest.mark.scale  # about 25 s: run by `make test-scale`, with the kill -9 test
 def test_a_hundred_thousand_bot_events_cost_what_ordinary_traffic_costs(
     tmp_path, reference_policy_path
 ):
