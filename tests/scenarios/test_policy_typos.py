@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flows.demo import BUNDLED_POLICY
 from operators.policy_load import policy_warnings
-from tests.conftest import REFERENCE_POLICY, event_dict, write_jsonl
+from tests.conftest import FULL_POLICY, REFERENCE_POLICY, event_dict, write_jsonl
 from tests.scenarios.conftest import concierge
 
 GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
@@ -20,9 +20,8 @@ def misspelt(tmp_path, wrong: str, right: str, name: str = "typo.yaml"):
 
 
 def test_the_reference_policies_and_the_bundled_ones_have_no_warnings():
-    full = REFERENCE_POLICY.with_name("policy-full.yaml")
     bundled_full = BUNDLED_POLICY.with_name("policy_full.yaml")
-    for path in (REFERENCE_POLICY, full, BUNDLED_POLICY, bundled_full):
+    for path in (REFERENCE_POLICY, FULL_POLICY, BUNDLED_POLICY, bundled_full):
         assert policy_warnings(path.read_text(), str(path)) == [], path
 
 
