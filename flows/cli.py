@@ -17,7 +17,7 @@ from flows.terminal import guard_output
 from operators.durations import format_duration
 from operators.policy import Policy
 from operators.policy_limits import MAX_POLICY_BYTES
-from operators.policy_load import PolicyError, PolicyProblem, load_policy, policy_warnings
+from operators.policy_load import PolicyError, PolicyProblem, load_policy_warned
 from operators.timefmt import InvalidTimestamp, format_ms, parse_ms
 
 EXIT_OK = 0
@@ -47,8 +47,7 @@ def read_policy(path: str, strict: bool = False) -> Policy:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise CommandError(f"cannot read policy {path}: not UTF-8 text") from None
-    policy = load_policy(text, path)
-    warnings = policy_warnings(text, path)
+    policy, warnings = load_policy_warned(text, path)
     if strict and warnings:
         raise PolicyError(path, warnings)
     for warning in warnings:

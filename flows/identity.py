@@ -69,13 +69,17 @@ class GraphMismatch(RuntimeError):
     be decided with links it was not resolved through (or without links it was)."""
 
 
+RESTORE_BOTH = (
+    "restore --state-dir from the same moment as --recovery-dir (README, Runbook: "
+    "IdentityGraphMismatch), or move both aside to start afresh"
+)
+"""What to do about a :class:`GraphMismatch`."""
+
+
 def check_lineage(graph: IdentityGraph, sequence: int, lineage: str | None) -> None:
     """Raise :class:`GraphMismatch` unless ``graph`` can be rolled back to the snapshot that
     recorded operation ``sequence`` of the graph with token ``lineage``."""
-    advice = (
-        "restore --state-dir from the same moment as --recovery-dir (README, Runbook: "
-        "IdentityGraphMismatch), or move both aside to start afresh"
-    )
+    advice = RESTORE_BOTH
     if graph.sequence == 0 and sequence > 0:
         raise GraphMismatch(
             f"the identity graph under --state-dir is empty, but the snapshots were taken "
@@ -157,8 +161,7 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
                 raise GraphMismatch(
                     f"the identity graph under --state-dir is ahead of the snapshots past what "
                     f"it can undo ({err}; an older --recovery-dir beside a newer "
-                    "--state-dir): restore both from the same moment (README, Runbook: "
-                    "IdentityGraphMismatch), or move both aside to start afresh"
+                    f"--state-dir): {RESTORE_BOTH}"
                 ) from None
             if undone:
                 log.info(

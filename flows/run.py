@@ -216,7 +216,7 @@ def _run_dataflow(
     ends or is stopped; the exit code."""
     inputs = settings.input_topics()
     relied_on = inputs + settings.output_topics(policy)
-    resuming = all((recovery_dir / f"part-{n}.sqlite3").exists() for n in mine)
+    resuming = _has_partitions(recovery_dir, mine)
     try:
         wait_for_brokers(settings, connect_timeout)
         found = describe(settings, relied_on)
@@ -415,7 +415,7 @@ def _prepare_recovery(directory: Path, workers: int, processes: int, process_id:
     """
     directory.mkdir(parents=True, exist_ok=True)
     mine = range(process_id * workers, (process_id + 1) * workers)
-    if all((directory / f"part-{n}.sqlite3").exists() for n in mine):
+    if _has_partitions(directory, mine):
         return True
     with tempfile.TemporaryDirectory(prefix=".recovery-init-", dir=directory.parent) as staging:
         init_db_dir(Path(staging), workers * processes)
@@ -424,6 +424,11 @@ def _prepare_recovery(directory: Path, workers: int, processes: int, process_id:
             if not target.exists():
                 os.replace(Path(staging) / f"part-{n}.sqlite3", target)
     return False
+
+
+def _has_partitions(directory: Path, mine: range) -> bool:
+    """Whether this process's recovery partitions are all there (it resumes from them)."""
+    return all((directory / f"part-{n}.sqlite3").exists() for n in mine)
 
 
 def _request_stop(signum: int, frame: FrameType | None) -> None:

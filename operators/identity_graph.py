@@ -488,7 +488,7 @@ class IdentityGraph:
         profile = operation.follow(number)
         masks: dict[str, list[str]] = {}
         digests: dict[str, list[str]] = {}
-        for kind, digest, masked in operation.held(profile):
+        for _, kind, digest, masked in operation.held(profile):
             digests.setdefault(kind, []).append(digest)
             masks.setdefault(kind, []).append(masked)
         return {
@@ -595,13 +595,14 @@ class _Operation:
             raise RuntimeError(f"identity graph: {key!r} is missing")
         return raw
 
-    def held(self, profile: _Profile) -> Iterator[tuple[str, str, str]]:
-        """The values a live profile holds, as (kind, digest, masked), kind by kind in the
-        order they came."""
+    def held(self, profile: _Profile) -> Iterator[tuple[bytes, str, str, str]]:
+        """The values a live profile holds, as (key, kind, digest, masked), kind by kind in
+        the order they came."""
         for kind, count in profile.held.items():
             for index in range(count):
-                digest, masked = _held_of(self._stored(_held_key(profile.number, kind, index)))
-                yield kind, digest, masked
+                key = _held_key(profile.number, kind, index)
+                digest, masked = _held_of(self._stored(key))
+                yield key, kind, digest, masked
 
     def _hold(self, profile: _Profile, kind: str, value: bytes) -> None:
         """Give the profile one more value of ``kind`` (as :func:`_held_value` writes it)."""
@@ -620,13 +621,10 @@ class _Operation:
             members.append(self.follow_one(int(self._stored(key))))
             self.drop(key)
         held = []
-        for kind, count in root.held.items():
-            for index in range(count):
-                key = _held_key(root.number, kind, index)
-                digest, masked = _held_of(self._stored(key))
-                self.drop(_identifier_key(kind, digest))
-                self.drop(key)
-                held.append((kind, masked))
+        for key, kind, digest, masked in self.held(root):  # each read before it is dropped
+            self.drop(_identifier_key(kind, digest))
+            self.drop(key)
+            held.append((kind, masked))
         if root.seen is not None:
             self.drop(_seen_key(root.seen, root.number))
         for profile in (root, *members):

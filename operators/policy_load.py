@@ -67,6 +67,24 @@ def load_policy(text: str, source: str = "policy") -> Policy:
     The limits of :mod:`operators.policy_limits` are checked first, so a hostile file is
     refused before it costs anything.
     """
+    _, document = _checked(text, source)
+    return _compiled(text, document)
+
+
+def load_policy_warned(text: str, source: str = "policy") -> tuple[Policy, list[PolicyProblem]]:
+    """:func:`load_policy`, and what in the policy looks like a typo
+    (:mod:`operators.policy_typos`), each with its line."""
+    tree, document = _checked(text, source)
+    warnings = [
+        PolicyProblem(path, _line_of(tree, path), message)
+        for path, message in likely_typos(document)
+    ]
+    return _compiled(text, document), warnings
+
+
+def _checked(text: str, source: str) -> tuple[Any, dict[str, Any]]:
+    """The YAML tree of policy ``text`` and the document it holds; raise
+    :class:`PolicyError` naming every problem."""
     tree = None
     try:
         check_text(text)
@@ -89,19 +107,12 @@ def load_policy(text: str, source: str = "policy") -> Policy:
     if problems:
         problems.sort(key=lambda p: (p.line if p.line is not None else 0, str(p.path)))
         raise PolicyError(source, problems)
+    return tree, document
 
+
+def _compiled(text: str, document: dict[str, Any]) -> Policy:
     version = document.get("version") or "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:12]
     return compile_policy(document, version)
-
-
-def policy_warnings(text: str, source: str = "policy") -> list[PolicyProblem]:
-    """What in a valid policy ``text`` looks like a typo (:mod:`operators.policy_typos`),
-    each with its line."""
-    tree = _parse(text, source)
-    return [
-        PolicyProblem(path, _line_of(tree, path), message)
-        for path, message in likely_typos(plain(tree))
-    ]
 
 
 def _parse(text: str, source: str) -> Any:

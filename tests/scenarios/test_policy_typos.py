@@ -4,7 +4,7 @@ like a typo and what it may have meant (operators/policy_typos.py)."""
 from __future__ import annotations
 
 from flows.demo import BUNDLED_POLICY
-from operators.policy_load import policy_warnings
+from operators.policy_load import load_policy_warned
 from tests.conftest import FULL_POLICY, REFERENCE_POLICY, event_dict, write_jsonl
 from tests.scenarios.conftest import concierge
 
@@ -22,7 +22,7 @@ def misspelt(tmp_path, wrong: str, right: str, name: str = "typo.yaml"):
 def test_the_reference_policies_and_the_bundled_ones_have_no_warnings():
     bundled_full = BUNDLED_POLICY.with_name("policy_full.yaml")
     for path in (REFERENCE_POLICY, FULL_POLICY, BUNDLED_POLICY, bundled_full):
-        assert policy_warnings(path.read_text(), str(path)) == [], path
+        assert load_policy_warned(path.read_text(), str(path))[1] == [], path
 
 
 def test_a_misspelt_consent_purpose_and_event_type_are_named_with_what_was_meant(tmp_path):
@@ -45,9 +45,9 @@ def test_a_name_used_twice_or_unlike_any_other_is_no_typo(tmp_path):
     text = text.replace("unless: purchase", "unless: basket_closed")
     path = tmp_path / "own-names.yaml"
     path.write_text(text)
-    assert policy_warnings(path.read_text()) == []
+    assert load_policy_warned(path.read_text())[1] == []
     twice = REFERENCE_POLICY.read_text().replace("consent: marketing", "consent: marketting")
-    assert policy_warnings(twice) == []  # every action says it: a purpose of its own
+    assert load_policy_warned(twice)[1] == []  # every action says it: a purpose of its own
 
 
 def test_replay_says_so_too_where_the_summary_would_not(tmp_path, replay):
