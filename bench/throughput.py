@@ -83,10 +83,10 @@ from flows.broker import EmbeddedBroker
 from flows.generator import Generator
 from flows.kafka_config import KafkaSettings, ensure_topics
 from operators.ingest import Ingestor
-from operators.model import DeadLetter, Event, Origin
-from operators.policy import Policy
-from operators.policy_load import load_policy
-from operators.timefmt import format_ms
+from operators.model.records import DeadLetter, Event, Origin
+from operators.model.timefmt import format_ms
+from operators.policy.compiled import Policy
+from operators.policy.load import load_policy
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_POLICY = REPO.parent / "shared/spec/reference/policy.yaml"

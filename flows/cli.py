@@ -14,11 +14,11 @@ from typing import Any
 
 import schemas
 from flows.terminal import guard_output
-from operators.durations import format_duration
-from operators.policy import Policy
-from operators.policy_limits import MAX_POLICY_BYTES
-from operators.policy_load import PolicyError, PolicyProblem, load_policy_warned
-from operators.timefmt import InvalidTimestamp, format_ms, parse_ms
+from operators.model.durations import format_duration
+from operators.model.timefmt import InvalidTimestamp, format_ms, parse_ms
+from operators.policy.compiled import Policy
+from operators.policy.limits import MAX_POLICY_BYTES
+from operators.policy.load import PolicyError, PolicyProblem, load_policy_warned
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -241,7 +241,7 @@ def _check_writable(out: Path) -> None:
 def _identity(args: argparse.Namespace) -> int:
     from flows.identity_store import ProfileQueryError, find_profile
     from flows.keys import IDENTITY_KEY, SecretError, load_key
-    from operators.identifiers import IdentifierRules, IdentityKey
+    from operators.model.identifiers import IdentifierRules, IdentityKey
 
     state_dir = Path(args.state_dir)
     try:

@@ -23,8 +23,8 @@ from flows.generator import Generator, producer_key
 from flows.kafka_config import KafkaSettings, ensure_topics
 from flows.measure import count_conversions, lift_by_action, lift_table
 from flows.run import run
-from operators.policy import Policy
-from operators.policy_load import load_policy
+from operators.policy.compiled import Policy
+from operators.policy.load import load_policy
 
 REFERENCE_POLICY = Path(__file__).resolve().parents[2] / "shared/spec/reference/policy.yaml"
 BUNDLED_POLICY = Path(__file__).resolve().parent / "demo_policy.yaml"

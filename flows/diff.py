@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from operators.timefmt import parse_ms
+from operators.model.timefmt import parse_ms
 
 NONE = "-"
 """How a decision without a rule is counted and shown."""

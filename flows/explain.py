@@ -22,15 +22,14 @@ import orjson
 from flows.identity_store import ProfileQueryError, find_profile
 from flows.keys import with_keys
 from flows.replay import IDENTITY_DIR, STDIN_NAME, open_events
-from operators.action_ids import customer_of_action_id
-from operators.durations import format_duration
-from operators.identity import is_canonical_id
+from operators.identity.ids import is_canonical_id
 from operators.ingest import Ingestor
-from operators.model import Event, Origin
-from operators.policy import Policy
-from operators.policy_load import PolicyError, load_policy
-from operators.timefmt import format_ms, parse_ms
-from operators.timezones import zone
+from operators.model.action_ids import customer_of_action_id
+from operators.model.durations import format_duration
+from operators.model.records import Event, Origin
+from operators.model.timefmt import format_ms, parse_ms, zone
+from operators.policy.compiled import Policy
+from operators.policy.load import PolicyError, load_policy
 
 RANK = {
     "event": 0,

@@ -2,7 +2,7 @@
 
 It writes one ``erasure_requested`` event naming the identifiers it is given, as a producer
 would, and says where it went. The flow erases the person when it reads the event (see
-:meth:`operators.identity_graph.IdentityGraph.erase`) and writes one ``erased`` audit record.
+:meth:`operators.identity.graph.IdentityGraph.erase`) and writes one ``erased`` audit record.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from flows.kafka_config import (
     client_properties,
     wait_for_brokers,
 )
-from operators.identifiers import (
+from operators.model.identifiers import (
     KNOWN_IDENTIFIERS,
     UNKEYED_IDENTITY,
     IdentifierRules,
@@ -32,8 +32,8 @@ from operators.identifiers import (
     mask,
     normalise,
 )
-from operators.model import ERASURE
-from operators.timefmt import format_ms
+from operators.model.records import ERASURE
+from operators.model.timefmt import format_ms
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

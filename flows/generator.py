@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from operators.timefmt import format_ms, parse_ms
+from operators.model.timefmt import format_ms, parse_ms
 
 START = "2026-11-16T06:00:00Z"
 TIMEZONES = ("Europe/Madrid", "Europe/London", "Europe/Berlin", "America/New_York", "Asia/Tokyo")

@@ -31,18 +31,18 @@ from flows.health import Readiness
 from flows.journey import wall_clock_ms
 from flows.kafka_config import CLIENT_LOG, KafkaSettings
 from flows.progress import FrontierMark, InputFrontier
-from operators.alignment import NEVER, Progress
-from operators.handover import Transfer
+from operators.identity.alignment import NEVER, Progress
 from operators.ingest import ClockState, Ingestor
-from operators.model import DeadLetter, Event, Origin
-from operators.policy import Policy
-from operators.records import (
+from operators.model.encoding import (
     DEAD_LETTERS,
     TRANSFERS,
     OutRecord,
     decode_transfer,
     replacement_for_too_large,
 )
+from operators.model.handover import Transfer
+from operators.model.records import DeadLetter, Event, Origin
+from operators.policy.compiled import Policy
 
 log = logging.getLogger("concierge.kafka")
 
@@ -50,7 +50,7 @@ CONSUME_BATCH = 1000
 IDLE_POLL = timedelta(milliseconds=10)
 PROGRESS_EVERY_S = 0.25
 """A partition says how far it has read at least this often, changed or not: the identity
-step takes a long silence for a stalled process (operators.alignment.STALE_AFTER_MS)."""
+step takes a long silence for a stalled process (operators.identity.alignment.STALE_AFTER_MS)."""
 FLUSH_TIMEOUT_S = 30.0
 
 STOP = threading.Event()

@@ -18,8 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from operators.model import DEFAULT_MESSAGE_MAX_BYTES
-from operators.records import (
+from operators.model.encoding import (
     ACTIONS_PREFIX,
     AUDIT,
     CONVERSIONS,
@@ -28,9 +27,10 @@ from operators.records import (
     FRONTIER,
     TRANSFERS,
 )
+from operators.model.records import DEFAULT_MESSAGE_MAX_BYTES
 
 if TYPE_CHECKING:
-    from operators.policy import Policy
+    from operators.policy.compiled import Policy
 
 log = logging.getLogger("concierge.kafka")
 CLIENT_LOG = logging.getLogger("concierge.librdkafka")

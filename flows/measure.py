@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from operators.lift import lift, percentiles
-from operators.policy import Policy
+from operators.measurement.lift import lift, percentiles
+from operators.policy.compiled import Policy
 
 MEASURED_OUTCOMES = ("sent", "held_out")
 
@@ -65,7 +65,7 @@ def count_conversions(
 
 
 def lift_by_action(by_customer: Counts) -> dict[str, dict[str, Any]]:
-    """The lift of each action, over customers (see :mod:`operators.lift`)."""
+    """The lift of each action, over customers (see :mod:`operators.measurement.lift`)."""
     return {
         action: lift(c["sent"], c["sent_converted"], c["held_out"], c["held_out_converted"])
         for action, c in by_customer.items()

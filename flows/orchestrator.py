@@ -33,19 +33,11 @@ from flows.metrics import (
     RECORDS_OUT,
 )
 from flows.progress import FrontierMark
-from operators.alignment import Progress
-from operators.handover import Transfer
-from operators.model import (
-    DEFAULT_MESSAGE_MAX_BYTES,
-    Action,
-    Conversion,
-    DeadLetter,
-    Event,
-    Outcome,
-)
-from operators.records import AUDIT as AUDIT_STREAM
-from operators.records import DEAD_LETTERS as DEAD_LETTER_STREAM
-from operators.records import (
+from operators.identity.alignment import Progress
+from operators.identity.resolution import ForAudit, ForCustomer
+from operators.model.encoding import AUDIT as AUDIT_STREAM
+from operators.model.encoding import DEAD_LETTERS as DEAD_LETTER_STREAM
+from operators.model.encoding import (
     FRONTIER,
     Order,
     OutRecord,
@@ -54,7 +46,15 @@ from operators.records import (
     encode_dead_letter,
     encode_transfer,
 )
-from operators.resolution import ForAudit, ForCustomer
+from operators.model.handover import Transfer
+from operators.model.records import (
+    DEFAULT_MESSAGE_MAX_BYTES,
+    Action,
+    Conversion,
+    DeadLetter,
+    Event,
+    Outcome,
+)
 
 FLOW_ID = "concierge"
 

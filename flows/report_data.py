@@ -18,10 +18,9 @@ import orjson
 
 from flows import measure
 from flows.explain import ExplainError, replayed_policy, replayed_zones, zone_at
-from operators.policy import Policy
-from operators.quiet_hours import quiet_until
-from operators.timefmt import parse_ms
-from operators.timezones import zone
+from operators.decisions.quiet_hours import quiet_until
+from operators.model.timefmt import parse_ms, zone
+from operators.policy.compiled import Policy
 
 WEEK_MS = 7 * 24 * 3_600_000
 HOUR_MS = 3_600_000

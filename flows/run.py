@@ -41,8 +41,8 @@ from flows.snapshots import (
     resume_epoch,
 )
 from flows.topics import TopicProblem, check_identity, check_layout, check_present, describe
-from operators.identity_graph import GraphError
-from operators.policy import Policy
+from operators.identity.graph import GraphError
+from operators.policy.compiled import Policy
 
 log = logging.getLogger("concierge.run")
 

@@ -6,9 +6,9 @@ from prometheus_client import REGISTRY
 from flows import package_version
 from flows.journey import JourneyConfig, JourneyLogic
 from flows.metrics import declare_build, declare_labels, held_back_rules
-from operators.model import DeadLetterReason, Decision, Outcome
-from operators.policy_load import load_policy
-from operators.resolution import ForCustomer
+from operators.identity.resolution import ForCustomer
+from operators.model.records import DeadLetterReason, Decision, Outcome
+from operators.policy.load import load_policy
 from tests.conftest import FULL_POLICY
 from tests.flows.test_journey_step import generated_customers
 

@@ -10,8 +10,8 @@ import pytest
 from flows.generator import Generator
 from flows.kafka import FrontierReader
 from flows.progress import FrontierMark, InputFrontier
-from operators.alignment import NEVER
-from operators.identity import canonical_id
+from operators.identity.alignment import NEVER
+from operators.identity.ids import canonical_id
 from tests.conftest import event_dict
 from tests.integration.conftest import afternoon_zone, stamp, wait_for
 

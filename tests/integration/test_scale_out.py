@@ -16,7 +16,7 @@ from confluent_kafka import Producer
 from flows.broker import free_port
 from flows.generator import Generator
 from flows.generator import producer_key as generated_key
-from operators.identity import canonical_id
+from operators.identity.ids import canonical_id
 from tests.integration.conftest import QUIET, Topics, afternoon_zone, stamp, wait_for
 from tests.integration.test_kafka_flow import recent_stream, replay_prediction
 

@@ -196,7 +196,7 @@ def test_a_time_zone_naming_a_folder_is_exit_2_naming_the_field(
 
 
 def test_a_billion_laughs_policy_is_refused_quickly(tmp_path):
-    from tests.unit.test_policy_limits import billion_laughs
+    from tests.unit.policy.test_limits import billion_laughs
 
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text(billion_laughs())

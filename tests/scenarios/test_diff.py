@@ -9,7 +9,7 @@ from tests.conftest import write_jsonl
 from tests.measurement import measured_policy_text
 from tests.scenarios.conftest import concierge
 from tests.scenarios.test_eligibility import NUDGE_DAYS, browsing
-from tests.unit.test_fatigue import SECTION as FATIGUE
+from tests.unit.decisions.test_fatigue import SECTION as FATIGUE
 
 
 def _story():

@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from flows.generator import Generator
-from operators.identity import canonical_id
-from operators.timefmt import format_ms, parse_ms
+from operators.identity.ids import canonical_id
+from operators.model.timefmt import format_ms, parse_ms
 from tests.conftest import write_jsonl
 from tests.scenarios.conftest import CONCIERGE, concierge
 
