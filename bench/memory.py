@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from throughput import ConciergeProcess, concierge_topics, preload
 
-from flows.broker import EmbeddedBroker, free_port
+from flows.kafka.broker import EmbeddedBroker, free_port
 from operators.model.timefmt import format_ms
 from operators.policy.load import load_policy
 

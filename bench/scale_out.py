@@ -30,10 +30,10 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from flows.broker import EmbeddedBroker, free_port
-from flows.generator import Generator, producer_key
+from flows.commands.generator import Generator, producer_key
 from flows.identity import IdentityConfig, IdentityLogic
-from flows.kafka_config import KafkaSettings, ensure_topics
+from flows.kafka.broker import EmbeddedBroker, free_port
+from flows.kafka.config import KafkaSettings, ensure_topics
 from flows.progress import InputFrontier
 from operators.identity.alignment import Progress
 from operators.identity.graph import DictStore

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flows.generator import Generator
+from flows.commands.generator import Generator
 from flows.identity import IdentityConfig, IdentityLogic
 from flows.journey import JourneyConfig, JourneyLogic
 from flows.orchestrator import _emit

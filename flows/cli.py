@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import schemas
-from flows.terminal import guard_output
+from flows.commands.terminal import guard_output
 from operators.model.durations import format_duration
 from operators.model.timefmt import InvalidTimestamp, format_ms, parse_ms
 from operators.policy.compiled import Policy
@@ -297,7 +297,7 @@ def _shown_profile(found: dict[str, Any]) -> dict[str, Any]:
 
 
 def _lift(args: argparse.Namespace) -> int:
-    from flows.measure import lift_table
+    from flows.commands.measure import lift_table
 
     path = Path(args.replay) / "summary.json"
     try:
@@ -320,7 +320,7 @@ def _lift(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from flows.explain import ExplainError, NotFound, explain, render
+    from flows.commands.explain import ExplainError, NotFound, explain, render
 
     events = None
     if args.events is not None:
@@ -339,8 +339,8 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from flows.report import is_report, write_report
-    from flows.report_data import ReportError, read_run
+    from flows.commands.report import is_report, write_report
+    from flows.commands.report_data import ReportError, read_run
 
     dirs = [Path(args.replay)]
     if args.compare:  # the other run is the baseline: left, and the change is from it
@@ -364,7 +364,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from flows.diff import DiffError, compare, read_replay, render
+    from flows.commands.diff import DiffError, compare, read_replay, render
 
     try:
         before = read_replay(Path(args.before))
@@ -380,7 +380,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from flows.run import run_from_args
+    from flows.kafka.run import run_from_args
     from flows.runtime import start_trimming, tune_gc
 
     policy = read_policy(args.policy)
@@ -393,7 +393,7 @@ def _broker(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from flows.broker import EmbeddedBroker, port_is_free
+    from flows.kafka.broker import EmbeddedBroker, port_is_free
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -428,13 +428,13 @@ def _broker(args: argparse.Namespace) -> int:
 
 
 def _forget(args: argparse.Namespace) -> int:
-    from flows.forget import forget_from_args
+    from flows.commands.forget import forget_from_args
 
     return forget_from_args(args)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from flows.demo import run_demo
+    from flows.commands.demo import run_demo
 
     return run_demo(args)
 
@@ -664,7 +664,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
     """Where the cluster is and how to reach it, as for ``concierge run``."""
-    from flows.kafka_config import DEFAULT_PREFIX, ENV_BROKERS, ENV_PREFIX
+    from flows.kafka.config import DEFAULT_PREFIX, ENV_BROKERS, ENV_PREFIX
 
     parser.add_argument(
         "--brokers",

@@ -1,5 +1,5 @@
 """Prometheus metrics: one registry per process, served on ``--metrics-port`` (by
-:mod:`flows.health`)."""
+:mod:`flows.kafka.health`)."""
 
 from __future__ import annotations
 

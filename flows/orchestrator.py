@@ -1,6 +1,6 @@
 """The Concierge dataflow, in stage order: ingest -> identity -> context -> decide -> emit.
 
-Sources and sinks are the edges; :mod:`flows.replay` and :mod:`flows.kafka`
+Sources and sinks are the edges; :mod:`flows.replay` and :mod:`flows.kafka.connectors`
 plug theirs in, so replay and Kafka mode run this same flow.
 """
 
@@ -80,7 +80,7 @@ def build_flow(
     flow = Dataflow(FLOW_ID)
 
     # 1. Ingest and validate: the source's partitions parse each record into an
-    #    event or a dead letter (see flows.replay / flows.kafka), and say how far they
+    #    event or a dead letter (see flows.replay / flows.kafka.connectors), and say how far they
     #    have read. Transfers come back in through the source too: the loop that
     #    carries merged contexts.
     ingested = op.input("ingest", flow, source)

@@ -5,7 +5,7 @@ The identity step sees every input partition (each sends its progress with its e
 input has got. It says so in a :class:`FrontierMark`: in replay straight into this
 process's :class:`InputFrontier`; in Kafka mode through the internal topic
 ``<prefix>frontier``, which a reader in every process applies
-(:class:`flows.kafka.FrontierReader`).
+(:class:`flows.kafka.connectors.FrontierReader`).
 
 - :attr:`InputFrontier.settled` holds wall-clock timers back: a timer fires only once no
   partition of the cluster is still behind its due time. If the identity step's owner is

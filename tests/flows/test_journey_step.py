@@ -89,7 +89,7 @@ def test_a_snapshot_from_another_version_is_refused_with_a_clear_error(policy):
 
 def generated_customers(policy, customers=40, events=3000):
     """Generated events, resolved to customers the way the identity step would."""
-    from flows.generator import Generator
+    from flows.commands.generator import Generator
     from operators.ingest import Ingestor
     from operators.model.records import Event, Origin
 

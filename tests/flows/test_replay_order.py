@@ -7,7 +7,7 @@ import random
 import orjson
 
 from flows import replay as replay_module
-from flows.generator import Generator
+from flows.commands.generator import Generator
 
 UNTIL = 2_000_000_000_000
 

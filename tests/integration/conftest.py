@@ -20,8 +20,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from flows.broker import EmbeddedBroker, free_port
-from flows.kafka_config import KafkaSettings, ensure_topics
+from flows.kafka.broker import EmbeddedBroker, free_port
+from flows.kafka.config import KafkaSettings, ensure_topics
 from operators.identity.ids import resolve_customer
 from operators.model.identifiers import UNKEYED_IDENTITY, IdentifierRules, identify_all
 from operators.model.records import Event

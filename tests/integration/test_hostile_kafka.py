@@ -13,7 +13,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from flows.broker import EmbeddedBroker
+from flows.kafka.broker import EmbeddedBroker
 from operators.identity.ids import canonical_id
 from operators.model.records import dead_letter_bound
 from tests.conftest import event_dict

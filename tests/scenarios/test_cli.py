@@ -79,7 +79,7 @@ def test_run_without_brokers_says_how_to_give_them(reference_policy_path):
 
 
 def test_an_unreachable_broker_is_retried_then_one_clear_line(reference_policy_path, tmp_path):
-    from flows.broker import free_port
+    from flows.kafka.broker import free_port
 
     done = concierge(
         "run",

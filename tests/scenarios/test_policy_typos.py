@@ -3,7 +3,7 @@ like a typo and what it may have meant (operators/policy/typos.py)."""
 
 from __future__ import annotations
 
-from flows.demo import BUNDLED_POLICY
+from flows.commands.demo import BUNDLED_POLICY
 from operators.policy.load import load_policy_warned
 from tests.conftest import FULL_POLICY, REFERENCE_POLICY, event_dict, write_jsonl
 from tests.scenarios.conftest import concierge

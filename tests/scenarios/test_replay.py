@@ -8,7 +8,7 @@ import jsonschema
 import orjson
 
 import schemas
-from flows.generator import Generator
+from flows.commands.generator import Generator
 from flows.identity_store import RocksStore
 from tests.conftest import event_dict, write_jsonl
 

@@ -24,8 +24,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).parents[3]))
 
-from flows.broker import EmbeddedBroker
-from flows.generator import Generator
+from flows.commands.generator import Generator
+from flows.kafka.broker import EmbeddedBroker
 from tests.conftest import FULL_POLICY
 from tests.integration.conftest import CONCIERGE, Topics, _default_key
 

@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use("svg")
 from matplotlib.figure import Figure
 
-from flows.report_data import DELAY_BINS, DELAY_LAST, EXEMPT, HELD, Run
+from flows.commands.report_data import DELAY_BINS, DELAY_LAST, EXEMPT, HELD, Run
 
 matplotlib.rcParams.update(
     {

@@ -24,7 +24,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
-from flows.kafka_config import KafkaSettings
+from flows.kafka.config import KafkaSettings
 
 REMEMBERED = "input-topics.json"
 """Under ``--recovery-dir``: the input topics the snapshots there were taken from."""

@@ -18,17 +18,17 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from flows import metrics
-from flows.broker import EmbeddedBroker, free_port
-from flows.generator import Generator, producer_key
-from flows.kafka_config import KafkaSettings, ensure_topics
-from flows.measure import count_conversions, lift_by_action, lift_table
-from flows.run import run
+from flows.commands.generator import Generator, producer_key
+from flows.commands.measure import count_conversions, lift_by_action, lift_table
+from flows.kafka.broker import EmbeddedBroker, free_port
+from flows.kafka.config import KafkaSettings, ensure_topics
+from flows.kafka.run import run
 from operators.policy.compiled import Policy
 from operators.policy.load import load_policy
 
-REFERENCE_POLICY = Path(__file__).resolve().parents[2] / "shared/spec/reference/policy.yaml"
-BUNDLED_POLICY = Path(__file__).resolve().parent / "demo_policy.yaml"
-MEASUREMENT = Path(__file__).resolve().parent / "demo_measurement.yaml"
+REFERENCE_POLICY = Path(__file__).resolve().parents[3] / "shared/spec/reference/policy.yaml"
+BUNDLED_POLICY = Path(__file__).resolve().parents[1] / "demo_policy.yaml"
+MEASUREMENT = Path(__file__).resolve().parents[1] / "demo_measurement.yaml"
 LOOPBACK = "127.0.0.1"
 """The demo serves its metrics to this machine only, like its broker."""
 

@@ -1,5 +1,5 @@
-"""The HTTP endpoint (flows/health.py): /metrics, /healthz and /readyz apart, 404 for the rest,
-and what makes a process ready."""
+"""The HTTP endpoint (flows/kafka/health.py): /metrics, /healthz and /readyz apart, 404 for
+the rest, and what makes a process ready."""
 
 import socket
 import threading
@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 import flows.metrics  # noqa: F401  (registers the flow's metrics)
-from flows.health import Readiness, serve
+from flows.kafka.health import Readiness, serve
 
 
 def get(port, path, host="127.0.0.1"):

@@ -16,12 +16,12 @@ from types import FrameType
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from flows import health, logs, metrics, package_version
+from flows import logs, metrics, package_version
 from flows.identity import GraphMismatch, IdentityConfig
 from flows.identity_store import RocksStore, check_graph
 from flows.journey import PACK_IDLE_MS, JourneyConfig, wall_clock_ms
-from flows.kafka import STOP, FrontierReader, KafkaEventSource, KafkaRecordSink, partitions_of
-from flows.kafka_config import (
+from flows.kafka import health
+from flows.kafka.config import (
     ENV_BROKERS,
     KafkaSettings,
     check_settings,
@@ -29,9 +29,14 @@ from flows.kafka_config import (
     ensure_topics,
     wait_for_brokers,
 )
-from flows.keys import ACTION_KEY, IDENTITY_KEY, SecretError, with_keys
-from flows.orchestrator import build_flow
-from flows.snapshots import (
+from flows.kafka.connectors import (
+    STOP,
+    FrontierReader,
+    KafkaEventSource,
+    KafkaRecordSink,
+    partitions_of,
+)
+from flows.kafka.snapshots import (
     Damage,
     SnapshotWatch,
     Unknowable,
@@ -40,7 +45,9 @@ from flows.snapshots import (
     purge_forgotten,
     resume_epoch,
 )
-from flows.topics import TopicProblem, check_identity, check_layout, check_present, describe
+from flows.kafka.topics import TopicProblem, check_identity, check_layout, check_present, describe
+from flows.keys import ACTION_KEY, IDENTITY_KEY, SecretError, with_keys
+from flows.orchestrator import build_flow
 from operators.identity.graph import GraphError
 from operators.policy.compiled import Policy
 
@@ -371,7 +378,7 @@ class _GraphStore:
 
 def _drop_unfinished(directory: Path, mine: range) -> None:
     """Leave out what a killed run wrote for an epoch it did not finish (see
-    :func:`flows.snapshots.drop_unfinished`)."""
+    :func:`flows.kafka.snapshots.drop_unfinished`)."""
     try:
         resume_at = resume_epoch(directory)
     except Unknowable:
@@ -411,7 +418,7 @@ def _prepare_recovery(directory: Path, workers: int, processes: int, process_id:
 
     Before this process's dataflow, and with Bytewax's own SQLite (``init_db_dir``, which
     closes what it opens): nothing here is the second copy of SQLite that
-    :mod:`flows.snapshots` warns of.
+    :mod:`flows.kafka.snapshots` warns of.
     """
     directory.mkdir(parents=True, exist_ok=True)
     mine = range(process_id * workers, (process_id + 1) * workers)

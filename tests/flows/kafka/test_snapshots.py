@@ -1,4 +1,4 @@
-"""This process's recovery partitions (flows/snapshots.py): the snapshot age from the commits
+"""This process's recovery partitions (flows/kafka/snapshots.py): the snapshot age from the commits
 Bytewax records, read by a child process; the check for a damaged partition."""
 
 import os
@@ -18,7 +18,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from flows.snapshots import (
+from flows.kafka.snapshots import (
     SnapshotWatch,
     Unknowable,
     check_partitions,
@@ -123,7 +123,7 @@ def test_the_child_goes_when_its_parent_is_killed(tmp_path):
                 f"""
                 import time
                 from pathlib import Path
-                from flows.snapshots import SnapshotWatch
+                from flows.kafka.snapshots import SnapshotWatch
                 watch = SnapshotWatch(Path({str(tmp_path)!r}), range(1)).start()
                 print(watch._reader.pid, flush=True)
                 time.sleep(60)

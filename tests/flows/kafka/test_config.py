@@ -1,8 +1,8 @@
-"""Kafka client settings from flags and environment (flows/kafka_config.py, the edge)."""
+"""Kafka client settings from flags and environment (flows/kafka/config.py, the edge)."""
 
 import pytest
 
-from flows.kafka_config import KafkaSettings, client_properties
+from flows.kafka.config import KafkaSettings, client_properties
 
 
 def test_flags_override_environment_and_keep_every_property():
@@ -54,7 +54,7 @@ def test_environment_names_map_underscores_and_skip_what_is_not_a_property():
 
 
 def test_each_process_creates_its_own_share_of_the_recovery_partitions(tmp_path):
-    from flows.run import _prepare_recovery
+    from flows.kafka.run import _prepare_recovery
 
     own, shared = tmp_path / "pod-1", tmp_path / "shared"
     _prepare_recovery(own, workers=2, processes=3, process_id=1)

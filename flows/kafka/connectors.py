@@ -1,5 +1,5 @@
 """Kafka mode's edge: the input source and the output sink (settings are in
-:mod:`flows.kafka_config`)."""
+:mod:`flows.kafka.config`)."""
 
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
 from flows import metrics
-from flows.health import Readiness
 from flows.journey import wall_clock_ms
-from flows.kafka_config import CLIENT_LOG, KafkaSettings
+from flows.kafka.config import CLIENT_LOG, KafkaSettings
+from flows.kafka.health import Readiness
 from flows.progress import FrontierMark, InputFrontier
 from operators.identity.alignment import NEVER, Progress
 from operators.ingest import ClockState, Ingestor

@@ -86,7 +86,7 @@ class SnapshotWatch:
     def start(self) -> SnapshotWatch:
         """Start the child that reads the commits, and a thread that takes its readings."""
         self._reader = subprocess.Popen(
-            [sys.executable, "-m", "flows.snapshots", *map(str, self._paths)],
+            [sys.executable, "-m", "flows.kafka.snapshots", *map(str, self._paths)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -180,7 +180,7 @@ class Damage:
 def check_partitions(directory: Path, parts: Iterable[int]) -> list[Damage]:
     """SQLite's ``quick_check`` of each of this process's partitions that exists.
 
-    Only before this process's dataflow starts (the module's note): :mod:`flows.run` calls
+    Only before this process's dataflow starts (the module's note): :mod:`flows.kafka.run` calls
     it before ``cli_main``, and nothing of Bytewax's in this process has opened a partition
     by then (``init_db_dir``, which has, closed them).
     """
@@ -273,7 +273,7 @@ def purge_forgotten(directory: Path, parts: range) -> int:
     before). How many rows went.
 
     Only while no dataflow of this process has the files open (the module's note):
-    :mod:`flows.run` calls it before ``cli_main`` and after ``cli_main`` has returned, when
+    :mod:`flows.kafka.run` calls it before ``cli_main`` and after ``cli_main`` has returned, when
     every worker thread has ended and dropped its connections; not after an interrupt, which
     ``cli_main`` raises before a cluster's worker threads have ended.
     """

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, Message, Producer
 
-from flows.kafka_config import (
+from flows.kafka.config import (
     ENV_BROKERS,
     KafkaSettings,
     check_settings,

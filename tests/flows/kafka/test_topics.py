@@ -1,10 +1,10 @@
-"""The topics run relies on (flows/topics.py): their layout, and the input topics'
+"""The topics run relies on (flows/kafka/topics.py): their layout, and the input topics'
 identity kept beside the snapshots."""
 
 import pytest
 
-from flows.kafka_config import KafkaSettings
-from flows.topics import (
+from flows.kafka.config import KafkaSettings
+from flows.kafka.topics import (
     REMEMBERED,
     Topic,
     TopicProblem,
