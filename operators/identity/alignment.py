@@ -190,7 +190,8 @@ class Aligner:
 
     def snapshot(self) -> tuple[list[Event], dict[str, tuple[int | None, bool]], int]:
         """What the recovery snapshot keeps: the waiting events in order, each partition's
-        clock and end, and the latest time released (idle timings start again)."""
+        clock and end, and the latest time released (idle timings start again). A restore
+        reads the ends of releases before 0.8.0 and leaves them out: see :meth:`restore`."""
         events = [entry[4] for entry in sorted(self._heap)]
         parts = {name: (part.clock, part.ended) for name, part in self._parts.items()}
         return events, parts, self.released_until
@@ -205,8 +206,12 @@ class Aligner:
     ) -> Aligner:
         events, marks, released_until = snapshot
         aligner = cls(parts, max_idle_ms)
-        for name, (clock, ended) in marks.items():
-            aligner.progress(Progress(name, clock, caught_up=False, ended=ended), now)
+        for name, (clock, _) in marks.items():
+            # A partition that ended in the run before (``--stop-at-end``) is read again by
+            # this one, and whether it ends is this run's to say: restored as ended, it would
+            # never be waited for again, and input written since would be resolved in the
+            # order it is read rather than in event time.
+            aligner.progress(Progress(name, clock, caught_up=False, ended=False), now)
         for event in events:
             aligner.add(event, now)
         aligner.released_until = released_until

@@ -132,6 +132,23 @@ def test_a_snapshot_keeps_the_waiting_events_and_the_partitions_clocks():
     assert ids(restored.release(0)) == ["b5"]
 
 
+def test_partitions_that_ended_in_the_run_before_are_waited_for_again_after_a_restore():
+    """``run --stop-at-end`` stops with every partition ended; the run that resumes from its
+    snapshot reads input written since, which must still go in event-time order."""
+    aligner = Aligner(["a", "b"], IDLE)
+    read(aligner, "a", event(1, "a1"))
+    read(aligner, "b", event(2, "b2"))
+    for part in ("a", "b"):
+        aligner.progress(Progress(part, None, caught_up=True, ended=True), 0)
+    assert ids(aligner.release(0)) == ["a1", "b2"] and aligner.ended
+    restored = Aligner.restore(aligner.snapshot(), ["a", "b"], IDLE, now=0)
+    assert not restored.ended
+    read(restored, "a", event(5, "a5"), event(9, "a9"))
+    assert restored.release(0) == [], "b has not read past 5 in this run yet"
+    read(restored, "b", event(6, "b6"))
+    assert ids(restored.release(0)) == ["a5"]
+
+
 def test_a_caught_up_partition_that_falls_silent_is_waited_for_again():
     """Its process stalled: that it said it was caught up is old news."""
     from operators.identity.alignment import STALE_AFTER_MS
