@@ -20,7 +20,7 @@ from typing import IO
 
 from flows.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from flows.generator import MINUTES_BETWEEN_SESSIONS, Generator, minutes_between_sessions
-from flows.terminal import stderr_is_a_terminal
+from flows.terminal import counted, stderr_is_a_terminal
 from operators.timefmt import format_ms
 
 STDOUT = "-"
@@ -50,8 +50,8 @@ def generate_from_args(args: argparse.Namespace) -> int:
         print(f"concierge generate: writing {name} failed: {err.strerror or err}", file=sys.stderr)
         return EXIT_FAILED
     print(
-        f"wrote {args.events:,} events ({generator.broken:,} broken) from "
-        f"{args.customers:,} customers, {_span(generator)}, to {name}",
+        f"wrote {counted(args.events, 'event')} ({generator.broken:,} broken) from "
+        f"{counted(args.customers, 'customer')}, {_span(generator)}, to {name}",
         file=sys.stderr,
     )
     return EXIT_OK

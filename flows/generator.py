@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from operators.action_ids import customer_of_action_id
 from operators.timefmt import format_ms, parse_ms
 
 START = "2026-11-16T06:00:00Z"
@@ -59,12 +60,18 @@ the device, the till the loyalty card, the contact centre the phone, a login the
 
 def producer_key(raw: bytes) -> bytes | None:
     """The key a producer would give this record: one person's events are spread over
-    partitions, as in production. None for a record that is not a JSON object or carries
-    no identifier (it is still written: the flow dead-letters it)."""
+    partitions, as in production. Feedback, which carries no identifiers, is keyed by the
+    customer its ``action_id`` names (the key of the action it is about). None for a record
+    that is not a JSON object or names nobody: it is still written, and the flow
+    dead-letters it."""
     try:
-        identifiers = orjson.loads(raw).get("identifiers")
-        return next(str(identifiers[k]) for k in PRODUCER_KEYS if identifiers.get(k)).encode()
-    except (orjson.JSONDecodeError, AttributeError, StopIteration, TypeError):
+        record = orjson.loads(raw)
+        identifiers = record.get("identifiers") or {}
+        known = next((identifiers[k] for k in PRODUCER_KEYS if identifiers.get(k)), None)
+        if known is None:
+            known = customer_of_action_id(record["properties"]["action_id"])
+        return None if known is None else str(known).encode()
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
         return None
 
 

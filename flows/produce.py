@@ -3,10 +3,11 @@ producers key.
 
 Each line is one record, written as it is. Its key is the first identifier it carries of
 :data:`flows.generator.PRODUCER_KEYS`, as each touchpoint keys by the identifier it knows (the
-web by ``anonymous_id``, the app by ``device_id``, ...). A line that is not a JSON object, or
-names no identifier, is written too, without a key: the flow dead-letters it, with its
-reason, and the records in stay the records processed plus the dead letters. Blank lines are
-skipped, as replay skips them.
+web by ``anonymous_id``, the app by ``device_id``, ...); feedback, which carries none, is
+keyed by the customer its ``action_id`` names (:func:`flows.generator.producer_key`). A line
+that is not a JSON object, or names nobody, is written too, without a key: the flow
+dead-letters it, with its reason, and the records in stay the records processed plus the
+dead letters. Blank lines are skipped, as replay skips them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from flows.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from flows.generator import producer_key
 from flows.kafka_config import KafkaSettings, client_settings, ensure_topics, list_topics
-from flows.terminal import stderr_is_a_terminal
+from flows.terminal import counted, stderr_is_a_terminal
 
 STDIN = "-"
 PROGRESS_EVERY_S = 5.0
@@ -87,13 +88,13 @@ def produce_from_args(args: argparse.Namespace) -> int:
         else ""
     )
     print(
-        f"produced {delivery.sent:,} records from {shown} to {topic}: "
+        f"produced {counted(delivery.sent, 'record')} from {shown} to {topic}: "
         f"{delivery.delivered:,} delivered, {delivery.failed:,} failed{unkeyed}",
         file=sys.stderr,
     )
     if delivery.failed:
         print(
-            f"concierge produce: {delivery.failed:,} records were not delivered: "
+            f"concierge produce: {counted(delivery.failed, 'record')} not delivered: "
             f"{delivery.first_failure}",
             file=sys.stderr,
         )
@@ -150,7 +151,7 @@ def _produce(
         try:
             raw = source.readline()
         except (OSError, EOFError, zlib.error) as err:
-            read_error = f"after {delivery.sent:,} records: {err}"
+            read_error = f"after {counted(delivery.sent, 'record')}: {err}"
             break
         if not raw:
             break

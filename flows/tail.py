@@ -35,6 +35,7 @@ from confluent_kafka import (
 
 from flows.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from flows.kafka_config import BrokersUnreachable, KafkaSettings, client_settings, list_topics
+from flows.terminal import counted
 
 CONSUME_BATCH = 1000
 CONSUME_WAIT_S = 0.1
@@ -73,13 +74,14 @@ def tail_from_args(args: argparse.Namespace) -> int:
             signal.signal(signum, handler)
     if read.lost is not None:
         print(
-            f"concierge tail: lost the brokers at {settings.brokers} after {read.count:,} "
-            f"records: {read.lost}",
+            f"concierge tail: lost the brokers at {settings.brokers} after "
+            f"{counted(read.count, 'record')}: {read.lost}",
             file=sys.stderr,
         )
         return EXIT_FAILED
     print(
-        f"concierge tail: {read.count:,} records of {topic} ({read.why_stopped})", file=sys.stderr
+        f"concierge tail: {counted(read.count, 'record')} of {topic} ({read.why_stopped})",
+        file=sys.stderr,
     )
     return EXIT_OK
 

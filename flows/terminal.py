@@ -58,3 +58,8 @@ def stderr_is_a_terminal() -> bool:
         return sys.stderr.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def counted(count: int, noun: str) -> str:
+    """``1 record``, ``20,000 records``."""
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")

@@ -27,12 +27,26 @@ def test_a_topic_is_named_under_the_prefix_unless_it_has_it(prefix, name, topic)
     assert KafkaSettings("b:9092", prefix, {}).topic(name) == topic
 
 
+FEEDBACK = orjson.dumps(
+    {
+        "type": "feedback",
+        "properties": {
+            "action_id": "cus_0123456789abcdef0123.help_offer.0123456789abcdef0123456789abcdef",
+            "channel": "email",
+            "outcome": "clicked",
+        },
+    }
+)
+
+
 @pytest.mark.parametrize(
     ("line", "key"),
     [
         (b'{"identifiers": {"email": "ana@example.com", "anonymous_id": "a1"}}', b"a1"),
         (b'{"identifiers": {"phone": "+34611", "loyalty_id": "L1"}}', b"L1"),
         (b'{"identifiers": {"crm_id": "C9"}}', b"C9"),
+        (FEEDBACK, b"cus_0123456789abcdef0123"),
+        (FEEDBACK.replace(b"cus_", b"bad_"), None),
         (b'{"identifiers": {"email": ""}}', None),
         (b'{"identifiers": "ana"}', None),
         (b"[1, 2]", None),

@@ -3,6 +3,7 @@ generate a stream, produce it, run the flow to the end, tail what it wrote."""
 
 from __future__ import annotations
 
+import select
 import signal
 import subprocess
 import time
@@ -91,6 +92,13 @@ def produce(topics, lines: bytes) -> subprocess.CompletedProcess[bytes]:
     )
 
 
+def line_of(stream, timeout: float = 30) -> bytes:
+    """The next line of an unbuffered pipe, or fail once ``timeout`` seconds have passed."""
+    ready, _, _ = select.select([stream], [], [], timeout)
+    assert ready, f"no line within {timeout:.0f} s"
+    return stream.readline()
+
+
 def test_tail_follows_what_is_produced_until_sigterm(topics):
     one = KafkaSettings(topics.broker.bootstrap, topics.prefix, dict(QUIET), partitions=1)
     ensure_topics(one, [one.events_topic()])  # one partition: the records keep their order
@@ -99,13 +107,14 @@ def test_tail_follows_what_is_produced_until_sigterm(topics):
         [CONCIERGE, "tail", *client_flags(topics), "--follow", "events"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        bufsize=0,  # what select says is there is all there is
     )
     try:
         assert follow.stderr is not None and follow.stdout is not None
-        assert b"following it (Ctrl-C stops)" in follow.stderr.readline()
+        assert b"following it (Ctrl-C stops)" in line_of(follow.stderr)
         done = produce(topics, b'{"new": 1}\n\nnot json\n{"new":\n')
         assert done.returncode == 0, done.stderr
-        assert [follow.stdout.readline() for _ in range(3)] == [
+        assert [line_of(follow.stdout) for _ in range(3)] == [
             b'{"new": 1}\n',
             b'{"not_json":"not json"}\n',
             b'{"not_json":"{\\"new\\":"}\n',
