@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import difflib
 import os
 import signal
 import sys
@@ -87,16 +88,18 @@ def tail_from_args(args: argparse.Namespace) -> int:
 
 
 def _missing(topic: str, settings: KafkaSettings, topics: dict[str, int]) -> str:
-    """The one line for a topic that is not there, with the ones that are under the prefix."""
+    """The one line for a topic that is not there: the one it may mean, or those there are
+    under the prefix."""
     prefix = settings.prefix
     ours = sorted(name[len(prefix) :] for name in topics if name.startswith(prefix))
+    missing = f"no topic {topic} at {settings.brokers}"
     if not ours:
-        return (
-            f"no topic {topic} at {settings.brokers}, nor any under {settings.prefix} "
-            "(concierge run creates its topics when it starts)"
-        )
+        return f"{missing}, nor any under {prefix} (concierge run creates its topics as it starts)"
+    close = difflib.get_close_matches(topic[len(prefix) :], ours, n=1)
+    if close:
+        return f"{missing}: did you mean {close[0]}?"
     there = ", ".join(ours[:TOPICS_SHOWN]) + (", ..." if len(ours) > TOPICS_SHOWN else "")
-    return f"no topic {topic} at {settings.brokers}; under {settings.prefix} there are: {there}"
+    return f"{missing}; under {prefix} there are: {there}"
 
 
 @dataclass

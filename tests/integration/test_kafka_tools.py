@@ -131,13 +131,17 @@ def test_tail_follows_what_is_produced_until_sigterm(topics):
 
 def test_tail_of_a_topic_that_is_not_there_is_one_line(topics):
     topics.produce([b"{}"])
-    done = concierge("tail", *client_flags(topics), "decisoins")
-    assert done.returncode == 1
-    assert done.stdout == ""
-    assert done.stderr.splitlines() == [
-        f"concierge tail: no topic {topics.prefix}decisoins at {topics.broker.bootstrap}; "
-        f"under {topics.prefix} there are: events"
-    ]
+    for asked, says in [
+        ("evnets", "did you mean events?"),
+        ("decisions", f"under {topics.prefix} there are: events"),
+    ]:
+        done = concierge("tail", *client_flags(topics), asked)
+        assert done.returncode == 1
+        assert done.stdout == ""
+        assert done.stderr.splitlines() == [
+            f"concierge tail: no topic {topics.prefix}{asked} at {topics.broker.bootstrap}"
+            f"{'; ' if 'under' in says else ': '}{says}"
+        ]
 
 
 def test_produce_to_brokers_that_are_not_there_is_one_line_in_bounded_time(tmp_path):
