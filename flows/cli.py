@@ -433,6 +433,24 @@ def _forget(args: argparse.Namespace) -> int:
     return forget_from_args(args)
 
 
+def _generate(args: argparse.Namespace) -> int:
+    from flows.commands.generate import generate_from_args
+
+    return generate_from_args(args)
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from flows.commands.produce import produce_from_args
+
+    return produce_from_args(args)
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from flows.commands.tail import tail_from_args
+
+    return tail_from_args(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from flows.commands.demo import run_demo
 
@@ -486,6 +504,15 @@ def parser() -> argparse.ArgumentParser:
         "another (an event type, a consent purpose), likely a typo",
     )
     validate.set_defaults(handler=_validate)
+
+    generate = _command(
+        commands,
+        "generate",
+        "write a realistic event stream (the demo's) as JSON lines, to try replay and run on",
+        "concierge generate --events 20000 --days 7 --out week.jsonl",
+    )
+    _add_generate_arguments(generate)
+    generate.set_defaults(handler=_generate)
 
     replay = _command(
         commands,
@@ -626,6 +653,64 @@ def parser() -> argparse.ArgumentParser:
     )
     forget.set_defaults(handler=_forget)
 
+    produce = _command(
+        commands,
+        "produce",
+        "write a JSON-lines file (or stdin) to a topic, each record keyed by its identifier",
+        "concierge produce --brokers 127.0.0.1:9092 week.jsonl",
+    )
+    _add_client_arguments(produce)
+    produce.add_argument(
+        "--topic",
+        default="events",
+        metavar="NAME",
+        help="the topic, under --topic-prefix unless it starts with it (default: %(default)s; "
+        "feedback for channel outcomes)",
+    )
+    produce.add_argument(
+        "--partitions",
+        type=COUNT,
+        default=3,
+        metavar="N",
+        help="partitions of the topic if this creates it (default: %(default)s, as run)",
+    )
+    _add_connect_timeout(produce)
+    produce.add_argument(
+        "file",
+        nargs="?",
+        metavar="FILE",
+        help="one JSON event per line; gzip-compressed is read as such; - or none reads stdin",
+    )
+    produce.set_defaults(handler=_produce)
+
+    tail = _command(
+        commands,
+        "tail",
+        "print a topic's records as JSON lines: to its end, or --follow",
+        "concierge tail --brokers 127.0.0.1:9092 actions.email --follow",
+    )
+    _add_client_arguments(tail)
+    tail.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep printing new records until Ctrl-C or SIGTERM (from the end, unless "
+        "--from-beginning)",
+    )
+    tail.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="with --follow: print the records already there first",
+    )
+    tail.add_argument("--max", type=COUNT, default=None, metavar="N", help="stop after N records")
+    _add_connect_timeout(tail)
+    tail.add_argument(
+        "topic",
+        metavar="TOPIC",
+        help="decisions, dlq, audit, conversions, actions.<channel>, events ..., under "
+        "--topic-prefix unless it starts with it",
+    )
+    tail.set_defaults(handler=_tail)
+
     broker = _command(
         commands,
         "broker",
@@ -685,6 +770,72 @@ def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="PROPERTY=VALUE",
         help=f"a librdkafka property for every client (also env {ENV_PREFIX}*)",
+    )
+
+
+def _add_connect_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--connect-timeout",
+        type=_bounded(float, 0.1, 3600),
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for the brokers to answer (default: %(default)s)",
+    )
+
+
+def _add_generate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``concierge generate``."""
+    from flows.commands.generator import BAD_SHARE, START
+
+    parser.add_argument(
+        "--customers",
+        type=COUNT,
+        default=3000,
+        metavar="N",
+        help="customers the events come from (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--events",
+        type=COUNT,
+        default=60000,
+        metavar="N",
+        help="records to write, broken ones included (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--days",
+        type=_bounded(float, 0.001, 3650),
+        default=None,
+        metavar="D",
+        help="about how many days of event time they cover (default: a session every 15 s "
+        "on average, 2.6 days for 60,000)",
+    )
+    parser.add_argument(
+        "--start",
+        type=_timestamp,
+        default=START,
+        metavar="TIMESTAMP",
+        help="the time of the first event, RFC 3339 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=7,
+        metavar="N",
+        help="another seed, another stream; the same flags, the same bytes (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--broken",
+        type=_bounded(float, 0, 1),
+        default=BAD_SHARE,
+        metavar="SHARE",
+        help="the share of broken records (bad JSON, missing fields, bad timestamps), 0 to 1 "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out",
+        default="-",
+        metavar="FILE",
+        help="where to write; a name ending .gz is gzip-compressed; - is stdout (default)",
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from operators.model.action_ids import customer_of_action_id
 from operators.model.timefmt import format_ms, parse_ms
 
 START = "2026-11-16T06:00:00Z"
@@ -35,18 +36,42 @@ ORDINARY = (
     "The app keeps logging me out",
 )
 MINUTE = 60_000
-PRODUCER_KEYS = ("anonymous_id", "device_id", "loyalty_id", "phone", "email", "customer_id")
+DAY = 24 * 60 * MINUTE
+BAD_SHARE = 0.004
+"""The share of broken records unless told otherwise."""
+MINUTES_BETWEEN_SESSIONS = 0.25
+"""The generator's pace unless told otherwise: a session starts every 15 s on average."""
+EVENTS_PER_SESSION = 3.95
+"""Records a session writes on average (measured over 200,000 generated records, broken
+ones included): what turns a span of days into a pace, :func:`minutes_between_sessions`."""
+PRODUCER_KEYS = (
+    "anonymous_id",
+    "device_id",
+    "loyalty_id",
+    "phone",
+    "email",
+    "customer_id",
+    "crm_id",
+)
 """The identifier each producer knows and keys its events by: the web its cookie, the app
-the device, the till the loyalty card, the contact centre the phone, a login the email."""
+the device, the till the loyalty card, the contact centre the phone, a login the email
+(then the back office's ids); the first of them an event carries is its key."""
 
 
 def producer_key(raw: bytes) -> bytes | None:
     """The key a producer would give this record: one person's events are spread over
-    partitions, as in production."""
+    partitions, as in production. Feedback, which carries no identifiers, is keyed by the
+    customer its ``action_id`` names (the key of the action it is about). None for a record
+    that is not a JSON object or names nobody: it is still written, and the flow
+    dead-letters it."""
     try:
-        identifiers = orjson.loads(raw).get("identifiers")
-        return next(str(identifiers[k]) for k in PRODUCER_KEYS if identifiers.get(k)).encode()
-    except (orjson.JSONDecodeError, AttributeError, StopIteration, TypeError):
+        record = orjson.loads(raw)
+        identifiers = record.get("identifiers") or {}
+        known = next((identifiers[k] for k in PRODUCER_KEYS if identifiers.get(k)), None)
+        if known is None:
+            known = customer_of_action_id(record["properties"]["action_id"])
+        return None if known is None else str(known).encode()
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
         return None
 
 
@@ -76,16 +101,22 @@ def _customer(rng: random.Random, number: int) -> _Customer:
     )
 
 
+def minutes_between_sessions(days: float, records: int) -> float:
+    """The pace at which ``records`` records cover about ``days`` days of event time."""
+    return days * DAY / MINUTE / (records / EVENTS_PER_SESSION)
+
+
 class Generator:
-    """Events in non-decreasing time order, as JSON bytes; the same seed gives the same stream."""
+    """Events in non-decreasing time order, as JSON bytes, with a share of broken records
+    among them; the same arguments give the same stream."""
 
     def __init__(
         self,
         customers: int = 3000,
         seed: int = 7,
         start: str = START,
-        bad_share: float = 0.004,
-        minutes_between_sessions: float = 0.25,
+        bad_share: float = BAD_SHARE,
+        minutes_between_sessions: float = MINUTES_BETWEEN_SESSIONS,
     ) -> None:
         self._rng = random.Random(seed)
         self._customers = [_customer(self._rng, n) for n in range(customers)]
@@ -95,6 +126,12 @@ class Generator:
         self._pending: list[tuple[int, int, dict[str, Any]]] = []
         self._seq = 0
         self._ids = 0
+        self.broken = 0
+        """Broken records written so far."""
+        self.first_at: int | None = None
+        """The event time of the first well-formed event written (ms), once there is one."""
+        self.last_at: int | None = None
+        """The event time of the latest well-formed event written (ms)."""
 
     def events(self, count: int) -> Iterator[bytes]:
         """The next ``count`` records of the stream."""
@@ -104,9 +141,13 @@ class Generator:
                 self._session(rng.choice(self._customers))
                 self._clock += int(rng.expovariate(1 / self._gap))
             if rng.random() < self._bad_share:
+                self.broken += 1
                 yield self._broken(rng)
                 continue
-            _, _, event = heapq.heappop(self._pending)
+            at, _, event = heapq.heappop(self._pending)
+            if self.first_at is None:
+                self.first_at = at
+            self.last_at = at
             yield orjson.dumps(event)
 
     def _emit(

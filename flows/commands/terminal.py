@@ -50,3 +50,16 @@ def guard_output() -> None:
         sys.stdout = SafeText(sys.stdout)  # type: ignore[assignment]
     if not isinstance(sys.stderr, SafeText):
         sys.stderr = SafeText(sys.stderr)  # type: ignore[assignment]
+
+
+def stderr_is_a_terminal() -> bool:
+    """Whether a person is likely watching stderr: progress lines are for them alone."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def counted(count: int, noun: str) -> str:
+    """``1 record``, ``20,000 records``."""
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")

@@ -12,6 +12,7 @@ many were left out.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -72,6 +73,11 @@ class KafkaSettings:
         """Internal: how far the whole input has got, as the identity step says; every
         process reads it. One partition, compacted (only the latest mark matters)."""
         return self.prefix + FRONTIER
+
+    def topic(self, name: str) -> str:
+        """The topic a user names (``events``, ``actions.email``): ``name`` under the prefix,
+        or as it is when it has the prefix already."""
+        return name if name.startswith(self.prefix) else self.prefix + name
 
     def input_topics(self) -> list[str]:
         return [self.events_topic(), self.feedback_topic()]
@@ -203,6 +209,40 @@ def wait_for_brokers(settings: KafkaSettings, timeout: float, first_wait: float 
         )
         time.sleep(wait)
         wait = min(wait * 2, 15.0)
+
+
+def client_settings(
+    brokers: str | None, prefix: str, flags: list[str], partitions: int = 3
+) -> KafkaSettings:
+    """The settings of a command that talks to the cluster (``--brokers``, ``--topic-prefix``,
+    ``-X``), its clients quiet unless ``-X log_level`` says otherwise: the command reports what
+    goes wrong in its own words. A :class:`ValueError` says what is missing or refused."""
+    if not brokers:
+        raise ValueError(f"no brokers: pass --brokers or set {ENV_BROKERS}")
+    client = {"log_level": "0", **client_properties(flags, os.environ)}
+    settings = KafkaSettings(brokers, prefix, client, partitions)
+    check_settings(settings)
+    return settings
+
+
+def list_topics(settings: KafkaSettings, timeout: float) -> dict[str, int]:
+    """The cluster's topics and their partition counts; :class:`BrokersUnreachable`, in one
+    line, when the brokers do not answer within ``timeout`` seconds (librdkafka keeps trying
+    to connect until then)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    errors: list[str] = []
+    admin = AdminClient(settings.config(error_cb=lambda e: errors.append(e.str())))
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as err:
+        admin.poll(0)
+        reason = errors[-1] if errors else err.args[0].str()
+        raise BrokersUnreachable(
+            f"cannot reach the brokers at {settings.brokers} within {timeout:g} s: {reason}"
+        ) from None
+    return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
 
 
 def ensure_topics(settings: KafkaSettings, topics: list[str], timeout: float = 30.0) -> list[str]:
