@@ -41,7 +41,7 @@ from operators.policy_load import load_policy
 from operators.resolution import ForCustomer
 
 HERE = Path(__file__).resolve().parent
-POLICY = HERE.parent.parent / "shared" / "spec" / "reference" / "policy.yaml"
+POLICY = HERE.parent / "examples" / "policy.yaml"
 PART = "events#0"
 
 
