@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser demo test test-scale lint typecheck unit scenarios integration fuzz bench bench-state bench-scale bench-stages bench-memory clean
+.PHONY: install browser demo test test-scale lint typecheck docs docs-serve docs-check unit scenarios integration fuzz bench bench-state bench-scale bench-stages bench-memory clean
 
 install: $(STAMP)
 
@@ -23,6 +23,22 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy operators
+
+# The documentation site (mkdocs.yml, docs/): `make docs` writes the policy reference from
+# the schema and the example, then builds the site into site/; `make docs-serve` serves it on
+# http://127.0.0.1:8000. `make test` builds it with --strict (a link to a page or an anchor
+# that is not there fails) and checks the reference is what the schema and example give.
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
+docs: install
+	$(BIN)/python docs/policy_reference.py
+	$(MKDOCS) build --strict
+
+docs-serve: docs
+	$(MKDOCS) serve --strict
+
+docs-check: install
+	$(BIN)/python docs/policy_reference.py --check
+	$(MKDOCS) build --strict
 
 unit: install
 	$(BIN)/pytest -q tests/unit tests/flows
@@ -52,7 +68,7 @@ browser: install
 				"the report's browser test will be SKIPPED"; \
 	fi
 
-test: install lint typecheck browser
+test: install lint typecheck docs-check browser
 	$(BIN)/pytest -q -p no:cacheprovider -m "not scale"
 
 # At production scale (about 1.5 minutes; `.ci/run` runs it after `make test`): kill -9 over
@@ -86,4 +102,4 @@ bench-memory: install
 	$(BIN)/python bench/memory.py
 
 clean:
-	rm -rf $(VENV) .concierge .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .concierge .pytest_cache .mypy_cache .ruff_cache site

@@ -38,7 +38,7 @@ from operators.model.timefmt import format_ms
 from operators.policy.load import load_policy
 
 HERE = Path(__file__).resolve().parent
-POLICY = HERE.parent.parent / "shared" / "spec" / "reference" / "policy.yaml"
+POLICY = HERE.parent / "examples" / "policy.yaml"
 PREFIX = "mem."
 DAY_MS = 86_400_000
 SNAPSHOT_S = 2

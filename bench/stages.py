@@ -41,7 +41,7 @@ from operators.model.records import Event, Origin
 from operators.policy.load import load_policy
 
 HERE = Path(__file__).resolve().parent
-POLICY = HERE.parent.parent / "shared" / "spec" / "reference" / "policy.yaml"
+POLICY = HERE.parent / "examples" / "policy.yaml"
 PART = "events#0"
 
 

@@ -27,7 +27,7 @@ Then a worst-case single customer, flooded with adversarial input (20,000 produc
 2,000 distinct products and 1,000 help searches within three days, a third of them out of
 order, plus about 7,000 redeliveries of recent events under the same event ids): its pickled
 and JSON sizes and the bytes its journey holds in memory (``tracemalloc``: what is freed when
-it is dropped), to compare with the per-customer bound the README states.
+it is dropped), to compare with the per-customer bound docs/performance.md states.
 
 The numbers are printed as a table and written to ``bench/state_results.json``.
 """
@@ -67,7 +67,7 @@ from operators.policy.compiled import Policy
 from operators.policy.load import load_policy
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_POLICY = REPO.parent / "shared/spec/reference/policy.yaml"
+DEFAULT_POLICY = REPO / "examples" / "policy.yaml"
 RESULTS = Path(__file__).resolve().with_name("state_results.json")
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 PROGRESS_EVERY = 100_000

@@ -89,7 +89,7 @@ from operators.policy.compiled import Policy
 from operators.policy.load import load_policy
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_POLICY = REPO.parent / "shared/spec/reference/policy.yaml"
+DEFAULT_POLICY = REPO / "examples" / "policy.yaml"
 RESULTS = Path(__file__).resolve().with_name("results.json")
 PARTITIONS = 3
 QUIET = {"log_level": "0"}

@@ -70,7 +70,7 @@ class GraphMismatch(RuntimeError):
 
 
 RESTORE_BOTH = (
-    "restore --state-dir from the same moment as --recovery-dir (README, Runbook: "
+    "restore --state-dir from the same moment as --recovery-dir (docs/operations.md, Runbook: "
     "IdentityGraphMismatch), or move both aside to start afresh"
 )
 """What to do about a :class:`GraphMismatch`."""
@@ -147,8 +147,8 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
         else:
             if not isinstance(resume, tuple):
                 raise IncompatibleSnapshot(
-                    "the recovery snapshot's identity step was written by another version; "
-                    "see the README's known limits on upgrading"
+                    "the recovery snapshot's identity step was written by another version "
+                    "(0.2.0 or before); see docs/limits.md, upgrading"
                 )
             sequence, aligned, self._merges, self._transfers = resume[:4]
             self._in_flight = resume[4] if len(resume) > 4 else {}  # 0.6.0 kept none in flight

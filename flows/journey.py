@@ -347,7 +347,8 @@ def _resumed(snapshot: bytes) -> Journey:
     except (AttributeError, ImportError, TypeError, ValueError) as err:
         raise IncompatibleSnapshot(
             f"the recovery snapshot holds customer state this version cannot read ({err}): "
-            "it was written by another version; see the README's known limits on upgrading"
+            "it was written by another version (0.3.0 or before: this one reads the customer "
+            "state of 0.4.0 and later); see docs/limits.md, upgrading"
         ) from None
     if not isinstance(journey, Journey):
         raise IncompatibleSnapshot("the recovery snapshot holds no customer journey")

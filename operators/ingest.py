@@ -340,7 +340,7 @@ def future_dead_letter(raw: bytes, origin: Origin, time: int, bound: int) -> Dea
     return _Rejected(
         Reason.FUTURE_TIMESTAMP,
         f"timestamp {format_ms(time)} is past {format_ms(bound)}, as far ahead as the file's "
-        "latest events agree an event may be (README: what bounds event time)",
+        "latest events agree an event may be (docs/guarantees.md: what bounds event time)",
         "timestamp",
     ).dead_letter(raw, origin, orjson.loads(raw))
 

@@ -19,14 +19,13 @@ from operators.policy.load import load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_POLICY = ROOT.parent / "shared" / "spec" / "reference" / "policy.yaml"
-REFERENCE_POLICY = SPEC_POLICY if SPEC_POLICY.is_file() else ROOT / "flows" / "demo_policy.yaml"
+EXAMPLES = ROOT / "examples"
+REFERENCE_POLICY = SPEC_POLICY if SPEC_POLICY.is_file() else EXAMPLES / "policy.yaml"
 SPEC_FULL_POLICY = SPEC_POLICY.with_name("policy-full.yaml")
-FULL_POLICY = (
-    SPEC_FULL_POLICY if SPEC_FULL_POLICY.is_file() else ROOT / "flows" / "policy_full.yaml"
-)
-"""``policy-full.yaml``: the reference policy and every section beyond it (a copy ships in
-``flows/``, kept equal to the spec's but for comments of its own by
-``tests/unit/policy/test_compiled.py``)."""
+FULL_POLICY = SPEC_FULL_POLICY if SPEC_FULL_POLICY.is_file() else EXAMPLES / "policy-full.yaml"
+"""``policy-full.yaml``: the reference policy and every section beyond it. A clone alone has
+the repository's copies in ``examples/`` (the spec's, but for comments of our own in the full
+one: ``tests/docs/test_examples.py`` keeps them so)."""
 
 _ids = itertools.count(1)
 

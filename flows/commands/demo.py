@@ -26,26 +26,24 @@ from flows.kafka.run import run
 from operators.policy.compiled import Policy
 from operators.policy.load import load_policy
 
-REFERENCE_POLICY = Path(__file__).resolve().parents[3] / "shared/spec/reference/policy.yaml"
 BUNDLED_POLICY = Path(__file__).resolve().parents[1] / "demo_policy.yaml"
+"""The reference policy, ``examples/policy.yaml`` (a link to it in a clone, a copy installed)."""
 MEASUREMENT = Path(__file__).resolve().parents[1] / "demo_measurement.yaml"
 LOOPBACK = "127.0.0.1"
 """The demo serves its metrics to this machine only, like its broker."""
 
 
-def demo_policy() -> tuple[Policy, Path]:
-    """The reference policy (when the spec sits beside the repo, else the bundled copy) with
-    the measurement sections of :data:`MEASUREMENT`."""
-    path = REFERENCE_POLICY if REFERENCE_POLICY.is_file() else BUNDLED_POLICY
-    text = path.read_text(encoding="utf-8") + "\n" + MEASUREMENT.read_text(encoding="utf-8")
-    return load_policy(text, f"{path} + {MEASUREMENT.name}"), path
+def demo_policy() -> Policy:
+    """The reference policy with the measurement sections of :data:`MEASUREMENT`."""
+    text = BUNDLED_POLICY.read_text(encoding="utf-8") + "\n" + MEASUREMENT.read_text("utf-8")
+    return load_policy(text, f"{BUNDLED_POLICY} + {MEASUREMENT.name}")
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    policy, policy_path = demo_policy()
+    policy = demo_policy()
     print(
-        f"policy: {policy_path} with the holdouts and conversions of {MEASUREMENT.name} "
-        f"(version {policy.version})"
+        "policy: the reference policy (examples/policy.yaml) with the holdouts and conversions "
+        f"of flows/{MEASUREMENT.name} (version {policy.version})"
     )
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="concierge-demo-") as tmp:
         print(f"embedded broker (Tansu) on {broker.bootstrap}")

@@ -130,7 +130,7 @@ def replayed_policy(replay_dir: Path) -> Policy:
         text = path.read_text()
     except FileNotFoundError:
         raise ExplainError(
-            f"{replay_dir} has no policy.json: it was replayed by an older version; "
+            f"{replay_dir} has no policy.json: it was replayed by 0.5.0 or before; "
             "replay again to explain it"
         ) from None
     try:
@@ -157,8 +157,8 @@ def _find(replay_dir: Path, who: str, policy: Policy, region: str | None) -> tup
         )
     except FileNotFoundError:
         raise ExplainError(
-            f"{replay_dir} has no identity graph ({IDENTITY_DIR}/): it was replayed by an "
-            "older version; replay again to explain it"
+            f"{replay_dir} has no identity graph ({IDENTITY_DIR}/): it was replayed by 0.5.0 "
+            "or before; replay again to explain it"
         ) from None
     except ProfileQueryError as err:
         raise ExplainError(str(err)) from None

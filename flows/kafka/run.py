@@ -384,8 +384,8 @@ def _drop_unfinished(directory: Path, mine: range) -> None:
     except Unknowable:
         log.warning(
             "the recovery partitions in %s are not the whole cluster's (one volume per "
-            "process): what a killed run left of an epoch it did not finish stays (README, "
-            "Known limits)",
+            "process): what a killed run left of an epoch it did not finish stays "
+            "(docs/limits.md)",
             directory,
         )
         return
@@ -403,8 +403,8 @@ def _damaged(damage: Damage) -> str:
         f"recovery partition {damage.path} is damaged ({damage.problem}): the customers' "
         "state and the input offsets it held are lost since its last good backup. Restore "
         f"{damage.path.parent} and --state-dir together from that backup, or move both "
-        "aside to start afresh from the beginning of the input topics (README, Runbook: "
-        "RecoveryStoreDamaged)"
+        "aside to start afresh from the beginning of the input topics (docs/operations.md, "
+        "Runbook: RecoveryStoreDamaged)"
     )
 
 

@@ -54,9 +54,11 @@ _LINEAGE = b"l"
 a graph is known for the one the snapshots were taken with (not its numbered operations:
 those are undone to a snapshot, the token stays)."""
 FORMAT = b"3"
-"""Format 3 keeps each identifier a profile holds under a key of its own; format 2 kept
-them all in the profile's record (adding one rewrote them all), and the graphs of 0.6.0
-and before (no format written) kept identifiers in clear."""
+"""Format 3 (0.8.0) keeps each identifier a profile holds under a key of its own; format 2
+(0.7.0) kept them all in the profile's record (adding one rewrote them all), and format 1,
+the graphs of 0.6.0 and before (no format written), kept identifiers in clear."""
+WRITTEN_BY = {None: "0.6.0 and before", b"2": "0.7.0", FORMAT: "0.8.0"}
+"""The versions that wrote each format (``None``: no format written)."""
 
 
 class GraphError(RuntimeError):
@@ -783,18 +785,21 @@ def check_store(store: KeyValue, key: IdentityKey) -> None:
     if written != FORMAT:
         raise GraphError(
             f"the identity graph was written by another version ({_format_name(written)}; "
-            f"this one reads graph format {FORMAT.decode()} only): start with a fresh state "
-            "directory and recovery directory, see the README's known limits on upgrading"
+            f"this one reads graph format {FORMAT.decode()}, of {WRITTEN_BY[FORMAT]}, only): "
+            "start with a fresh state directory and recovery directory, see docs/limits.md, "
+            "upgrading"
         )
     if store.get(_KEY_CHECK) != key.check.encode():
         raise GraphError(
             "the identity graph was digested under another identity key: give the key it "
             "was written with (CONCIERGE_IDENTITY_KEY, or identity.key under the state "
-            "directory); see the README's section on the identity key"
+            "directory); see docs/identity.md, the identity key"
         )
 
 
 def _format_name(written: bytes | None) -> str:
     if written is None:
-        return "graph format 1, identifiers in clear"
+        return f"graph format 1 of {WRITTEN_BY[None]}, identifiers in clear"
+    if written in WRITTEN_BY:
+        return f"graph format {written.decode()} of {WRITTEN_BY[written]}"
     return f"graph format {written.decode()}" if written.isdigit() else "an unknown graph format"

@@ -151,6 +151,16 @@ def _line_of(tree: Any, path: Sequence[PathItem]) -> int | None:
     return line
 
 
+PATTERNS = {
+    "^[0-9]+[smhd]$": "a duration: digits then s, m, h or d",
+    "^([01][0-9]|2[0-3]):[0-5][0-9]$": "a time of day, HH:MM",
+    "^[A-Z]{2}$": "a region: two capital letters",
+    "^[A-Za-z0-9_-]+$": "a name: letters, digits, _ and -",
+}
+"""What each pattern of the schema means, for a value that breaks it (the schema's descriptions
+say what a field is for)."""
+
+
 def _schema_problems(document: Any) -> Iterator[tuple[tuple[PathItem, ...], str]]:
     """Every way ``document`` breaks the policy schema, as (path, message)."""
     for error in _validator().iter_errors(document):
@@ -178,9 +188,8 @@ def _explain(error: jsonschema.ValidationError) -> Iterator[tuple[tuple[PathItem
     if "propertyNames" in error.schema_path and isinstance(error.instance, str):
         yield (*path, error.instance), f"{error.instance!r} is not a valid name: {message}"
         return
-    description = error.schema.get("description") if isinstance(error.schema, dict) else None
-    if error.validator == "pattern" and description:
-        message = f"{error.instance!r} is not {description}"
+    if error.validator == "pattern" and error.validator_value in PATTERNS:
+        message = f"{error.instance!r} is not {PATTERNS[error.validator_value]}"
     yield path, message
 
 

@@ -66,9 +66,9 @@ def test_every_dashboard_panel_names_served_metrics_and_defined_records():
     assert "Conversion rate, sent vs held out (7 days)" in titles
 
 
-README = ROOT / "README.md"
+OPERATIONS = ROOT / "docs" / "operations.md"
 STATEFULSET = ROOT / "deploy" / "kubernetes" / "statefulset.yaml"
-RUNBOOK = "https://github.com/example/concierge/blob/main/README.md#"
+RUNBOOK = "https://github.com/example/concierge/blob/main/docs/operations.md#"
 
 
 def anchors(markdown: str) -> set[str]:
@@ -80,9 +80,9 @@ def anchors(markdown: str) -> set[str]:
     return found
 
 
-def test_every_alert_has_a_runbook_url_to_its_entry_in_the_readme_runbook():
-    readme = README.read_text()
-    runbook = readme.split("\n## Runbook\n", 1)[1].split("\n## ", 1)[0]
+def test_every_alert_has_a_runbook_url_to_its_entry_in_the_runbook():
+    page = OPERATIONS.read_text()
+    runbook = page.split("\n## Runbook\n", 1)[1].split("\n## ", 1)[0]
     entries = anchors(runbook)
     alerts = [rule for rule in rules() if "alert" in rule]
     for alert in alerts:

@@ -60,5 +60,6 @@ def test_a_graph_an_earlier_version_wrote_is_refused_in_one_line(tmp_path):
     )
     assert done.returncode == 2 and done.stdout == ""
     (line,) = done.stderr.splitlines()
-    assert "written by another version (graph format 2; this one reads graph format 3" in line
+    assert "written by another version (graph format 2 of 0.7.0; this one reads" in line
+    assert "graph format 3, of 0.8.0, only" in line
     assert "start with a fresh state directory and recovery directory" in line

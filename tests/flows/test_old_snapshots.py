@@ -1,5 +1,5 @@
-"""The recovery snapshots of 0.7.0, taken before operators/ was grouped by stage (their
-pickles name ``operators.state``, ``operators.model``, ``operators.handover`` ...), resume."""
+"""Recovery snapshots taken before operators/ was grouped by stage (their pickles name
+``operators.state``, ``operators.model``, ``operators.handover`` ...) resume."""
 
 import pickle
 import zlib
@@ -14,8 +14,9 @@ from operators.model.state import CustomerState
 from operators.policy.load import load_policy
 from tests.conftest import FULL_POLICY, make_event
 
-RECORDED = Path(__file__).parent / "snapshots" / "recovery-0.7.0.bin"
-"""Every row 0.7.0 (1060206) left in its recovery partitions after ``concierge run
+RECORDED = Path(__file__).parent / "snapshots" / "recovery-1060206.bin"
+"""Every row the code before the grouping (main at 1060206, the last to land before it) left
+in its recovery partitions after ``concierge run
 --stop-at-end`` over 4,000 generated events of 200 customers under the full policy (made by
 ``snapshots/record.py``)."""
 
@@ -25,7 +26,7 @@ def rows():
     return pickle.loads(zlib.decompress(RECORDED.read_bytes()))
 
 
-def test_every_customer_0_7_0_kept_comes_back_and_decides_on(rows):
+def test_every_customer_kept_before_the_grouping_comes_back_and_decides_on(rows):
     config = JourneyConfig(load_policy(FULL_POLICY.read_text()), wall_clock_timers=False)
     packed = [pickle.loads(value) for step, _, value in rows if step == "concierge.journey"]
     assert len(packed) == 265
@@ -42,7 +43,7 @@ def test_every_customer_0_7_0_kept_comes_back_and_decides_on(rows):
         assert logic.snapshot()  # went on, and can be snapshotted again
 
 
-def test_the_input_and_identity_steps_0_7_0_kept_unpickle(rows):
+def test_what_the_input_and_identity_steps_kept_before_the_grouping_unpickles(rows):
     steps = {step for step, _, _ in rows}
     assert steps == {"concierge.ingest", "concierge.journey", "concierge.identity"}
     for step, _, value in rows:

@@ -134,7 +134,7 @@ class Topics:
 
 
 def _default_key(record: bytes | dict[str, Any]) -> bytes | None:
-    """Key a record by its customer, as a producer following the README would."""
+    """Key a record by its customer, as a producer following docs/kafka.md (Keys) would."""
     if isinstance(record, dict) and record.get("identifiers"):
         identifiers, _ = identify_all(record["identifiers"], IdentifierRules(), UNKEYED_IDENTITY)
         event = Event("", "", 0, identifiers, {}, {})

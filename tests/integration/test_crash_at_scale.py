@@ -143,7 +143,7 @@ def test_kill_9_at_random_points_loses_nothing_and_repeats_the_same_content(
         assert not missing, f"{name}: {sum(missing.values())} records of the clean run missing"
         extra = set(crash_records) - set(clean_records)
         # A tailing flow fires on the wall clock what falls due after the stream's last
-        # event; a run to the end does not (README, Kafka mode): only those may be extra.
+        # event; a run to the end does not (docs/limits.md, Time): only those may be extra.
         early = {value for value in extra if decided_at(value) <= end}
         assert not early, f"{name}: {len(early)} records no clean run wrote, e.g. {min(early)}"
         later += len(extra)

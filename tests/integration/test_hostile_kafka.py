@@ -146,8 +146,8 @@ def test_a_record_the_brokers_refuse_for_its_size_is_replaced_and_the_flow_goes_
 
 def one_identifier_stream(customers: int, count: int, seed: int) -> list[dict]:
     """Customers who each always use one email, over the last day in event-time order: no
-    merges, so the result depends on nothing but the events (see the README's known limits on
-    merges in flight)."""
+    merges, so the result depends on nothing but the events (see docs/limits.md,
+    Time)."""
     import random
 
     rng = random.Random(seed)

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 
+import jsonschema
+
+import schemas
 from tests.conftest import write_jsonl
 from tests.scenarios.conftest import concierge
 
@@ -89,6 +92,7 @@ def test_an_erased_person_is_forgotten_and_a_later_event_starts_a_stranger(tmp_p
     old = nudge["customer_id"]
 
     (erased,) = [a for a in done.lines("audit.jsonl") if a["kind"] == "erased"]
+    jsonschema.validate(erased, schemas.load("audit"))
     assert erased["surviving_id"] == old and erased["event_id"] == "gdpr-1"
     assert erased["at"] == "2026-11-20T10:30:00Z"
     assert len(erased["customer_ids"]) == 2 and erased["customer_ids"][0] == old

@@ -186,6 +186,9 @@ def test_every_output_record_matches_its_schema(tmp_path, replay):
         assert record["at"].endswith("Z")
     for record in result.lines("dlq.jsonl"):
         jsonschema.validate(record, schemas.load("dead_letter"))
+    assert result.lines("audit.jsonl"), "the generated customers log in: merges"
+    for record in result.lines("audit.jsonl"):
+        jsonschema.validate(record, schemas.load("audit"))
 
 
 def test_replay_says_what_it_did_not_do_timers_and_decisions_still_pending(tmp_path, replay):

@@ -1,4 +1,4 @@
-"""One customer's state stays under the bound the README states, whatever they do."""
+"""One customer's state stays under the bound docs/performance.md states, whatever they do."""
 
 import pickle
 
@@ -62,7 +62,7 @@ def test_a_flooded_customer_stays_within_the_stated_bound(policy):
     for name in policy.suppressions:
         assert sum(1 for s, _ in state.suppressions if s == name) <= MAX_GROUPS
     assert len(state.consent) <= len(policy.consent_purposes) * (len(policy.channels) + 1)
-    # the README's figures for the reference policy with 20-character event ids
+    # docs/performance.md's figures for the reference policy with 20-character event ids
     entries = sum(len(w) for w in state.windows.values())
     assert entries == 663  # the flood fills every window: 32 x 19 + 19 + 19 + 17
     assert len(orjson.dumps(state_to_record(state))) < 64_000

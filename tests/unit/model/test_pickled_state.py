@@ -111,11 +111,11 @@ def test_a_journey_pickled_by_0_4_0_goes_on_as_one_built_now():
     assert "cart_recovery" in {o.action for o in went_on}  # the checkout's timer fired
 
 
-def test_a_journey_pickled_by_0_7_0_under_the_old_module_names_comes_back_equal():
-    """``snapshots/journey-0.7.0.pickle``: :func:`full_journey` as 0.7.0 (1060206) pickled
+def test_a_journey_pickled_under_the_module_names_before_the_grouping_comes_back_equal():
+    """``snapshots/journey-1060206.pickle``: :func:`full_journey` as main at 1060206 pickled
     it, before operators/ was grouped by stage: its classes under ``operators.state``,
     ``operators.handover``, ``operators.model`` and ``operators.identifiers``."""
-    recorded = (Path(__file__).parent / "snapshots" / "journey-0.7.0.pickle").read_bytes()
+    recorded = (Path(__file__).parent / "snapshots" / "journey-1060206.pickle").read_bytes()
     assert b"operators.handover" in recorded and b"operators.model.state" not in recorded
     old, now = pickle.loads(recorded), full_journey()
     (_, event), (_, event_now) = old.queue, now.queue
