@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import schemas
 from flows.terminal import guard_output
 from operators.durations import format_duration
 from operators.policy import Policy
 from operators.policy_limits import MAX_POLICY_BYTES
-from operators.policy_load import PolicyError, PolicyProblem, load_policy_warned
+from operators.policy_load import Locate, PolicyError, PolicyProblem, load_policy_located
 from operators.timefmt import InvalidTimestamp, format_ms, parse_ms
 
 EXIT_OK = 0
@@ -30,10 +32,51 @@ class CommandError(Exception):
     """A problem with the command's input, reported on stderr with exit code 2."""
 
 
-def read_policy(path: str, strict: bool = False) -> Policy:
-    """Load and compile the policy at ``path``, printing to stderr what looks like a typo
-    in it; raise :class:`CommandError` or :class:`PolicyError` when it cannot be used (or,
-    ``strict``, when it has such warnings)."""
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are one line like every other refusal: the
+    command, what is wrong, and where its usage is told (not the usage itself)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def read_policy(path: str, strict: bool = False, warn: Warn | None = None) -> Policy:
+    """Load and compile the policy at ``path``, telling ``warn`` (by default: stderr) what
+    looks like a typo in it; raise :class:`CommandError` or :class:`PolicyError` when it
+    cannot be used (or, ``strict``, when it has such warnings)."""
+    policy, warnings, _ = _located_policy(path)
+    if strict and warnings:
+        raise PolicyError(path, warnings)
+    for warning in warnings:
+        (warn or print_warning)(path, warning)
+    return policy
+
+
+Warn = Callable[[str, PolicyProblem], None]
+"""How a command tells a warning about its policy: (the policy's path, the warning)."""
+
+
+def print_warning(path: str, warning: PolicyProblem) -> None:
+    print(f"concierge: {path}: warning: {warning}", file=sys.stderr)
+
+
+def log_warning(path: str, warning: PolicyProblem) -> None:
+    """A warning about the policy as a log record (``--log-format json``)."""
+    logging.getLogger("concierge.policy").warning(
+        "%s: warning: %s",
+        path,
+        warning,
+        extra={
+            "policy": path,
+            "field": ".".join(str(part) for part in warning.path),
+            "line": warning.line,
+        },
+    )
+
+
+def _located_policy(path: str) -> tuple[Policy, list[PolicyProblem], Locate]:
+    """The policy at ``path`` compiled, what looks like a typo in it, and the line of any
+    field of it; :class:`CommandError` or :class:`PolicyError` when it cannot be used."""
     try:
         with Path(path).open("rb") as file:
             data = file.read(MAX_POLICY_BYTES + 1)
@@ -47,12 +90,7 @@ def read_policy(path: str, strict: bool = False) -> Policy:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise CommandError(f"cannot read policy {path}: not UTF-8 text") from None
-    policy, warnings = load_policy_warned(text, path)
-    if strict and warnings:
-        raise PolicyError(path, warnings)
-    for warning in warnings:
-        print(f"concierge: {path}: warning: {warning}", file=sys.stderr)
-    return policy
+    return load_policy_located(text, path)
 
 
 def _timestamp(text: str) -> int:
@@ -139,16 +177,16 @@ def _replay(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if not args.quiet:
         print(
-            f"replayed {summary['events_in']} records: {summary['events_ok']} events, "
-            f"{summary['dead_letters']} dead letters, "
-            f"{sum(summary['actions'].values())} actions, "
-            f"{sum(summary['decisions'].values())} decisions -> {args.out}",
+            f"replayed {summary['events_in']:,} records: {summary['events_ok']:,} events, "
+            f"{summary['dead_letters']:,} dead letters, "
+            f"{sum(summary['actions'].values()):,} actions, "
+            f"{sum(summary['decisions'].values()):,} decisions -> {args.out}",
             file=sys.stderr,
         )
         _tell_pending(summary["pending_at_end"])
         for name, reasons in summary.get("bad_dates", {}).items():
             if any(reasons.values()):
-                told = ", ".join(f"{n} {reason}" for reason, n in reasons.items() if n)
+                told = ", ".join(f"{n:,} {reason}" for reason, n in reasons.items() if n)
                 print(
                     f"note: {name}: {told} (events that start it without a usable date "
                     "start no timer; see summary.json bad_dates)",
@@ -161,7 +199,7 @@ def _replay(args: argparse.Namespace) -> int:
                 else "counted in no window"
             )
             print(
-                f"note: {summary['late_events']} events came more than "
+                f"note: {summary['late_events']:,} events came more than "
                 f"{format_duration(policy.allowed_lateness)} after later ones in the file and "
                 f"{what} (is the file in time order? see ingest.allowed_lateness)",
                 file=sys.stderr,
@@ -180,8 +218,8 @@ def _tell_pending(pending: dict[str, Any]) -> None:
             file=sys.stderr,
         )
     waiting = [
-        *(f"{n} {name} timers" for name, n in pending["timers"].items()),
-        *(f"{n} {name} decisions" for name, n in pending["decisions"].items()),
+        *(f"{n:,} {name} timers" for name, n in pending["timers"].items()),
+        *(f"{n:,} {name} decisions" for name, n in pending["decisions"].items()),
     ]
     if waiting and end is not None:
         print(
@@ -258,7 +296,7 @@ def _identity(args: argparse.Namespace) -> int:
     except (ProfileQueryError, SecretError) as err:
         raise CommandError(str(err)) from None
     if found is None:
-        print(f"no profile holds {asked}", file=sys.stderr)
+        print(f"concierge identity: no profile holds {asked}", file=sys.stderr)
         return EXIT_FAILED
     print(json.dumps(_shown_profile(found), indent=2))
     return EXIT_OK
@@ -383,7 +421,13 @@ def _run(args: argparse.Namespace) -> int:
     from flows.run import run_from_args
     from flows.runtime import start_trimming, tune_gc
 
-    policy = read_policy(args.policy)
+    if args.log_format == "json":  # a log pipeline reads stderr: the warnings go there as records
+        from flows import logs
+
+        logs.configure(args.log_format)
+        policy = read_policy(args.policy, warn=log_warning)
+    else:
+        policy = read_policy(args.policy)
     tune_gc()
     start_trimming()
     return run_from_args(policy, args)
@@ -463,7 +507,7 @@ def _add_who(command: argparse.ArgumentParser, name: str, metavar: str) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(
+    root = _Parser(
         prog="concierge",
         description="Real-time customer journey orchestration on Kafka, and its offline replay.",
         epilog="example:\n  concierge replay --policy policy.yaml --events week.jsonl --out out/",

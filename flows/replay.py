@@ -406,14 +406,15 @@ _ENDED: Iterator[tuple[int, str, int, Event]] = iter(())
 
 
 def progress_text(done: int, total: int, elapsed: float) -> str:
-    """How far a phase has got, in one format: ``45%, about 12 s left``."""
-    if total <= 0:
+    """How far a phase has got, in one format: ``45%, about 12 s left``; rounded down, so
+    ``100%`` (with no time left to tell) means all of it."""
+    if total <= 0 or done >= total:
         return "100%"
-    share = min(done / total, 1.0)
+    share = done / total
     if share <= 0:
         return "0%"
     left = elapsed * (1 - share) / share
-    return f"{share:.0%}, about {_duration_text(left)} left"
+    return f"{int(share * 100)}%, about {_duration_text(left)} left"
 
 
 def _duration_text(seconds: float) -> str:
