@@ -402,7 +402,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from flows.diff import DiffError, compare, read_replay, render
+    from flows.diff import DiffError, compare, input_warning, read_replay, render
 
     try:
         before = read_replay(Path(args.before))
@@ -410,6 +410,9 @@ def _diff(args: argparse.Namespace) -> int:
     except DiffError as err:
         raise CommandError(str(err)) from None
     diff = compare(before, after, args.sample)
+    warning = input_warning(diff)
+    if warning is not None:
+        print(f"concierge diff: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(diff, indent=2))
     else:

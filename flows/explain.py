@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from flows.diff import is_dropped
 from flows.identity_store import CANONICAL_PREFIX, ProfileQueryError, find_profile
 from flows.keys import with_keys
 from flows.replay import IDENTITY_DIR, STDIN_NAME, open_events
@@ -427,7 +428,7 @@ def _what(e: dict[str, Any]) -> str:
         told = f"{e['action']}{channel}: {e['outcome']} ({e['reason']}"
         if "rule" in e and e["rule"] not in e["reason"]:
             told += f"; rule {e['rule']}"
-        if "until" in e and e["until"] not in e["reason"]:
+        if "until" in e and e["until"] not in e["reason"] and not is_dropped(e):
             told += f"; until {e['until']}"
         return told + ")"
     if kind == "action":
