@@ -130,13 +130,89 @@ SECONDS = _bounded(float, 0.001, 86400 * 365)
 
 
 def _validate(args: argparse.Namespace) -> int:
-    policy = read_policy(args.policy, strict=args.strict)
+    policy, warnings, locate = _located_policy(args.policy)
+    census = None
+    if args.events is not None:
+        census = _census(policy, args.events)
+        warnings = warnings + [
+            PolicyProblem(path, locate(path), message)
+            for path, message in _event_warnings(policy, census, args.events, locate)
+        ]
+    if args.strict and warnings:
+        raise PolicyError(args.policy, warnings)
+    for warning in warnings:
+        print_warning(args.policy, warning)
     print(
         f"{args.policy}: valid (version {policy.version}; {len(policy.document['signals'])} "
         f"signals, {len(policy.moments)} moments, {len(policy.actions)} actions, "
         f"{len(policy.channels)} channels)"
     )
+    if census is None:
+        return EXIT_OK
+    from flows.events_check import census_text, not_events_text
+
+    print(census_text(census, _events_name(args.events)))
+    bad = not_events_text(census, _events_name(args.events))
+    if bad is not None:
+        print(f"concierge validate: note: {bad}", file=sys.stderr)
+    if census.read_error is not None:
+        print(
+            f"concierge validate: {args.events} could not be read to its end "
+            f"({census.read_error}); it was checked up to there",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return EXIT_OK
+
+
+def _census(policy: Policy, name: str) -> Any:
+    """What the events file ``name`` holds of what ``policy`` names (progress on stderr
+    while it is read, if that is a terminal and reading takes a while)."""
+    from flows.events_check import Wanted, reading_progress, take_census
+    from flows.replay import open_events
+
+    events = _readable_events(name)
+    try:
+        file = open_events(events)
+    except OSError as err:
+        raise CommandError(f"cannot read {events}: {err.strerror}") from None
+    with file:
+        progress = None
+        if sys.stderr.isatty():
+            size = None if name == "-" else events.stat().st_size
+            progress = reading_progress(file, size, lambda line: print(line, file=sys.stderr))
+        return take_census(file, Wanted.of(policy.document), policy.max_record_bytes, progress)
+
+
+def _event_warnings(policy: Policy, census: Any, name: str, locate: Locate) -> Any:
+    from flows.events_check import event_warnings
+
+    if not census.events:
+        return []  # nothing to tell the policy's names by: the census line says so
+    return event_warnings(dict(policy.document), census, _events_name(name), locate)
+
+
+def _events_name(name: str) -> str:
+    from flows.replay import STDIN, STDIN_NAME
+
+    return STDIN_NAME if name == STDIN else Path(name).name
+
+
+def _readable_events(name: str) -> Path:
+    """The events file ``name`` (``-``: standard input), once it is known to be readable;
+    :class:`CommandError` if it is not."""
+    events = Path(name)
+    if name == "-":
+        if sys.stdin is None or sys.stdin.closed:
+            raise CommandError("--events -: standard input is closed")
+        return events
+    if not events.is_file():
+        raise CommandError(f"no events file at {events}")
+    try:
+        events.open("rb").close()
+    except OSError as err:
+        raise CommandError(f"cannot read {events}: {err.strerror}") from None
+    return events
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -145,17 +221,7 @@ def _replay(args: argparse.Namespace) -> int:
     from flows.runtime import tune_gc
 
     policy = read_policy(args.policy)
-    events = Path(args.events)
-    if args.events == "-":
-        if sys.stdin is None or sys.stdin.closed:
-            raise CommandError("--events -: standard input is closed")
-    else:
-        if not events.is_file():
-            raise CommandError(f"no events file at {events}")
-        try:
-            events.open("rb").close()
-        except OSError as err:
-            raise CommandError(f"cannot read {events}: {err.strerror}") from None
+    events = _readable_events(args.events)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CommandError(f"--out {out} is a file, not a directory")
@@ -523,14 +589,21 @@ def parser() -> argparse.ArgumentParser:
         commands,
         "validate",
         "check a policy; exit 2 naming each bad field",
-        "concierge validate policy.yaml",
+        "concierge validate policy.yaml --events week.jsonl",
     )
     validate.add_argument("policy", metavar="POLICY", help="the policy file (YAML)")
+    validate.add_argument(
+        "--events",
+        metavar="EVENTS.jsonl",
+        help="also warn of event types, event fields and consent purposes the policy names "
+        "that no event of this file has (JSON lines; gzip is read as such; - reads stdin)",
+    )
     validate.add_argument(
         "--strict",
         action="store_true",
         help="refuse (exit 2) a policy with warnings too: a name used once that is close to "
-        "another (an event type, a consent purpose), likely a typo",
+        "another (an event type, a consent purpose), likely a typo; with --events, a name "
+        "no event has",
     )
     validate.set_defaults(handler=_validate)
 
