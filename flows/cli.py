@@ -12,7 +12,7 @@ import tempfile
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import schemas
 from flows.terminal import guard_output
@@ -21,6 +21,9 @@ from operators.policy import Policy
 from operators.policy_limits import MAX_POLICY_BYTES
 from operators.policy_load import Locate, PolicyError, PolicyProblem, load_policy_located
 from operators.timefmt import InvalidTimestamp, format_ms, parse_ms
+
+if TYPE_CHECKING:
+    from flows.events_check import Census, Found
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -165,7 +168,7 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _census(policy: Policy, name: str) -> Any:
+def _census(policy: Policy, name: str) -> Census:
     """What the events file ``name`` holds of what ``policy`` names (progress on stderr
     while it is read, if that is a terminal and reading takes a while)."""
     from flows.events_check import Wanted, reading_progress, take_census
@@ -181,10 +184,12 @@ def _census(policy: Policy, name: str) -> Any:
         if sys.stderr.isatty():
             size = None if name == "-" else events.stat().st_size
             progress = reading_progress(file, size, lambda line: print(line, file=sys.stderr))
-        return take_census(file, Wanted.of(policy.document), policy.max_record_bytes, progress)
+        return take_census(
+            file, Wanted.of(dict(policy.document)), policy.max_record_bytes, progress
+        )
 
 
-def _event_warnings(policy: Policy, census: Any, name: str, locate: Locate) -> Any:
+def _event_warnings(policy: Policy, census: Census, name: str, locate: Locate) -> list[Found]:
     from flows.events_check import event_warnings
 
     if not census.events:

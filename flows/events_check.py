@@ -23,6 +23,7 @@ import orjson
 
 from flows.replay import progress_text
 from operators.policy_checks import PathItem
+from operators.policy_load import Locate
 from operators.policy_typos import (
     CLOSE,
     FieldUse,
@@ -44,9 +45,8 @@ MAX_KEY_CHARS = 64
 """A field name longer than this is not counted as a name one may have meant."""
 PROGRESS_EVERY_S = 2.0
 
-Warning = tuple[tuple[PathItem, ...], str]
-"""Where in the policy, and what the file says of it."""
-Locate = Callable[[tuple[PathItem, ...]], int | None]
+Found = tuple[tuple[PathItem, ...], str]
+"""A warning: where in the policy, and what the file says of it."""
 
 
 @dataclass
@@ -199,10 +199,10 @@ def _walk(node: dict[str, Any], prefix: str, depth: int) -> Iterator[str]:
 
 def event_warnings(
     document: dict[str, Any], census: Census, name: str, locate: Locate
-) -> list[Warning]:
+) -> list[Found]:
     """A warning for each event type, field and consent purpose the policy names that the
     file (called ``name``) never has, in the order the policy names them."""
-    found: list[Warning] = []
+    found: list[Found] = []
     found += _type_warnings(event_types_named(document), census, name, locate)
     found += _field_warnings(fields_named(document), census, name)
     found += _purpose_warnings(purposes_named(document), census, name, locate)
@@ -211,7 +211,7 @@ def event_warnings(
 
 def _type_warnings(
     named: Iterable[tuple[str, tuple[PathItem, ...]]], census: Census, name: str, locate: Locate
-) -> Iterator[Warning]:
+) -> Iterator[Found]:
     places: dict[str, list[tuple[PathItem, ...]]] = {}
     for kind, where in named:
         places.setdefault(kind, []).append(where)
@@ -223,7 +223,7 @@ def _type_warnings(
         yield wheres[0], message + _also(wheres[1:], locate)
 
 
-def _field_warnings(named: Iterable[FieldUse], census: Census, name: str) -> Iterator[Warning]:
+def _field_warnings(named: Iterable[FieldUse], census: Census, name: str) -> Iterator[Found]:
     for path, types, where in named:
         for kind in types if types is not None else (None,):
             events = census.events if kind is None else census.types[kind]
@@ -239,7 +239,7 @@ def _field_warnings(named: Iterable[FieldUse], census: Census, name: str) -> Ite
 
 def _purpose_warnings(
     named: Iterable[tuple[str, tuple[PathItem, ...]]], census: Census, name: str, locate: Locate
-) -> Iterator[Warning]:
+) -> Iterator[Found]:
     places: dict[str, list[tuple[PathItem, ...]]] = {}
     for purpose, where in named:
         places.setdefault(purpose, []).append(where)
