@@ -67,7 +67,7 @@ test-scale: install
 # and with fresh random draws each run: about 20 minutes.
 fuzz: install
 	CONCIERGE_FUZZ_SCALE=20 $(BIN)/pytest -q -p no:cacheprovider --timeout 3600 \
-		tests/unit/test_hostile_input.py tests/unit/test_hostile_policies.py \
+		tests/unit/test_hostile_input.py tests/unit/policy/test_hostile_policies.py \
 		tests/scenarios/test_hostile_cli.py
 
 bench: install

@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from throughput import ConciergeProcess, concierge_topics, preload
 
-from flows.broker import EmbeddedBroker, free_port
-from operators.policy_load import load_policy
-from operators.timefmt import format_ms
+from flows.kafka.broker import EmbeddedBroker, free_port
+from operators.model.timefmt import format_ms
+from operators.policy.load import load_policy
 
 HERE = Path(__file__).resolve().parent
 POLICY = HERE.parent.parent / "shared" / "spec" / "reference" / "policy.yaml"

@@ -30,16 +30,16 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from flows.broker import EmbeddedBroker, free_port
-from flows.generator import Generator, producer_key
+from flows.commands.generator import Generator, producer_key
 from flows.identity import IdentityConfig, IdentityLogic
-from flows.kafka_config import KafkaSettings, ensure_topics
+from flows.kafka.broker import EmbeddedBroker, free_port
+from flows.kafka.config import KafkaSettings, ensure_topics
 from flows.progress import InputFrontier
-from operators.alignment import Progress
-from operators.identity_graph import DictStore
+from operators.identity.alignment import Progress
+from operators.identity.graph import DictStore
 from operators.ingest import Ingestor
-from operators.model import Event, Origin
-from operators.policy_load import load_policy
+from operators.model.records import Event, Origin
+from operators.policy.load import load_policy
 
 HERE = Path(__file__).resolve().parent
 POLICY = HERE.parent.parent / "shared" / "spec" / "reference" / "policy.yaml"

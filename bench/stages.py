@@ -27,18 +27,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flows.generator import Generator
+from flows.commands.generator import Generator
 from flows.identity import IdentityConfig, IdentityLogic
 from flows.journey import JourneyConfig, JourneyLogic
 from flows.orchestrator import _emit
 from flows.progress import InputFrontier
 from flows.runtime import tune_gc
-from operators.alignment import Progress
-from operators.identity_graph import DictStore
+from operators.identity.alignment import Progress
+from operators.identity.graph import DictStore
+from operators.identity.resolution import ForCustomer
 from operators.ingest import Ingestor
-from operators.model import Event, Origin
-from operators.policy_load import load_policy
-from operators.resolution import ForCustomer
+from operators.model.records import Event, Origin
+from operators.policy.load import load_policy
 
 HERE = Path(__file__).resolve().parent
 POLICY = HERE.parent.parent / "shared" / "spec" / "reference" / "policy.yaml"

@@ -55,16 +55,16 @@ import orjson
 
 try:
     from operators.journey import Journey
-    from operators.state import CustomerState
-    from operators.state_records import state_to_record
+    from operators.model.state import CustomerState
+    from operators.model.state_records import state_to_record
 except ImportError:  # an older tree, measured as the baseline: the core's earlier layout
-    from operators.context import CustomerState  # type: ignore[attr-defined,no-redef]
-    from operators.handover import state_to_record  # type: ignore[attr-defined,no-redef]
-    from operators.merging import Journey  # type: ignore[attr-defined,no-redef]
-from operators.model import Event
-from operators.policy import Policy
-from operators.policy_load import load_policy
-from operators.timefmt import parse_ms
+    from operators.context.update import CustomerState  # type: ignore[attr-defined,no-redef]
+    from operators.identity.merging import Journey  # type: ignore[attr-defined,no-redef]
+    from operators.model.handover import state_to_record  # type: ignore[attr-defined,no-redef]
+from operators.model.records import Event
+from operators.model.timefmt import parse_ms
+from operators.policy.compiled import Policy
+from operators.policy.load import load_policy
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_POLICY = REPO.parent / "shared/spec/reference/policy.yaml"

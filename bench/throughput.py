@@ -1,7 +1,7 @@
 """Throughput and latency of the Concierge flow, each against a baseline measured in the same run.
 
 What is measured, on one embedded Tansu broker and the same preloaded events
-(``flows.generator``, about 235 bytes each, a few broken on purpose):
+(``flows.commands.generator``, about 235 bytes each, a few broken on purpose):
 
 (a) baseline: a plain confluent-kafka loop that reads every partition to its end, runs the
     same parse + validate (``Ingestor.ingest``) on each record and writes one small JSON
@@ -79,14 +79,14 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from flows.broker import EmbeddedBroker
-from flows.generator import Generator
-from flows.kafka_config import KafkaSettings, ensure_topics
+from flows.commands.generator import Generator
+from flows.kafka.broker import EmbeddedBroker
+from flows.kafka.config import KafkaSettings, ensure_topics
 from operators.ingest import Ingestor
-from operators.model import DeadLetter, Event, Origin
-from operators.policy import Policy
-from operators.policy_load import load_policy
-from operators.timefmt import format_ms
+from operators.model.records import DeadLetter, Event, Origin
+from operators.model.timefmt import format_ms
+from operators.policy.compiled import Policy
+from operators.policy.load import load_policy
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_POLICY = REPO.parent / "shared/spec/reference/policy.yaml"

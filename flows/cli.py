@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import schemas
-from flows.terminal import guard_output
-from operators.durations import format_duration
-from operators.policy import Policy
-from operators.policy_limits import MAX_POLICY_BYTES
-from operators.policy_load import Locate, PolicyError, PolicyProblem, load_policy_located
-from operators.timefmt import InvalidTimestamp, format_ms, parse_ms
+from flows.commands.terminal import guard_output
+from operators.model.durations import format_duration
+from operators.model.timefmt import InvalidTimestamp, format_ms, parse_ms
+from operators.policy.compiled import Policy
+from operators.policy.limits import MAX_POLICY_BYTES
+from operators.policy.load import Locate, PolicyError, PolicyProblem, load_policy_located
 
 if TYPE_CHECKING:
-    from flows.events_check import Census, Found
+    from flows.commands.events_check import Census, Found
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -152,7 +152,7 @@ def _validate(args: argparse.Namespace) -> int:
     )
     if census is None:
         return EXIT_OK
-    from flows.events_check import census_text, not_events_text
+    from flows.commands.events_check import census_text, not_events_text
 
     print(census_text(census, _events_name(args.events)))
     bad = not_events_text(census, _events_name(args.events))
@@ -171,7 +171,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _census(policy: Policy, name: str) -> Census:
     """What the events file ``name`` holds of what ``policy`` names (progress on stderr
     while it is read, if that is a terminal and reading takes a while)."""
-    from flows.events_check import Wanted, reading_progress, take_census
+    from flows.commands.events_check import Wanted, reading_progress, take_census
     from flows.replay import open_events
 
     events = _readable_events(name)
@@ -190,7 +190,7 @@ def _census(policy: Policy, name: str) -> Census:
 
 
 def _event_warnings(policy: Policy, census: Census, name: str, locate: Locate) -> list[Found]:
-    from flows.events_check import event_warnings
+    from flows.commands.events_check import event_warnings
 
     if not census.events:
         return []  # nothing to tell the policy's names by: the census line says so
@@ -350,7 +350,7 @@ def _check_writable(out: Path) -> None:
 def _identity(args: argparse.Namespace) -> int:
     from flows.identity_store import ProfileQueryError, find_profile
     from flows.keys import IDENTITY_KEY, SecretError, load_key
-    from operators.identifiers import IdentifierRules, IdentityKey
+    from operators.model.identifiers import IdentifierRules, IdentityKey
 
     state_dir = Path(args.state_dir)
     try:
@@ -406,7 +406,7 @@ def _shown_profile(found: dict[str, Any]) -> dict[str, Any]:
 
 
 def _lift(args: argparse.Namespace) -> int:
-    from flows.measure import lift_table
+    from flows.commands.measure import lift_table
 
     path = Path(args.replay) / "summary.json"
     try:
@@ -429,7 +429,7 @@ def _lift(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from flows.explain import ExplainError, NotFound, explain, render
+    from flows.commands.explain import ExplainError, NotFound, explain, render
 
     events = None
     if args.events is not None:
@@ -448,8 +448,8 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from flows.report import is_report, write_report
-    from flows.report_data import ReportError, read_run
+    from flows.commands.report import is_report, write_report
+    from flows.commands.report_data import ReportError, read_run
 
     dirs = [Path(args.replay)]
     if args.compare:  # the other run is the baseline: left, and the change is from it
@@ -473,7 +473,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from flows.diff import DiffError, compare, input_warning, read_replay, render
+    from flows.commands.diff import DiffError, compare, input_warning, read_replay, render
 
     try:
         before = read_replay(Path(args.before))
@@ -492,7 +492,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from flows.run import run_from_args
+    from flows.kafka.run import run_from_args
     from flows.runtime import start_trimming, tune_gc
 
     if args.log_format == "json":  # a log pipeline reads stderr: the warnings go there as records
@@ -511,7 +511,7 @@ def _broker(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from flows.broker import EmbeddedBroker, port_is_free
+    from flows.kafka.broker import EmbeddedBroker, port_is_free
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -546,13 +546,31 @@ def _broker(args: argparse.Namespace) -> int:
 
 
 def _forget(args: argparse.Namespace) -> int:
-    from flows.forget import forget_from_args
+    from flows.commands.forget import forget_from_args
 
     return forget_from_args(args)
 
 
+def _generate(args: argparse.Namespace) -> int:
+    from flows.commands.generate import generate_from_args
+
+    return generate_from_args(args)
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from flows.commands.produce import produce_from_args
+
+    return produce_from_args(args)
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from flows.commands.tail import tail_from_args
+
+    return tail_from_args(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
-    from flows.demo import run_demo
+    from flows.commands.demo import run_demo
 
     return run_demo(args)
 
@@ -611,6 +629,15 @@ def parser() -> argparse.ArgumentParser:
         "no event has",
     )
     validate.set_defaults(handler=_validate)
+
+    generate = _command(
+        commands,
+        "generate",
+        "write a realistic event stream (the demo's) as JSON lines, to try replay and run on",
+        "concierge generate --events 20000 --days 7 --out week.jsonl",
+    )
+    _add_generate_arguments(generate)
+    generate.set_defaults(handler=_generate)
 
     replay = _command(
         commands,
@@ -751,6 +778,64 @@ def parser() -> argparse.ArgumentParser:
     )
     forget.set_defaults(handler=_forget)
 
+    produce = _command(
+        commands,
+        "produce",
+        "write a JSON-lines file (or stdin) to a topic, each record keyed by its identifier",
+        "concierge produce --brokers 127.0.0.1:9092 week.jsonl",
+    )
+    _add_client_arguments(produce)
+    produce.add_argument(
+        "--topic",
+        default="events",
+        metavar="NAME",
+        help="the topic, under --topic-prefix unless it starts with it (default: %(default)s; "
+        "feedback for channel outcomes)",
+    )
+    produce.add_argument(
+        "--partitions",
+        type=COUNT,
+        default=3,
+        metavar="N",
+        help="partitions of the topic if this creates it (default: %(default)s, as run)",
+    )
+    _add_connect_timeout(produce)
+    produce.add_argument(
+        "file",
+        nargs="?",
+        metavar="FILE",
+        help="one JSON event per line; gzip-compressed is read as such; - or none reads stdin",
+    )
+    produce.set_defaults(handler=_produce)
+
+    tail = _command(
+        commands,
+        "tail",
+        "print a topic's records as JSON lines: to its end, or --follow",
+        "concierge tail --brokers 127.0.0.1:9092 actions.email --follow",
+    )
+    _add_client_arguments(tail)
+    tail.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep printing new records until Ctrl-C or SIGTERM (from the end, unless "
+        "--from-beginning)",
+    )
+    tail.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="with --follow: print the records already there first",
+    )
+    tail.add_argument("--max", type=COUNT, default=None, metavar="N", help="stop after N records")
+    _add_connect_timeout(tail)
+    tail.add_argument(
+        "topic",
+        metavar="TOPIC",
+        help="decisions, dlq, audit, conversions, actions.<channel>, events ..., under "
+        "--topic-prefix unless it starts with it",
+    )
+    tail.set_defaults(handler=_tail)
+
     broker = _command(
         commands,
         "broker",
@@ -789,7 +874,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
     """Where the cluster is and how to reach it, as for ``concierge run``."""
-    from flows.kafka_config import DEFAULT_PREFIX, ENV_BROKERS, ENV_PREFIX
+    from flows.kafka.config import DEFAULT_PREFIX, ENV_BROKERS, ENV_PREFIX
 
     parser.add_argument(
         "--brokers",
@@ -810,6 +895,72 @@ def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="PROPERTY=VALUE",
         help=f"a librdkafka property for every client (also env {ENV_PREFIX}*)",
+    )
+
+
+def _add_connect_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--connect-timeout",
+        type=_bounded(float, 0.1, 3600),
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for the brokers to answer (default: %(default)s)",
+    )
+
+
+def _add_generate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``concierge generate``."""
+    from flows.commands.generator import BAD_SHARE, START
+
+    parser.add_argument(
+        "--customers",
+        type=COUNT,
+        default=3000,
+        metavar="N",
+        help="customers the events come from (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--events",
+        type=COUNT,
+        default=60000,
+        metavar="N",
+        help="records to write, broken ones included (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--days",
+        type=_bounded(float, 0.001, 3650),
+        default=None,
+        metavar="D",
+        help="about how many days of event time they cover (default: a session every 15 s "
+        "on average, 2.6 days for 60,000)",
+    )
+    parser.add_argument(
+        "--start",
+        type=_timestamp,
+        default=START,
+        metavar="TIMESTAMP",
+        help="the time of the first event, RFC 3339 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=7,
+        metavar="N",
+        help="another seed, another stream; the same flags, the same bytes (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--broken",
+        type=_bounded(float, 0, 1),
+        default=BAD_SHARE,
+        metavar="SHARE",
+        help="the share of broken records (bad JSON, missing fields, bad timestamps), 0 to 1 "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out",
+        default="-",
+        metavar="FILE",
+        help="where to write; a name ending .gz is gzip-compressed; - is stdout (default)",
     )
 
 

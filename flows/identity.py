@@ -5,8 +5,8 @@ has a single key and one worker owns the graph. Its store is RocksDB under
 ``--state-dir`` in Kafka mode and memory in replay.
 
 Events reach it from every input partition, each partition followed by its progress;
-the step's :class:`~operators.alignment.Aligner` resolves them in event-time order across
-all partitions (see :mod:`operators.alignment`), so which profile survives a merge does
+the step's :class:`~operators.identity.alignment.Aligner` resolves them in event-time order across
+all partitions (see :mod:`operators.identity.alignment`), so which profile survives a merge does
 not depend on how partitions interleave. Merged contexts coming back (transfers) pass
 through on their way to the survivor, so the step also knows when every merge has
 completed. What it knows about the whole input it says in a
@@ -32,19 +32,19 @@ from bytewax.operators import StatefulBatchLogic
 from flows import metrics
 from flows.journey import IncompatibleSnapshot
 from flows.progress import FrontierMark, InputFrontier
-from operators.action_ids import customer_of_action_id
-from operators.alignment import Aligner, Progress
-from operators.handover import Adopt, Forget, Transfer
-from operators.identifiers import UNKEYED_IDENTITY, IdentifierRules, IdentityKey
-from operators.identity_graph import DAY_MS, IdentityGraph, KeyValue, MissingUndo
-from operators.model import ERASURE, DeadLetter, Event
-from operators.resolution import (
+from operators.identity.alignment import Aligner, Progress
+from operators.identity.graph import DAY_MS, IdentityGraph, KeyValue, MissingUndo
+from operators.identity.resolution import (
     ForCustomer,
     Routed,
     erasure_routes,
     forgotten_feedback,
     route,
 )
+from operators.model.action_ids import customer_of_action_id
+from operators.model.handover import Adopt, Forget, Transfer
+from operators.model.identifiers import UNKEYED_IDENTITY, IdentifierRules, IdentityKey
+from operators.model.records import ERASURE, DeadLetter, Event
 
 log = logging.getLogger("concierge.identity")
 

@@ -19,7 +19,9 @@ from rocksdict import (
     WriteBatch,
 )
 
-from operators.identifiers import (
+from operators.identity.graph import GraphError, IdentityGraph, check_store
+from operators.identity.ids import is_canonical_id
+from operators.model.identifiers import (
     KNOWN_IDENTIFIERS,
     IdentifierRules,
     IdentityKey,
@@ -27,12 +29,10 @@ from operators.identifiers import (
     mask,
     normalise,
 )
-from operators.identity import is_canonical_id
-from operators.identity_graph import GraphError, IdentityGraph, check_store
 
 
 class RocksStore:
-    """A :class:`operators.identity_graph.KeyValue` in a RocksDB directory.
+    """A :class:`operators.identity.graph.KeyValue` in a RocksDB directory.
 
     ``read_only`` opens it beside a running flow (as a RocksDB secondary, which
     catches up with the writer when opened), for ``concierge identity``.

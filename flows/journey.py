@@ -28,15 +28,15 @@ from flows.metrics import (
     SIGNAL_TIMERS,
 )
 from flows.progress import InputFrontier
-from operators.decide import Output
-from operators.handover import Adopt, Forget, Retire, Transfer
+from operators.context.timezones import timezone_of
+from operators.decisions.decide import Output
+from operators.identity.resolution import ForCustomer
 from operators.journey import Journey, wake_time
-from operators.model import Action, Event
-from operators.policy import Policy
-from operators.records import Emitted, Order
-from operators.resolution import ForCustomer
-from operators.state import CustomerState
-from operators.timezones import timezone_of
+from operators.model.encoding import Emitted, Order
+from operators.model.handover import Adopt, Forget, Retire, Transfer
+from operators.model.records import Action, Event
+from operators.model.state import CustomerState
+from operators.policy.compiled import Policy
 
 
 def wall_clock_ms() -> int:

@@ -1,6 +1,6 @@
 """The deployment's two secrets: the action key, which signs action ids (see
-:mod:`operators.action_ids`), and the identity key, which digests identifiers (see
-:mod:`operators.identifiers`).
+:mod:`operators.model.action_ids`), and the identity key, which digests identifiers (see
+:mod:`operators.model.identifiers`).
 
 Each comes from its variable when that is set (``CONCIERGE_ACTION_KEY``,
 ``CONCIERGE_IDENTITY_KEY``: a cluster's processes must all use the same keys, so give them
@@ -24,9 +24,9 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from operators.action_ids import PUBLIC_KEY, keyed
-from operators.identifiers import PUBLIC_IDENTITY_KEY, IdentityKey
-from operators.policy import Policy
+from operators.model.action_ids import PUBLIC_KEY, keyed
+from operators.model.identifiers import PUBLIC_IDENTITY_KEY, IdentityKey
+from operators.policy.compiled import Policy
 
 log = logging.getLogger("concierge.key")
 

@@ -1,5 +1,5 @@
 """Prometheus metrics: one registry per process, served on ``--metrics-port`` (by
-:mod:`flows.health`)."""
+:mod:`flows.kafka.health`)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from operators import records
-from operators.dates import REASONS as DATE_REASONS
-from operators.dates import bad_dates
-from operators.decide import QUIET_HOURS
-from operators.model import DeadLetterReason, Event, Outcome
-from operators.policy import Policy
+from operators.context.dates import REASONS as DATE_REASONS
+from operators.context.dates import bad_dates
+from operators.decisions.decide import QUIET_HOURS
+from operators.model import encoding as records
+from operators.model.records import DeadLetterReason, Event, Outcome
+from operators.policy.compiled import Policy
 
 RECORDS_IN = Counter(
     "concierge_records_in", "Every record read from an input topic or file line, good or bad"

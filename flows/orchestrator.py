@@ -1,6 +1,6 @@
 """The Concierge dataflow, in stage order: ingest -> identity -> context -> decide -> emit.
 
-Sources and sinks are the edges; :mod:`flows.replay` and :mod:`flows.kafka`
+Sources and sinks are the edges; :mod:`flows.replay` and :mod:`flows.kafka.connectors`
 plug theirs in, so replay and Kafka mode run this same flow.
 """
 
@@ -33,19 +33,11 @@ from flows.metrics import (
     RECORDS_OUT,
 )
 from flows.progress import FrontierMark
-from operators.alignment import Progress
-from operators.handover import Transfer
-from operators.model import (
-    DEFAULT_MESSAGE_MAX_BYTES,
-    Action,
-    Conversion,
-    DeadLetter,
-    Event,
-    Outcome,
-)
-from operators.records import AUDIT as AUDIT_STREAM
-from operators.records import DEAD_LETTERS as DEAD_LETTER_STREAM
-from operators.records import (
+from operators.identity.alignment import Progress
+from operators.identity.resolution import ForAudit, ForCustomer
+from operators.model.encoding import AUDIT as AUDIT_STREAM
+from operators.model.encoding import DEAD_LETTERS as DEAD_LETTER_STREAM
+from operators.model.encoding import (
     FRONTIER,
     Order,
     OutRecord,
@@ -54,7 +46,15 @@ from operators.records import (
     encode_dead_letter,
     encode_transfer,
 )
-from operators.resolution import ForAudit, ForCustomer
+from operators.model.handover import Transfer
+from operators.model.records import (
+    DEFAULT_MESSAGE_MAX_BYTES,
+    Action,
+    Conversion,
+    DeadLetter,
+    Event,
+    Outcome,
+)
 
 FLOW_ID = "concierge"
 
@@ -80,7 +80,7 @@ def build_flow(
     flow = Dataflow(FLOW_ID)
 
     # 1. Ingest and validate: the source's partitions parse each record into an
-    #    event or a dead letter (see flows.replay / flows.kafka), and say how far they
+    #    event or a dead letter (see flows.replay / flows.kafka.connectors), and say how far they
     #    have read. Transfers come back in through the source too: the loop that
     #    carries merged contexts.
     ingested = op.input("ingest", flow, source)

@@ -1,11 +1,11 @@
 """How far the input has got: what the identity step tells every process.
 
 The identity step sees every input partition (each sends its progress with its events,
-:class:`operators.alignment.Progress`), so it alone can tell how far the whole cluster's
+:class:`operators.identity.alignment.Progress`), so it alone can tell how far the whole cluster's
 input has got. It says so in a :class:`FrontierMark`: in replay straight into this
 process's :class:`InputFrontier`; in Kafka mode through the internal topic
 ``<prefix>frontier``, which a reader in every process applies
-(:class:`flows.kafka.FrontierReader`).
+(:class:`flows.kafka.connectors.FrontierReader`).
 
 - :attr:`InputFrontier.settled` holds wall-clock timers back: a timer fires only once no
   partition of the cluster is still behind its due time. If the identity step's owner is
@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from operators.alignment import NEVER
+from operators.identity.alignment import NEVER
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,21 +31,18 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
-from flows import measure
+from flows.commands import measure
 from flows.identity import IdentityConfig
 from flows.journey import JourneyConfig, ZoneChanges
 from flows.keys import with_keys
 from flows.metrics import count_bad_dates, count_ingested, type_labels
 from flows.orchestrator import build_flow
 from flows.progress import InputFrontier
-from operators.alignment import Progress, alignment_time
-from operators.dates import REASONS as DATE_REASONS
-from operators.handover import Transfer
-from operators.identity_graph import PURGE_PREFIX, UNDO_PREFIX, DictStore
+from operators.context.dates import REASONS as DATE_REASONS
+from operators.identity.alignment import Progress, alignment_time
+from operators.identity.graph import PURGE_PREFIX, UNDO_PREFIX, DictStore
 from operators.ingest import Ingestor, future_dead_letter
-from operators.model import DeadLetter, Event, Origin
-from operators.policy import Policy
-from operators.records import (
+from operators.model.encoding import (
     ACTIONS_PREFIX,
     AUDIT,
     DEAD_LETTERS,
@@ -55,7 +52,10 @@ from operators.records import (
     OutRecord,
     decode_transfer,
 )
-from operators.timefmt import format_ms
+from operators.model.handover import Transfer
+from operators.model.records import DeadLetter, Event, Origin
+from operators.model.timefmt import format_ms
+from operators.policy.compiled import Policy
 
 READ_BATCH = 2000
 PROGRESS_EVERY_S = 5.0
@@ -119,7 +119,7 @@ class ReplayStats:
 FILE_PART = "file"
 """The file is one input partition. It hands its events on in alignment order (time, then
 event id), once it has read them all, saying after each batch how far it has got, so the
-identity step resolves the whole file in that order (:mod:`operators.alignment`)."""
+identity step resolves the whole file in that order (:mod:`operators.identity.alignment`)."""
 SORT_BUFFER_EVENTS = 100_000
 """Events kept in memory while the file is read (about 2.6 KB each); beyond that, sorted
 runs go to disk."""

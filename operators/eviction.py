@@ -9,14 +9,14 @@ grant it again (opt-in).
 
 from __future__ import annotations
 
-from operators.conversions import watching_until
-from operators.cooldowns import cooling_down_until
-from operators.moments import worth_keeping_until
-from operators.policy import Policy
-from operators.sends import counted_until
-from operators.state import CustomerState
-from operators.suppression import suppressed_until
-from operators.windows import counting_until
+from operators.context.moments import worth_keeping_until
+from operators.context.sends import counted_until
+from operators.context.suppression import suppressed_until
+from operators.context.windows import counting_until
+from operators.decisions.cooldowns import cooling_down_until
+from operators.measurement.conversions import watching_until
+from operators.model.state import CustomerState
+from operators.policy.compiled import Policy
 
 
 def evict_at(policy: Policy, state: CustomerState) -> int | None:

@@ -12,8 +12,8 @@ import jsonschema_rs
 import orjson
 
 import schemas
-from operators.durations import format_duration
-from operators.identifiers import (
+from operators.model.durations import format_duration
+from operators.model.identifiers import (
     KNOWN_IDENTIFIERS,
     Identifier,
     NormalCache,
@@ -21,9 +21,9 @@ from operators.identifiers import (
     identify_all,
     mask,
 )
-from operators.model import ERASURE, DeadLetter, DeadLetterReason, Event, Origin
-from operators.policy import Policy
-from operators.timefmt import InvalidTimestamp, format_ms, parse_ms
+from operators.model.records import ERASURE, DeadLetter, DeadLetterReason, Event, Origin
+from operators.model.timefmt import InvalidTimestamp, format_ms, parse_ms
+from operators.policy.compiled import Policy
 
 Reason = DeadLetterReason
 Identifiers = tuple[dict[str, Identifier], list[tuple[str, Rejection]]]

@@ -3,8 +3,9 @@
 Each item for a customer comes here: an event (:meth:`Journey.on_event`), the notices
 of a merge (:meth:`Journey.on_adopt`, :meth:`Journey.on_retire`), a merged context
 arriving (:meth:`Journey.on_transfer`) and the timers (:meth:`Journey.fire_due`).
-An event updates the context (:mod:`operators.context`); the signals it fires open
-moments (:mod:`operators.moments`); the moments are decided (:mod:`operators.decide`).
+An event updates the context (:mod:`operators.context.update`); the signals it fires open
+moments (:mod:`operators.context.moments`); the moments are decided
+(:mod:`operators.decisions.decide`).
 
 Time is event time: an event is handled as of its timestamp, and timers (absence
 signals, decisions deferred by quiet hours or a full cap) fire as of their due time,
@@ -17,20 +18,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from operators.absences import due_absences
-from operators.context import update_context
-from operators.conversions import convert
-from operators.decide import Output, decide
+from operators.context.absences import due_absences
+from operators.context.moments import open_moments
+from operators.context.signals import SignalFired
+from operators.context.suppression import start_suppressions
+from operators.context.update import update_context
+from operators.decisions.decide import Output, decide
 from operators.eviction import evict_at
-from operators.handover import Adopt, Forget, Retire, Transfer
-from operators.merging import merge_states
-from operators.model import Event
-from operators.moments import open_moments
-from operators.policy import Policy
-from operators.signals import SignalFired
-from operators.state import CustomerState, MomentKey
-from operators.state_records import state_from_record, state_to_record
-from operators.suppression import start_suppressions
+from operators.identity.merging import merge_states
+from operators.measurement.conversions import convert
+from operators.model.handover import Adopt, Forget, Retire, Transfer
+from operators.model.records import Event
+from operators.model.state import CustomerState, MomentKey
+from operators.model.state_records import state_from_record, state_to_record
+from operators.policy.compiled import Policy
 
 GATED_RETRY_MS = 2_000
 """How soon a timer held back by input still being read is tried again (wall clock)."""

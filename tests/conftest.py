@@ -11,11 +11,11 @@ from typing import Any
 import orjson
 import pytest
 
-from operators.identifiers import UNKEYED_IDENTITY
-from operators.model import Event, Origin
-from operators.policy import Policy
-from operators.policy_load import load_policy
-from operators.timefmt import parse_ms
+from operators.model.identifiers import UNKEYED_IDENTITY
+from operators.model.records import Event, Origin
+from operators.model.timefmt import parse_ms
+from operators.policy.compiled import Policy
+from operators.policy.load import load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_POLICY = ROOT.parent / "shared" / "spec" / "reference" / "policy.yaml"
@@ -26,7 +26,7 @@ FULL_POLICY = (
 )
 """``policy-full.yaml``: the reference policy and every section beyond it (a copy ships in
 ``flows/``, kept equal to the spec's but for comments of its own by
-``tests/unit/test_policy.py``)."""
+``tests/unit/policy/test_compiled.py``)."""
 
 _ids = itertools.count(1)
 

@@ -17,7 +17,7 @@ import orjson
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 
-from operators.identity import canonical_id
+from operators.identity.ids import canonical_id
 
 EXPECTED_REASONS = frozenset(
     {

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from operators.policy import Policy
-from operators.policy_load import load_policy
+from operators.policy.compiled import Policy
+from operators.policy.load import load_policy
 from tests.conftest import REFERENCE_POLICY
 
 PINNED = """

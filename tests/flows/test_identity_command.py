@@ -1,8 +1,8 @@
 """What ``concierge identity`` prints of a profile (flows/cli.py)."""
 
 from flows.cli import _shown_profile
-from operators.identifiers import UNKEYED_IDENTITY, IdentifierRules, mask
-from operators.identity_graph import DictStore, IdentityGraph
+from operators.identity.graph import DictStore, IdentityGraph
+from operators.model.identifiers import UNKEYED_IDENTITY, IdentifierRules, mask
 
 ids = UNKEYED_IDENTITY.identify_normalised
 

@@ -4,8 +4,8 @@
 import pytest
 
 from flows.identity import KEPT_SNAPSHOTS, GraphMismatch, IdentityConfig, IdentityLogic
-from operators.identifiers import UNKEYED_IDENTITY, IdentifierRules
-from operators.identity_graph import DictStore, IdentityGraph
+from operators.identity.graph import DictStore, IdentityGraph
+from operators.model.identifiers import UNKEYED_IDENTITY, IdentifierRules
 
 ids = UNKEYED_IDENTITY.identify_normalised
 

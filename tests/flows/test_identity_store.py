@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 
 from flows.identity_store import RocksStore
-from operators.identifiers import UNKEYED_IDENTITY, IdentifierRules
-from operators.identity_graph import IdentityGraph
+from operators.identity.graph import IdentityGraph
+from operators.model.identifiers import UNKEYED_IDENTITY, IdentifierRules
 
 ids = UNKEYED_IDENTITY.identify_normalised
 
@@ -33,8 +33,8 @@ def test_another_process_can_read_the_graph_while_it_is_open(tmp_path):
         IdentityGraph(store, IdentifierRules()).resolve(ids({"phone": "+34600111222"}), 1, "e1")
         reader = (
             "import sys; from pathlib import Path; from flows.identity_store import RocksStore;"
-            "from operators.identity_graph import IdentityGraph;"
-            "from operators.identifiers import IdentifierRules;"
+            "from operators.identity.graph import IdentityGraph;"
+            "from operators.model.identifiers import IdentifierRules;"
             f"s = RocksStore(Path({str(path)!r}), read_only=True);"
             "print(IdentityGraph(s, IdentifierRules()).profile_of('phone', '+34600111222')"
             "['customer_id']); s.close()"

@@ -5,9 +5,9 @@ from bytewax.operators import StatefulBatchLogic
 
 from flows.journey import JourneyConfig, JourneyLogic
 from flows.progress import FrontierMark
-from operators.model import Decision
-from operators.resolution import ForCustomer
-from operators.timefmt import format_ms, parse_ms
+from operators.identity.resolution import ForCustomer
+from operators.model.records import Decision
+from operators.model.timefmt import format_ms, parse_ms
 from tests.conftest import make_event
 
 GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
@@ -77,21 +77,21 @@ def test_a_snapshot_from_another_version_is_refused_with_a_clear_error(policy):
 
     from flows.journey import IncompatibleSnapshot
     from operators.journey import Journey
-    from operators.state import CustomerState
+    from operators.model.state import CustomerState
 
     config = JourneyConfig(policy, wall_clock_timers=False)
     # what an older version wrote: its customer state under a module this one no longer has
     journey = pickle.dumps(Journey(CustomerState("cus_ana")), protocol=pickle.HIGHEST_PROTOCOL)
-    older = journey.replace(b"operators.journey", b"operators.merging")
+    older = journey.replace(b"operators.journey", b"operators.journal")
     with pytest.raises(IncompatibleSnapshot, match="another version"):
         JourneyLogic(config, older)
 
 
 def generated_customers(policy, customers=40, events=3000):
     """Generated events, resolved to customers the way the identity step would."""
-    from flows.generator import Generator
+    from flows.commands.generator import Generator
     from operators.ingest import Ingestor
-    from operators.model import Event, Origin
+    from operators.model.records import Event, Origin
 
     ingestor = Ingestor(policy)
     by_customer = {}
@@ -173,13 +173,13 @@ def test_a_packed_snapshot_from_another_version_is_refused_as_the_flow_starts(po
     import flows.journey
     from flows.journey import IncompatibleSnapshot, pack
     from operators.journey import Journey
-    from operators.state import CustomerState
+    from operators.model.state import CustomerState
 
     monkeypatch.setattr(flows.journey, "_resumed_one", False)
     config = JourneyConfig(policy, wall_clock_timers=False)
     blob = pickle.dumps(Journey(CustomerState("cus_ana")), protocol=pickle.HIGHEST_PROTOCOL)
     older = pack(Journey(CustomerState("cus_ana")), policy)
-    older = older[:24] + zlib.compress(blob.replace(b"operators.journey", b"operators.merging"))
+    older = older[:24] + zlib.compress(blob.replace(b"operators.journey", b"operators.journal"))
     with pytest.raises(IncompatibleSnapshot, match="another version"):
         JourneyLogic(config, older)
 

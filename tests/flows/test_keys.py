@@ -52,7 +52,7 @@ def test_a_key_file_that_holds_no_key_is_an_error(machine, tmp_path):
 
 
 def test_without_a_writable_home_replay_signs_with_the_public_key(tmp_path, monkeypatch):
-    from operators.action_ids import PUBLIC_KEY
+    from operators.model.action_ids import PUBLIC_KEY
 
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -5,9 +5,9 @@ from prometheus_client import REGISTRY
 
 from flows.orchestrator import _emit
 from operators.journey import Journey
-from operators.model import Action, Conversion
-from operators.records import Emitted, Order
-from operators.state import CustomerState
+from operators.model.encoding import Emitted, Order
+from operators.model.records import Action, Conversion
+from operators.model.state import CustomerState
 from tests.conftest import make_event
 from tests.measurement import holding_out
 

@@ -6,9 +6,9 @@ from prometheus_client import REGISTRY
 from flows import package_version
 from flows.journey import JourneyConfig, JourneyLogic
 from flows.metrics import declare_build, declare_labels, held_back_rules
-from operators.model import DeadLetterReason, Decision, Outcome
-from operators.policy_load import load_policy
-from operators.resolution import ForCustomer
+from operators.identity.resolution import ForCustomer
+from operators.model.records import DeadLetterReason, Decision, Outcome
+from operators.policy.load import load_policy
 from tests.conftest import FULL_POLICY
 from tests.flows.test_journey_step import generated_customers
 
@@ -66,7 +66,7 @@ def test_the_held_back_rules_declared_are_the_ones_decisions_carry(policy):
 def test_timers_pending_after_a_replay_is_what_it_left_pending(policy, tmp_path):
     """Through the whole flow (merges hand timers from one profile to another, erasures and
     evictions drop them), the gauge ends at what replay's pending_at_end lists."""
-    from flows.generator import Generator
+    from flows.commands.generator import Generator
     from flows.replay import replay
     from tests.flows.test_journey_step import gauge, restart_gauge
 

@@ -7,7 +7,7 @@ import random
 import orjson
 
 from flows import replay as replay_module
-from flows.generator import Generator
+from flows.commands.generator import Generator
 
 UNTIL = 2_000_000_000_000
 
@@ -55,7 +55,7 @@ def test_an_event_spilled_to_disk_comes_back_whole():
     import dataclasses
 
     from flows.replay import _flat, _unflat
-    from operators.model import Event, Origin
+    from operators.model.records import Event, Origin
 
     event = Event(
         "e-1", "purchase", 1_700_000_000_000, {"email": "ana@example.com"}, {"timezone": "UTC"},

@@ -6,9 +6,9 @@ import gzip
 import re
 
 from flows import replay as replay_module
-from flows.generator import Generator
+from flows.commands.generator import Generator
 from flows.replay import progress_text, replay
-from operators.policy_load import load_policy
+from operators.policy.load import load_policy
 from tests.conftest import REFERENCE_POLICY
 
 

@@ -20,12 +20,12 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from flows.broker import EmbeddedBroker, free_port
-from flows.kafka_config import KafkaSettings, ensure_topics
-from operators.identifiers import UNKEYED_IDENTITY, IdentifierRules, identify_all
-from operators.identity import resolve_customer
-from operators.model import Event
-from operators.policy import DEFAULT_IDENTIFIER_ORDER
+from flows.kafka.broker import EmbeddedBroker, free_port
+from flows.kafka.config import KafkaSettings, ensure_topics
+from operators.identity.ids import resolve_customer
+from operators.model.identifiers import UNKEYED_IDENTITY, IdentifierRules, identify_all
+from operators.model.records import Event
+from operators.policy.compiled import DEFAULT_IDENTIFIER_ORDER
 
 CONCIERGE = str(Path(sys.executable).with_name("concierge"))
 QUIET = {"log_level": 0}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from operators.policy_load import load_policy
+from operators.policy.load import load_policy
 from tests.conftest import event_dict
 from tests.integration.conftest import stamp, wait_for
 

@@ -22,7 +22,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from flows.generator import Generator, producer_key
+from flows.commands.generator import Generator, producer_key
 from tests.integration.conftest import QUIET, Flow, Topics, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.scale]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from operators.policy_load import load_policy
-from operators.timefmt import format_ms, parse_ms
+from operators.model.timefmt import format_ms, parse_ms
+from operators.policy.load import load_policy
 from tests.conftest import event_dict
 from tests.integration.conftest import stamp, wait_for
 

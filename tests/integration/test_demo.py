@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.broker import free_port
+from flows.kafka.broker import free_port
 from tests.scenarios.conftest import concierge
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from operators.identity import canonical_id
+from operators.identity.ids import canonical_id
 from tests.conftest import event_dict
 from tests.integration.conftest import afternoon_zone, stamp
 

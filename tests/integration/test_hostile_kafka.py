@@ -13,9 +13,9 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from flows.broker import EmbeddedBroker
-from operators.identity import canonical_id
-from operators.model import dead_letter_bound
+from flows.kafka.broker import EmbeddedBroker
+from operators.identity.ids import canonical_id
+from operators.model.records import dead_letter_bound
 from tests.conftest import event_dict
 from tests.hostile import MAX_RECORD_BYTES, POISON
 from tests.integration.conftest import QUIET, Topics, afternoon_zone, stamp, wait_for
@@ -182,7 +182,7 @@ def test_a_stalled_broker_is_waited_for_and_nothing_is_lost_or_changed(
     """The broker's process is stopped for 30 s while the flow is reading and writing, and
     more events are produced meanwhile; then it is continued. The flow is still running, and
     its records are those replay predicts: nothing lost, repeats identical."""
-    from operators.policy_load import load_policy
+    from operators.policy.load import load_policy
     from tests.integration.test_kafka_flow import replay_prediction, without_timers
 
     policy_path = without_timers(reference_policy_path, tmp_path)
@@ -235,7 +235,7 @@ def test_a_write_that_fails_stops_the_flow_which_then_resumes_and_skips_nothing(
 ):
     """With writes given 3 s to succeed, a longer stall makes them fail: the flow exits 1
     with one line saying so, and started again it writes everything replay predicts."""
-    from operators.policy_load import load_policy
+    from operators.policy.load import load_policy
     from tests.integration.test_kafka_flow import replay_prediction, without_timers
 
     policy_path = without_timers(reference_policy_path, tmp_path)

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from flows.generator import Generator
-from flows.kafka import FrontierReader
+from flows.commands.generator import Generator
+from flows.kafka.connectors import FrontierReader
 from flows.progress import FrontierMark, InputFrontier
-from operators.alignment import NEVER
-from operators.identity import canonical_id
+from operators.identity.alignment import NEVER
+from operators.identity.ids import canonical_id
 from tests.conftest import event_dict
 from tests.integration.conftest import afternoon_zone, stamp, wait_for
 
@@ -434,7 +434,7 @@ def test_one_customer_across_identifiers_in_kafka_and_in_the_identity_command(
 def test_two_processes_give_the_same_records_and_stop_together(topics, flows, policy, tmp_path):
     import signal
 
-    from flows.broker import free_port
+    from flows.kafka.broker import free_port
     from tests.scenarios.test_identity import story
 
     topics.create(policy, partitions=1)

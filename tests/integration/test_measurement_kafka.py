@@ -6,11 +6,11 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from operators.policy_load import load_policy
+from operators.policy.load import load_policy
 from tests.integration.test_kafka_flow import recent_stream, replay_prediction
 from tests.measurement import measured_policy_text
-from tests.unit.test_eligibility import SECTIONS as ELIGIBILITY
-from tests.unit.test_reachability import SECTION as REACHABILITY
+from tests.unit.context.test_reachability import SECTION as REACHABILITY
+from tests.unit.decisions.test_eligibility import SECTIONS as ELIGIBILITY
 
 pytestmark = pytest.mark.integration
 GRANT = {"purpose": "marketing", "channel": "*", "granted": True}

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from flows import package_version
-from flows.broker import free_port
-from operators.model import DeadLetterReason, Outcome
+from flows.kafka.broker import free_port
+from operators.model.records import DeadLetterReason, Outcome
 from tests.conftest import event_dict
 from tests.integration.conftest import stamp, wait_for
 

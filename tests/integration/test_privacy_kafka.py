@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from operators.identifiers import IdentityKey
+from operators.model.identifiers import IdentityKey
 from tests.conftest import event_dict
 from tests.integration.conftest import in_the_afternoon, stamp, wait_for
 from tests.scenarios.conftest import concierge

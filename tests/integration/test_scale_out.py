@@ -13,10 +13,10 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from flows.broker import free_port
-from flows.generator import Generator
-from flows.generator import producer_key as generated_key
-from operators.identity import canonical_id
+from flows.commands.generator import Generator
+from flows.commands.generator import producer_key as generated_key
+from flows.kafka.broker import free_port
+from operators.identity.ids import canonical_id
 from tests.integration.conftest import QUIET, Topics, afternoon_zone, stamp, wait_for
 from tests.integration.test_kafka_flow import recent_stream, replay_prediction
 

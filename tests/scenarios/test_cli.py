@@ -82,7 +82,7 @@ def test_run_without_brokers_says_how_to_give_them(reference_policy_path):
 
 
 def test_an_unreachable_broker_is_retried_then_one_clear_line(reference_policy_path, tmp_path):
-    from flows.broker import free_port
+    from flows.kafka.broker import free_port
 
     done = concierge(
         "run",
@@ -201,7 +201,7 @@ def test_a_time_zone_naming_a_folder_is_exit_2_naming_the_field(
 
 
 def test_a_billion_laughs_policy_is_refused_quickly(tmp_path):
-    from tests.unit.test_policy_limits import billion_laughs
+    from tests.unit.policy.test_limits import billion_laughs
 
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text(billion_laughs())

@@ -111,7 +111,7 @@ def test_after_unsubscribing_from_push_the_next_nudge_comes_by_email(tmp_path, r
 def test_feedback_forged_from_an_email_changes_nothing_and_is_a_dead_letter(
     tmp_path, replay, outcome
 ):
-    from operators.identity import canonical_id
+    from operators.identity.ids import canonical_id
 
     ana = canonical_id("email", "ana@example.com")
     forged = feedback(

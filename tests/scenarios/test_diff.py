@@ -7,13 +7,13 @@ import random
 
 import orjson
 
-from flows.generator import Generator
+from flows.commands.generator import Generator
 from tests.conftest import REFERENCE_POLICY, write_jsonl
 from tests.measurement import measured_policy_text
 from tests.scenarios.conftest import concierge
 from tests.scenarios.test_decisions import consent, views
 from tests.scenarios.test_eligibility import NUDGE_DAYS, browsing
-from tests.unit.test_fatigue import SECTION as FATIGUE
+from tests.unit.decisions.test_fatigue import SECTION as FATIGUE
 
 
 def _story():

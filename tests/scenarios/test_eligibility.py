@@ -3,7 +3,7 @@
 import orjson
 
 from tests.measurement import measured_policy_text
-from tests.unit.test_eligibility import SECTIONS
+from tests.unit.decisions.test_eligibility import SECTIONS
 
 GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
 
@@ -54,7 +54,7 @@ def test_a_bounced_email_is_not_used_again_until_the_customer_gives_a_new_one(tm
     """Through the real identity step: the profile's identifier types reach the decision,
     and a new email stated by a later event makes the channel reachable again."""
     from tests.conftest import event_dict, write_jsonl
-    from tests.unit.test_reachability import SECTION
+    from tests.unit.context.test_reachability import SECTION
 
     policy = tmp_path / "policy.yaml"
     policy.write_text(measured_policy_text(SECTION))
@@ -130,7 +130,7 @@ def test_a_customer_who_ignores_three_nudges_hears_no_more_marketing_for_a_while
     """Fatigue through replay: Ana opens nothing and is held back; Bo opens one nudge in
     time and keeps hearing from us; the feedback names only the action id."""
     from tests.conftest import event_dict, write_jsonl
-    from tests.unit.test_fatigue import SECTION
+    from tests.unit.decisions.test_fatigue import SECTION
 
     policy = tmp_path / "policy.yaml"
     policy.write_text(measured_policy_text(SECTION))

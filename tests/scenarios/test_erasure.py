@@ -175,7 +175,7 @@ def test_retention_drops_a_profile_idle_for_longer_and_its_links_with_it(tmp_pat
 
 
 def test_forget_says_what_it_cannot_send_and_never_the_value():
-    from flows.broker import free_port
+    from flows.kafka.broker import free_port
 
     nobody = f"127.0.0.1:{free_port()}"
     bad = concierge("forget", "--brokers", nobody, "phone:12 34")

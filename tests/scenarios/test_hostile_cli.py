@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tests.conftest import REFERENCE_POLICY, event_dict
 from tests.hostile import EXPECTED_REASONS, attacks, bad_records
 from tests.scenarios.conftest import CONCIERGE, concierge
-from tests.unit.test_hostile_policies import mangled_text, mutated_documents
+from tests.unit.policy.test_hostile_policies import mangled_text, mutated_documents
 
 one_line = bad_records.filter(lambda record: b"\n" not in record and b"\r" not in record)
 """A line of a file cannot hold a line break: those records are not lines."""

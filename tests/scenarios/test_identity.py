@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from operators.identity import canonical_id
+from operators.identity.ids import canonical_id
 from tests.conftest import event_dict, write_jsonl
 
 STORIES = Path(__file__).parent / "stories"

@@ -14,9 +14,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from flows.generator import Generator
-from operators.identity import canonical_id
-from operators.timefmt import format_ms, parse_ms
+from flows.commands.generator import Generator
+from operators.identity.ids import canonical_id
+from operators.model.timefmt import format_ms, parse_ms
 from tests.conftest import write_jsonl
 from tests.scenarios.conftest import CONCIERGE, concierge
 

@@ -1,14 +1,14 @@
 """A misspelt name validates but switches something off: ``validate`` says which name looks
-like a typo and what it may have meant (operators/policy_typos.py)."""
+like a typo and what it may have meant (operators/policy/typos.py)."""
 
 from __future__ import annotations
 
 import gzip
 import subprocess
 
-from flows.demo import BUNDLED_POLICY
-from flows.generator import Generator
-from operators.policy_load import load_policy_warned
+from flows.commands.demo import BUNDLED_POLICY
+from flows.commands.generator import Generator
+from operators.policy.load import load_policy_warned
 from tests.conftest import FULL_POLICY, REFERENCE_POLICY, event_dict, write_jsonl
 from tests.scenarios.conftest import CONCIERGE, concierge
 

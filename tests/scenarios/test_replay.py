@@ -8,7 +8,7 @@ import jsonschema
 import orjson
 
 import schemas
-from flows.generator import Generator
+from flows.commands.generator import Generator
 from flows.identity_store import RocksStore
 from tests.conftest import event_dict, write_jsonl
 
@@ -233,7 +233,7 @@ def test_a_gzip_file_and_standard_input_replay_as_the_plain_file_does(tmp_path, 
 
     from tests.conftest import REFERENCE_POLICY
     from tests.scenarios.conftest import CONCIERGE
-    from tests.unit.test_eligibility import GRANT
+    from tests.unit.decisions.test_eligibility import GRANT
 
     lines = [
         {

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from PIL import Image
 
-from flows.generator import Generator
+from flows.commands.generator import Generator
 from tests.browser import Page
 from tests.conftest import FULL_POLICY, REFERENCE_POLICY
 from tests.scenarios.conftest import concierge

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from operators.timefmt import format_ms, parse_ms
+from operators.model.timefmt import format_ms, parse_ms
 from tests.conftest import event_dict, write_jsonl
 
 DAY = 86_400_000

@@ -1,12 +1,12 @@
 """Eviction: when an idle customer may be forgotten (operators/eviction.py)."""
 
-from operators.absences import watch_absences
-from operators.cooldowns import start_cooldown
+from operators.context.absences import watch_absences
+from operators.context.moments import open_moments
+from operators.context.signals import SignalFired
+from operators.decisions.cooldowns import start_cooldown
 from operators.eviction import evict_at
-from operators.moments import open_moments
-from operators.signals import SignalFired
-from operators.state import CustomerState, Spell
-from operators.timefmt import parse_ms
+from operators.model.state import CustomerState, Spell
+from operators.model.timefmt import parse_ms
 from tests.conftest import make_event
 
 DAY = 86_400_000

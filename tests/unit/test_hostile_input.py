@@ -12,13 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import schemas
-from operators.identity import resolve_customer
+from operators.identity.ids import resolve_customer
 from operators.ingest import Ingestor
 from operators.journey import Journey
-from operators.model import RAW_KEEP_BYTES, DeadLetter, Event, Origin, dead_letter_bound
-from operators.policy_load import load_policy
-from operators.state import CustomerState
-from operators.timefmt import parse_ms
+from operators.model.records import RAW_KEEP_BYTES, DeadLetter, Event, Origin, dead_letter_bound
+from operators.model.state import CustomerState
+from operators.model.timefmt import parse_ms
+from operators.policy.load import load_policy
 from tests.conftest import REFERENCE_POLICY, event_dict
 from tests.hostile import (
     EXPECTED_REASONS,

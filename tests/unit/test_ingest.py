@@ -3,13 +3,13 @@ import base64
 import orjson
 import pytest
 
-from operators.action_ids import UNKEYED, keyed
-from operators.identifiers import UNKEYED_IDENTITY
-from operators.identity import canonical_id
+from operators.identity.ids import canonical_id
 from operators.ingest import Ingestor
-from operators.model import DeadLetter, DeadLetterReason, Event, Origin, dead_letter_bound
-from operators.policy_load import load_policy
-from operators.timefmt import parse_ms
+from operators.model.action_ids import UNKEYED, keyed
+from operators.model.identifiers import UNKEYED_IDENTITY
+from operators.model.records import DeadLetter, DeadLetterReason, Event, Origin, dead_letter_bound
+from operators.model.timefmt import parse_ms
+from operators.policy.load import load_policy
 from tests.conftest import REFERENCE_POLICY, event_dict
 
 ids = UNKEYED_IDENTITY.identify_normalised
@@ -261,7 +261,7 @@ def test_dead_letters_never_grow_past_their_input(policy):
     ],
 )
 def test_rfc3339_forms_python_does_not_parse_are_accepted(policy, stamp, instant):
-    from operators.timefmt import format_ms
+    from operators.model.timefmt import format_ms
 
     assert format_ms(ingest(policy, event_dict("a", stamp)).time) == instant
 

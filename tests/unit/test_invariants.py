@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from operators.handover import Adopt, Retire
 from operators.journey import Journey
-from operators.model import Action, Decision, Event, Origin, Outcome
-from operators.state import CustomerState
-from operators.state_records import state_from_record, state_to_record
+from operators.model.handover import Adopt, Retire
+from operators.model.records import Action, Decision, Event, Origin, Outcome
+from operators.model.state import CustomerState
+from operators.model.state_records import state_from_record, state_to_record
 from tests.measurement import holding_out
 
 MINUTE = 60_000

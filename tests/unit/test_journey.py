@@ -8,11 +8,11 @@ import orjson
 import pytest
 
 import schemas
-from operators.handover import Adopt
 from operators.journey import GATED_RETRY_MS, Journey
-from operators.model import Action, Decision, Outcome
-from operators.state import CustomerState
-from operators.timefmt import parse_ms
+from operators.model.handover import Adopt
+from operators.model.records import Action, Decision, Outcome
+from operators.model.state import CustomerState
+from operators.model.timefmt import parse_ms
 from tests.conftest import make_event
 
 GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
@@ -137,7 +137,7 @@ def test_a_purchase_in_time_means_no_cart_recovery(policy):
 
 
 def test_a_stale_moment_is_not_sent(policy, reference_policy_path):
-    from operators.policy_load import load_policy
+    from operators.policy.load import load_policy
 
     text = reference_policy_path.read_text().replace(
         "min_value: 10\n    cooldown: 1d", "min_value: 60\n    cooldown: 1d"

@@ -1,0 +1,444 @@
+"""``concierge report``: one self-contained HTML page about a replay, or two side by side.
+
+Charts are drawn by matplotlib's SVG backend (no browser, no display) and put inline, with
+the numbers each one shows in a table beside it; the page needs no network and runs no
+script. The same replays give the same bytes.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+import statistics
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("svg")
+from matplotlib.figure import Figure
+
+from flows.commands.report_data import DELAY_BINS, DELAY_LAST, EXEMPT, HELD, Run
+
+matplotlib.rcParams.update(
+    {
+        "svg.fonttype": "none",  # text stays text: smaller, and searchable in the page
+        "svg.hashsalt": "concierge",  # stable element ids: the same page for the same runs
+        "font.family": "sans-serif",
+        "font.size": 9,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    }
+)
+COLOURS = ("#3b6ea8", "#e0a030", "#5a9e6f", "#b05060", "#7d6bb0", "#888888")
+OUTCOME_ORDER = (
+    "sent",
+    "deferred",
+    "held_out",
+    "capped",
+    "cooldown",
+    "suppressed",
+    "no_consent",
+    "stale",
+    "outranked",
+    "ineligible",
+    "unreachable",
+)
+
+METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.DOTALL)
+Table = tuple[list[str], list[list[str]]]
+"""Column headings, then rows of cells."""
+
+
+GENERATOR = '<meta name="generator" content="concierge report">'
+"""What marks a page as a report: ``report --out`` overwrites only a page so marked."""
+
+
+def is_report(path: Path) -> bool:
+    """Whether the file at ``path`` is a page ``concierge report`` wrote (one written before
+    the mark is known by its title)."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(4096)
+    except OSError:
+        return False
+    return GENERATOR.encode() in head or b"<title>Concierge replay report: " in head
+
+
+def write_report(runs: Sequence[Run], out: Path) -> Path:
+    """Write the page about ``runs`` (one, or two compared) to ``out``."""
+    sections = [
+        _decisions(runs),
+        _fatigue(runs),
+        _local_hours(runs),
+        _delays(runs),
+        _lift(runs),
+    ]
+    out.write_text(_page(runs, [s for s in sections if s is not None]), encoding="utf-8")
+    return out
+
+
+Section = tuple[str, str, list[str], Table]
+"""Title, what it shows, one chart (SVG) per run, the numbers."""
+
+
+def _decisions(runs: Sequence[Run]) -> Section:
+    outcomes = [o for o in OUTCOME_ORDER if any(r.outcomes[o] for r in runs)]
+    outcomes += sorted({o for r in runs for o in r.outcomes} - set(outcomes))
+    top = max((r.outcomes[o] for r in runs for o in outcomes), default=1)
+
+    def chart(run: Run) -> str:
+        fig = Figure(figsize=(5.2, 0.32 * len(outcomes) + 0.9))
+        ax = fig.add_subplot()
+        values = [run.outcomes[o] for o in outcomes]
+        bars = ax.barh(outcomes[::-1], values[::-1], color=COLOURS[0])
+        ax.bar_label(bars, labels=[f"{v:,}" for v in values[::-1]], padding=3)
+        ax.set_xlim(0, top * 1.18 or 1)
+        ax.set_xlabel("decisions")
+        return _svg(fig, f"Decisions by outcome, {run.name}")
+
+    rows: list[tuple[str, Callable[[Run], int]]] = [
+        (o, lambda r, o=o: r.outcomes[o]) for o in outcomes
+    ]
+    rules = sorted({key for r in runs for key in r.by_rule})
+    rows += [
+        (f"{outcome} by {rule}", lambda r, k=(outcome, rule): r.by_rule[k])
+        for outcome, rule in rules
+        if rule != "-"
+    ]
+    return (
+        "Decisions by outcome and rule",
+        "Every decision, sent or not; the table also splits those held back by the rule "
+        "that held them (a cap, suppression, eligibility or fatigue rule, quiet hours).",
+        [chart(r) for r in runs],
+        _compared(runs, "decisions", rows),
+    )
+
+
+def _fatigue(runs: Sequence[Run]) -> Section:
+    counts = sorted({n for r in runs for n in r.peaks})
+    top = max((r.peaks[n] for r in runs for n in counts), default=1)
+
+    def chart(run: Run) -> str:
+        fig = Figure(figsize=(5.2, 2.6))
+        ax = fig.add_subplot()
+        bars = ax.bar([str(n) for n in counts], [run.peaks[n] for n in counts], color=COLOURS[2])
+        ax.bar_label(bars, labels=[f"{run.peaks[n]:,}" for n in counts], padding=2)
+        ax.set_ylim(0, top * 1.15 or 1)
+        ax.set_xlabel("actions in the person's busiest 7 days")
+        ax.set_ylabel("people")
+        return _svg(fig, f"Actions per person per 7 days, {run.name}")
+
+    rows: list[tuple[str, Callable[[Run], int]]] = [
+        (f"{n} action{'s' if n != 1 else ''}", lambda r, n=n: r.peaks[n]) for n in counts
+    ]
+    rows.append(("people sent anything", lambda r: sum(r.peaks.values())))
+    return (
+        "Actions per customer per 7 days (fatigue)",
+        "Each person's busiest 7 days: how many actions they got in it, a profile merged "
+        "into another counted with it.",
+        [chart(r) for r in runs],
+        _compared(runs, "people", rows),
+    )
+
+
+def _local_hours(runs: Sequence[Run]) -> Section:
+    top = max((r.hours[HELD][h] + r.hours[EXEMPT][h] for r in runs for h in range(24)), default=1)
+
+    def chart(run: Run) -> str:
+        fig = Figure(figsize=(5.2, 2.6))
+        ax = fig.add_subplot()
+        quiet = run.policy.quiet_hours
+        if quiet is not None and quiet.start != quiet.end:
+            start, end = quiet.start / 60, quiet.end / 60
+            spans = [(start, end)] if start < end else [(start, 24), (0, end)]
+            for n, (low, high) in enumerate(spans):
+                ax.axvspan(
+                    low - 0.5,
+                    high - 0.5,
+                    color="#d8d8e8",
+                    zorder=0,
+                    label="quiet hours (default)" if n == 0 else None,
+                )
+        hours = list(range(24))
+        ax.bar(hours, run.hours[HELD], color=COLOURS[0], label=HELD)
+        ax.bar(hours, run.hours[EXEMPT], bottom=run.hours[HELD], color=COLOURS[1], label=EXEMPT)
+        ax.set_xticks(range(0, 24, 3), [f"{h:02d}:00" for h in range(0, 24, 3)])
+        ax.set_xlim(-0.5, 23.5)
+        ax.set_ylim(0, top * 1.1 or 1)
+        ax.set_xlabel("the customer's local hour")
+        ax.set_ylabel("actions sent")
+        ax.legend(fontsize=7, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1), ncol=3)
+        return _svg(fig, f"Actions sent by the customer's local hour, {run.name}")
+
+    rows: list[tuple[str, Callable[[Run], int]]] = [
+        ("sent", lambda r: r.sent),
+        (HELD, lambda r: sum(r.hours[HELD])),
+        ("of them inside quiet hours", lambda r: r.in_quiet_hours),
+        (EXEMPT, lambda r: sum(r.hours[EXEMPT])),
+    ]
+    rows += [
+        (f"{h:02d}:00-{h:02d}:59", lambda r, h=h: r.hours[HELD][h] + r.hours[EXEMPT][h])
+        for h in range(24)
+    ]
+    windows = "; ".join(_quiet_text(r) for r in runs)
+    return (
+        "Sends by the customer's local hour",
+        "Each action at the hour it was decided in the customer's own time zone; the band "
+        f"is the policy's default quiet hours ({windows}).",
+        [chart(r) for r in runs],
+        _compared(runs, "actions", rows),
+    )
+
+
+def _quiet_text(run: Run) -> str:
+    quiet = run.policy.quiet_hours
+    if quiet is None:
+        return f"{run.name}: none"
+    told = f"{run.name}: {_clock(quiet.start)}-{_clock(quiet.end)}"
+    told += "".join(f", {c} {_clock(s)}-{_clock(e)}" for c, (s, e) in quiet.channels.items())
+    exempt = sorted(quiet.except_channels | quiet.except_categories)
+    return told + (f", not on {', '.join(exempt)}" if exempt else "")
+
+
+def _clock(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _delays(runs: Sequence[Run]) -> Section:
+    bins = [name for _, name in DELAY_BINS] + [DELAY_LAST]
+    rules = sorted({rule for r in runs for rule in r.delays})
+    top = max((sum(r.delays[rule][b] for rule in r.delays) for r in runs for b in bins), default=1)
+
+    def chart(run: Run) -> str:
+        fig = Figure(figsize=(5.2, 2.6))
+        ax = fig.add_subplot()
+        bottom = [0] * len(bins)
+        for n, rule in enumerate(rules):
+            counts = [run.delays.get(rule, {}).get(b, 0) for b in bins]
+            ax.bar(bins, counts, bottom=bottom, color=COLOURS[n % len(COLOURS)], label=rule)
+            bottom = [a + b for a, b in zip(bottom, counts, strict=True)]
+        ax.set_ylim(0, top * 1.1 or 1)
+        ax.set_xlabel("how long a deferred decision waited")
+        ax.set_ylabel("decisions deferred")
+        if rules:
+            ax.legend(fontsize=7, frameon=False)
+        return _svg(fig, f"Deferral delays, {run.name}")
+
+    rows: list[tuple[str, Callable[[Run], Any]]] = [
+        (b, lambda r, b=b: sum(c[b] for c in r.delays.values())) for b in bins
+    ]
+    for rule in rules:
+        rows.append((f"{rule}: deferred", lambda r, k=rule: len(r.delay_hours.get(k, []))))
+        rows.append((f"{rule}: median wait", lambda r, k=rule: _median(r.delay_hours.get(k))))
+        rows.append((f"{rule}: longest wait", lambda r, k=rule: _longest(r.delay_hours.get(k))))
+    return (
+        "Deferral delays",
+        "Decisions deferred (to the end of quiet hours, or to a cap's free slot), by how long "
+        "they waited until they were decided again.",
+        [chart(r) for r in runs],
+        _compared(runs, "deferred", rows),
+    )
+
+
+def _median(hours: list[float] | None) -> str:
+    return "-" if not hours else f"{statistics.median(hours):.1f}h"
+
+
+def _longest(hours: list[float] | None) -> str:
+    return "-" if not hours else f"{max(hours):.1f}h"
+
+
+def _lift(runs: Sequence[Run]) -> Section | None:
+    measured = [r for r in runs if r.lift]
+    if not measured:
+        return None
+    every = sorted({a for r in measured for a in r.lift or {}})
+    actions = [
+        a for a in every if any((_result(r, a) or {}).get("absolute") is not None for r in runs)
+    ]
+    unmeasured = [a for a in every if a not in actions]
+
+    def chart(run: Run) -> str:
+        fig = Figure(figsize=(5.2, 0.45 * len(actions) + 1.0))
+        ax = fig.add_subplot()
+        lifts = run.lift or {}
+        for y, action in enumerate(actions[::-1]):
+            result = lifts.get(action)
+            if result is None or result["absolute"] is None:
+                ax.text(0, y, "nothing to compare", va="center", ha="center", color="#777")
+                continue
+            low, high = result["absolute_95"]
+            point = result["absolute"] * 100
+            ax.errorbar(
+                point,
+                y,
+                xerr=[[point - low * 100], [high * 100 - point]],
+                fmt="o",
+                color=COLOURS[0] if result["significant"] else COLOURS[5],
+                capsize=4,
+            )
+        ax.axvline(0, color="#444", linewidth=0.8)
+        ax.set_yticks(range(len(actions)), actions[::-1])
+        ax.set_ylim(-0.7, len(actions) - 0.3)
+        ax.set_xlabel("lift: sent less held-out conversion rate, points (95% interval)")
+        return _svg(fig, f"Conversion lift by action, {run.name}")
+
+    rows: list[tuple[str, Callable[[Run], Any]]] = []
+    for action in actions:
+        rows += [
+            (f"{action}: sent", lambda r, a=action: _who(r, a, "sent")),
+            (f"{action}: sent rate", lambda r, a=action: _rate(r, a, "rate_sent")),
+            (f"{action}: held out", lambda r, a=action: _who(r, a, "held_out")),
+            (f"{action}: held-out rate", lambda r, a=action: _rate(r, a, "rate_held_out")),
+            (f"{action}: lift (95%)", lambda r, a=action: _lift_text(r, a)),
+        ]
+    nothing = (
+        f" No customer was held out from {', '.join(unmeasured)}: nothing to compare."
+        if unmeasured
+        else ""
+    )
+    return (
+        "Conversions and lift",
+        "Conversion rates of the customers sent and held out, per action the policy "
+        "measures, and the lift with its 95% interval (blue: the interval excludes 0)." + nothing,
+        [
+            chart(r) if r.lift else "<p>this replay's policy measures no conversions</p>"
+            for r in runs
+        ],
+        _compared(runs, "customers", rows, changes=False),
+    )
+
+
+def _result(run: Run, action: str) -> dict[str, Any] | None:
+    return (run.lift or {}).get(action)
+
+
+def _who(run: Run, action: str, group: str) -> Any:
+    result = _result(run, action)
+    if result is None:
+        return "-"
+    who = result["customers"]
+    return f"{who[group]:,} ({who[group + '_converted']:,} converted)"
+
+
+def _rate(run: Run, action: str, key: str) -> str:
+    result = _result(run, action)
+    return "-" if result is None or result[key] is None else f"{result[key]:.1%}"
+
+
+def _lift_text(run: Run, action: str) -> str:
+    result = _result(run, action)
+    if result is None or result["absolute"] is None:
+        return "-"
+    low, high = result["absolute_95"]
+    return f"{result['absolute'] * 100:+.1f} pts [{low * 100:+.1f}, {high * 100:+.1f}]"
+
+
+def _compared(
+    runs: Sequence[Run],
+    unit: str,
+    rows: list[tuple[str, Callable[[Run], Any]]],
+    changes: bool = True,
+) -> Table:
+    """The numbers of each run, and with two runs of whole numbers their change."""
+    heads = [unit, *(r.name for r in runs)]
+    both = len(runs) == 2 and changes
+    if both:
+        heads.append("change")
+    table = []
+    for label, value in rows:
+        values = [value(r) for r in runs]
+        cells = [label, *(f"{v:,}" if isinstance(v, int) else str(v) for v in values)]
+        if both:
+            a, b = values
+            cells.append(_change(a, b))
+        table.append(cells)
+    return heads, table
+
+
+def _change(before: Any, after: Any) -> str:
+    if not (isinstance(before, int) and isinstance(after, int)):
+        return ""
+    return f"{after - before:+,}" if after != before else "0"
+
+
+def _svg(fig: Figure, title: str) -> str:
+    fig.tight_layout()
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", metadata={"Date": None, "Title": title})
+    text = buffer.getvalue()
+    svg = METADATA.sub("", text[text.index("<svg") :])  # the writer's RDF: links, no content
+    return svg.replace("<svg ", f'<svg role="img" aria-label="{html.escape(title)}" ', 1)
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1500px; color: #222;
+       padding: 0 1rem; }
+h1 { font-size: 1.5rem; margin-bottom: 0.2rem; }
+h2 { font-size: 1.15rem; margin-top: 2.2rem; border-bottom: 1px solid #ddd; }
+p.what { color: #555; margin-top: 0.2rem; }
+.section { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: flex-start; }
+.chart { flex: 0 0 auto; }
+.chart h3 { font-size: 0.85rem; font-weight: normal; color: #555; margin: 0; }
+.chart svg { width: 440px; height: auto; }
+table { border-collapse: collapse; font-size: 0.8rem; }
+td, th { padding: 0.12rem 0.6rem; text-align: right; border-bottom: 1px solid #eee; }
+td:first-child, th:first-child { text-align: left; }
+dl { display: grid; grid-template-columns: max-content auto; gap: 0.1rem 1rem; }
+dt { color: #555; }
+"""
+
+
+def _page(runs: Sequence[Run], sections: list[Section]) -> str:
+    names = " vs ".join(html.escape(r.name) for r in runs)
+    parts = [
+        "<!DOCTYPE html>",
+        f'<html lang="en"><head><meta charset="utf-8">{GENERATOR}',
+        f"<title>Concierge replay report: {names}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>Concierge replay report: {names}</h1>",
+        _facts(runs),
+    ]
+    for title, what, charts, table in sections:
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        parts.append(f'<p class="what">{html.escape(what)}</p>')
+        parts.append('<div class="section">')
+        for run, chart in zip(runs, charts, strict=True):
+            parts.append(f'<div class="chart"><h3>{html.escape(run.name)}</h3>{chart}</div>')
+        parts.append(_table(table))
+        parts.append("</div>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _facts(runs: Sequence[Run]) -> str:
+    items = []
+    for run in runs:
+        s = run.summary
+        pending = s.get("pending_at_end", {})
+        told = (
+            f"policy {s.get('policy_version', '?')}; {s.get('events_in', 0):,} records read, "
+            f"{s.get('dead_letters', 0):,} dead letters; "
+            f"{sum(s.get('decisions', {}).values()):,} decisions, "
+            f"{sum(s.get('actions', {}).values()):,} actions; event time ends "
+            f"{pending.get('at') or '?'}"
+        )
+        waiting = sum(pending.get("timers", {}).values()) + sum(
+            pending.get("decisions", {}).values()
+        )
+        if waiting:
+            told += f" with {waiting:,} timers and decisions still pending"
+        items.append(f"<dt>{html.escape(str(run.path))}</dt><dd>{html.escape(told)}</dd>")
+    return f"<dl>{''.join(items)}</dl>"
+
+
+def _table(table: Table) -> str:
+    heads, rows = table
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in heads)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -1,0 +1,142 @@
+"""The numbers of ``concierge report``, read from one replay's output files.
+
+Everything is counted from the records themselves (and ``summary.json`` for what replay
+measured), so the page says exactly what the files say.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from flows.commands import measure
+from flows.commands.explain import ExplainError, replayed_policy, replayed_zones, zone_at
+from operators.decisions.quiet_hours import quiet_until
+from operators.model.timefmt import parse_ms, zone
+from operators.policy.compiled import Policy
+
+WEEK_MS = 7 * 24 * 3_600_000
+HOUR_MS = 3_600_000
+DELAY_BINS = ((0, "< 1h"), (1, "1-2h"), (2, "2-4h"), (4, "4-8h"), (8, "8-12h"), (12, "12-24h"))
+DELAY_LAST = "24h+"
+HELD = "quiet hours apply"
+EXEMPT = "exempt (channel or category)"
+
+
+class ReportError(ValueError):
+    """A directory that holds no replay this version can report on."""
+
+
+@dataclass
+class Run:
+    """One replay, as the report shows it."""
+
+    path: Path
+    policy: Policy
+    summary: dict[str, Any]
+    outcomes: Counter[str] = field(default_factory=Counter)
+    by_rule: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(outcome, rule) of the decisions that were not sent."""
+    peaks: Counter[int] = field(default_factory=Counter)
+    """Actions in a person's busiest 7 days -> people."""
+    hours: dict[str, list[int]] = field(default_factory=lambda: {HELD: [0] * 24, EXEMPT: [0] * 24})
+    """Actions sent by the customer's local hour, where quiet hours apply and where not."""
+    in_quiet_hours: int = 0
+    """Actions sent inside quiet hours that apply to them (none, unless the engine erred)."""
+    delays: dict[str, Counter[str]] = field(default_factory=dict)
+    """Rule -> deferrals by how long they waited (:data:`DELAY_BINS`)."""
+    delay_hours: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.path.name or str(self.path)
+
+    @property
+    def sent(self) -> int:
+        return sum(sum(by_hour) for by_hour in self.hours.values())
+
+    @property
+    def lift(self) -> dict[str, dict[str, Any]] | None:
+        lift: dict[str, dict[str, Any]] | None = self.summary.get("lift")
+        return lift
+
+
+def read_run(path: Path) -> Run:
+    """The report's numbers for the replay written into ``path``."""
+    try:
+        policy = replayed_policy(path)
+    except ExplainError as err:
+        raise ReportError(str(err)) from None
+    try:
+        summary = orjson.loads((path / "summary.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError) as err:
+        raise ReportError(f"cannot read {path / 'summary.json'}: {err}") from None
+    run = Run(path, policy, summary)
+    for d in _records(path / "decisions.jsonl"):
+        run.outcomes[d["outcome"]] += 1
+        if d["outcome"] != "sent":
+            run.by_rule[d["outcome"], d.get("rule") or "-"] += 1
+        if d["outcome"] == "deferred" and "until" in d:
+            waited = (parse_ms(d["until"]) - parse_ms(d["at"])) / HOUR_MS
+            rule = d.get("rule") or "-"
+            run.delays.setdefault(rule, Counter())[_delay_bin(waited)] += 1
+            run.delay_hours.setdefault(rule, []).append(waited)
+    _count_sends(run, path)
+    return run
+
+
+def _delay_bin(hours: float) -> str:
+    if hours >= 24:
+        return DELAY_LAST
+    return next(name for low, name in reversed(DELAY_BINS) if hours >= low)
+
+
+def _count_sends(run: Run, path: Path) -> None:
+    """Actions by local hour, and each person's busiest 7 days (a profile merged into
+    another counted with it)."""
+    zones = replayed_zones(path)
+    default = run.policy.default_timezone
+    quiet = run.policy.quiet_hours
+    merges = measure.merged_into(path / "audit.jsonl")
+    sends: dict[str, list[int]] = defaultdict(list)
+    for channel_file in sorted(path.glob("actions.*.jsonl")):
+        for a in _records(channel_file):
+            at, customer = parse_ms(a["decided_at"]), a["customer_id"]
+            sends[measure.survivor(customer, merges)].append(at)
+            name = zone_at(zones.get(customer, []), at, default)
+            tz = zone(name) or zone(default)
+            hour = datetime.fromtimestamp(at / 1000, tz).hour
+            applies = quiet is not None and quiet.applies(a["channel"], a["category"])
+            run.hours[HELD if applies else EXEMPT][hour] += 1
+            if (
+                applies
+                and quiet is not None
+                and tz is not None
+                and quiet_until(quiet, at, tz, a["channel"]) is not None
+            ):
+                run.in_quiet_hours += 1
+    for times in sends.values():
+        run.peaks[_busiest_week(sorted(times))] += 1
+
+
+def _busiest_week(times: list[int]) -> int:
+    """The most actions within any 7 days (the later edge included, as caps count)."""
+    return max(i - bisect.bisect_right(times, at - WEEK_MS) + 1 for i, at in enumerate(times))
+
+
+def _records(path: Path) -> Iterator[dict[str, Any]]:
+    if not path.is_file():
+        return
+    with path.open("rb") as lines:
+        for number, line in enumerate(lines, 1):
+            try:
+                yield orjson.loads(line)
+            except orjson.JSONDecodeError as err:
+                raise ReportError(f"{path}:{number}: not a record ({err})") from None

@@ -1,0 +1,458 @@
+"""``concierge run``: flags, recovery, signals, and the dataflow against Kafka until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+from datetime import timedelta
+from pathlib import Path
+from types import FrameType
+
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
+
+from flows import logs, metrics, package_version
+from flows.identity import GraphMismatch, IdentityConfig
+from flows.identity_store import RocksStore, check_graph
+from flows.journey import PACK_IDLE_MS, JourneyConfig, wall_clock_ms
+from flows.kafka import health
+from flows.kafka.config import (
+    ENV_BROKERS,
+    KafkaSettings,
+    check_settings,
+    client_properties,
+    ensure_topics,
+    wait_for_brokers,
+)
+from flows.kafka.connectors import (
+    STOP,
+    FrontierReader,
+    KafkaEventSource,
+    KafkaRecordSink,
+    partitions_of,
+)
+from flows.kafka.snapshots import (
+    Damage,
+    SnapshotWatch,
+    Unknowable,
+    check_partitions,
+    drop_unfinished,
+    purge_forgotten,
+    resume_epoch,
+)
+from flows.kafka.topics import TopicProblem, check_identity, check_layout, check_present, describe
+from flows.keys import ACTION_KEY, IDENTITY_KEY, SecretError, with_keys
+from flows.orchestrator import build_flow
+from operators.identity.graph import GraphError
+from operators.policy.compiled import Policy
+
+log = logging.getLogger("concierge.run")
+
+STOP_GRACE_S = 8.0
+
+
+def run_from_args(policy: Policy, args: argparse.Namespace) -> int:
+    """``concierge run``: check the flags, then run until stopped."""
+    if not args.brokers:
+        print(f"concierge run: no brokers: pass --brokers or set {ENV_BROKERS}", file=sys.stderr)
+        return 2
+    if (args.process_id is None) != (args.addresses is None):
+        print("concierge run: -i/--process-id and -a/--addresses go together", file=sys.stderr)
+        return 2
+    if args.addresses is not None and args.process_id >= len(args.addresses.split(";")):
+        print(
+            f"concierge run: -i {args.process_id} names no process of -a "
+            f"({len(args.addresses.split(';'))} addresses; -i counts from 0)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        client = client_properties(args.properties, os.environ)
+        settings = KafkaSettings(
+            args.brokers, args.topic_prefix, client, args.partitions, args.replication_factor
+        )
+        check_settings(settings)
+    except ValueError as err:
+        print(f"concierge run: {err}", file=sys.stderr)
+        return 2
+    return run(
+        policy,
+        settings,
+        recovery_dir=Path(args.recovery_dir),
+        state_dir=Path(args.state_dir),
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+        log_format=args.log_format,
+        snapshot_interval=timedelta(seconds=args.snapshot_interval),
+        workers_per_process=args.workers_per_process,
+        process_id=args.process_id,
+        addresses=args.addresses.split(";") if args.addresses else None,
+        stop_at_end=args.stop_at_end,
+        connect_timeout=args.connect_timeout,
+        max_idle_ms=args.max_idle_ms,
+        pack_idle_ms=args.pack_idle_ms,
+    )
+
+
+def run(
+    policy: Policy,
+    settings: KafkaSettings,
+    *,
+    recovery_dir: Path,
+    state_dir: Path,
+    metrics_port: int = 0,
+    metrics_host: str = "0.0.0.0",
+    snapshot_interval: timedelta = timedelta(seconds=5),
+    workers_per_process: int = 1,
+    process_id: int | None = None,
+    addresses: list[str] | None = None,
+    stop_at_end: bool = False,
+    connect_timeout: float = 60.0,
+    max_idle_ms: int = 500,
+    pack_idle_ms: int = PACK_IDLE_MS,
+    log_format: str = "text",
+) -> int:
+    """Run the dataflow against Kafka until SIGTERM/SIGINT (or the end, with ``stop_at_end``).
+
+    Exit 0 once stopped; 1, with one line on stderr, when the brokers cannot be reached
+    within ``connect_timeout`` seconds or the dataflow fails (it resumes from its last
+    snapshot when started again).
+    """
+    logs.configure(log_format)
+    fail = _Failure(log_format)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    processes = len(addresses) if addresses else 1
+    try:
+        policy, keys_from = with_keys(policy, state_dir)
+    except (SecretError, OSError) as err:
+        return fail(2, str(err))
+    log.info(
+        "action ids are signed with the action key from %s; identifiers are digested with "
+        "the identity key from %s",
+        keys_from[ACTION_KEY.name],
+        keys_from[IDENTITY_KEY.name],
+    )
+    if processes > 1 and keys_from[ACTION_KEY.name] != ACTION_KEY.env:
+        log.warning(
+            "every process of a cluster must sign action ids with the same key: set %s on "
+            "each (feedback read by one process about another's actions is refused otherwise)",
+            ACTION_KEY.env,
+        )
+    if processes > 1 and keys_from[IDENTITY_KEY.name] != IDENTITY_KEY.env:
+        return fail(
+            2,
+            f"every process of a cluster must digest identifiers with the same key: set "
+            f"{IDENTITY_KEY.env} on each (one person's events read by two processes would "
+            "otherwise become two customers)",
+        )
+    try:
+        check_graph(state_dir / "identity", policy.identity_key)
+    except GraphError as err:
+        return fail(2, f"{state_dir / 'identity'}: {err}")
+    first = (process_id or 0) * workers_per_process  # this process's partitions, as below
+    mine = range(first, first + workers_per_process)
+    damaged = check_partitions(recovery_dir, mine)
+    if damaged:
+        return fail(1, _damaged(damaged[0]))
+    metrics.declare_build(policy, package_version())
+    metrics.declare_labels(policy)
+    metrics.declare_measurement(policy)
+    metrics.declare_dates(policy)
+    watch = SnapshotWatch(recovery_dir, mine)
+    readiness = health.Readiness(watch.committed, STOP)
+    endpoint = None
+    if metrics_port:
+        try:
+            endpoint = health.serve(metrics_host, metrics_port, readiness)
+        except OSError as err:  # taken, or a host that is not this machine's
+            why = err.strerror or str(err)
+            return fail(2, f"cannot serve metrics on {metrics_host} port {metrics_port}: {why}")
+        metrics.SNAPSHOT_AGE.set_function(watch.start().age)
+        url = f"http://{_url_host(metrics_host)}:{metrics_port}"
+        log.info("metrics on %s/metrics; liveness %s/healthz, readiness %s/readyz", url, url, url)
+    try:
+        return _run_dataflow(
+            policy,
+            settings,
+            readiness,
+            fail,
+            recovery_dir=recovery_dir,
+            state_dir=state_dir,
+            mine=mine,
+            processes=processes,
+            snapshot_interval=snapshot_interval,
+            workers_per_process=workers_per_process,
+            process_id=process_id,
+            addresses=addresses,
+            stop_at_end=stop_at_end,
+            connect_timeout=connect_timeout,
+            max_idle_ms=max_idle_ms,
+            pack_idle_ms=pack_idle_ms,
+        )
+    finally:
+        watch.close()
+        if endpoint is not None:
+            endpoint.close()
+
+
+def _run_dataflow(
+    policy: Policy,
+    settings: KafkaSettings,
+    readiness: health.Readiness,
+    fail: _Failure,
+    *,
+    recovery_dir: Path,
+    state_dir: Path,
+    mine: range,
+    processes: int,
+    snapshot_interval: timedelta,
+    workers_per_process: int,
+    process_id: int | None,
+    addresses: list[str] | None,
+    stop_at_end: bool,
+    connect_timeout: float,
+    max_idle_ms: int,
+    pack_idle_ms: int,
+) -> int:
+    """Reach the brokers, prepare the recovery partitions, then run the dataflow until it
+    ends or is stopped; the exit code."""
+    inputs = settings.input_topics()
+    relied_on = inputs + settings.output_topics(policy)
+    resuming = _has_partitions(recovery_dir, mine)
+    try:
+        wait_for_brokers(settings, connect_timeout)
+        found = describe(settings, relied_on)
+        if resuming:  # an input topic its snapshots read must not be made again, empty
+            check_present(recovery_dir, inputs, set(found))
+        created = ensure_topics(settings, relied_on)
+        if created:
+            found = describe(settings, relied_on)
+        check_layout(settings, found)
+        check_identity(recovery_dir, inputs, found, resuming)
+        parts = partitions_of(settings, inputs)
+    except TopicProblem as err:
+        return fail(2, str(err))
+    except RuntimeError as err:  # BrokersUnreachable, or a topic that cannot be made
+        return fail(1, str(err))
+    if created:
+        log.info("created topics: %s", ", ".join(created), extra={"topics": created})
+    readiness.started()
+    if _prepare_recovery(recovery_dir, workers_per_process, processes, process_id or 0):
+        log.info(
+            "resuming from the snapshots in %s: customers' state, timers and input offsets "
+            "as of the last one",
+            recovery_dir,
+            extra={"resuming": True},
+        )
+    else:
+        log.info(
+            "no snapshots in %s yet: reading the input topics from the start",
+            recovery_dir,
+            extra={"resuming": False},
+        )
+
+    _drop_unfinished(recovery_dir, mine)
+    forgotten = purge_forgotten(recovery_dir, mine)
+    if forgotten:
+        log.info(
+            "dropped %s forgotten customers' empty entries from the snapshots", f"{forgotten:,}"
+        )
+
+    # Reading history to its end is a batch job: its timers fire by event time, as in
+    # replay, and what is still due fires once the input is read. Tailing fires them on
+    # the wall clock.
+    config = JourneyConfig(policy, wall_clock_timers=not stop_at_end, pack_idle_ms=pack_idle_ms)
+    graph_store = _GraphStore(state_dir / "identity")
+    identity = IdentityConfig(
+        policy.identifier_rules,
+        graph_store.open,
+        parts,
+        key=policy.identity_key,
+        publish=True,
+        max_idle_ms=max_idle_ms,
+        clock=wall_clock_ms,
+        recoverable=True,
+    )
+    source = KafkaEventSource(settings, policy, config.frontier, stop_at_end, readiness)
+    flow = build_flow(
+        config, identity, source, KafkaRecordSink(settings), settings.max_message_bytes()
+    )
+    reader = FrontierReader(settings, config.frontier).start()
+    STOP.clear()
+    if not os.environ.get("CONCIERGE_DEBUG"):
+        # A failure is reported in one line below; Rust's backtrace of it would be 60 more.
+        os.environ["RUST_BACKTRACE"] = "0"
+    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    log.info("reading %s from %s", ", ".join(settings.input_topics()), settings.brokers)
+    ended = False
+    try:
+        cli_main(
+            flow,
+            workers_per_process=workers_per_process,
+            process_id=process_id,
+            addresses=addresses,
+            epoch_interval=snapshot_interval,
+            recovery_config=RecoveryConfig(str(recovery_dir)),
+        )
+        ended = True
+    except KeyboardInterrupt:
+        log.info("stopped before the dataflow drained; it resumes from the last snapshot")
+    except Exception as err:  # Bytewax wraps what failed in its own error, traceback and all
+        if isinstance(mismatch := _innermost(err), GraphMismatch):
+            return fail(2, str(mismatch))
+        log.error("the dataflow stopped: %s; it resumes from the last snapshot", _cause(err))
+        return fail(1, f"the dataflow stopped: {_cause(err)}", logged=True)
+    except BaseException as err:  # a Rust panic: in a cluster, another process went away
+        if type(err).__name__ != "PanicException":
+            raise
+        why = "another process of the cluster went away" if addresses else "Bytewax failed"
+        log.error("the dataflow stopped: %s (%s); it resumes from the last snapshot", why, err)
+        return fail(1, f"the dataflow stopped: {why} ({err})", logged=True)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        reader.close()
+        graph_store.close()
+    if ended:  # else a cluster's worker threads may still have the partitions open
+        purge_forgotten(recovery_dir, mine)  # what this run forgot leaves the disk too
+    totals = metrics.run_totals()
+    log.info("stopped; since it started: %s", metrics.run_counts(totals), extra=totals)
+    return 0
+
+
+class _Failure:
+    """The line a failed run ends with: ``concierge run: ...`` on stderr, or with
+    ``--log-format json`` a log line (the log has it already when ``logged``)."""
+
+    def __init__(self, log_format: str) -> None:
+        self._json = log_format == "json"
+
+    def __call__(self, code: int, message: str, logged: bool = False) -> int:
+        if not self._json:
+            print(f"concierge run: {message}", file=sys.stderr)
+        elif not logged:
+            log.error("%s", message, extra={"exit_code": code})
+        return code
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _innermost(err: BaseException) -> BaseException:
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return err
+
+
+def _cause(err: BaseException) -> str:
+    """The innermost error's first line: what actually went wrong."""
+    err = _innermost(err)
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    for line in reversed(lines):
+        if ": " in line and not line.startswith((" ", "File ")):
+            return line.strip()
+    return lines[-1].strip() if lines else type(err).__name__
+
+
+class _GraphStore:
+    """The identity graph's RocksDB, opened by whichever worker owns the identity step."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._store: RocksStore | None = None
+
+    def open(self) -> RocksStore:
+        if self._store is None:
+            self._store = RocksStore(self._path)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def _drop_unfinished(directory: Path, mine: range) -> None:
+    """Leave out what a killed run wrote for an epoch it did not finish (see
+    :func:`flows.kafka.snapshots.drop_unfinished`)."""
+    try:
+        resume_at = resume_epoch(directory)
+    except Unknowable:
+        log.warning(
+            "the recovery partitions in %s are not the whole cluster's (one volume per "
+            "process): what a killed run left of an epoch it did not finish stays (README, "
+            "Known limits)",
+            directory,
+        )
+        return
+    if resume_at is not None and (dropped := drop_unfinished(directory, mine, resume_at)):
+        log.info(
+            "left out %s snapshot entries of epochs from %d, which the last run did not "
+            "finish: every step resumes from the epoch before",
+            f"{dropped:,}",
+            resume_at,
+        )
+
+
+def _damaged(damage: Damage) -> str:
+    return (
+        f"recovery partition {damage.path} is damaged ({damage.problem}): the customers' "
+        "state and the input offsets it held are lost since its last good backup. Restore "
+        f"{damage.path.parent} and --state-dir together from that backup, or move both "
+        "aside to start afresh from the beginning of the input topics (README, Runbook: "
+        "RecoveryStoreDamaged)"
+    )
+
+
+def _prepare_recovery(directory: Path, workers: int, processes: int, process_id: int) -> bool:
+    """On first start, create this process's share of the recovery partitions; whether
+    they were there already (a restart, resuming from them).
+
+    Bytewax fixes their number (one per worker in the cluster) and needs each
+    to exist on some process; process ``n`` keeps parts ``n*w .. n*w+w-1``, so
+    it works with one volume per process as with one shared directory.
+
+    Before this process's dataflow, and with Bytewax's own SQLite (``init_db_dir``, which
+    closes what it opens): nothing here is the second copy of SQLite that
+    :mod:`flows.kafka.snapshots` warns of.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    mine = range(process_id * workers, (process_id + 1) * workers)
+    if _has_partitions(directory, mine):
+        return True
+    with tempfile.TemporaryDirectory(prefix=".recovery-init-", dir=directory.parent) as staging:
+        init_db_dir(Path(staging), workers * processes)
+        for n in mine:
+            target = directory / f"part-{n}.sqlite3"
+            if not target.exists():
+                os.replace(Path(staging) / f"part-{n}.sqlite3", target)
+    return False
+
+
+def _has_partitions(directory: Path, mine: range) -> bool:
+    """Whether this process's recovery partitions are all there (it resumes from them)."""
+    return all((directory / f"part-{n}.sqlite3").exists() for n in mine)
+
+
+def _request_stop(signum: int, frame: FrameType | None) -> None:
+    """First signal: end the input so the dataflow drains and snapshots. If it has not
+    finished within the grace period, or on a second signal, interrupt it."""
+    if STOP.is_set():
+        raise KeyboardInterrupt
+    log.info("%s: stopping", signal.Signals(signum).name)
+    STOP.set()
+    timer = threading.Timer(STOP_GRACE_S, _interrupt_main)
+    timer.daemon = True
+    timer.start()
+
+
+def _interrupt_main() -> None:
+    import _thread
+
+    _thread.interrupt_main()

@@ -1,0 +1,364 @@
+"""Decide: for the moments open now, whether to act, with which action, on which channel.
+
+Every action of every moment decided at one instant is judged against the
+guardrails, channel by channel in the action's order: suppressions, consent,
+caps, quiet hours. Of those that could be sent, the highest score (decayed
+value times category weight) is sent and the rest are ``outranked``: they are
+decided again right after it, with its send counted, so the caps (not the
+arbitration) say how many actions a customer gets at once. The others get their
+own outcome. An action held back by quiet hours or a full
+cap is decided again when they end, if its moment will still be worth it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from operators.context.consent import has_consent
+from operators.context.decay import falls_below_at
+from operators.context.moments import value_now
+from operators.context.reachability import unreachable_because
+from operators.context.sends import recent_sends, record_send
+from operators.context.suppression import suppressed_by
+from operators.context.timezones import timezone_of
+from operators.decisions.caps import full_cap
+from operators.decisions.cooldowns import cooling_until, start_cooldown
+from operators.decisions.eligibility import ineligible_by
+from operators.decisions.fatigue import fatigued_by
+from operators.decisions.quiet_hours import quiet_until, release_offset
+from operators.measurement.conversions import watch_for_conversions
+from operators.measurement.holdouts import GLOBAL, holdout_of
+from operators.model.fast_init import fast_init
+from operators.model.records import Action, Conversion, Decision, Outcome
+from operators.model.state import CustomerState, MomentKey, OpenMoment
+from operators.model.timefmt import format_ms, zone
+from operators.policy.compiled import ActionSpec, Policy
+
+Output = Decision | Action | Conversion
+QUIET_HOURS = "quiet_hours"
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the guardrails say about one action of one moment, before arbitration."""
+
+    action: ActionSpec
+    key: MomentKey
+    moment: OpenMoment
+    value: float
+    outcome: Outcome
+    reason: str
+    channel: str | None = None
+    again_at: int | None = None
+    """When to decide again (the end of quiet hours, or when a cap frees a slot)."""
+    rule: str | None = None
+    """What held it back: a cap, a suppression, or ``quiet_hours``."""
+    until: int | None = None
+    """Until when it is held back."""
+
+    @property
+    def score(self) -> float:
+        return self.value * self.action.priority
+
+
+def decide(policy: Policy, state: CustomerState, keys: list[MomentKey], now: int) -> list[Output]:
+    """Decide the moments at ``keys`` together, as of ``now``: one action is sent, and the
+    moments it outranked are decided again after it, at the same instant, so the caps
+    count it and say whether another may follow."""
+    verdicts: list[Verdict] = []
+    for key in dict.fromkeys(keys):
+        moment = state.moments.get(key)
+        if moment is None:
+            continue
+        state.deferred.pop(key, None)
+        value = value_now(moment, policy.moments[key.moment].half_life, now)
+        for action in policy.actions_by_moment.get(key.moment, ()):
+            verdicts.append(_judge(policy, state, action, key, moment, value, now))
+    verdicts.sort(key=lambda v: (-v.score, v.action.name, v.key.moment, v.key.group or ""))
+    winner = next((v for v in verdicts if v.outcome is Outcome.SENT), None)
+    outputs: list[Output] = []
+    for verdict in verdicts:
+        if verdict is winner:
+            outputs.extend(_send(policy, state, verdict, now))
+        elif verdict.outcome is Outcome.SENT:
+            assert winner is not None
+            outranked = f"outranked by {winner.action.name}"
+            outputs.append(_decision(policy, state, verdict, now, Outcome.OUTRANKED, outranked))
+        else:
+            outputs.append(_decision(policy, state, verdict, now, verdict.outcome, verdict.reason))
+            if verdict.again_at is not None and verdict.again_at > now:
+                due = state.deferred.get(verdict.key, verdict.again_at)
+                state.deferred[verdict.key] = min(due, verdict.again_at)
+    if winner is not None:
+        del state.moments[winner.key]
+        state.deferred.pop(winner.key, None)
+        again = [v.key for v in verdicts if v.outcome is Outcome.SENT and v is not winner]
+        if again:
+            outputs.extend(decide(policy, state, again, now))
+    return outputs
+
+
+def _judge(
+    policy: Policy,
+    state: CustomerState,
+    action: ActionSpec,
+    key: MomentKey,
+    moment: OpenMoment,
+    value: float,
+    now: int,
+) -> Verdict:
+    """What the guardrails say about ``action`` for the moment at ``key``, worth ``value``
+    at ``now``: stale, cooling down, sent on the first channel they let it through, or
+    held back (see :func:`_held_back`). Eligibility is asked first: who may get it at all;
+    channels that cannot reach the customer are not tried (unreachable if none can)."""
+    if policy.eligibility_by_action:
+        ineligible = ineligible_by(policy, state, action)
+        if ineligible is not None:
+            rule, why = ineligible
+            return Verdict(
+                action, key, moment, value, Outcome.INELIGIBLE, f"ineligible: {why}", rule=rule.name
+            )
+    if value < action.min_value:
+        reason = f"value {value:.2f} is below min_value {action.min_value:g}"
+        return Verdict(action, key, moment, value, Outcome.STALE, reason)
+    cooled = cooling_until(state, action, key.group, now)
+    if cooled is not None:
+        reason = f"cooldown until {format_ms(cooled)}"
+        return Verdict(action, key, moment, value, Outcome.COOLDOWN, reason, until=cooled)
+    channels = action.channels
+    if policy.reachability:
+        unreachable = [(c, unreachable_because(policy, state, c)) for c in channels]
+        channels = tuple(c for c, because in unreachable if because is None)
+        if not channels:
+            reason = "unreachable: " + "; ".join(str(because) for _, because in unreachable)
+            return Verdict(action, key, moment, value, Outcome.UNREACHABLE, reason)
+    blocked: list[Verdict] = []
+    for channel in channels:
+        held = _held_on(policy, state, action, key, moment, value, channel, now)
+        if held is None:
+            return Verdict(action, key, moment, value, Outcome.SENT, "eligible", channel)
+        blocked.append(held)
+    return _held_back(policy, blocked, action, moment, key)
+
+
+def _held_on(
+    policy: Policy,
+    state: CustomerState,
+    action: ActionSpec,
+    key: MomentKey,
+    moment: OpenMoment,
+    value: float,
+    channel: str,
+    now: int,
+) -> Verdict | None:
+    """What holds ``action`` back on ``channel`` at ``now`` (a suppression, no consent, a
+    full cap, quiet hours), or None if nothing does."""
+    suppression = suppressed_by(policy, state, action, channel, key.group, now)
+    if suppression is not None:
+        name, until = suppression
+        reason = f"suppressed by {name} until {format_ms(until)}"
+        return Verdict(
+            action, key, moment, value, Outcome.SUPPRESSED, reason, channel, None, name, until
+        )
+    if policy.fatigue:
+        fatigue = fatigued_by(policy, state, action, channel, now)
+        if fatigue is not None:
+            rule, until = fatigue
+            ignored = f"last {rule.ignored} sends" if rule.ignored > 1 else "last send"
+            reason = f"suppressed by {rule.name} until {format_ms(until)}: {ignored} ignored"
+            return Verdict(
+                action,
+                key,
+                moment,
+                value,
+                Outcome.SUPPRESSED,
+                reason,
+                channel,
+                None,
+                rule.name,
+                until,
+            )
+    if action.consent is not None and not has_consent(state, action.consent, channel):
+        reason = f"no {action.consent} consent on {channel}"
+        return Verdict(action, key, moment, value, Outcome.NO_CONSENT, reason, channel)
+    full = full_cap(policy.caps, state.sends, action.name, channel, action.category, now)
+    if full is not None:
+        cap, frees = full
+        return Verdict(
+            action, key, moment, value, Outcome.CAPPED, cap.name, channel, frees, cap.name, frees
+        )
+    quiet = policy.quiet_hours
+    if quiet is not None and quiet.applies(channel, action.category):
+        tz = zone(timezone_of(policy, state))
+        ends = quiet_until(quiet, now, tz, channel) if tz is not None else None
+        if ends is not None:
+            ends += release_offset(quiet, state.customer_id)
+            return Verdict(
+                action,
+                key,
+                moment,
+                value,
+                Outcome.DEFERRED,
+                "quiet hours",
+                channel,
+                ends,
+                QUIET_HOURS,
+                ends,
+            )
+    return None
+
+
+DROPPED_WHEN_CAPPED = "its value falls below min_value before a slot frees"
+"""What the reason of a capped decision says when it will not be decided again (its
+``until`` is when the cap frees a slot)."""
+
+
+def _held_back(
+    policy: Policy, blocked: list[Verdict], action: ActionSpec, moment: OpenMoment, key: MomentKey
+) -> Verdict:
+    """No channel passed: wait for the soonest channel that only has to wait (quiet hours,
+    then a cap), if the moment will still be worth it then; else the first channel's reason."""
+    half_life = policy.moments[key.moment].half_life
+    for outcome in (Outcome.DEFERRED, Outcome.CAPPED):
+        waiting = [v for v in blocked if v.outcome is outcome]
+        if not waiting:
+            continue
+        soonest = min(waiting, key=lambda v: (v.again_at is None, v.again_at or 0))
+        again = soonest.again_at
+        worth_then = again is not None and (value_now(moment, half_life, again) >= action.min_value)
+        if outcome is Outcome.DEFERRED:
+            assert again is not None
+            if not worth_then:
+                return _replace(
+                    soonest,
+                    Outcome.STALE,
+                    f"quiet hours until {format_ms(again)}, when its value will be below "
+                    f"min_value {action.min_value:g}",
+                    None,
+                )
+            return _replace(
+                soonest, Outcome.DEFERRED, f"quiet hours until {format_ms(again)}", again
+            )
+        cap = soonest.rule
+        if worth_then:
+            assert again is not None
+            return _replace(
+                soonest, Outcome.CAPPED, f"capped by {cap} until {format_ms(again)}", again
+            )
+        return _replace(
+            soonest,
+            Outcome.CAPPED,
+            f"capped by {cap}; {DROPPED_WHEN_CAPPED}",
+            None,
+        )
+    return blocked[0]
+
+
+def _replace(verdict: Verdict, outcome: Outcome, reason: str, again_at: int | None) -> Verdict:
+    held = outcome is not Outcome.STALE
+    return Verdict(
+        verdict.action,
+        verdict.key,
+        verdict.moment,
+        verdict.value,
+        outcome,
+        reason,
+        verdict.channel,
+        again_at,
+        verdict.rule if held else None,
+        verdict.until if held else None,
+    )
+
+
+def _send(policy: Policy, state: CustomerState, verdict: Verdict, now: int) -> list[Output]:
+    """Send the winner, or hold it out: a held-out decision changes the customer's state
+    exactly as a send does (the moment is consumed, the cooldown starts, caps count it),
+    so both groups live the same journey; only the channel hears nothing."""
+    action, moment, (name, group) = verdict.action, verdict.moment, verdict.key
+    assert verdict.channel is not None
+    holdout = holdout_of(policy.holdouts, state.customer_id, action)
+    if holdout is None:
+        decision = _decision(policy, state, verdict, now, Outcome.SENT, "eligible")
+    else:
+        decision = _held_out(policy, state, verdict, now, holdout)
+    the_id = decision.action_id
+    assert the_id is not None
+    start_cooldown(state, action, group, now)
+    record_send(policy, state, the_id, action, verdict.channel, group, now, holdout is not None)
+    watch_for_conversions(policy, state, decision)
+    if holdout is not None:
+        return [decision]
+    spec = policy.moments[name]
+    return [
+        decision,
+        Action(
+            action_id=the_id,
+            customer_id=state.customer_id,
+            action=action.name,
+            channel=verdict.channel,
+            category=action.category,
+            priority=action.priority,
+            template=action.template,
+            moment=name,
+            group=group,
+            value=round(verdict.value, 4),
+            signals=moment.signals,
+            triggered_by=moment.triggered_by,
+            decided_at=now,
+            expires_at=falls_below_at(
+                moment.value_at_open, moment.opened_at, spec.half_life, action.min_value
+            ),
+            policy_version=policy.version,
+            recent_sends=recent_sends(state, now),
+        ),
+    ]
+
+
+def _held_out(
+    policy: Policy, state: CustomerState, verdict: Verdict, now: int, holdout: str
+) -> Decision:
+    """The decision of a winner a holdout keeps from the channel: all a sent one carries,
+    with outcome ``held_out`` and the holdout as its rule."""
+    if holdout == GLOBAL:
+        rule, reason = "holdouts.global", "held out: in the global control group"
+    else:
+        rule, reason = f"holdouts.actions.{holdout}", f"held out of {holdout}"
+    sent = _decision(policy, state, verdict, now, Outcome.SENT, reason)
+    return dataclasses.replace(sent, outcome=Outcome.HELD_OUT, rule=rule)
+
+
+def _decision(
+    policy: Policy,
+    state: CustomerState,
+    verdict: Verdict,
+    now: int,
+    outcome: Outcome,
+    reason: str,
+) -> Decision:
+    action, moment, (name, group) = verdict.action, verdict.moment, verdict.key
+    with_id = outcome in (Outcome.SENT, Outcome.DEFERRED)
+    return Decision(
+        customer_id=state.customer_id,
+        at=now,
+        action=action.name,
+        outcome=outcome,
+        reason=reason,
+        moment=name,
+        group=group,
+        value=round(verdict.value, 4),
+        signals=moment.signals,
+        triggered_by=moment.triggered_by,
+        policy_version=policy.version,
+        action_id=(
+            policy.action_ids.issue(
+                state.customer_id, action.name, name, group, moment.opening_event
+            )
+            if with_id
+            else None
+        ),
+        channel=verdict.channel if outcome is not Outcome.OUTRANKED else None,
+        rule=verdict.rule if outcome is verdict.outcome else None,
+        until=verdict.until if outcome is verdict.outcome else None,
+    )

@@ -1,0 +1,311 @@
+"""The policy, compiled once into immutable lookup tables for the hot path.
+
+:mod:`operators.policy.compiler` builds them from a checked document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from operators.model.action_ids import UNKEYED, ActionIds
+from operators.model.identifiers import (
+    KNOWN_IDENTIFIERS,
+    UNKEYED_IDENTITY,
+    IdentifierRules,
+    IdentityKey,
+)
+from operators.policy.text import PhraseMatcher
+
+DEFAULT_IDENTIFIER_ORDER = KNOWN_IDENTIFIERS
+DEFAULT_TIMEZONE = "UTC"
+DEFAULT_MAX_RECORD_BYTES = 65536
+DEFAULT_MAX_FUTURE_SKEW = "1h"
+DEFAULT_ALLOWED_LATENESS = "1d"
+DEFAULT_EVICT_IDLE_AFTER = "365d"
+
+
+@dataclass(frozen=True, slots=True)
+class CountingSignal:
+    """Fires when ``at_least`` events of the ``on`` types (per group) fall within ``within`` ms."""
+
+    name: str
+    on: frozenset[str]
+    group_by: tuple[str, ...] | None
+    at_least: int
+    within: int
+
+
+@dataclass(frozen=True, slots=True)
+class AbsenceSignal:
+    """Fires ``after`` ms past an ``on`` event (any event when ``on`` is None) unless an
+    ``unless`` event (any event when ``unless`` is None) comes first."""
+
+    name: str
+    on: frozenset[str] | None
+    unless: frozenset[str] | None
+    after: int
+
+
+@dataclass(frozen=True, slots=True)
+class DateSignal:
+    """Fires ``before`` ms ahead of the instant an ``on`` event carries at ``at``, unless an
+    ``unless`` event (any event when ``unless`` is None) comes after it; no ``unless``
+    is an empty set (see :mod:`operators.context.dates`)."""
+
+    name: str
+    on: frozenset[str]
+    at: tuple[str, ...]
+    before: int
+    unless: frozenset[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class TextSignal:
+    """Fires when the text at ``text_field`` of an ``on`` event names one of ``phrases``."""
+
+    name: str
+    on: frozenset[str]
+    text_field: tuple[str, ...]
+    phrases: tuple[str, ...]
+    matcher: PhraseMatcher
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionSpec:
+    """While active, holds back the actions it selects (every selector given must match).
+
+    Started ``duration`` ms long by an event type, a signal or a feedback outcome.
+    With ``same``, it holds back only moments whose group equals the starting
+    event's value at that path (a purchase stops nudges for that product).
+    """
+
+    name: str
+    categories: frozenset[str] | None
+    actions: frozenset[str] | None
+    channels: frozenset[str] | None
+    same: tuple[str, ...] | None
+    duration: int
+
+    def selects(self, action: ActionSpec, channel: str) -> bool:
+        """Whether this suppression holds back ``action`` on ``channel``."""
+        return (
+            (self.categories is None or action.category in self.categories)
+            and (self.actions is None or action.name in self.actions)
+            and (self.channels is None or channel in self.channels)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MomentSpec:
+    """A journey moment: opened by ``sources`` with ``value``, halving every ``half_life``."""
+
+    name: str
+    sources: tuple[str, ...]
+    value: float
+    half_life: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    """What to do about a moment, on which channels, and within which limits."""
+
+    name: str
+    moment: str
+    channels: tuple[str, ...]
+    category: str
+    priority: float
+    consent: str | None
+    template: str
+    min_value: float
+    cooldown: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendMatch:
+    """Which sends a cap or a fatigue rule is about, by its ``match``: every field given
+    must match; none given: every send."""
+
+    channel: str | None
+    category: str | None
+    action: str | None
+
+    def matches(self, action: str, channel: str, category: str) -> bool:
+        """Whether a send of ``action`` on ``channel`` in ``category`` is one of these."""
+        return (
+            (self.channel is None or channel == self.channel)
+            and (self.category is None or category == self.category)
+            and (self.action is None or action == self.action)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CapSpec(SendMatch):
+    """At most ``max`` sends within any ``window`` ms, of the sends it matches."""
+
+    name: str
+    max: int
+    window: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuietHours:
+    """Local times of day (minutes since midnight) when nothing is sent, except on
+    ``except_channels`` and in ``except_categories``; ``start > end`` spans midnight. A
+    channel in ``channels`` has its own window instead of the default one."""
+
+    start: int
+    end: int
+    except_channels: frozenset[str]
+    except_categories: frozenset[str]
+    channels: Mapping[str, tuple[int, int]]
+    """Channel -> its own (start, end)."""
+    release_over: int
+    """Deferred actions leave spread over this many ms after a window ends, each customer
+    at its own stable offset (0: all at the end)."""
+
+    def window(self, channel: str | None) -> tuple[int, int]:
+        """The (start, end) of quiet hours on ``channel``."""
+        if channel is None:
+            return self.start, self.end
+        return self.channels.get(channel, (self.start, self.end))
+
+    def applies(self, channel: str, category: str) -> bool:
+        """Whether quiet hours hold back ``category`` on ``channel``."""
+        start, end = self.window(channel)
+        return (
+            start != end
+            and channel not in self.except_channels
+            and category not in self.except_categories
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EligibilityRule:
+    """Who may get an action at all (see :mod:`operators.decisions.eligibility`): of the actions it
+    selects (``actions`` and ``categories``, None: all), a customer must have each ``require``
+    attribute at one of its values (unknown fails) and no ``exclude`` attribute at one of its
+    values (unknown passes)."""
+
+    name: str
+    actions: frozenset[str] | None
+    categories: frozenset[str] | None
+    require: Mapping[str, frozenset[str]]
+    exclude: Mapping[str, frozenset[str]]
+
+    def selects(self, action: ActionSpec) -> bool:
+        """Whether this rule applies to ``action``."""
+        return (self.actions is None or action.name in self.actions) and (
+            self.categories is None or action.category in self.categories
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FatigueRule(SendMatch):
+    """A customer who ignores what we send hears from us less (see
+    :mod:`operators.decisions.fatigue`):
+    a matching send is ignored when ``engaged_within`` ms pass with no engagement with it;
+    while the last ``ignored`` matching sends within ``within`` ms were all ignored,
+    matching actions are held back."""
+
+    name: str
+    ignored: int
+    within: int
+    engaged_within: int
+
+
+@dataclass(frozen=True, slots=True)
+class Holdouts:
+    """Customers deliberately not sent, to measure what sending adds (see
+    :mod:`operators.measurement.holdouts`)."""
+
+    salt: str
+    global_share: float
+    """The share of customers in the global control group."""
+    global_categories: frozenset[str] | None
+    """The categories the global control group gets none of (None: every category)."""
+    action_shares: Mapping[str, float]
+    """Action -> the share of the customers the global group does not hold out of it who
+    are held out of this action."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionSpec:
+    """What counts as success after a sent or held-out action: the customer's first event of
+    type ``type`` within ``within`` ms of the decision, for ``actions`` (None: every action)."""
+
+    type: str
+    within: int
+    actions: frozenset[str] | None
+
+    def measures(self, action: str) -> bool:
+        """Whether this conversion counts for ``action``."""
+        return self.actions is None or action in self.actions
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A validated, compiled policy. Build it with :func:`operators.policy.load.load_policy`."""
+
+    version: str
+    channels: tuple[str, ...]
+    categories: Mapping[str, float]
+    counting_by_type: Mapping[str, tuple[CountingSignal, ...]]
+    counting: Mapping[str, CountingSignal]
+    absence_signals: tuple[AbsenceSignal, ...]
+    date_signals: tuple[DateSignal, ...]
+    text_signals: tuple[TextSignal, ...]
+    text_by_type: Mapping[str, tuple[TextSignal, ...]]
+    suppressions: Mapping[str, SuppressionSpec]
+    suppressions_by_event: Mapping[str, tuple[SuppressionSpec, ...]]
+    suppressions_by_signal: Mapping[str, tuple[SuppressionSpec, ...]]
+    suppressions_by_feedback: Mapping[str, tuple[SuppressionSpec, ...]]
+    consent_revocations: Mapping[str, tuple[tuple[str, str | None], ...]]
+    """Feedback outcome -> (channel or ``from_feedback``, purpose or None: every purpose)."""
+    caps: tuple[CapSpec, ...]
+    longest_cap_window: int
+    quiet_hours: QuietHours | None
+    moments_by_signal: Mapping[str, tuple[MomentSpec, ...]]
+    moments: Mapping[str, MomentSpec]
+    actions_by_moment: Mapping[str, tuple[ActionSpec, ...]]
+    actions: Mapping[str, ActionSpec]
+    consent_purposes: frozenset[str]
+    """The consent purposes some action needs: the only ones a customer's context keeps."""
+    lowest_min_value: Mapping[str, float]
+    """Moment kind -> the lowest ``min_value`` of its actions: below it, a moment is worth
+    nothing to anyone."""
+    identifier_order: tuple[str, ...]
+    identifier_rules: IdentifierRules
+    default_timezone: str
+    event_types: frozenset[str] | None
+    max_record_bytes: int
+    max_future_skew: int
+    allowed_lateness: int
+    """Events up to this far behind their input's clock still count exactly in windows."""
+    dead_letter_late: bool
+    """Events later than ``allowed_lateness``: dead letters (True) or kept, uncounted (False)."""
+    evict_idle_after: int
+    """A customer with nothing pending and no event for this long is forgotten."""
+    attributes: Mapping[str, tuple[str, ...]]
+    """Attribute -> the event field that states it (``("context", "region")``)."""
+    eligibility_by_action: Mapping[str, tuple[EligibilityRule, ...]]
+    """Action -> the eligibility rules that apply to it, in policy order."""
+    reachability: Mapping[str, frozenset[str]]
+    """Channel -> the identifier types that reach it (channels not here always reach)."""
+    fatigue: tuple[FatigueRule, ...]
+    longest_send_memory: int
+    """How long a send is remembered: the longest cap or fatigue window, or the feedback
+    window (:data:`operators.model.state.FEEDBACK_WINDOW`) if longer."""
+    holdouts: Holdouts | None
+    conversions_by_type: Mapping[str, ConversionSpec]
+    conversions_by_action: Mapping[str, tuple[ConversionSpec, ...]]
+    """Action -> the conversions that count for it, in policy order."""
+    document: Mapping[str, Any]
+    """The validated policy as plain data, for the parts compiled by later stages."""
+    action_ids: ActionIds = UNKEYED
+    """How action ids are issued and checked. Not from the file: the deployment's key, which
+    the edges that run the flow set (``dataclasses.replace``)."""
+    identity_key: IdentityKey = UNKEYED_IDENTITY
+    """How identifiers are digested. Not from the file either: the deployment's identity key,
+    set by the same edges."""

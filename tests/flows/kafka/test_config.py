@@ -1,0 +1,67 @@
+"""Kafka client settings from flags and environment (flows/kafka/config.py, the edge)."""
+
+import pytest
+
+from flows.kafka.config import KafkaSettings, client_properties
+
+
+def test_flags_override_environment_and_keep_every_property():
+    environ = {
+        "CONCIERGE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "CONCIERGE_KAFKA_SASL_PASSWORD": "from-env",
+        "UNRELATED": "x",
+    }
+    properties = client_properties(["sasl.password=from-flag", "ssl.ca.location=/ca.pem"], environ)
+    assert properties == {
+        "security.protocol": "SASL_SSL",
+        "sasl.password": "from-flag",
+        "ssl.ca.location": "/ca.pem",
+    }
+
+
+def test_a_flag_without_a_value_is_refused():
+    with pytest.raises(ValueError, match="PROPERTY=VALUE"):
+        client_properties(["security.protocol"], {})
+
+
+def test_every_client_gets_the_user_properties_last(policy):
+    settings = KafkaSettings("k1:9092", "acme.", {"security.protocol": "SSL"})
+    config = settings.config(**{"security.protocol": "PLAINTEXT", "linger.ms": 5})
+    assert config.pop("logger").name == "concierge.librdkafka"
+    assert config == {"bootstrap.servers": "k1:9092", "linger.ms": 5, "security.protocol": "SSL"}
+    assert settings.input_topics() == ["acme.events", "acme.feedback"]
+    assert settings.output_topics(policy) == [
+        "acme.actions.email",
+        "acme.actions.sms",
+        "acme.actions.push",
+        "acme.actions.in_app",
+        "acme.actions.agent",
+        "acme.decisions",
+        "acme.dlq",
+        "acme.audit",
+        "acme.transfers",
+        "acme.frontier",
+    ]
+
+
+def test_environment_names_map_underscores_and_skip_what_is_not_a_property():
+    environ = {
+        "CONCIERGE_KAFKA_LOG__LEVEL": "3",
+        "CONCIERGE_KAFKA_SERVICE_HOST": "10.0.0.1",
+        "CONCIERGE_KAFKA_SSL_CA_LOCATION": "/etc/ca.pem",
+    }
+    assert client_properties([], environ) == {"log_level": "3", "ssl.ca.location": "/etc/ca.pem"}
+
+
+def test_each_process_creates_its_own_share_of_the_recovery_partitions(tmp_path):
+    from flows.kafka.run import _prepare_recovery
+
+    own, shared = tmp_path / "pod-1", tmp_path / "shared"
+    _prepare_recovery(own, workers=2, processes=3, process_id=1)
+    assert sorted(p.name for p in own.iterdir()) == ["part-2.sqlite3", "part-3.sqlite3"]
+    for process in (2, 0, 1):
+        _prepare_recovery(shared, workers=2, processes=3, process_id=process)
+    assert sorted(p.name for p in shared.iterdir()) == [f"part-{n}.sqlite3" for n in range(6)]
+    before = (shared / "part-0.sqlite3").stat().st_mtime_ns
+    _prepare_recovery(shared, workers=2, processes=3, process_id=0)
+    assert (shared / "part-0.sqlite3").stat().st_mtime_ns == before
