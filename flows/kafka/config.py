@@ -192,13 +192,13 @@ def wait_for_brokers(settings: KafkaSettings, timeout: float, first_wait: float 
             admin.poll(0)
             reason = last_error[-1] if last_error else err.args[0].str()
         elapsed = time.monotonic() - started
-        if elapsed >= timeout:
+        if timeout - elapsed < MIN_ATTEMPT_S:  # no time left for another attempt
             tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
             raise BrokersUnreachable(
                 f"cannot reach the brokers at {settings.brokers} after {_seconds(elapsed)} "
                 f"and {tries}: {reason}"
             )
-        pause = min(wait, timeout - elapsed)  # the last attempt takes what time is left
+        pause = min(wait, timeout - elapsed - MIN_ATTEMPT_S)  # the last attempt ends in time
         log.warning(
             "cannot reach the brokers at %s (attempt %d, %s so far): %s; next try in %s",
             settings.brokers,

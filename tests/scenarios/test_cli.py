@@ -106,7 +106,7 @@ def test_an_unreachable_broker_is_retried_then_one_clear_line(reference_policy_p
     assert last.startswith("concierge run: cannot reach the brokers at 127.0.0.1:")
     assert " attempts: " in last
     tried = float(re.search(r" after ([0-9.]+) s and ", last)[1])
-    assert 3 <= tried < 4, last  # the time it tried: all of --connect-timeout, not 2 s
+    assert 2.9 <= tried < 4, last  # the time it tried: all of --connect-timeout, not 2 s
     attempts = [line for line in logged if "action key" not in line]
     assert 1 <= len(attempts) <= 5, done.stderr  # one line per attempt, none from librdkafka
     assert all("cannot reach" in line and "next try in" in line for line in attempts), logged
