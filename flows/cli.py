@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import schemas
 from flows.commands.terminal import guard_output
@@ -18,7 +20,10 @@ from operators.model.durations import format_duration
 from operators.model.timefmt import InvalidTimestamp, format_ms, parse_ms
 from operators.policy.compiled import Policy
 from operators.policy.limits import MAX_POLICY_BYTES
-from operators.policy.load import PolicyError, PolicyProblem, load_policy_warned
+from operators.policy.load import Locate, PolicyError, PolicyProblem, load_policy_located
+
+if TYPE_CHECKING:
+    from flows.commands.events_check import Census, Found
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -30,10 +35,51 @@ class CommandError(Exception):
     """A problem with the command's input, reported on stderr with exit code 2."""
 
 
-def read_policy(path: str, strict: bool = False) -> Policy:
-    """Load and compile the policy at ``path``, printing to stderr what looks like a typo
-    in it; raise :class:`CommandError` or :class:`PolicyError` when it cannot be used (or,
-    ``strict``, when it has such warnings)."""
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are one line like every other refusal: the
+    command, what is wrong, and where its usage is told (not the usage itself)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def read_policy(path: str, strict: bool = False, warn: Warn | None = None) -> Policy:
+    """Load and compile the policy at ``path``, telling ``warn`` (by default: stderr) what
+    looks like a typo in it; raise :class:`CommandError` or :class:`PolicyError` when it
+    cannot be used (or, ``strict``, when it has such warnings)."""
+    policy, warnings, _ = _located_policy(path)
+    if strict and warnings:
+        raise PolicyError(path, warnings)
+    for warning in warnings:
+        (warn or print_warning)(path, warning)
+    return policy
+
+
+Warn = Callable[[str, PolicyProblem], None]
+"""How a command tells a warning about its policy: (the policy's path, the warning)."""
+
+
+def print_warning(path: str, warning: PolicyProblem) -> None:
+    print(f"concierge: {path}: warning: {warning}", file=sys.stderr)
+
+
+def log_warning(path: str, warning: PolicyProblem) -> None:
+    """A warning about the policy as a log record (``--log-format json``)."""
+    logging.getLogger("concierge.policy").warning(
+        "%s: warning: %s",
+        path,
+        warning,
+        extra={
+            "policy": path,
+            "field": ".".join(str(part) for part in warning.path),
+            "line": warning.line,
+        },
+    )
+
+
+def _located_policy(path: str) -> tuple[Policy, list[PolicyProblem], Locate]:
+    """The policy at ``path`` compiled, what looks like a typo in it, and the line of any
+    field of it; :class:`CommandError` or :class:`PolicyError` when it cannot be used."""
     try:
         with Path(path).open("rb") as file:
             data = file.read(MAX_POLICY_BYTES + 1)
@@ -47,12 +93,7 @@ def read_policy(path: str, strict: bool = False) -> Policy:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise CommandError(f"cannot read policy {path}: not UTF-8 text") from None
-    policy, warnings = load_policy_warned(text, path)
-    if strict and warnings:
-        raise PolicyError(path, warnings)
-    for warning in warnings:
-        print(f"concierge: {path}: warning: {warning}", file=sys.stderr)
-    return policy
+    return load_policy_located(text, path)
 
 
 def _timestamp(text: str) -> int:
@@ -92,13 +133,91 @@ SECONDS = _bounded(float, 0.001, 86400 * 365)
 
 
 def _validate(args: argparse.Namespace) -> int:
-    policy = read_policy(args.policy, strict=args.strict)
+    policy, warnings, locate = _located_policy(args.policy)
+    census = None
+    if args.events is not None:
+        census = _census(policy, args.events)
+        warnings = warnings + [
+            PolicyProblem(path, locate(path), message)
+            for path, message in _event_warnings(policy, census, args.events, locate)
+        ]
+    if args.strict and warnings:
+        raise PolicyError(args.policy, warnings)
+    for warning in warnings:
+        print_warning(args.policy, warning)
     print(
         f"{args.policy}: valid (version {policy.version}; {len(policy.document['signals'])} "
         f"signals, {len(policy.moments)} moments, {len(policy.actions)} actions, "
         f"{len(policy.channels)} channels)"
     )
+    if census is None:
+        return EXIT_OK
+    from flows.commands.events_check import census_text, not_events_text
+
+    print(census_text(census, _events_name(args.events)))
+    bad = not_events_text(census, _events_name(args.events))
+    if bad is not None:
+        print(f"concierge validate: note: {bad}", file=sys.stderr)
+    if census.read_error is not None:
+        print(
+            f"concierge validate: {args.events} could not be read to its end "
+            f"({census.read_error}); it was checked up to there",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return EXIT_OK
+
+
+def _census(policy: Policy, name: str) -> Census:
+    """What the events file ``name`` holds of what ``policy`` names (progress on stderr
+    while it is read, if that is a terminal and reading takes a while)."""
+    from flows.commands.events_check import Wanted, reading_progress, take_census
+    from flows.replay import open_events
+
+    events = _readable_events(name)
+    try:
+        file = open_events(events)
+    except OSError as err:
+        raise CommandError(f"cannot read {events}: {err.strerror}") from None
+    with file:
+        progress = None
+        if sys.stderr.isatty():
+            size = None if name == "-" else events.stat().st_size
+            progress = reading_progress(file, size, lambda line: print(line, file=sys.stderr))
+        return take_census(
+            file, Wanted.of(dict(policy.document)), policy.max_record_bytes, progress
+        )
+
+
+def _event_warnings(policy: Policy, census: Census, name: str, locate: Locate) -> list[Found]:
+    from flows.commands.events_check import event_warnings
+
+    if not census.events:
+        return []  # nothing to tell the policy's names by: the census line says so
+    return event_warnings(dict(policy.document), census, _events_name(name), locate)
+
+
+def _events_name(name: str) -> str:
+    from flows.replay import STDIN, STDIN_NAME
+
+    return STDIN_NAME if name == STDIN else Path(name).name
+
+
+def _readable_events(name: str) -> Path:
+    """The events file ``name`` (``-``: standard input), once it is known to be readable;
+    :class:`CommandError` if it is not."""
+    events = Path(name)
+    if name == "-":
+        if sys.stdin is None or sys.stdin.closed:
+            raise CommandError("--events -: standard input is closed")
+        return events
+    if not events.is_file():
+        raise CommandError(f"no events file at {events}")
+    try:
+        events.open("rb").close()
+    except OSError as err:
+        raise CommandError(f"cannot read {events}: {err.strerror}") from None
+    return events
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -107,17 +226,7 @@ def _replay(args: argparse.Namespace) -> int:
     from flows.runtime import tune_gc
 
     policy = read_policy(args.policy)
-    events = Path(args.events)
-    if args.events == "-":
-        if sys.stdin is None or sys.stdin.closed:
-            raise CommandError("--events -: standard input is closed")
-    else:
-        if not events.is_file():
-            raise CommandError(f"no events file at {events}")
-        try:
-            events.open("rb").close()
-        except OSError as err:
-            raise CommandError(f"cannot read {events}: {err.strerror}") from None
+    events = _readable_events(args.events)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CommandError(f"--out {out} is a file, not a directory")
@@ -139,16 +248,16 @@ def _replay(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if not args.quiet:
         print(
-            f"replayed {summary['events_in']} records: {summary['events_ok']} events, "
-            f"{summary['dead_letters']} dead letters, "
-            f"{sum(summary['actions'].values())} actions, "
-            f"{sum(summary['decisions'].values())} decisions -> {args.out}",
+            f"replayed {summary['events_in']:,} records: {summary['events_ok']:,} events, "
+            f"{summary['dead_letters']:,} dead letters, "
+            f"{sum(summary['actions'].values()):,} actions, "
+            f"{sum(summary['decisions'].values()):,} decisions -> {args.out}",
             file=sys.stderr,
         )
         _tell_pending(summary["pending_at_end"])
         for name, reasons in summary.get("bad_dates", {}).items():
             if any(reasons.values()):
-                told = ", ".join(f"{n} {reason}" for reason, n in reasons.items() if n)
+                told = ", ".join(f"{n:,} {reason}" for reason, n in reasons.items() if n)
                 print(
                     f"note: {name}: {told} (events that start it without a usable date "
                     "start no timer; see summary.json bad_dates)",
@@ -161,7 +270,7 @@ def _replay(args: argparse.Namespace) -> int:
                 else "counted in no window"
             )
             print(
-                f"note: {summary['late_events']} events came more than "
+                f"note: {summary['late_events']:,} events came more than "
                 f"{format_duration(policy.allowed_lateness)} after later ones in the file and "
                 f"{what} (is the file in time order? see ingest.allowed_lateness)",
                 file=sys.stderr,
@@ -180,8 +289,8 @@ def _tell_pending(pending: dict[str, Any]) -> None:
             file=sys.stderr,
         )
     waiting = [
-        *(f"{n} {name} timers" for name, n in pending["timers"].items()),
-        *(f"{n} {name} decisions" for name, n in pending["decisions"].items()),
+        *(f"{n:,} {name} timers" for name, n in pending["timers"].items()),
+        *(f"{n:,} {name} decisions" for name, n in pending["decisions"].items()),
     ]
     if waiting and end is not None:
         print(
@@ -258,7 +367,7 @@ def _identity(args: argparse.Namespace) -> int:
     except (ProfileQueryError, SecretError) as err:
         raise CommandError(str(err)) from None
     if found is None:
-        print(f"no profile holds {asked}", file=sys.stderr)
+        print(f"concierge identity: no profile holds {asked}", file=sys.stderr)
         return EXIT_FAILED
     print(json.dumps(_shown_profile(found), indent=2))
     return EXIT_OK
@@ -364,7 +473,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from flows.commands.diff import DiffError, compare, read_replay, render
+    from flows.commands.diff import DiffError, compare, input_warning, read_replay, render
 
     try:
         before = read_replay(Path(args.before))
@@ -372,6 +481,9 @@ def _diff(args: argparse.Namespace) -> int:
     except DiffError as err:
         raise CommandError(str(err)) from None
     diff = compare(before, after, args.sample)
+    warning = input_warning(diff)
+    if warning is not None:
+        print(f"concierge diff: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(diff, indent=2))
     else:
@@ -383,7 +495,13 @@ def _run(args: argparse.Namespace) -> int:
     from flows.kafka.run import run_from_args
     from flows.runtime import start_trimming, tune_gc
 
-    policy = read_policy(args.policy)
+    if args.log_format == "json":  # a log pipeline reads stderr: the warnings go there as records
+        from flows import logs
+
+        logs.configure(args.log_format)
+        policy = read_policy(args.policy, warn=log_warning)
+    else:
+        policy = read_policy(args.policy)
     tune_gc()
     start_trimming()
     return run_from_args(policy, args)
@@ -481,7 +599,7 @@ def _add_who(command: argparse.ArgumentParser, name: str, metavar: str) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(
+    root = _Parser(
         prog="concierge",
         description="Real-time customer journey orchestration on Kafka, and its offline replay.",
         epilog="example:\n  concierge replay --policy policy.yaml --events week.jsonl --out out/",
@@ -494,14 +612,21 @@ def parser() -> argparse.ArgumentParser:
         commands,
         "validate",
         "check a policy; exit 2 naming each bad field",
-        "concierge validate policy.yaml",
+        "concierge validate policy.yaml --events week.jsonl",
     )
     validate.add_argument("policy", metavar="POLICY", help="the policy file (YAML)")
+    validate.add_argument(
+        "--events",
+        metavar="EVENTS.jsonl",
+        help="also warn of event types, event fields and consent purposes the policy names "
+        "that no event of this file has (JSON lines; gzip is read as such; - reads stdin)",
+    )
     validate.add_argument(
         "--strict",
         action="store_true",
         help="refuse (exit 2) a policy with warnings too: a name used once that is close to "
-        "another (an event type, a consent purpose), likely a typo",
+        "another (an event type, a consent purpose), likely a typo; with --events, a name "
+        "no event has",
     )
     validate.set_defaults(handler=_validate)
 

@@ -165,8 +165,8 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
                 ) from None
             if undone:
                 log.info(
-                    "identity graph: rolled back %d operations to the snapshot",
-                    undone,
+                    "identity graph: rolled back %s operations to the snapshot",
+                    f"{undone:,}",
                     extra={"operations": undone},
                 )
         self._snapshots: deque[int] = deque(maxlen=KEPT_SNAPSHOTS)

@@ -113,6 +113,7 @@ class ProfileQueryError(ValueError):
     graph cannot be read under this key."""
 
 
+CANONICAL_PREFIX = "cus_"
 WHO_FORMS = (
     f"TYPE:VALUE (types: {', '.join(KNOWN_IDENTIFIERS)}) or a canonical customer id (cus_...)"
 )
@@ -127,6 +128,8 @@ def find_profile(
     graph there."""
     kind, sep, value = who.partition(":")
     canonical = is_canonical_id(who)
+    if not canonical and who.startswith(CANONICAL_PREFIX) and not sep:
+        return None, who  # meant as a canonical id: none has that form, so none is held
     if not canonical and (not sep or kind not in KNOWN_IDENTIFIERS):
         raise ProfileQueryError(f"name the customer as {WHO_FORMS}")
     with RocksStore(graph_dir, read_only=True) as store:

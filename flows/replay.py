@@ -8,6 +8,7 @@ caused it, then what the end of input fired, by due time) before writing.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import heapq
 import itertools
 import os
@@ -82,6 +83,11 @@ class ReplayStats:
     """The latest event time the file holds."""
     read_error: str | None = None
     """Why the file could not be read to its end (a damaged gzip stream), if it could not."""
+    input_bytes: int = 0
+    input_digest: Any = field(default_factory=hashlib.sha256)
+    """Of every byte read (after decompression, for gzip): what ``diff`` tells two replays'
+    inputs apart by."""
+    gzip: bool = False
 
     def summary(self, policy: Policy) -> dict[str, Any]:
         return {
@@ -93,6 +99,13 @@ class ReplayStats:
             "decisions": dict(sorted(self.decisions.items())),
             "audit": self.audit,
             "policy_version": policy.version,
+            "input": {
+                "records": self.events_in,
+                "bytes": self.input_bytes,
+                "sha256": self.input_digest.hexdigest(),
+                "gzip": self.gzip,
+                "bytes_of": "decompressed" if self.gzip else "as read",
+            },
         } | ({"bad_dates": self._bad_dates(policy)} if policy.date_signals else {})
 
     def _bad_dates(self, policy: Policy) -> dict[str, dict[str, int]]:
@@ -258,6 +271,8 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None
         ingest = ingestor.ingest
         name = self._name
         readline = self._file.readline
+        digest = self._stats.input_digest.update
+        read = 0
         for _ in range(READ_BATCH):
             try:
                 raw = readline()
@@ -267,6 +282,8 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None
             if not raw:
                 self._finish()
                 break
+            digest(raw)
+            read += len(raw)
             self._line += 1
             raw = raw.rstrip(b"\r\n")
             if not raw.strip():
@@ -280,6 +297,7 @@ class _FilePartition(StatefulSourcePartition[Event | DeadLetter | Progress, None
         bad = [r.reason.value for r in batch if isinstance(r, DeadLetter)]
         for event in ok:
             self._sorter.add(event)
+        self._stats.input_bytes += read
         self._stats.events_in += len(batch)
         self._stats.events_ok += len(ok)
         self._stats.dead_letters += len(bad)
@@ -406,14 +424,15 @@ _ENDED: Iterator[tuple[int, str, int, Event]] = iter(())
 
 
 def progress_text(done: int, total: int, elapsed: float) -> str:
-    """How far a phase has got, in one format: ``45%, about 12 s left``."""
-    if total <= 0:
+    """How far a phase has got, in one format: ``45%, about 12 s left``; rounded down, so
+    ``100%`` (with no time left to tell) means all of it."""
+    if total <= 0 or done >= total:
         return "100%"
-    share = min(done / total, 1.0)
+    share = done / total
     if share <= 0:
         return "0%"
     left = elapsed * (1 - share) / share
-    return f"{share:.0%}, about {_duration_text(left)} left"
+    return f"{int(share * 100)}%, about {_duration_text(left)} left"
 
 
 def _duration_text(seconds: float) -> str:
@@ -630,7 +649,7 @@ def replay(
     policy, _ = with_keys(policy)
     file = open_events(events)  # before anything here is cleared: it may fail
     _clear_outputs(out_dir)
-    stats = ReplayStats()
+    stats = ReplayStats(gzip=isinstance(file, gzip.GzipFile))
     loop = TransferLoop()
     left: Counter[tuple[str, str]] = Counter()
     zones: ZoneChanges = {}

@@ -153,7 +153,7 @@ def _print_summary(records: dict[str, list[bytes]], read: int, elapsed: float, p
         print(f"  {outcome:<10} {n:>8,}")
     print(
         f"dead letters: {len(records['dlq']):,}"
-        + (f" ({', '.join(f'{r}: {n}' for r, n in reasons.most_common())})" if reasons else "")
+        + (f" ({', '.join(f'{r}: {n:,}' for r, n in reasons.most_common())})" if reasons else "")
     )
     audit = Counter(orjson.loads(r)["kind"] for r in records["audit"])
     print(

@@ -4,8 +4,13 @@ Decisions are counted by action x outcome x rule (never by reason: reasons embed
 counting them would split every count per time). A customer changed when the decisions
 about them differ; their decisions are compared per *opportunity*: the action, the moment
 and its group, and the events that opened it. One opportunity may be decided several times
-(deferred, then sent), so each side is a sequence in time order. Replay writes decisions in
-processing order; nothing here depends on it.
+(deferred, then sent), so each side is a sequence in time order, and the decisions of one
+instant (outranked, then sent) in the order ``decisions.jsonl`` gives them, as are the
+opportunities first decided at one instant.
+
+Each replay records a digest of what it read (``summary.json`` ``input``): two replays of
+different files are told apart, and a replay made before it recorded one is said to be
+one whose input cannot be told.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from operators.decisions.decide import DROPPED_WHEN_CAPPED
 from operators.model.timefmt import parse_ms
 
 NONE = "-"
@@ -42,6 +48,10 @@ class Replayed:
     events_in: int | None
     counts: Counter[tuple[str, str, str]]
     by_customer: dict[str, dict[Opportunity, list[Told]]]
+    first_line: dict[str, dict[Opportunity, int]]
+    """Where in ``decisions.jsonl`` each customer's opportunity was first decided."""
+    input: dict[str, Any] | None = None
+    """What the replay read (records, bytes, sha256), if it says."""
 
 
 def read_replay(path: Path) -> Replayed:
@@ -52,6 +62,7 @@ def read_replay(path: Path) -> Replayed:
         raise DiffError(f"no replay output at {path} (no decisions.jsonl)")
     counts: Counter[tuple[str, str, str]] = Counter()
     by_customer: dict[str, dict[Opportunity, list[Told]]] = defaultdict(lambda: defaultdict(list))
+    first_line: dict[str, dict[Opportunity, int]] = defaultdict(dict)
     with decisions.open("rb") as lines:
         for number, line in enumerate(lines, 1):
             try:
@@ -67,24 +78,35 @@ def read_replay(path: Path) -> Replayed:
                     d["outcome"],
                     d.get("channel") or NONE,
                     d.get("rule") or NONE,
-                    d.get("until") or NONE,
+                    NONE if is_dropped(d) else d.get("until") or NONE,
                 )
                 customer = d["customer_id"]
             except (orjson.JSONDecodeError, KeyError, TypeError) as err:
                 raise DiffError(f"{decisions}:{number}: not a decision record ({err})") from None
             counts[d["action"], d["outcome"], told[3]] += 1
             by_customer[customer][opportunity].append(told)
+            first_line[customer].setdefault(opportunity, number)
     for opportunities in by_customer.values():
         for told_list in opportunities.values():
-            told_list.sort(key=lambda told: (parse_ms(told[0]), told))
+            told_list.sort(key=lambda told: parse_ms(told[0]))  # stable: one instant as written
     summary = _summary(path)
+    given = summary.get("input")
     return Replayed(
         path,
         summary.get("policy_version"),
         summary.get("events_in"),
         counts,
         {c: dict(o) for c, o in by_customer.items()},
+        dict(first_line),
+        given if isinstance(given, dict) and isinstance(given.get("sha256"), str) else None,
     )
+
+
+def is_dropped(decision: dict[str, Any]) -> bool:
+    """Whether a decision says it will not be decided again: capped, and worth too little by
+    the time the cap frees a slot. Its ``until`` is when the cap frees, not when it is
+    decided again, so the diff does not show it."""
+    return decision["outcome"] == "capped" and DROPPED_WHEN_CAPPED in decision["reason"]
 
 
 def _summary(path: Path) -> dict[str, Any]:
@@ -116,7 +138,7 @@ def compare(before: Replayed, after: Replayed, sample: int = DEFAULT_SAMPLE) -> 
     return {
         "before": _side(before),
         "after": _side(after),
-        "same_events": before.events_in == after.events_in,
+        "same_events": same_events(before, after),
         "counts": counts,
         "customers": {"decided": len(customers), "changed": len(changed)},
         "sample": [
@@ -125,36 +147,85 @@ def compare(before: Replayed, after: Replayed, sample: int = DEFAULT_SAMPLE) -> 
     }
 
 
+def same_events(before: Replayed, after: Replayed) -> bool | None:
+    """Whether the two replays read the same input (by its digest); None when one of them
+    does not say what it read (made before replays recorded it)."""
+    if before.input is None or after.input is None:
+        return None
+    return bool(
+        before.input["sha256"] == after.input["sha256"]
+        and before.input.get("records") == after.input.get("records")
+    )
+
+
 def _side(replayed: Replayed) -> dict[str, Any]:
     return {
         "dir": str(replayed.path),
         "policy_version": replayed.policy_version,
         "events_in": replayed.events_in,
+        "input": replayed.input,
         "decisions": sum(replayed.counts.values()),
     }
 
 
+def input_warning(diff: dict[str, Any]) -> str | None:
+    """What to say first when the two replays did not read, or may not have read, the same
+    events; None when they did."""
+    before, after = diff["before"], diff["after"]
+    if diff["same_events"] is None:
+        unknown = [side["dir"] for side in (before, after) if side["input"] is None]
+        return (
+            f"note: cannot tell whether the two replays read the same events: "
+            f"{' and '.join(unknown)} {'was' if len(unknown) == 1 else 'were'} replayed by a "
+            "version that did not record its input (replay again to know)"
+        )
+    if diff["same_events"]:
+        return None
+    return (
+        "warning: the two replays read different inputs: before "
+        f"{_input_text(before['input'])}, after {_input_text(after['input'])}; the "
+        "differences below are not only the policy's"
+    )
+
+
+def _input_text(given: dict[str, Any]) -> str:
+    records = given.get("records")
+    count = f"{records:,} records" if isinstance(records, int) else "? records"
+    size = given.get("bytes")
+    bytes_text = f"{size:,} bytes, " if isinstance(size, int) else ""
+    return f"{count} ({bytes_text}sha256 {given['sha256'][:12]})"
+
+
 def _changes(before: Replayed, after: Replayed, customer: str) -> list[dict[str, Any]]:
-    """Each opportunity decided differently for ``customer``, in time order."""
+    """Each opportunity decided differently for ``customer``, in time order; those first
+    decided at one instant as ``decisions.jsonl`` has them (the old replay's, then the new
+    one's for those only it decided)."""
     mine = before.by_customer.get(customer, {})
     theirs = after.by_customer.get(customer, {})
-    changes = []
+    written_before = before.first_line.get(customer, {})
+    written_after = after.first_line.get(customer, {})
+    changes: list[tuple[tuple[int, int, int], dict[str, Any]]] = []
     for opportunity in set(mine) | set(theirs):
         was, now = mine.get(opportunity, []), theirs.get(opportunity, [])
-        if was != now:
-            action, moment, group, triggered_by = opportunity
-            changes.append(
-                {
-                    "action": action,
-                    "moment": moment,
-                    "group": None if group == NONE else group,
-                    "triggered_by": list(triggered_by),
-                    "before": [_told(t) for t in was],
-                    "after": [_told(t) for t in now],
-                }
-            )
-    changes.sort(key=lambda c: (_first_at(c), c["action"], c["triggered_by"]))
-    return changes
+        if was == now:
+            continue
+        first_at = min(parse_ms(told[0]) for told in was + now)
+        written = (
+            (0, written_before[opportunity])
+            if opportunity in written_before
+            else (1, written_after[opportunity])
+        )
+        action, moment, group, triggered_by = opportunity
+        change = {
+            "action": action,
+            "moment": moment,
+            "group": None if group == NONE else group,
+            "triggered_by": list(triggered_by),
+            "before": [_told(t) for t in was],
+            "after": [_told(t) for t in now],
+        }
+        changes.append(((first_at, *written), change))
+    return [change for _, change in sorted(changes, key=lambda entry: entry[0])]
 
 
 def _told(told: Told) -> dict[str, str | None]:
@@ -168,24 +239,17 @@ def _told(told: Told) -> dict[str, str | None]:
     }
 
 
-def _first_at(change: dict[str, Any]) -> int:
-    return min(parse_ms(t["at"]) for t in change["before"] + change["after"])
-
-
 def render(diff: dict[str, Any]) -> str:
     """The diff as text a CX designer reads."""
     before, after = diff["before"], diff["after"]
-    lines = [
+    warning = input_warning(diff)
+    lines = [warning, ""] if warning else []
+    lines += [
         f"before: {before['dir']} (policy {before['policy_version']}, "
         f"{before['decisions']:,} decisions)",
         f"after:  {after['dir']} (policy {after['policy_version']}, "
         f"{after['decisions']:,} decisions)",
     ]
-    if not diff["same_events"]:
-        lines.append(
-            f"warning: the replays read {before['events_in']} and {after['events_in']} "
-            "records: not the same events, so the comparison means little"
-        )
     lines += ["", "decisions by action, outcome and rule:"]
     rows = [("action", "outcome", "rule", "before", "after", "change")]
     for c in diff["counts"]:

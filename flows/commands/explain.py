@@ -19,7 +19,8 @@ from typing import Any
 
 import orjson
 
-from flows.identity_store import ProfileQueryError, find_profile
+from flows.commands.diff import is_dropped
+from flows.identity_store import CANONICAL_PREFIX, ProfileQueryError, find_profile
 from flows.keys import with_keys
 from flows.replay import IDENTITY_DIR, STDIN_NAME, open_events
 from operators.identity.ids import is_canonical_id
@@ -166,6 +167,12 @@ def _find(replay_dir: Path, who: str, policy: Policy, region: str | None) -> tup
         erased = _erasure_of(replay_dir, who)
         if erased is not None:
             return erased, asked
+    if found is None and who.startswith(CANONICAL_PREFIX):
+        raise NotFound(
+            f"no customer with the id {asked} is in the replay at {replay_dir} (the ids it "
+            "holds are the customer_id of its decisions.jsonl; or name the customer by an "
+            "identifier, e.g. email:ana@example.com)"
+        )
     if found is None:
         raise NotFound(f"no profile holds {asked} in the replay at {replay_dir}")
     profile = Profile(
@@ -373,11 +380,11 @@ def render(explained: dict[str, Any]) -> str:
         head.append(f"  merged into it: {', '.join(others)}")
     head.append(
         f"  time zone: {explained['timezone']}; policy {explained['policy_version']}; "
-        + ", ".join(f"{n} {kind}{'s' if n != 1 else ''}" for kind, n in explained["counts"].items())
+        + ", ".join(f"{n:,} {kind}{'s' * (n != 1)}" for kind, n in explained["counts"].items())
     )
     if explained["outcomes"]:
         head.append(
-            "  decisions: " + ", ".join(f"{n} {o}" for o, n in explained["outcomes"].items())
+            "  decisions: " + ", ".join(f"{n:,} {o}" for o, n in explained["outcomes"].items())
         )
     for erased in (e for e in explained["timeline"] if e["kind"] == "erased"):
         head.append(
@@ -420,7 +427,7 @@ def _what(e: dict[str, Any]) -> str:
         told = f"{e['action']}{channel}: {e['outcome']} ({e['reason']}"
         if "rule" in e and e["rule"] not in e["reason"]:
             told += f"; rule {e['rule']}"
-        if "until" in e and e["until"] not in e["reason"]:
+        if "until" in e and e["until"] not in e["reason"] and not is_dropped(e):
             told += f"; until {e['until']}"
         return told + ")"
     if kind == "action":
@@ -450,7 +457,7 @@ def _events_named(event_ids: list[str]) -> str:
     if len(event_ids) <= SHOWN_EVENT_IDS:
         return ", ".join(event_ids)
     first = ", ".join(event_ids[: SHOWN_EVENT_IDS - 1])
-    return f"{first}, ... {event_ids[-1]}: {len(event_ids)} events"
+    return f"{first}, ... {event_ids[-1]}: {len(event_ids):,} events"
 
 
 def _short(value: Any) -> str:

@@ -96,12 +96,25 @@ def _identifiers(given: list[str], region: str | None) -> tuple[dict[str, str], 
                 f"name each identifier as TYPE:VALUE (types: {', '.join(KNOWN_IDENTIFIERS)})"
             )
         found = normalise(kind, value, IdentifierRules(), region)
+        if kind == "email" and not isinstance(found, Rejection) and not _an_address(found):
+            raise ForgetError(
+                f"email {mask(kind, value.strip())} is {Rejection.INVALID.value} "
+                "(an address is NAME@DOMAIN)"
+            )
         if isinstance(found, Rejection):
             raise ForgetError(f"{kind} {mask(kind, value.strip())} is {found.value}")
         if kind in identifiers:
             raise ForgetError(f"one {kind} per request: send another for the next")
         identifiers[kind], normal[kind] = value.strip(), found
     return identifiers, normal
+
+
+def _an_address(email: str) -> bool:
+    """Whether ``email`` has the shape of an address: a name, an ``@`` and a domain, with no
+    space. Events may name any email (the engine keeps what it is given), but an erasure
+    request is typed by a person, and one naming no address is a slip, not a person."""
+    name, at, domain = email.rpartition("@")
+    return bool(name and at and domain) and not any(ch.isspace() for ch in email)
 
 
 def _send(

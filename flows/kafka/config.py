@@ -179,7 +179,7 @@ def wait_for_brokers(settings: KafkaSettings, timeout: float, first_wait: float 
         attempt += 1
         left = timeout - (time.monotonic() - started)
         try:
-            admin.list_topics(timeout=max(min(2.0 * attempt, 10.0, left), 0.5))
+            admin.list_topics(timeout=max(min(2.0 * attempt, 10.0, left), MIN_ATTEMPT_S))
             if attempt > 1:
                 log.info(
                     "reached the brokers at %s (attempt %d)",
@@ -192,23 +192,33 @@ def wait_for_brokers(settings: KafkaSettings, timeout: float, first_wait: float 
             admin.poll(0)
             reason = last_error[-1] if last_error else err.args[0].str()
         elapsed = time.monotonic() - started
-        if elapsed + wait > timeout:
+        if timeout - elapsed < MIN_ATTEMPT_S:  # no time left for another attempt
             tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
             raise BrokersUnreachable(
-                f"cannot reach the brokers at {settings.brokers} after {elapsed:.0f}s "
+                f"cannot reach the brokers at {settings.brokers} after {_seconds(elapsed)} "
                 f"and {tries}: {reason}"
             )
+        pause = min(wait, timeout - elapsed - MIN_ATTEMPT_S)  # the last attempt ends in time
         log.warning(
-            "cannot reach the brokers at %s (attempt %d, %.0fs so far): %s; next try in %.0fs",
+            "cannot reach the brokers at %s (attempt %d, %s so far): %s; next try in %s",
             settings.brokers,
             attempt,
-            elapsed,
+            _seconds(elapsed),
             reason,
-            wait,
-            extra={"attempt": attempt, "waited_s": round(elapsed, 1), "next_try_s": wait},
+            _seconds(pause),
+            extra={"attempt": attempt, "waited_s": round(elapsed, 1), "next_try_s": pause},
         )
-        time.sleep(wait)
+        time.sleep(pause)
         wait = min(wait * 2, 15.0)
+
+
+MIN_ATTEMPT_S = 0.2
+"""The least time one attempt to reach the brokers is given, the last one too."""
+
+
+def _seconds(value: float) -> str:
+    """A time taken, as truly as a person needs it: ``1.5 s``, ``12 s``."""
+    return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
 
 
 def client_settings(

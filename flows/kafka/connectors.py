@@ -492,17 +492,17 @@ class _ProducerPartition(StatelessSinkPartition[OutRecord]):
         metrics.RECORDS_REFUSED.labels(stream).inc()
         if value in replaced:
             log.error(
-                "the brokers refused even the %d-byte replacement of a record too large for "
+                "the brokers refused even the %s-byte replacement of a record too large for "
                 "%s; it is not written (check the topic's max.message.bytes)",
-                len(value),
+                f"{len(value):,}",
                 topic,
                 extra={"bytes": len(value), "topic": topic},
             )
             return
         target, replacement = replacement_for_too_large(stream, value)
         log.error(
-            "the brokers refused a %d-byte record for %s as too large: wrote %s to %s instead",
-            len(value),
+            "the brokers refused a %s-byte record for %s as too large: wrote %s to %s instead",
+            f"{len(value):,}",
             topic,
             "it without its raw text"
             if stream == DEAD_LETTERS
@@ -523,8 +523,8 @@ class _ProducerPartition(StatelessSinkPartition[OutRecord]):
             if now - reported >= WAIT_REPORT_S:
                 reported = now
                 log.warning(
-                    "waiting for the brokers to acknowledge %d records (%.0fs so far)",
-                    remaining,
+                    "waiting for the brokers to acknowledge %s records (%.0fs so far)",
+                    f"{remaining:,}",
                     now - started,
                     extra={"records": remaining, "waited_s": round(now - started, 1)},
                 )
@@ -532,7 +532,7 @@ class _ProducerPartition(StatelessSinkPartition[OutRecord]):
         if self._failures:
             failures, self._failures = Counter(self._failures), []
             problems = "; ".join(
-                f"{problem} ({n} records)" if n > 1 else problem
+                f"{problem} ({n:,} records)" if n > 1 else problem
                 for problem, n in failures.most_common(5)
             )
             raise RuntimeError(f"writing to Kafka failed: {problems}")

@@ -259,7 +259,9 @@ def _run_dataflow(
     _drop_unfinished(recovery_dir, mine)
     forgotten = purge_forgotten(recovery_dir, mine)
     if forgotten:
-        log.info("dropped %d forgotten customers' empty entries from the snapshots", forgotten)
+        log.info(
+            "dropped %s forgotten customers' empty entries from the snapshots", f"{forgotten:,}"
+        )
 
     # Reading history to its end is a batch job: its timers fire by event time, as in
     # replay, and what is still due fires once the input is read. Tailing fires them on
@@ -391,9 +393,9 @@ def _drop_unfinished(directory: Path, mine: range) -> None:
         return
     if resume_at is not None and (dropped := drop_unfinished(directory, mine, resume_at)):
         log.info(
-            "left out %d snapshot entries of epochs from %d, which the last run did not "
+            "left out %s snapshot entries of epochs from %d, which the last run did not "
             "finish: every step resumes from the epoch before",
-            dropped,
+            f"{dropped:,}",
             resume_at,
         )
 

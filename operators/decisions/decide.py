@@ -210,6 +210,11 @@ def _held_on(
     return None
 
 
+DROPPED_WHEN_CAPPED = "its value falls below min_value before a slot frees"
+"""What the reason of a capped decision says when it will not be decided again (its
+``until`` is when the cap frees a slot)."""
+
+
 def _held_back(
     policy: Policy, blocked: list[Verdict], action: ActionSpec, moment: OpenMoment, key: MomentKey
 ) -> Verdict:
@@ -245,7 +250,7 @@ def _held_back(
         return _replace(
             soonest,
             Outcome.CAPPED,
-            f"capped by {cap}; its value falls below min_value before a slot frees",
+            f"capped by {cap}; {DROPPED_WHEN_CAPPED}",
             None,
         )
     return blocked[0]

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 import jsonschema
@@ -74,12 +74,25 @@ def load_policy(text: str, source: str = "policy") -> Policy:
 def load_policy_warned(text: str, source: str = "policy") -> tuple[Policy, list[PolicyProblem]]:
     """:func:`load_policy`, and what in the policy looks like a typo
     (:mod:`operators.policy.typos`), each with its line."""
+    policy, warnings, _ = load_policy_located(text, source)
+    return policy, warnings
+
+
+Locate = Callable[[Sequence[PathItem]], int | None]
+"""The line of a field of a policy's text, by its path."""
+
+
+def load_policy_located(
+    text: str, source: str = "policy"
+) -> tuple[Policy, list[PolicyProblem], Locate]:
+    """:func:`load_policy_warned`, and the line of any field of ``text``, for warnings found
+    later (against an events file)."""
     tree, document = _checked(text, source)
     warnings = [
         PolicyProblem(path, _line_of(tree, path), message)
         for path, message in likely_typos(document)
     ]
-    return _compiled(text, document), warnings
+    return _compiled(text, document), warnings, partial(_line_of, tree)
 
 
 def _checked(text: str, source: str) -> tuple[Any, dict[str, Any]]:

@@ -52,8 +52,8 @@ def likely_typos(document: dict[str, Any]) -> list[Problem]:
     knows, in the order the policy gives them."""
     found: list[Problem] = []
     for what, known, uses in (
-        ("event type", KNOWN_EVENT_TYPES, list(_event_types(document))),
-        ("consent purpose", KNOWN_PURPOSES, list(_purposes(document))),
+        ("event type", KNOWN_EVENT_TYPES, list(event_types_named(document))),
+        ("consent purpose", KNOWN_PURPOSES, list(purposes_named(document))),
     ):
         counts = Counter(name for name, _ in uses)
         for name, path in uses:
@@ -72,8 +72,8 @@ def likely_typos(document: dict[str, Any]) -> list[Problem]:
     return found
 
 
-def _event_types(document: dict[str, Any]) -> Iterator[tuple[str, tuple[PathItem, ...]]]:
-    """Every event type the policy names, with where."""
+def event_types_named(document: dict[str, Any]) -> Iterator[tuple[str, tuple[PathItem, ...]]]:
+    """Every event type the policy names, with where (``any`` is no type)."""
     for name, signal in _mapping(document.get("signals")).items():
         for key in ("on", "unless"):
             for n, each in _names(signal.get(key) if isinstance(signal, dict) else None):
@@ -89,10 +89,41 @@ def _event_types(document: dict[str, Any]) -> Iterator[tuple[str, tuple[PathItem
         yield each, ("event_types",) if n is None else ("event_types", n)
 
 
-def _purposes(document: dict[str, Any]) -> Iterator[tuple[str, tuple[PathItem, ...]]]:
+def purposes_named(document: dict[str, Any]) -> Iterator[tuple[str, tuple[PathItem, ...]]]:
+    """Every consent purpose an action needs, with where."""
     for name, action in _mapping(document.get("actions")).items():
         if isinstance(action, dict) and isinstance(action.get("consent"), str):
             yield action["consent"], ("actions", name, "consent")
+
+
+FieldUse = tuple[str, tuple[str, ...] | None, tuple[PathItem, ...]]
+"""A field the policy reads from events: its path (``properties.x``), the event types it
+is read from (None: every event), and where the policy names it."""
+
+
+def fields_named(document: dict[str, Any]) -> Iterator[FieldUse]:
+    """Every event field the policy reads, from which events, with where: a signal's
+    ``group_by``, ``at`` and ``text_field`` from the events it counts, an attribute from
+    every event, a suppression's ``same`` from the event (or feedback) that starts it."""
+    for name, signal in _mapping(document.get("signals")).items():
+        if not isinstance(signal, dict):
+            continue
+        types = tuple(each for _, each in _names(signal.get("on")) if each != "any")
+        for key in ("group_by", "at", "text_field"):
+            if isinstance(signal.get(key), str) and types:
+                yield signal[key], types, ("signals", name, key)
+    for name, path in _mapping(document.get("attributes")).items():
+        if isinstance(path, str):
+            yield path, None, ("attributes", name)
+    for index, rule in enumerate(document.get("suppressions") or ()):
+        if not isinstance(rule, dict):
+            continue
+        when, same = _mapping(rule.get("when")), _mapping(rule.get("suppress")).get("same")
+        starts = (
+            when.get("event") if "event" in when else "feedback" if "feedback" in when else None
+        )
+        if isinstance(same, str) and isinstance(starts, str):  # a signal starts it with no event
+            yield same, (starts,), ("suppressions", index, "suppress", "same")
 
 
 def _mapping(value: Any) -> dict[str, Any]:

@@ -17,7 +17,8 @@ def test_progress_says_the_share_done_and_the_time_left_in_one_format():
     assert progress_text(25, 100, 3.0) == "25%, about 9 s left"
     assert progress_text(50, 100, 90.0) == "50%, about 1 min 30 s left"
     assert progress_text(10, 100, 900.0) == "10%, about 2 h 15 min left"
-    assert progress_text(100, 100, 5.0) == "100%, about 1 s left"
+    assert progress_text(100, 100, 5.0) == "100%", "all done: no time left to estimate"
+    assert progress_text(999, 1000, 5.0) == "99%, about 1 s left", "never 100% before the end"
     assert progress_text(5, 0, 1.0) == "100%"
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 from tests.conftest import event_dict, write_jsonl
@@ -94,7 +97,7 @@ def test_an_unreachable_broker_is_retried_then_one_clear_line(reference_policy_p
         "--metrics-port",
         "0",
         "--connect-timeout",
-        "4",
+        "3",
         timeout=90,
     )
     assert done.returncode == 1
@@ -102,6 +105,8 @@ def test_an_unreachable_broker_is_retried_then_one_clear_line(reference_policy_p
     *logged, last = done.stderr.strip().splitlines()
     assert last.startswith("concierge run: cannot reach the brokers at 127.0.0.1:")
     assert " attempts: " in last
+    tried = float(re.search(r" after ([0-9.]+) s and ", last)[1])
+    assert 2.9 <= tried < 4, last  # the time it tried: all of --connect-timeout, not 2 s
     attempts = [line for line in logged if "action key" not in line]
     assert 1 <= len(attempts) <= 5, done.stderr  # one line per attempt, none from librdkafka
     assert all("cannot reach" in line and "next try in" in line for line in attempts), logged
@@ -239,3 +244,50 @@ def test_run_refuses_numbers_out_of_range_naming_the_flag(reference_policy_path,
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert flags[0] in done.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["replay", "--policy", "p"], "concierge replay: the following arguments are required"),
+        (["diff", "--sample", "x", "a", "b"], "concierge diff: argument --sample: not a number"),
+        (["bogus"], "concierge: argument COMMAND: invalid choice: 'bogus'"),
+    ],
+    ids=["missing", "bad-value", "no-such-command"],
+)
+def test_a_usage_error_is_one_line_naming_the_command_and_its_help(args, said):
+    done = concierge(*args)
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()  # no usage: block before it
+    assert line.startswith(said), line
+    command = "concierge" if args[0] == "bogus" else f"concierge {args[0]}"
+    assert line.endswith(f"(see {command} --help)"), line
+
+
+def test_run_with_json_logs_tells_a_policy_typo_as_a_log_record(tmp_path, reference_policy_path):
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(
+        reference_policy_path.read_text().replace("consent: marketing", "consent: marketting", 1)
+    )
+    done = concierge(
+        "run",
+        "--policy",
+        str(typo),
+        "--brokers",
+        "127.0.0.1:1",
+        "--connect-timeout",
+        "0",
+        "--metrics-port",
+        "0",
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--recovery-dir",
+        str(tmp_path / "recovery"),
+        "--log-format",
+        "json",
+    )
+    assert done.returncode == 1, done.stderr
+    records = [json.loads(line) for line in done.stderr.splitlines()]  # every line a record
+    (warning,) = [r for r in records if r["logger"] == "concierge.policy"]
+    assert warning["level"] == "warning" and "did you mean 'marketing'?" in warning["message"]
+    assert warning["field"] == "actions.product_nudge.consent" and warning["line"] == 79

@@ -185,6 +185,11 @@ def test_forget_says_what_it_cannot_send_and_never_the_value():
     bad = concierge("forget", "--brokers", nobody, "phone:12 34")
     assert bad.returncode == 2 and bad.stderr == "concierge forget: phone *** is invalid\n"
     assert concierge("forget", "--brokers", nobody, "ana@example.com").returncode == 2
+    slip = concierge("forget", "--brokers", nobody, "email:not-an-email", "phone:+34600111222")
+    assert slip.returncode == 2 and slip.stdout == "", "refused before anything is sent"
+    assert slip.stderr == (
+        "concierge forget: email no***il is invalid (an address is NAME@DOMAIN)\n"
+    )
     twice = concierge("forget", "--brokers", nobody, "email:a@x.com", "email:b@x.com")
     assert twice.returncode == 2 and "one email per request" in twice.stderr
     down = concierge("forget", "--brokers", nobody, "--timeout", "1", "phone:+34600111222")

@@ -147,7 +147,7 @@ def test_explain_as_json_by_any_of_her_ids_whatever_order_the_decisions_were_wri
     assert reordered == by_retired
 
 
-def test_explain_says_who_it_cannot_find_and_what_it_cannot_read(tmp_path, replay):
+def test_explain_and_identity_say_whom_they_cannot_find_and_what_they_cannot_read(tmp_path, replay):
     done, _ = _replayed(tmp_path, replay)
     nobody = concierge("explain", "--replay", str(done.out), "email:carla@example.com")
     assert nobody.returncode == 1
@@ -159,6 +159,17 @@ def test_explain_says_who_it_cannot_find_and_what_it_cannot_read(tmp_path, repla
     empty = concierge("explain", "--replay", str(tmp_path), "email:ana@example.com")
     assert empty.returncode == 2
     assert "no replay output" in empty.stderr
+    for absent in ("cus_doesnotexist", "cus_00000000000000000000"):
+        stranger = concierge("explain", "--replay", str(done.out), absent)
+        assert stranger.returncode == 1, "a customer id, of nobody in the replay"
+        assert stranger.stderr.startswith(
+            f"concierge explain: no customer with the id {absent} is in the replay at "
+        )
+        assert "customer_id of its decisions.jsonl" in stranger.stderr
+        assert "TYPE:VALUE" not in stranger.stderr
+    held = concierge("identity", "--state-dir", str(done.out), "email:carla@example.com")
+    assert held.returncode == 1
+    assert held.stderr == "concierge identity: no profile holds email:c***@example.com\n"
 
 
 def test_the_replay_keeps_its_identity_graph_for_concierge_identity(tmp_path, replay):

@@ -60,6 +60,8 @@ def test_every_line_is_accounted_for(tmp_path, replay):
     result = replay(events)
     summary = result.summary()
     assert summary["events_in"] == 6000
+    told = next(line for line in result.stderr.splitlines() if line.startswith("replayed "))
+    assert told.startswith(f"replayed 6,000 records: {summary['events_ok']:,} events, "), told
     assert summary["events_ok"] + summary["dead_letters"] == summary["events_in"]
     assert summary["dead_letters"] == len(result.lines("dlq.jsonl")) > 0
     assert sum(summary["decisions"].values()) == len(result.lines("decisions.jsonl"))
