@@ -1100,6 +1100,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"concierge {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # ``concierge diff ... | head``: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return EXIT_OK
     except Exception as err:  # the last resort: one line, and the traceback only on request
         if os.environ.get(DEBUG_ENV):
             traceback.print_exc()

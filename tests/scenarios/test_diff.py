@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 
 import orjson
 
 from flows.commands.generator import Generator
 from tests.conftest import REFERENCE_POLICY, write_jsonl
 from tests.measurement import measured_policy_text
-from tests.scenarios.conftest import concierge
+from tests.scenarios.conftest import CONCIERGE, concierge
 from tests.scenarios.test_decisions import consent, views
 from tests.scenarios.test_eligibility import NUDGE_DAYS, browsing
 from tests.unit.decisions.test_fatigue import SECTION as FATIGUE
@@ -51,6 +52,21 @@ def test_diff_counts_by_action_outcome_and_rule_and_shows_what_changed(tmp_path,
         "after:  suppressed on push by ignoring-marketing at 2026-11-11T10:20:00Z "
         "until 2026-11-15T10:20:00Z"
     ) in text
+
+
+def test_diff_into_a_reader_that_has_gone_ends_quietly(tmp_path, replay):
+    """``concierge diff before after | head``: the reader closing early is no failure."""
+    before, after = _two_replays(tmp_path, replay)
+    process = subprocess.Popen(
+        [CONCIERGE, "diff", str(before), str(after)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    process.stdout.close()  # gone before the first line is written
+    _, errors = process.communicate(timeout=120)
+    assert (process.returncode, errors) == (0, "")
 
 
 def test_diff_as_json_and_in_time_order_whatever_the_order_of_the_lines(tmp_path, replay):
