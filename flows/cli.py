@@ -406,7 +406,7 @@ def _shown_profile(found: dict[str, Any]) -> dict[str, Any]:
 
 
 def _lift(args: argparse.Namespace) -> int:
-    from flows.commands.measure import lift_table
+    from flows.measure import lift_table
 
     path = Path(args.replay) / "summary.json"
     try:
@@ -602,7 +602,8 @@ def parser() -> argparse.ArgumentParser:
     root = _Parser(
         prog="concierge",
         description="Real-time customer journey orchestration on Kafka, and its offline replay.",
-        epilog="example:\n  concierge replay --policy policy.yaml --events week.jsonl --out out/",
+        epilog="example:\n"
+        "  concierge replay --policy examples/policy.yaml --events week.jsonl --out out/",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     root.add_argument("--version", action="version", version=f"concierge {_version()}")
@@ -612,7 +613,7 @@ def parser() -> argparse.ArgumentParser:
         commands,
         "validate",
         "check a policy; exit 2 naming each bad field",
-        "concierge validate policy.yaml --events week.jsonl",
+        "concierge validate examples/policy.yaml --events week.jsonl",
     )
     validate.add_argument("policy", metavar="POLICY", help="the policy file (YAML)")
     validate.add_argument(
@@ -643,7 +644,7 @@ def parser() -> argparse.ArgumentParser:
         commands,
         "replay",
         "run the dataflow over a JSON-lines file with an event-time clock",
-        "concierge replay --policy policy.yaml --events week.jsonl --out out/ "
+        "concierge replay --policy examples/policy.yaml --events week.jsonl --out out/ "
         "--until 2026-11-30T00:00:00Z",
     )
     replay.add_argument("--policy", required=True, metavar="POLICY", help="the policy file")
@@ -747,7 +748,8 @@ def parser() -> argparse.ArgumentParser:
         commands,
         "run",
         "run against Kafka and serve Prometheus metrics",
-        "concierge run --policy policy.yaml --brokers kafka-1:9092 -X security.protocol=SSL",
+        "concierge run --policy examples/policy.yaml --brokers kafka-1:9092 "
+        "-X security.protocol=SSL",
     )
     run.add_argument("--policy", required=True, metavar="POLICY", help="the policy file")
     _add_run_arguments(run)

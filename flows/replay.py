@@ -31,7 +31,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
-from flows.commands import measure
+from flows import measure
 from flows.identity import IdentityConfig
 from flows.journey import JourneyConfig, ZoneChanges
 from flows.keys import with_keys

@@ -5,7 +5,9 @@ pickle names each class by its module. 0.8.0 grouped this package's modules by s
 (``operators.state`` became ``operators.model.state``); so that a snapshot taken before still
 resumes, importing an old name gives a module that hands out the new one's attributes. The
 old ``operators.model`` is the package of the same name now: its ``__getattr__`` answers for
-the record classes (:mod:`operators.model.records`).
+the record classes (:mod:`operators.model.records`). The old ``operators.policy``,
+``operators.identity`` and ``operators.context`` are packages now too, and need no answer: no
+snapshot holds what they held (the compiled policy, functions).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ MOVED = {
     "operators.state": "operators.model.state",
     "operators.state_records": "operators.model.state_records",
     "operators.bounded": "operators.model.bounded",
-    "operators.policy": "operators.policy.compiled",
     "operators.policy_checks": "operators.policy.checks",
     "operators.policy_compile": "operators.policy.compiler",
     "operators.policy_limits": "operators.policy.limits",
@@ -37,11 +38,9 @@ MOVED = {
     "operators.policy_typos": "operators.policy.typos",
     "operators.text": "operators.policy.text",
     "operators.identity_graph": "operators.identity.graph",
-    "operators.identity": "operators.identity.ids",
     "operators.resolution": "operators.identity.resolution",
     "operators.merging": "operators.identity.merging",
     "operators.alignment": "operators.identity.alignment",
-    "operators.context": "operators.context.update",
     "operators.signals": "operators.context.signals",
     "operators.windows": "operators.context.windows",
     "operators.moments": "operators.context.moments",

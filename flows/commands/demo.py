@@ -19,10 +19,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 
 from flows import metrics
 from flows.commands.generator import Generator, producer_key
-from flows.commands.measure import count_conversions, lift_by_action, lift_table
 from flows.kafka.broker import EmbeddedBroker, free_port
 from flows.kafka.config import KafkaSettings, ensure_topics
 from flows.kafka.run import run
+from flows.measure import count_conversions, lift_by_action, lift_table
 from operators.policy.compiled import Policy
 from operators.policy.load import load_policy
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from flows.commands.terminal import counted
 from operators.decisions.decide import DROPPED_WHEN_CAPPED
 from operators.model.timefmt import parse_ms
 
@@ -190,7 +191,7 @@ def input_warning(diff: dict[str, Any]) -> str | None:
 
 def _input_text(given: dict[str, Any]) -> str:
     records = given.get("records")
-    count = f"{records:,} records" if isinstance(records, int) else "? records"
+    count = counted(records, "record") if isinstance(records, int) else "? records"
     size = given.get("bytes")
     bytes_text = f"{size:,} bytes, " if isinstance(size, int) else ""
     return f"{count} ({bytes_text}sha256 {given['sha256'][:12]})"

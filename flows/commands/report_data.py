@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from flows.commands import measure
+from flows import measure
 from flows.commands.explain import ExplainError, replayed_policy, replayed_zones, zone_at
 from operators.decisions.quiet_hours import quiet_until
 from operators.model.timefmt import parse_ms, zone

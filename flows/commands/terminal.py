@@ -5,8 +5,9 @@ commands print quotes them: an escape sequence among them would reach the termin
 clipboard write, a cleared screen, a title), and bidirectional controls would reorder what
 is shown. Every character that is not printable text (C0 and C1 controls but newline and
 tab, DEL, and Unicode's bidirectional and zero-width format characters) is printed as an
-escape instead (``\\x1b``, ``\\u202e``). JSON output is unchanged by it: its strings
-escape controls already, and an escaped format character means the same in JSON.
+escape instead (``\\x1b``, ``\\u009b``, ``\\u202e``). JSON output stays JSON: its strings
+escape C0 controls already, and DEL, C1 and format characters, which JSON leaves raw, are
+written as ``\\u`` escapes, which mean the same in JSON.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def escape(text: str) -> str:
 
 def _escaped(found: re.Match[str]) -> str:
     code = ord(found.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return f"\\x{code:02x}" if code < 0x7F else f"\\u{code:04x}"
 
 
 class SafeText:

@@ -175,6 +175,7 @@ def test_what_people_read_never_carries_a_terminal_escape(tmp_path, reference_po
     ]
     assert "e-\\x1b]52;c;aGk=\\x07" in shown[1].stdout, "the event id, escaped"
     assert "template product-nudge\\x1b]52;c;aGk=\\x07" in shown[2].stdout, "a policy's name too"
+    assert "\\u009b31m" in shown[3].stdout and orjson.loads(shown[3].stdout), "JSON stays JSON"
     for done in shown:
         for stream in (done.stdout, done.stderr):
             assert not UNSAFE.search(stream.encode()), (done.args, stream[:500])

@@ -17,8 +17,12 @@ MAY_IMPORT = {
 """Each group, and the groups beneath it that it may import; the modules on top (journey,
 ingest, eviction) may import any."""
 
-IMPURE = ("bytewax", "confluent_kafka", "flows", "prometheus_client", "rocksdict", "sqlite3")
-"""What the domain never imports: the dataflow, Kafka, the wiring, metrics, storage."""
+IMPURE = (
+    *("bytewax", "confluent_kafka", "flows", "prometheus_client", "rocksdict", "sqlite3"),
+    *("os", "pathlib", "socket", "subprocess", "threading", "time", "urllib", "http"),
+)
+"""What the domain never imports: the dataflow, Kafka, the wiring, metrics, storage, the file
+system, the network, threads, the clock."""
 
 
 def _group(path: Path) -> str | None:
@@ -28,13 +32,34 @@ def _group(path: Path) -> str | None:
 
 
 def _imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, by its full name: ``from operators import journey`` is
+    ``operators.journey``, and a relative import is resolved from the package."""
+    package = ".".join(path.relative_to(OPERATORS.parent).with_suffix("").parts[:-1])
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
     return names
+
+
+def _clock_or_io(path: Path) -> list[str]:
+    """Calls that read the clock or open a file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Name) and func.id == "open":
+                found.append(f"open() at line {node.lineno}")
+            elif isinstance(func, ast.Attribute) and func.attr in ("now", "utcnow", "today"):
+                found.append(f".{func.attr}() at line {node.lineno}")
+    return found
 
 
 def test_every_module_belongs_to_a_group_the_docs_name():
@@ -62,11 +87,16 @@ def test_arrows_between_the_groups_run_one_way():
     )
 
 
-def test_the_domain_imports_no_dataflow_kafka_or_storage():
+def test_the_domain_does_no_io_and_reads_no_clock():
     wrong = [
         f"{path.relative_to(OPERATORS.parent)} imports {name}"
         for path in sorted(OPERATORS.rglob("*.py"))
         for name in _imports(path)
         if name.split(".")[0] in IMPURE
+    ]
+    wrong += [
+        f"{path.relative_to(OPERATORS.parent)}: {call}"
+        for path in sorted(OPERATORS.rglob("*.py"))
+        for call in _clock_or_io(path)
     ]
     assert not wrong, "\n".join(wrong)

@@ -1,7 +1,7 @@
-"""What a replay's records measure (flows/commands/measure.py): decisions for the summary, customers
+"""What a replay's records measure (flows/measure.py): decisions for the summary, customers
 for the lift."""
 
-from flows.commands.measure import count_conversions, lift_by_action
+from flows.measure import count_conversions, lift_by_action
 from tests.measurement import measured_policy
 
 
