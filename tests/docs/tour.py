@@ -22,6 +22,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from flows.kafka.broker import free_port, port_is_free
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "getting-started.md"
@@ -88,21 +91,16 @@ def normal(line: str) -> str:
     return SIGNATURE.sub(r"\1SIGNATURE", line)
 
 
-def _free(port: int) -> int:
-    """``port`` if it can be listened on (as servers do, past connections closing), else
-    another that can."""
-    import socket
-
+def _servable(port: int) -> bool:
+    """Whether a server could listen on ``port`` now, as ``run``'s HTTP endpoint binds (past
+    connections still closing there, which :func:`port_is_free` counts as busy)."""
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
-            return port
         except OSError:
-            pass
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+            return False
+        return True
 
 
 class Tour:
@@ -114,11 +112,12 @@ class Tour:
         self.env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
         self.env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
         self.env["COLUMNS"] = "100"
-        self.ports = {"9092": str(_free(9092))}
+        # the broker refuses a port :func:`port_is_free` calls busy: another then
+        self.ports = {"9092": "9092" if port_is_free(9092) else str(free_port())}
         # ``run`` serves its metrics on 9464 by default, and the page's ``run`` names no
         # port: it must be free (a run stopped just before may still hold it a moment).
         deadline = time.monotonic() + 30
-        while _free(9464) != 9464:
+        while not _servable(9464):
             assert time.monotonic() < deadline, "port 9464, where the page's run serves, is taken"
             time.sleep(0.5)
         self.broker: subprocess.Popen[str] | None = None
@@ -167,34 +166,28 @@ class Tour:
         assert done.returncode == 0, f"{step.command!r} failed ({done.returncode}):\n{done.stdout}"
         return self.unport(done.stdout).splitlines()
 
+    def _background(self, step: Step, log: Path) -> subprocess.Popen[str]:
+        """``step``'s command started as in another terminal: its output goes on being written
+        (to ``log`` here; a pipe nobody reads would stop it once full)."""
+        with log.open("w") as output:
+            return subprocess.Popen(
+                ["bash", "-c", f"exec {self.port(step.command)}"],
+                cwd=self.workdir,
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+
     def _broker(self, step: Step) -> list[str]:
-        """Started as a terminal would run it: its output goes on being written (to a file
-        here; a pipe nobody reads would stop it once full)."""
-        log = self.broker_log.open("w")
-        self.broker = subprocess.Popen(
-            ["bash", "-c", f"exec {self.port(step.command)}"],
-            cwd=self.workdir,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
+        self.broker = self._background(step, self.broker_log)
         shown = len(step.shown)
         self._until(lambda: len(self.broker_log.read_text().splitlines()) >= shown, "the broker")
         return [self.unport(line) for line in self.broker_log.read_text().splitlines()[:shown]]
 
     def _run(self, step: Step) -> list[str]:
-        log = self.flow_log.open("w")
-        self.flow = subprocess.Popen(
-            ["bash", "-c", f"exec {self.port(step.command)}"],
-            cwd=self.workdir,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
+        self.flow = self._background(step, self.flow_log)
         self._until(lambda: "concierge.run reading " in self.flow_log.read_text(), "run to read")
         return [self.unport(line) for line in self.flow_log.read_text().splitlines()]
 
