@@ -7,7 +7,6 @@ stopped and the temporary recovery and state directories are removed.
 from __future__ import annotations
 
 import argparse
-import socket
 import tempfile
 import time
 from collections import Counter
@@ -19,7 +18,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 
 from flows import metrics
 from flows.commands.generator import Generator, producer_key
-from flows.kafka.broker import EmbeddedBroker, free_port
+from flows.kafka.broker import EmbeddedBroker, free_port, port_is_free
 from flows.kafka.config import KafkaSettings, ensure_topics
 from flows.kafka.run import run
 from flows.measure import count_conversions, lift_by_action, lift_table
@@ -59,7 +58,7 @@ def run_demo(args: argparse.Namespace) -> int:
         )
 
         port = args.metrics_port
-        if port and not _port_free(port):
+        if port and not port_is_free(port):
             port = free_port()
         started = time.monotonic()
         code = run(
@@ -184,12 +183,3 @@ def _print_lift(records: dict[str, list[bytes]], policy: Policy) -> None:
         "(the generated customers buy whether or not they hear from us, so no lift is planted "
         "here: the figures should sit near 0 with intervals that include it)"
     )
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind((LOOPBACK, port))
-        except OSError:
-            return False
-    return True
