@@ -26,9 +26,10 @@ from operators.context.update import update_context
 from operators.decisions.decide import Output, decide
 from operators.eviction import evict_at
 from operators.identity.merging import merge_states
+from operators.learning.evidence import observe
 from operators.measurement.conversions import convert
 from operators.model.handover import Adopt, Forget, Retire, Transfer
-from operators.model.records import Event
+from operators.model.records import Conversion, Event
 from operators.model.state import CustomerState, MomentKey
 from operators.model.state_records import state_from_record, state_to_record
 from operators.policy.compiled import Policy
@@ -41,15 +42,17 @@ def act_on_event(policy: Policy, state: CustomerState, event: Event) -> list[Out
     """Let ``event`` convert the decisions waiting for it, update the context and decide
     the moments its signals open, as of the latest of them; what fell due before it must
     have fired already."""
-    converted: list[Output] = [*convert(policy, state, event)] if state.watches else []
+    converted: list[Conversion] = convert(policy, state, event) if state.watches else []
+    if policy.learning is not None and state.trials:
+        observe(policy.learning, state, event, converted)
     fired = update_context(policy, state, event)
     if not fired:
-        return converted
+        return [*converted]
     keys: list[MomentKey] = []
     for signal_fired in fired:
         keys.extend(_take(policy, state, signal_fired, event.event_id))
     decided = decide(policy, state, keys, max(event.time, *(f.at for f in fired)))
-    return converted + decided if converted else decided
+    return [*converted, *decided] if converted else decided
 
 
 def fire_due(policy: Policy, state: CustomerState, until: int, inclusive: bool) -> list[Output]:

@@ -27,10 +27,12 @@ from operators.decisions.cooldowns import cooling_until, start_cooldown
 from operators.decisions.eligibility import ineligible_by
 from operators.decisions.fatigue import fatigued_by
 from operators.decisions.quiet_hours import quiet_until, release_offset
+from operators.learning.choice import choose_arms, chosen
+from operators.learning.evidence import CHANNEL, VARIANT, open_trial, score_closed
 from operators.measurement.conversions import watch_for_conversions
 from operators.measurement.holdouts import GLOBAL, holdout_of
 from operators.model.fast_init import fast_init
-from operators.model.records import Action, Conversion, Decision, Outcome
+from operators.model.records import Action, Conversion, Decision, Learned, Outcome
 from operators.model.state import CustomerState, MomentKey, OpenMoment
 from operators.model.timefmt import format_ms, zone
 from operators.policy.compiled import ActionSpec, Policy
@@ -57,6 +59,8 @@ class Verdict:
     """What held it back: a cap, a suppression, or ``quiet_hours``."""
     until: int | None = None
     """Until when it is held back."""
+    learned: Learned | None = None
+    """What learning chose, when it is to be sent (policies with ``learning``)."""
 
     @property
     def score(self) -> float:
@@ -68,6 +72,8 @@ def decide(policy: Policy, state: CustomerState, keys: list[MomentKey], now: int
     moments it outranked are decided again after it, at the same instant, so the caps
     count it and say whether another may follow."""
     verdicts: list[Verdict] = []
+    if policy.learning is not None:
+        score_closed(policy.learning, state, now)
     for key in dict.fromkeys(keys):
         moment = state.moments.get(key)
         if moment is None:
@@ -135,12 +141,36 @@ def _judge(
             reason = "unreachable: " + "; ".join(str(because) for _, because in unreachable)
             return Verdict(action, key, moment, value, Outcome.UNREACHABLE, reason)
     blocked: list[Verdict] = []
+    passed: list[str] = []
     for channel in channels:
         held = _held_on(policy, state, action, key, moment, value, channel, now)
         if held is None:
-            return Verdict(action, key, moment, value, Outcome.SENT, "eligible", channel)
-        blocked.append(held)
+            if policy.learning is None:
+                return Verdict(action, key, moment, value, Outcome.SENT, "eligible", channel)
+            passed.append(channel)
+        else:
+            blocked.append(held)
+    if passed:
+        return _learned(policy, state, action, key, moment, value, tuple(passed), now)
     return _held_back(policy, blocked, action, moment, key)
+
+
+def _learned(
+    policy: Policy,
+    state: CustomerState,
+    action: ActionSpec,
+    key: MomentKey,
+    moment: OpenMoment,
+    value: float,
+    passed: tuple[str, ...],
+    now: int,
+) -> Verdict:
+    """To be sent on the channel learning chooses of those that ``passed``."""
+    assert policy.learning is not None
+    decision = f"{state.customer_id}|{action.name}|{key.moment}|{key.group}|{moment.opening_event}"
+    learned = choose_arms(policy.learning, state, action, passed, decision, now)
+    channel = chosen(learned, CHANNEL, passed[0])
+    return Verdict(action, key, moment, value, Outcome.SENT, "eligible", channel, learned=learned)
 
 
 def _held_on(
@@ -290,6 +320,9 @@ def _send(policy: Policy, state: CustomerState, verdict: Verdict, now: int) -> l
     watch_for_conversions(policy, state, decision)
     if holdout is not None:
         return [decision]
+    template = chosen(verdict.learned, VARIANT, action.template)
+    if policy.learning is not None:
+        open_trial(policy.learning, state, the_id, action.name, verdict.channel, template, now)
     spec = policy.moments[name]
     return [
         decision,
@@ -300,7 +333,7 @@ def _send(policy: Policy, state: CustomerState, verdict: Verdict, now: int) -> l
             channel=verdict.channel,
             category=action.category,
             priority=action.priority,
-            template=action.template,
+            template=template,
             moment=name,
             group=group,
             value=round(verdict.value, 4),
@@ -361,4 +394,5 @@ def _decision(
         channel=verdict.channel if outcome is not Outcome.OUTRANKED else None,
         rule=verdict.rule if outcome is verdict.outcome else None,
         until=verdict.until if outcome is verdict.outcome else None,
+        learning=verdict.learned if outcome is Outcome.SENT else None,
     )

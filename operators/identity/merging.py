@@ -18,6 +18,7 @@ from operators.context.suppression import merge_suppressions
 from operators.context.timezones import merge_timezones
 from operators.context.windows import merge_windows
 from operators.decisions.cooldowns import merge_cooldowns
+from operators.learning.evidence import merge_learning
 from operators.measurement.conversions import merge_watches
 from operators.model.state import CustomerState
 from operators.policy.compiled import Policy
@@ -31,7 +32,8 @@ def merge_states(policy: Policy, survivor: CustomerState, retired: CustomerState
     consent keeps the most restrictive word where both said something; sends
     count once each against the caps, and decisions wait for conversions once each;
     pending absences keep the latest start and deferred decisions the earliest, so one
-    person's activity on either profile counts.
+    person's activity on either profile counts; learning's trials wait once each and its
+    evidence adds up.
     """
     merge_windows(policy, survivor, retired)
     merge_absences(survivor, retired)
@@ -45,6 +47,7 @@ def merge_states(policy: Policy, survivor: CustomerState, retired: CustomerState
     merge_timezones(survivor, retired)
     merge_attributes(survivor, retired)
     merge_reachability(survivor, retired)
+    merge_learning(policy.learning, survivor, retired)
     if retired.last_event_at is not None:
         survivor.last_event_at = max(survivor.last_event_at or 0, retired.last_event_at)
     survivor.seq = max(survivor.seq, retired.seq)

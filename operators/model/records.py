@@ -35,6 +35,12 @@ class Outcome(StrEnum):
     """A holdout kept it from the channel; everything else is as if it had been sent."""
 
 
+FEEDBACK_OUTCOMES = frozenset(
+    {"delivered", "opened", "clicked", "converted", "bounced", "unsubscribed", "complained"}
+)
+"""What a channel service may say of an action it was sent (a ``feedback`` event's outcome)."""
+
+
 class DeadLetterReason(StrEnum):
     """Machine-readable reason codes of a dead letter."""
 
@@ -322,6 +328,66 @@ class Action:
         return record
 
 
+@dataclass(frozen=True, slots=True)
+class Arm:
+    """One choice learning weighed: its estimated reward per send, and how many of the
+    customer's own trials (faded) that rests on besides the prior."""
+
+    name: str
+    estimate: float
+    trials: float
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """How learning chose among ``arms`` (the channels that passed, or the templates): the
+    ``chosen`` one, with what probability, and whether at random (exploring)."""
+
+    kind: str
+    arms: tuple[Arm, ...]
+    chosen: str
+    propensity: float
+    explored: bool
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "chosen": self.chosen,
+            "propensity": round(self.propensity, 6),
+            "explored": self.explored,
+            "arms": [
+                {
+                    "arm": arm.name,
+                    "estimate": round(arm.estimate, 4),
+                    "trials": round(arm.trials, 2),
+                }
+                for arm in self.arms
+            ],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Learned:
+    """What learning did for one decision: its choices, or none for a customer in its control
+    share (decided by the static policy)."""
+
+    choices: tuple[Choice, ...]
+    control: bool
+
+    @property
+    def propensity(self) -> float:
+        """The probability the decision chose what it chose (for offline evaluation)."""
+        product = 1.0
+        for choice in self.choices:
+            product *= choice.propensity
+        return product
+
+    def as_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"control": self.control, "propensity": round(self.propensity, 6)}
+        for choice in self.choices:
+            record[choice.kind] = choice.as_record()
+        return record
+
+
 @fast_init
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -345,6 +411,8 @@ class Decision:
     ``quiet_hours``."""
     until: int | None = None
     """Until when it is held back (a deferral's end, a cap's free slot, a suppression's end)."""
+    learning: Learned | None = None
+    """What learning chose for a sent or held-out decision (policies with ``learning``)."""
 
     def as_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -369,6 +437,8 @@ class Decision:
         record["signals"] = list(self.signals)
         record["triggered_by"] = list(self.triggered_by)
         record["policy_version"] = self.policy_version
+        if self.learning is not None:
+            record["learning"] = self.learning.as_record()
         return record
 
 

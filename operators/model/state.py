@@ -76,6 +76,37 @@ class Watch(NamedTuple):
     """Whether the decision has already converted by another type."""
 
 
+class Trial(NamedTuple):
+    """A sent decision learning waits to score (:mod:`operators.learning.evidence`): the
+    channel and template it tried, and what its outcomes have earned so far."""
+
+    closes: int
+    """The end of its window (inclusive): outcomes after it count as none."""
+    action_id: str
+    action: str
+    channel: str
+    template: str
+    reward: float = 0.0
+    outcomes: tuple[str, ...] = ()
+    """The outcomes already counted (each counts once)."""
+
+
+class Evidence(NamedTuple):
+    """What a customer's scored trials say of one arm: how many (``trials``) and what they
+    earned (``reward``), each weighted by how long before ``at`` it was scored."""
+
+    kind: str
+    """``channel`` or ``variant``."""
+    action: str
+    """The action a variant is of ('' for a channel: a customer's channels are learned
+    across actions)."""
+    arm: str
+    """The channel, or the template."""
+    trials: float
+    reward: float
+    at: int
+
+
 class AttributeWord(NamedTuple):
     """The latest statement of an attribute (a region, a status), and when it was made."""
 
@@ -130,13 +161,16 @@ PICKLED_FIELDS = (
     "attributes",
     "identifier_kinds",
     "bounced",
+    "trials",
+    "evidence",
 )
 """:class:`CustomerState`'s fields (its ``__slots__``), in the order a pickled state holds
 their values: fields added later come last, so an older snapshot (fewer values) still
 reads."""
-LATER_DEFAULTS = ((), (), (), ())
+LATER_DEFAULTS = ((), (), (), (), (), ())
 """The values of the fields added after 0.4.0 (``watches``, ``attributes``, then
-``identifier_kinds`` and ``bounced``), for a snapshot written before them."""
+``identifier_kinds`` and ``bounced``, then ``trials`` and ``evidence``), for a snapshot
+written before them."""
 
 
 @dataclass(slots=True)
@@ -202,6 +236,10 @@ class CustomerState:
         """The identifier types the profile holds (:mod:`operators.context.reachability`)."""
         self.bounced: tuple[tuple[str, int], ...] = ()
         """(channel, when a send on it bounced), for the channels unreachable since."""
+        self.trials: tuple[Trial, ...] = ()
+        """Sent decisions whose outcomes learning still waits for, oldest first."""
+        self.evidence: tuple[Evidence, ...] = ()
+        """What the customer's scored trials say of each arm (:mod:`operators.learning`)."""
         self.watches: tuple[Watch, ...] = ()
         """Decisions waiting for a conversion (:mod:`operators.measurement.conversions`), oldest
         first.

@@ -9,11 +9,13 @@ from operators.model.state import (
     AttributeWord,
     ConsentWord,
     CustomerState,
+    Evidence,
     MomentKey,
     OpenMoment,
     PendingAbsence,
     Send,
     Spell,
+    Trial,
     Watch,
 )
 
@@ -61,6 +63,8 @@ def state_to_record(state: CustomerState) -> dict[str, Any]:
         "attributes": [list(word) for word in state.attributes],
         "identifier_kinds": list(state.identifier_kinds),
         "bounced": [list(bounce) for bounce in state.bounced],
+        "trials": [[*trial[:6], list(trial.outcomes)] for trial in state.trials],
+        "evidence": [list(evidence) for evidence in state.evidence],
     }
 
 
@@ -107,6 +111,14 @@ def state_from_record(record: dict[str, Any]) -> CustomerState:
     )
     state.identifier_kinds = tuple(str(kind) for kind in record.get("identifier_kinds", ()))
     state.bounced = tuple((str(c), int(at)) for c, at in record.get("bounced", ()))
+    state.trials = tuple(
+        Trial(int(closes), str(i), str(a), str(c), str(t), float(r), tuple(map(str, outcomes)))
+        for closes, i, a, c, t, r, outcomes in record.get("trials", ())
+    )
+    state.evidence = tuple(
+        Evidence(str(kind), str(a), str(arm), float(n), float(r), int(at))
+        for kind, a, arm, n, r, at in record.get("evidence", ())
+    )
     return state
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from operators.model.durations import parse_duration_ms
+from operators.model.records import FEEDBACK_OUTCOMES
 from operators.model.timefmt import zone
 from operators.policy.text import phrase_words
 
@@ -36,11 +37,16 @@ _DURATION_FIELDS = (
     ("fatigue", "*", "within"),
     ("fatigue", "*", "engaged_within"),
     ("conversions", "*", "within"),
+    ("learning", "window"),
+    ("learning", "half_life"),
 )
 _NUMBER_FIELDS = (
     ("moments", "*", "value"),
     ("actions", "*", "min_value"),
     ("categories", "*"),
+    ("learning", "rewards", "*"),
+    ("learning", "prior", "reward"),
+    ("learning", "prior", "trials"),
 )
 _SHAPE_ERRORS = (KeyError, TypeError, AttributeError, ValueError, IndexError)
 _FIELD_PREFIXES = ("properties.", "context.")
@@ -95,6 +101,7 @@ def reference_problems(document: dict[str, Any]) -> Problems:
     yield from _each(_items(document, "reachability"), _reachability_problems, defined)
     yield from _holdout_problems(document.get("holdouts"), defined)
     yield from _each(_items(document, "conversions"), _conversion_problems, defined, document)
+    yield from _learning_problems(document.get("learning"), document)
     identity = document.get("identity")
     if isinstance(identity, dict):
         yield from _each(_items(identity, "blocked"), _blocked_problems)
@@ -137,7 +144,11 @@ def _moment_problems(name: str, spec: dict[str, Any], defined: Defined) -> Probl
 
 
 def _action_problems(name: str, spec: dict[str, Any], defined: Defined) -> Problems:
-    """An action must name a defined moment, channels and category."""
+    """An action must name a defined moment, channels and category; a variant must differ
+    from its template."""
+    for index, variant in enumerate(spec.get("variants", [])):
+        if variant == spec.get("template"):
+            yield ("actions", name, "variants", index), "repeats the action's template"
     if spec.get("moment") not in defined.moments:
         yield (
             ("actions", name, "moment"),
@@ -317,6 +328,24 @@ def _conversion_problems(
                 ("conversions", event_type, "actions", index),
                 f"names no action: {action!r} (actions: {_listing(defined.actions)})",
             )
+
+
+def _learning_problems(learning: Any, document: dict[str, Any]) -> Problems:
+    """What learning rewards must be an outcome the engine hears of: a feedback outcome, or
+    a conversion type; its windows must be longer than 0."""
+    if not isinstance(learning, dict):
+        return
+    conversions = set(_names_in(document.get("conversions")))
+    for outcome in learning.get("rewards", {}):
+        if outcome not in FEEDBACK_OUTCOMES and outcome not in conversions:
+            known = _listing({*FEEDBACK_OUTCOMES, *conversions})
+            yield (
+                ("learning", "rewards", outcome),
+                f"{outcome!r} is neither a feedback outcome nor a conversion type ({known})",
+            )
+    for key in ("window", "half_life"):
+        if key in learning and _is_zero(learning[key]):
+            yield ("learning", key), "must be longer than 0"
 
 
 def _blocked_problems(kind: str, patterns: list[str]) -> Problems:

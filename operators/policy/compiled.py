@@ -120,6 +120,8 @@ class ActionSpec:
     template: str
     min_value: float
     cooldown: int
+    variants: tuple[str, ...] = ()
+    """The templates it may be sent with: ``template`` first, then the policy's ``variants``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +247,33 @@ class ConversionSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Learning:
+    """Learning from outcomes (see :mod:`operators.learning`): what an outcome is worth, how
+    long after a send it may come, how fast evidence fades, how much to explore, and who is
+    decided by the static policy instead."""
+
+    rewards: Mapping[str, float]
+    """Feedback outcome or conversion type -> its reward."""
+    window: int
+    """How long after a send (ms) its outcomes count."""
+    half_life: int
+    """Evidence scored this long ago (ms) weighs half."""
+    explore: float
+    """The share of decisions that choose at random among the allowed arms."""
+    prior_reward: float
+    """The reward per trial expected of an arm nothing is known of."""
+    prior_trials: float
+    """How many of a customer's own trials the prior weighs as."""
+    control: float
+    """The share of customers decided by the static policy."""
+    salt: str
+    channel: bool
+    """Whether learning chooses the channel."""
+    variant: bool
+    """Whether learning chooses the template."""
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """A validated, compiled policy. Build it with :func:`operators.policy.load.load_policy`."""
 
@@ -301,6 +330,7 @@ class Policy:
     conversions_by_type: Mapping[str, ConversionSpec]
     conversions_by_action: Mapping[str, tuple[ConversionSpec, ...]]
     """Action -> the conversions that count for it, in policy order."""
+    learning: Learning | None
     document: Mapping[str, Any]
     """The validated policy as plain data, for the parts compiled by later stages."""
     action_ids: ActionIds = UNKEYED

@@ -25,6 +25,7 @@ from operators.policy.compiled import (
     EligibilityRule,
     FatigueRule,
     Holdouts,
+    Learning,
     MomentSpec,
     Policy,
     QuietHours,
@@ -131,6 +132,7 @@ def compile_policy(document: Mapping[str, Any], version: str) -> Policy:
         conversions_by_action=MappingProxyType(
             {name: tuple(c for c in conversions if c.measures(name)) for name in actions}
         ),
+        learning=_learning(document.get("learning")),
         document=MappingProxyType(dict(document)),
     )
 
@@ -247,6 +249,7 @@ def _actions(section: Mapping[str, Spec], categories: Mapping[str, float]) -> Ac
             template=spec["template"],
             min_value=float(spec["min_value"]),
             cooldown=parse_duration_ms(spec.get("cooldown", "0s")),
+            variants=(spec["template"], *spec.get("variants", ())),
         )
         actions[name] = action
         actions_by_moment.setdefault(action.moment, []).append(action)
@@ -428,6 +431,31 @@ def _conversions(section: Mapping[str, Spec]) -> tuple[ConversionSpec, ...]:
             actions=frozenset(spec["actions"]) if "actions" in spec else None,
         )
         for event_type, spec in section.items()
+    )
+
+
+LEARNING_HALF_LIFE = "30d"
+LEARNING_EXPLORE = 0.1
+PRIOR_TRIALS = 5.0
+
+
+def _learning(spec: Spec | None) -> Learning | None:
+    """The ``learning`` section."""
+    if spec is None:
+        return None
+    prior = spec.get("prior", {})
+    choose = spec.get("choose", ("channel", "variant"))
+    return Learning(
+        rewards=MappingProxyType({name: float(value) for name, value in spec["rewards"].items()}),
+        window=parse_duration_ms(spec["window"]),
+        half_life=parse_duration_ms(spec.get("half_life", LEARNING_HALF_LIFE)),
+        explore=float(spec.get("explore", LEARNING_EXPLORE)),
+        prior_reward=float(prior.get("reward", 0.0)),
+        prior_trials=float(prior.get("trials", PRIOR_TRIALS)),
+        control=float(spec.get("control", 0.0)),
+        salt=spec["salt"],
+        channel="channel" in choose,
+        variant="variant" in choose,
     )
 
 

@@ -11,8 +11,9 @@ MAY_IMPORT = {
     "policy": {"model"},
     "measurement": {"policy", "model"},
     "context": {"policy", "model"},
-    "decisions": {"context", "measurement", "policy", "model"},
-    "identity": {"decisions", "context", "measurement", "policy", "model"},
+    "learning": {"measurement", "policy", "model"},
+    "decisions": {"context", "learning", "measurement", "policy", "model"},
+    "identity": {"decisions", "context", "learning", "measurement", "policy", "model"},
 }
 """Each group, and the groups beneath it that it may import; the modules on top (journey,
 ingest, eviction) may import any."""

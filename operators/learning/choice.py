@@ -1,0 +1,118 @@
+"""Choosing an arm: the channel among those that passed every guardrail, the template
+among an action's ``template`` and ``variants``.
+
+An arm's estimate is the reward per send the customer's own trials say, shrunk toward the
+prior: ``(prior.trials x prior.reward + reward) / (prior.trials + trials)``, their trials
+and reward faded to now. A decision takes the arm with the highest estimate (the first in
+the policy's order on a tie) or, with probability ``explore``, an arm drawn uniformly; so
+every arm is chosen with a known probability, which the decision logs for offline
+evaluation. The draw is a keyed hash of the decision (the salt, the customer, the action,
+its moment and group, the event that opened it, what is chosen), never a random
+generator's state: the same decision draws the same in every run, however it is scaled.
+
+A customer in the control share (a stable place, as holdouts have) is decided by the
+static policy: the first channel that passes, the action's ``template``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from operators.learning.evidence import CHANNEL, VARIANT, evidence_of
+from operators.measurement.holdouts import place
+from operators.model.records import Arm, Choice, Learned
+from operators.model.state import CustomerState
+from operators.policy.compiled import ActionSpec, Learning
+
+_SCALE = float(2**64)
+CONTROL = "learning"
+"""What a customer's control place is drawn for (beside the salt and their id)."""
+
+
+def in_control(learning: Learning, customer_id: str) -> bool:
+    """Whether the customer is decided by the static policy."""
+    return learning.control > 0 and place(learning.salt, customer_id, CONTROL) < learning.control
+
+
+def draw(learning: Learning, decision: str, kind: str) -> float:
+    """The decision's stable draw in [0, 1) for choosing ``kind``."""
+    digest = hashlib.sha256(f"{learning.salt}|{decision}|{kind}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / _SCALE
+
+
+def estimate(
+    learning: Learning, state: CustomerState, kind: str, action: str, arm: str, now: int
+) -> Arm:
+    """What the customer's evidence, shrunk toward the prior, says ``arm`` is worth."""
+    trials, reward = evidence_of(learning, state, kind, action, arm, now)
+    prior = learning.prior_trials
+    return Arm(arm, (prior * learning.prior_reward + reward) / (prior + trials), trials)
+
+
+def choose(
+    learning: Learning,
+    state: CustomerState,
+    kind: str,
+    action: str,
+    arms: tuple[str, ...],
+    decision: str,
+    now: int,
+) -> Choice:
+    """Choose one of ``arms`` (in the policy's order) for ``decision`` (see the module)."""
+    estimates = tuple(estimate(learning, state, kind, action, arm, now) for arm in arms)
+    best = max(range(len(arms)), key=lambda i: (estimates[i].estimate, -i))
+    if len(arms) == 1:
+        return Choice(kind, estimates, arms[0], 1.0, False)
+    explore = learning.explore
+    u = draw(learning, decision, kind) if explore > 0 else 1.0
+    explored = u < explore
+    chosen = min(int(u / explore * len(arms)), len(arms) - 1) if explored else best
+    propensity = explore / len(arms) + (1.0 - explore if chosen == best else 0.0)
+    return Choice(kind, estimates, arms[chosen], propensity, explored)
+
+
+def choose_arms(
+    learning: Learning,
+    state: CustomerState,
+    action: ActionSpec,
+    channels: tuple[str, ...],
+    decision: str,
+    now: int,
+) -> Learned:
+    """What learning chooses for ``action`` among ``channels`` (those that passed every
+    guardrail, in the policy's order) and its templates; a customer in the control share
+    gets the static policy's choice, certainly, with the estimates beside it."""
+    control = in_control(learning, state.customer_id)
+    choices: list[Choice] = []
+    if learning.channel:
+        choices.append(_choice(learning, state, CHANNEL, "", channels, decision, now, control))
+    if learning.variant and len(action.variants) > 1:
+        choices.append(
+            _choice(learning, state, VARIANT, action.name, action.variants, decision, now, control)
+        )
+    return Learned(tuple(choices), control)
+
+
+def _choice(
+    learning: Learning,
+    state: CustomerState,
+    kind: str,
+    action: str,
+    arms: tuple[str, ...],
+    decision: str,
+    now: int,
+    control: bool,
+) -> Choice:
+    if not control:
+        return choose(learning, state, kind, action, arms, decision, now)
+    estimates = tuple(estimate(learning, state, kind, action, arm, now) for arm in arms)
+    return Choice(kind, estimates, arms[0], 1.0, False)
+
+
+def chosen(learned: Learned | None, kind: str, static: str) -> str:
+    """The arm ``learned`` chose of ``kind``, or ``static`` if it chose none."""
+    if learned is not None:
+        for choice in learned.choices:
+            if choice.kind == kind:
+                return choice.chosen
+    return static

@@ -1,0 +1,147 @@
+"""Trials and evidence: what each sent decision earned, and what a customer's trials say.
+
+A sent decision (not a held-out one: nothing reached a channel) opens a :class:`Trial` of
+its channel and template. Until its window closes, each outcome the policy rewards counts
+once: a feedback outcome about its action id, or a conversion of it. Once the customer's
+event time passes the window's end, the trial is scored: its reward joins the evidence of
+its channel (across actions) and of its template (of its action), where older evidence
+weighs less, halving every ``half_life``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from operators.model.records import Conversion, Event
+from operators.model.state import CustomerState, Evidence, Trial
+from operators.policy.compiled import Learning
+
+MAX_TRIALS = 64
+"""Trials kept waiting per customer (the latest); an older one is scored early, as is."""
+CHANNEL = "channel"
+VARIANT = "variant"
+
+
+def fade(learning: Learning, since: int, until: int) -> float:
+    """How much evidence scored at ``since`` weighs at ``until``."""
+    if until <= since:
+        return 1.0
+    return float(0.5 ** ((until - since) / learning.half_life))
+
+
+def open_trial(
+    learning: Learning,
+    state: CustomerState,
+    action_id: str,
+    action: str,
+    channel: str,
+    template: str,
+    now: int,
+) -> None:
+    """A sent decision starts waiting for its outcomes (once per action id: a decision sent
+    again with the same id keeps its first trial)."""
+    if any(trial.action_id == action_id for trial in state.trials):
+        return
+    trials = [*state.trials, Trial(now + learning.window, action_id, action, channel, template)]
+    if len(trials) > MAX_TRIALS:
+        _score(learning, state, trials[: len(trials) - MAX_TRIALS])
+        trials = trials[-MAX_TRIALS:]
+    state.trials = tuple(trials)
+
+
+def score_closed(learning: Learning, state: CustomerState, now: int) -> None:
+    """Score the trials whose window ended before ``now``."""
+    if not state.trials or min(trial.closes for trial in state.trials) >= now:
+        return
+    closed = [trial for trial in state.trials if trial.closes < now]
+    state.trials = tuple(trial for trial in state.trials if trial.closes >= now)
+    _score(learning, state, sorted(closed, key=lambda t: (t.closes, t.action_id)))
+
+
+def observe(
+    learning: Learning, state: CustomerState, event: Event, conversions: Iterable[Conversion]
+) -> None:
+    """What ``event`` tells the trials: first, windows that ended before it are scored; then
+    a feedback outcome about a waiting trial, and each conversion of one, count toward its
+    reward. A late event (see :mod:`operators.ingest`) counts in no window."""
+    if not state.trials or event.late:
+        return
+    score_closed(learning, state, event.time)
+    if event.type == "feedback":
+        outcome = event.properties.get("outcome")
+        action_id = event.properties.get("action_id")
+        if isinstance(outcome, str) and isinstance(action_id, str):
+            _reward(learning, state, action_id, outcome)
+    for conversion in conversions:
+        _reward(learning, state, conversion.action_id, conversion.conversion)
+
+
+def _reward(learning: Learning, state: CustomerState, action_id: str, outcome: str) -> None:
+    value = learning.rewards.get(outcome)
+    if value is None:
+        return
+    state.trials = tuple(
+        trial._replace(reward=trial.reward + value, outcomes=(*trial.outcomes, outcome))
+        if trial.action_id == action_id and outcome not in trial.outcomes
+        else trial
+        for trial in state.trials
+    )
+
+
+def _score(learning: Learning, state: CustomerState, trials: Iterable[Trial]) -> None:
+    """Add ``trials`` (in the order scored) to the evidence of their channel and template."""
+    evidence = {(e.kind, e.action, e.arm): e for e in state.evidence}
+    for trial in trials:
+        for key in ((CHANNEL, "", trial.channel), (VARIANT, trial.action, trial.template)):
+            known = evidence.get(key)
+            if known is None:
+                evidence[key] = Evidence(*key, 1.0, trial.reward, trial.closes)
+                continue
+            weight = fade(learning, known.at, trial.closes)
+            evidence[key] = known._replace(
+                trials=known.trials * weight + 1.0,
+                reward=known.reward * weight + trial.reward,
+                at=max(known.at, trial.closes),
+            )
+    state.evidence = tuple(evidence.values())
+
+
+def evidence_of(
+    learning: Learning, state: CustomerState, kind: str, action: str, arm: str, now: int
+) -> tuple[float, float]:
+    """The customer's (trials, reward) on an arm, faded to ``now``."""
+    for known in state.evidence:
+        if known.kind == kind and known.arm == arm and known.action == action:
+            weight = fade(learning, known.at, now)
+            return known.trials * weight, known.reward * weight
+    return 0.0, 0.0
+
+
+def merge_learning(
+    learning: Learning | None, survivor: CustomerState, retired: CustomerState
+) -> None:
+    """One person's trials wait once each (by action id); the evidence of both profiles
+    adds up, arm by arm, faded to the later of the two."""
+    if not retired.trials and not retired.evidence:
+        return
+    trials = {trial.action_id: trial for trial in survivor.trials}
+    for trial in retired.trials:
+        trials.setdefault(trial.action_id, trial)
+    ordered = sorted(trials.values(), key=lambda t: (t.closes, t.action_id))
+    survivor.trials = tuple(ordered[-MAX_TRIALS:])
+    evidence = {(e.kind, e.action, e.arm): e for e in survivor.evidence}
+    for other in retired.evidence:
+        key = (other.kind, other.action, other.arm)
+        known = evidence.get(key)
+        if known is None or learning is None:
+            evidence.setdefault(key, other)
+            continue
+        at = max(known.at, other.at)
+        mine, theirs = fade(learning, known.at, at), fade(learning, other.at, at)
+        evidence[key] = Evidence(
+            *key,
+            known.trials * mine + other.trials * theirs,
+            known.reward * mine + other.reward * theirs,
+            at,
+        )
+    survivor.evidence = tuple(evidence.values())
