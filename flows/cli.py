@@ -491,6 +491,26 @@ def _diff(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from flows.commands.evaluate import EvaluateError, as_record, estimate, render
+
+    policy = read_policy(args.policy)
+    if policy.learning is None:
+        raise CommandError(f"{args.policy} has no learning section: nothing was logged to evaluate")
+    events = _readable_events(args.events)
+    try:
+        result = estimate(Path(args.replay), events, policy.learning, args.candidate)
+    except EvaluateError as err:
+        raise CommandError(str(err)) from None
+    if result.warning is not None:
+        print(f"concierge evaluate: {result.warning}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(as_record(args.candidate, result), indent=2))
+    else:
+        print(render(args.candidate, result))
+    return EXIT_OK
+
+
 def _run(args: argparse.Namespace) -> int:
     from flows.kafka.run import run_from_args
     from flows.runtime import start_trimming, tune_gc
@@ -743,6 +763,29 @@ def parser() -> argparse.ArgumentParser:
         help="how many changed customers to show, with what changed (default 10)",
     )
     diff.set_defaults(handler=_diff)
+
+    evaluate = _command(
+        commands,
+        "evaluate",
+        "what a candidate policy would have earned, estimated from a replay's learning logs",
+        "concierge evaluate out/ --policy policy.yaml --events week.jsonl --candidate static",
+    )
+    evaluate.add_argument("replay", metavar="DIR", help="a replay's --out directory")
+    evaluate.add_argument(
+        "--policy", required=True, metavar="POLICY", help="the policy replayed (its rewards)"
+    )
+    evaluate.add_argument(
+        "--events", required=True, metavar="EVENTS.jsonl", help="the events it replayed"
+    )
+    evaluate.add_argument(
+        "--candidate",
+        default="static",
+        metavar="NAME",
+        help="static (the first channel that passes, the template), greedy (learning without "
+        "exploring) or prefer:CHANNEL[,CHANNEL...] (default static)",
+    )
+    evaluate.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    evaluate.set_defaults(handler=_evaluate)
 
     run = _command(
         commands,

@@ -21,8 +21,19 @@ _OURS = {
     "(as here), 10 for the",
     "# others. Any type may have a limit of its own, higher too; a link past it is refused and "
     "audited, as over these.",
+    "    variants: [product-nudge-bundle]   # further templates `learning` (below) may choose "
+    "instead",
 }
-"""The comment lines ``examples/policy-full.yaml`` has beyond the spec's."""
+"""The lines ``examples/policy-full.yaml`` has within the spec's beyond it."""
+BEYOND = "# ---- Beyond the spec: what this repository adds"
+"""Where the sections this repository adds begin, at the end of ``examples/policy-full.yaml``
+(the blank line before it is ours too)."""
+
+
+def _within_the_spec(text):
+    """The lines of ``examples/policy-full.yaml`` before what this repository adds."""
+    head = text[: text.index(BEYOND)] if BEYOND in text else text
+    return head.removesuffix("\n").splitlines()
 SPEC_DIGESTS = (
     "07d2c81b17c40d4ca4e1864490151792aad3bad0861c448d6e2d02e2604bdf41",
     "1266908ddf18fc7f2e81142a054b1eae625f832700b6b28b9041aa972716c909",
@@ -32,8 +43,8 @@ from: what a clone alone, without the spec beside it, checks them against."""
 
 
 def test_the_examples_are_the_spec_policies():
-    ours = (EXAMPLES / "policy-full.yaml").read_text().splitlines()
-    added = {line for line in ours if line.startswith("# ")}
+    ours = _within_the_spec((EXAMPLES / "policy-full.yaml").read_text())
+    added = {line for line in ours if line.startswith("# ") or line in _OURS}
     if SPEC_POLICY.is_file():
         assert (EXAMPLES / "policy.yaml").read_text() == SPEC_POLICY.read_text()
         spec = SPEC_FULL_POLICY.read_text().splitlines()
@@ -49,6 +60,13 @@ def test_the_examples_are_the_spec_policies():
         assert (reference, hashlib.sha256(full.encode()).hexdigest()) == SPEC_DIGESTS
         added &= _OURS
     assert added, "examples/policy-full.yaml comments the identifier limits' defaults"
+
+
+def test_the_full_example_adds_learning_at_its_end():
+    text = (EXAMPLES / "policy-full.yaml").read_text()
+    assert BEYOND in text
+    beyond = text[text.index(BEYOND) :]
+    assert beyond.count("\nlearning:") == 1
 
 
 def test_both_examples_validate_without_a_warning():
