@@ -406,7 +406,7 @@ def _shown_profile(found: dict[str, Any]) -> dict[str, Any]:
 
 
 def _lift(args: argparse.Namespace) -> int:
-    from flows.measure import lift_table
+    from flows.measure import learning_table, lift_table
 
     path = Path(args.replay) / "summary.json"
     try:
@@ -415,16 +415,20 @@ def _lift(args: argparse.Namespace) -> int:
         raise CommandError(f"no replay output at {args.replay} (no summary.json)") from None
     except (OSError, ValueError) as err:
         raise CommandError(f"cannot read {path}: {err}") from None
-    lifts = summary.get("lift")
-    if lifts is None:
+    lifts, learned = summary.get("lift"), summary.get("learning")
+    if lifts is None and learned is None:
         raise CommandError(
             f"the replay at {args.replay} measured no conversions: its policy has no "
             "conversions section (see the README's Measurement)"
         )
     if args.json:
-        print(json.dumps(lifts, indent=2))
-    else:
-        print(lift_table(lifts))
+        shown = lifts if learned is None else {"actions": lifts or {}, "learning": learned["lift"]}
+        print(json.dumps(shown, indent=2))
+        return EXIT_OK
+    tables = [lift_table(lifts)] if lifts is not None else []
+    if learned is not None:
+        tables.append(learning_table(learned))
+    print("\n\n".join(tables))
     return EXIT_OK
 
 

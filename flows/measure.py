@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from operators.measurement.lift import lift, percentiles
+from operators.measurement.lift import lift, mean_lift, percentiles
 from operators.policy.compiled import Policy
 
 MEASURED_OUTCOMES = ("sent", "held_out")
@@ -70,6 +70,78 @@ def lift_by_action(by_customer: Counts) -> dict[str, dict[str, Any]]:
         action: lift(c["sent"], c["sent_converted"], c["held_out"], c["held_out_converted"])
         for action, c in by_customer.items()
     }
+
+
+def learning(out_dir: Path) -> dict[str, Any]:
+    """What learning did in a replay, from its scored trials (``trials.jsonl``) and its
+    decisions: trials and reward by group (learning, or control: the static policy), by
+    arm, the share of choices that explored, and learning's lift: the learning customers'
+    reward per send over the control customers', a customer each."""
+    per_customer: dict[tuple[bool, str], list[float]] = defaultdict(lambda: [0, 0.0])
+    arms: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0.0])
+    for trial in _records(out_dir / "trials.jsonl"):
+        tally = per_customer[trial["control"], trial["customer_id"]]
+        tally[0] += 1
+        tally[1] += trial["reward"]
+        for key in (("channel", trial["channel"]), ("variant", trial["template"])):
+            arm = arms[(*key, "control" if trial["control"] else "learning")]
+            arm[0] += 1
+            arm[1] += trial["reward"]
+    groups: dict[str, dict[str, float]] = {}
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for (control, _), (n, reward) in per_customer.items():
+        group = groups.setdefault("control" if control else "learning", {"trials": 0, "reward": 0})
+        group["trials"] += n
+        group["reward"] += reward
+        rates[control].append(reward / n)
+    choices = explored = 0
+    for record in _records(out_dir / "decisions.jsonl"):
+        learned = record.get("learning")
+        if learned is not None and not learned["control"]:
+            for kind in ("channel", "variant"):
+                if kind in learned:
+                    choices += 1
+                    explored += learned[kind]["explored"]
+    return {
+        "trials": {
+            name: {**g, "reward_per_trial": _ratio(g["reward"], g["trials"])}
+            for name, g in sorted(groups.items())
+        },
+        "arms": {
+            f"{kind}:{arm}:{group}": {"trials": n, "reward_per_trial": _ratio(reward, n)}
+            for (kind, arm, group), (n, reward) in sorted(arms.items())
+        },
+        "explored": _ratio(explored, choices),
+        "lift": mean_lift(rates[False], rates[True]),
+    }
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return round(part / whole, 6) if whole else None
+
+
+def learning_table(learned: dict[str, Any]) -> str:
+    """Learning's lift as lines a person reads."""
+    result = learned["lift"]
+    who = result["customers"]
+    lines = [
+        "learning: reward per send, a customer each",
+        f"  learning customers {who['treated']:>8,}  {_number(result['mean_treated'])}",
+        f"  control (static)   {who['control']:>8,}  {_number(result['mean_control'])}",
+        f"  lift {_number(result['absolute'], signed=True)}"
+        f"  95% interval {_interval(result['absolute_95'], lambda v: f'{v:+.4f}')}"
+        + ("  *" if result["significant"] else ""),
+    ]
+    if learned.get("explored") is not None:
+        lines.append(f"  choices that explored: {learned['explored']:.1%}")
+    lines.extend(f"    ! {warning}" for warning in result["warnings"])
+    return "\n".join(lines)
+
+
+def _number(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 
 def _zeros() -> dict[str, int]:

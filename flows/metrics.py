@@ -53,6 +53,25 @@ CONVERTED = Counter(
     "the numerators of the conversion rates",
     ["action", "group"],
 )
+LEARNING_CHOICES = Counter(
+    "concierge_learning_choices",
+    "Choices learning made for sent and held-out decisions, by kind (channel or variant), the "
+    "arm chosen and how: best (the highest estimate), explored (at random), or control (the "
+    "static policy's, for a customer in the control share)",
+    ["kind", "arm", "how"],
+)
+LEARNING_TRIALS = Counter(
+    "concierge_learning_trials",
+    "Trials scored (sent decisions whose outcome window closed), by action, channel, template "
+    "and group (learning, or control: decided by the static policy)",
+    ["action", "channel", "template", "group"],
+)
+LEARNING_OUTCOMES = Counter(
+    "concierge_learning_outcomes",
+    "Rewarded outcomes of the trials scored, each once per trial, by action, channel, template, "
+    "outcome and group: times the outcome's reward is what the arm earned",
+    ["action", "channel", "template", "outcome", "group"],
+)
 RECENT_SENDS = Histogram(
     "concierge_actions_per_customer_7d",
     "Fatigue: at each action written to a channel, the actions that customer got in the 7 "
@@ -216,6 +235,8 @@ def declare_labels(policy: Policy) -> None:
     streams = [records.DECISIONS, records.DEAD_LETTERS, records.AUDIT]
     if policy.conversions_by_type:
         streams.append(records.CONVERSIONS)
+    if policy.learning is not None:
+        streams.append(records.TRIALS)
     for channel in policy.channels:
         ACTIONS.labels(channel)
         streams.append(records.ACTIONS_PREFIX + channel)

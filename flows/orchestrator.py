@@ -27,6 +27,9 @@ from flows.metrics import (
     HELD_BACK,
     HELD_OUT,
     LATENCY,
+    LEARNING_CHOICES,
+    LEARNING_OUTCOMES,
+    LEARNING_TRIALS,
     MEASURED,
     PROCESSING,
     RECENT_SENDS,
@@ -53,7 +56,9 @@ from operators.model.records import (
     Conversion,
     DeadLetter,
     Event,
+    Learned,
     Outcome,
+    Scored,
 )
 
 FLOW_ID = "concierge"
@@ -180,6 +185,8 @@ def _emit(batch: list[tuple[str, JourneyOutput]]) -> Iterable[OutRecord]:
                 LATENCY.observe(now - emitted.received_at)
         elif isinstance(output, Conversion):
             _count_conversion(output)
+        elif isinstance(output, Scored):
+            _count_trial(output)
         else:
             outcome = output.outcome
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
@@ -189,6 +196,8 @@ def _emit(batch: list[tuple[str, JourneyOutput]]) -> Iterable[OutRecord]:
             if outcome is Outcome.SENT or outcome is Outcome.HELD_OUT:
                 group = (output.action, outcome.value)
                 measured[group] = measured.get(group, 0) + 1
+                if output.learning is not None:
+                    _count_choices(output.learning)
             if emitted.received_at:
                 PROCESSING.observe(now - emitted.received_at)
         streams[record.stream] = streams.get(record.stream, 0) + 1
@@ -209,6 +218,19 @@ def _count_conversion(conversion: Conversion) -> None:
     CONVERSIONS.labels(*labels).inc()
     if conversion.first:
         CONVERTED.labels(*labels).inc()
+
+
+def _count_trial(trial: Scored) -> None:
+    group = "control" if trial.control else "learning"
+    LEARNING_TRIALS.labels(trial.action, trial.channel, trial.template, group).inc()
+    for outcome in trial.outcomes:
+        LEARNING_OUTCOMES.labels(trial.action, trial.channel, trial.template, outcome, group).inc()
+
+
+def _count_choices(learned: Learned) -> None:
+    for choice in learned.choices:
+        how = "control" if learned.control else "explored" if choice.explored else "best"
+        LEARNING_CHOICES.labels(choice.kind, choice.chosen, how).inc()
 
 
 def _count(tally: dict[Any, int], labels: Callable[[Any], Any]) -> None:

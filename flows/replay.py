@@ -606,6 +606,7 @@ OUTPUT_FILES = (
     "dlq.jsonl",
     "audit.jsonl",
     "conversions.jsonl",
+    "trials.jsonl",
     "summary.json",
     "policy.json",
     "timezones.json",
@@ -677,6 +678,9 @@ def replay(
         by_decision, by_customer = measure.conversions(out_dir, policy)
         summary["conversions"] = by_decision
         summary["lift"] = measure.lift_by_action(by_customer)
+    if policy.learning is not None:
+        (out_dir / "trials.jsonl").touch()
+        summary["learning"] = measure.learning(out_dir)
     _keep_graph(graphs, out_dir / IDENTITY_DIR)
     _write_json(out_dir / "policy.json", policy.document, readable_as_yaml=True)
     _write_json(

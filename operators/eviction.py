@@ -1,8 +1,9 @@
 """Eviction: a customer idle long enough, with nothing pending, is forgotten.
 
 Pending means a timer, a moment still worth acting on, a window still counting, a
-cooldown or a suppression still running, a send a cap still counts, or a decision still
-waiting for a conversion. Consent is
+cooldown or a suppression still running, a send a cap still counts, a decision still
+waiting for a conversion, or a trial learning has yet to score. Learning's evidence is
+not: it is forgotten with the customer. Consent is
 not: a forgotten customer has none, so nothing marketing reaches them until they
 grant it again (opt-in).
 """
@@ -23,7 +24,7 @@ def evict_at(policy: Policy, state: CustomerState) -> int | None:
     """When this customer may be forgotten: ``evict_idle_after`` past their last event, or
     once nothing is pending if that is later. None while a timer is pending (it has to
     fire first)."""
-    if state.pending or state.deferred or state.last_event_at is None:
+    if state.pending or state.deferred or state.trials or state.last_event_at is None:
         return None
     at = state.last_event_at + policy.evict_idle_after
     for until in (

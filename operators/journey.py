@@ -43,16 +43,17 @@ def act_on_event(policy: Policy, state: CustomerState, event: Event) -> list[Out
     the moments its signals open, as of the latest of them; what fell due before it must
     have fired already."""
     converted: list[Conversion] = convert(policy, state, event) if state.watches else []
+    outputs: list[Output] = [*converted]
     if policy.learning is not None and state.trials:
-        observe(policy.learning, state, event, converted)
+        outputs = [*observe(policy.learning, state, event, converted), *converted]
     fired = update_context(policy, state, event)
     if not fired:
-        return [*converted]
+        return outputs
     keys: list[MomentKey] = []
     for signal_fired in fired:
         keys.extend(_take(policy, state, signal_fired, event.event_id))
     decided = decide(policy, state, keys, max(event.time, *(f.at for f in fired)))
-    return [*converted, *decided] if converted else decided
+    return [*outputs, *decided] if outputs else decided
 
 
 def fire_due(policy: Policy, state: CustomerState, until: int, inclusive: bool) -> list[Output]:

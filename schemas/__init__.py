@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 DIRECTORY = Path(__file__).resolve().parent
-NAMES = ("event", "action", "decision", "conversion", "dead_letter", "audit", "policy")
+NAMES = ("event", "action", "decision", "conversion", "trial", "dead_letter", "audit", "policy")
 
 
 def path(name: str) -> Path:

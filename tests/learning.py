@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from operators.journey import Journey
 from operators.model.records import Action, Decision, Outcome
@@ -19,7 +20,7 @@ from operators.model.state import CustomerState
 from operators.model.timefmt import format_ms, parse_ms
 from operators.policy.compiled import Policy
 from operators.policy.load import load_policy
-from tests.conftest import make_event
+from tests.conftest import event_dict, make_event
 
 POLICY = """
 version: "1"
@@ -44,7 +45,7 @@ learning:
   rewards: {clicked: 1}
   window: 2d
   half_life: 30d
-  explore: 0.1
+  explore: 0.05
   prior: {reward: 0.5, trials: 2}
   control: 0.2
   salt: loop-2026
@@ -62,21 +63,28 @@ def learning_policy(learning: str = LEARNING) -> Policy:
     return load_policy(POLICY + learning, "loop")
 
 
-def segment(customer: str) -> str:
-    return "north" if int(customer.rsplit("_", 1)[1]) % 2 == 0 else "south"
+def segment(n: int) -> str:
+    """Customer ``n``'s segment: even ones are in the north."""
+    return "north" if n % 2 == 0 else "south"
 
 
-def click_rate(customer: str, channel: str, template: str) -> float:
-    region = segment(customer)
+def click_rate(n: int, channel: str, template: str) -> float:
+    region = segment(n)
     lift = DISCOUNT[region] if template == "nudge-discount" else 1.0
     return BASE[region][channel] * lift
 
 
-def clicks(action: Action) -> bool:
-    """Whether the plant has the customer click ``action``: a draw from its action id."""
-    digest = hashlib.sha256(f"plant|{action.action_id}".encode()).digest()
+def plant_clicks(action_id: str, n: int, channel: str, template: str) -> bool:
+    """Whether the plant has customer ``n`` click an action: a draw from its action id."""
+    digest = hashlib.sha256(f"plant|{action_id}".encode()).digest()
     draw = int.from_bytes(digest[:8], "big") / 2**64
-    return draw < click_rate(action.customer_id, action.channel, action.template)
+    return draw < click_rate(n, channel, template)
+
+
+def clicks(action: Action) -> bool:
+    """Whether the plant has the customer click ``action`` (customer ids are ``cus_<n>``)."""
+    n = int(action.customer_id.rsplit("_", 1)[1])
+    return plant_clicks(action.action_id, n, action.channel, action.template)
 
 
 @dataclass
@@ -136,3 +144,30 @@ class Loop:
         """The click rate of :meth:`sends`, and its standard error."""
         rate = self.rate(first_day, last_day, control)
         return rate, math.sqrt(rate * (1 - rate) / len(self.sends(first_day, last_day, control)))
+
+
+def view_record(n: int, day: int) -> dict[str, Any]:
+    """Customer ``n``'s morning view on ``day``, as a producer writes it."""
+    at = format_ms(START + day * DAY + 10 * 3_600_000 + n * 1_000)
+    return event_dict(
+        "product_view", at, {"product_id": "p-1"}, f"view-{n}-{day}", email=f"c{n}@example.com"
+    )
+
+
+def feedback_for(action: dict[str, Any]) -> dict[str, Any] | None:
+    """The plant's answer to an action record of a replay (its customer is the ``n`` of the
+    view that triggered it): a click an hour after it, or None."""
+    n = int(action["triggered_by"][0].split("-")[1])
+    if not plant_clicks(action["action_id"], n, action["channel"], action["template"]):
+        return None
+    at = format_ms(parse_ms(action["decided_at"]) + 3_600_000)
+    record = event_dict(
+        "feedback", at, {"action_id": action["action_id"], "outcome": "clicked"}, f"click-{n}-{at}"
+    )
+    record.pop("identifiers")
+    return record
+
+
+def customer_of(record: dict[str, Any]) -> int:
+    """The plant's number of the customer a decision or action record is about."""
+    return int(record["triggered_by"][0].split("-")[1])

@@ -138,7 +138,8 @@ def render(name: str, estimate: Estimate) -> str:
 
 def estimate(replay: Path, events: Path, learning: Learning, name: str) -> Estimate:
     candidate = candidate_named(name)
-    return evaluate(logs_of(replay, outcomes_of(events, replay, learning), learning), candidate)
+    logs = logs_of(replay, outcomes_of(events, replay, learning), learning)
+    return evaluate(logs, candidate, learning.explore, learning.control)
 
 
 def _records(path: Path, opener: Any) -> Iterator[dict[str, Any]]:

@@ -429,7 +429,8 @@ def _what(e: dict[str, Any]) -> str:
             told += f"; rule {e['rule']}"
         if "until" in e and e["until"] not in e["reason"] and not is_dropped(e):
             told += f"; until {e['until']}"
-        return told + ")"
+        told += ")"
+        return told + f"; {learning_words(e['learning'])}" if "learning" in e else told
     if kind == "action":
         return (
             f"{e['action']} sent on {e['channel']}: template {e['template']}, "
@@ -451,6 +452,34 @@ def _what(e: dict[str, Any]) -> str:
         why = e.get("limit") or e.get("blocked") or ""
         return f"link of {', '.join(e['customer_ids'])} refused by {why} ({identifiers})"
     return f"{', '.join(e['customer_ids'])} ({identifiers})"
+
+
+def learning_words(learning: dict[str, Any]) -> str:
+    """What learning chose for a decision, in words: each choice's arm over the others, with
+    the estimates and the customer's own trials behind them, and whether it explored."""
+    choices = [(kind, learning[kind]) for kind in ("channel", "variant") if kind in learning]
+    if learning.get("control"):
+        static = " and ".join(f"{kind} {choice['chosen']}" for kind, choice in choices)
+        return f"learning's control share: the static policy's {static or 'choice'}"
+    told = []
+    for kind, choice in choices:
+        chosen = next(a for a in choice["arms"] if a["arm"] == choice["chosen"])
+        others = [a for a in choice["arms"] if a is not chosen]
+        said = f"{'' if kind == 'channel' else 'template '}{chosen['arm']}"
+        if others:
+            said += " over " + ", ".join(a["arm"] for a in others)
+        said += f": {chosen['estimate']:.2f} per send ({_trials(chosen)})"
+        if others:
+            said += " against " + ", ".join(f"{a['estimate']:.2f} ({_trials(a)})" for a in others)
+        told.append(said)
+    how = "exploring" if any(c["explored"] for _, c in choices) else "not exploring"
+    told.append(f"{how}, chosen with probability {learning['propensity']:.2f}")
+    return "; ".join(told)
+
+
+def _trials(arm: dict[str, Any]) -> str:
+    trials = arm["trials"]
+    return f"{trials:.1f} trials of theirs" if trials else "the prior alone"
 
 
 def _events_named(event_ids: list[str]) -> str:

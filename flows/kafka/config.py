@@ -27,6 +27,7 @@ from operators.model.encoding import (
     DECISIONS,
     FRONTIER,
     TRANSFERS,
+    TRIALS,
 )
 from operators.model.records import DEFAULT_MESSAGE_MAX_BYTES
 
@@ -87,6 +88,8 @@ class KafkaSettings:
         streams += [DECISIONS, DEAD_LETTERS, AUDIT, TRANSFERS, FRONTIER]
         if policy.conversions_by_type:
             streams.append(CONVERSIONS)
+        if policy.learning is not None:
+            streams.append(TRIALS)
         return [self.prefix + stream for stream in streams]
 
 

@@ -32,12 +32,12 @@ from operators.learning.evidence import CHANNEL, VARIANT, open_trial, score_clos
 from operators.measurement.conversions import watch_for_conversions
 from operators.measurement.holdouts import GLOBAL, holdout_of
 from operators.model.fast_init import fast_init
-from operators.model.records import Action, Conversion, Decision, Learned, Outcome
+from operators.model.records import Action, Conversion, Decision, Learned, Outcome, Scored
 from operators.model.state import CustomerState, MomentKey, OpenMoment
 from operators.model.timefmt import format_ms, zone
 from operators.policy.compiled import ActionSpec, Policy
 
-Output = Decision | Action | Conversion
+Output = Decision | Action | Conversion | Scored
 QUIET_HOURS = "quiet_hours"
 
 
@@ -72,8 +72,12 @@ def decide(policy: Policy, state: CustomerState, keys: list[MomentKey], now: int
     moments it outranked are decided again after it, at the same instant, so the caps
     count it and say whether another may follow."""
     verdicts: list[Verdict] = []
-    if policy.learning is not None:
-        score_closed(policy.learning, state, now)
+    outputs: list[Output] = []
+    if state.trials:
+        if policy.learning is None:  # learning was turned off: nothing scores them now
+            state.trials = ()
+        else:
+            outputs.extend(score_closed(policy.learning, state, now))
     for key in dict.fromkeys(keys):
         moment = state.moments.get(key)
         if moment is None:
@@ -84,7 +88,6 @@ def decide(policy: Policy, state: CustomerState, keys: list[MomentKey], now: int
             verdicts.append(_judge(policy, state, action, key, moment, value, now))
     verdicts.sort(key=lambda v: (-v.score, v.action.name, v.key.moment, v.key.group or ""))
     winner = next((v for v in verdicts if v.outcome is Outcome.SENT), None)
-    outputs: list[Output] = []
     for verdict in verdicts:
         if verdict is winner:
             outputs.extend(_send(policy, state, verdict, now))
@@ -321,10 +324,24 @@ def _send(policy: Policy, state: CustomerState, verdict: Verdict, now: int) -> l
     if holdout is not None:
         return [decision]
     template = chosen(verdict.learned, VARIANT, action.template)
+    scored: list[Output] = []
     if policy.learning is not None:
-        open_trial(policy.learning, state, the_id, action.name, verdict.channel, template, now)
+        control = verdict.learned is not None and verdict.learned.control
+        scored.extend(
+            open_trial(
+                policy.learning,
+                state,
+                the_id,
+                action.name,
+                verdict.channel,
+                template,
+                now,
+                control,
+            )
+        )
     spec = policy.moments[name]
     return [
+        *scored,
         decision,
         Action(
             action_id=the_id,

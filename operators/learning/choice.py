@@ -62,13 +62,13 @@ def choose(
     estimates = tuple(estimate(learning, state, kind, action, arm, now) for arm in arms)
     best = max(range(len(arms)), key=lambda i: (estimates[i].estimate, -i))
     if len(arms) == 1:
-        return Choice(kind, estimates, arms[0], 1.0, False)
+        return Choice(kind, estimates, arms[0], 1.0, False, arms[0])
     explore = learning.explore
     u = draw(learning, decision, kind) if explore > 0 else 1.0
     explored = u < explore
     chosen = min(int(u / explore * len(arms)), len(arms) - 1) if explored else best
     propensity = explore / len(arms) + (1.0 - explore if chosen == best else 0.0)
-    return Choice(kind, estimates, arms[chosen], propensity, explored)
+    return Choice(kind, estimates, arms[chosen], propensity, explored, arms[best])
 
 
 def choose_arms(
@@ -103,10 +103,10 @@ def _choice(
     now: int,
     control: bool,
 ) -> Choice:
+    learned = choose(learning, state, kind, action, arms, decision, now)
     if not control:
-        return choose(learning, state, kind, action, arms, decision, now)
-    estimates = tuple(estimate(learning, state, kind, action, arm, now) for arm in arms)
-    return Choice(kind, estimates, arms[0], 1.0, False)
+        return learned
+    return Choice(kind, learned.arms, arms[0], 1.0, False, learned.best)
 
 
 def chosen(learned: Learned | None, kind: str, static: str) -> str:

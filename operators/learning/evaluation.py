@@ -4,7 +4,13 @@ decisions learning logged, before it ships.
 Each logged decision carries what learning chose, the arms it weighed and the probability
 it chose what it chose. A candidate that would have chosen the same counts that
 decision's reward, weighted by one over that probability; the estimate is the weighted
-mean (self-normalised inverse propensity scoring). Its interval is the delta method's,
+mean (self-normalised inverse propensity scoring). With a control share, two policies
+logged side by side, each customer's by a stable draw: learning, and the static policy.
+Then the probability is the pooled one (the balance heuristic of multiple importance
+sampling): the control share times the static policy's probability of the arms chosen
+(1 or 0) plus the rest times learning's (recomputed from the logged estimates, for the
+control customers too). It stays unbiased and keeps a decision learning rarely made from
+weighing thousands of times more than the static policy's own. Its interval is the delta method's,
 at 95%; the effective sample size (the sum of the weights squared, over the sum of their
 squares) says how many decisions the estimate is really worth, and is what a warning
 looks at: a candidate the logs rarely chose cannot be estimated from them.
@@ -29,8 +35,12 @@ class Logged:
     """Kind (``channel``, ``variant``) -> the arm chosen."""
     arms: Mapping[str, tuple[tuple[str, float], ...]]
     """Kind -> the arms weighed, in the policy's order, with their estimates."""
+    best: Mapping[str, str]
+    """Kind -> the arm with the highest estimate: learning's choice when not exploring."""
     propensity: float
+    """The probability its own policy (learning, or the static one) chose what it chose."""
     reward: float
+    control: bool = False
 
 
 Candidate = Callable[[Logged], Mapping[str, str]]
@@ -45,10 +55,7 @@ def static(logged: Logged) -> Mapping[str, str]:
 
 def greedy(logged: Logged) -> Mapping[str, str]:
     """Learning without exploring: the arm with the highest estimate (the first on a tie)."""
-    return {
-        kind: max(arms, key=lambda arm: (arm[1], -arms.index(arm)))[0]
-        for kind, arms in logged.arms.items()
-    }
+    return logged.best
 
 
 def preferring(channels: tuple[str, ...]) -> Candidate:
@@ -84,8 +91,34 @@ class Estimate:
     warning: str | None
 
 
-def evaluate(logs: Iterable[Logged], candidate: Candidate) -> Estimate:
-    """The candidate's estimated reward per decision (see the module)."""
+def learning_propensity(logged: Logged, explore: float) -> float:
+    """The probability learning (exploring ``explore`` of the time) chose the arms
+    ``logged`` chose, from the estimates it logged."""
+    best = greedy(logged)
+    probability = 1.0
+    for kind, arms in logged.arms.items():
+        share = explore / len(arms) if len(arms) > 1 else 0.0
+        probability *= share + (
+            1.0 - share * len(arms) if logged.chosen[kind] == best[kind] else 0.0
+        )
+    return probability
+
+
+def pooled_propensity(logged: Logged, explore: float, control: float) -> float:
+    """The probability the two policies side by side chose what ``logged`` chose (see the
+    module); its own propensity when there is no control share."""
+    if control <= 0:
+        return logged.propensity
+    static_chose = all(static(logged)[kind] == arm for kind, arm in logged.chosen.items())
+    return control * static_chose + (1.0 - control) * learning_propensity(logged, explore)
+
+
+def evaluate(
+    logs: Iterable[Logged], candidate: Candidate, explore: float = 0.0, control: float = 0.0
+) -> Estimate:
+    """The candidate's estimated reward per decision (see the module), the decisions logged
+    by learning exploring ``explore`` of the time beside a ``control`` share of customers
+    decided by the static policy."""
     weights: list[float] = []
     rewards: list[float] = []
     total = 0
@@ -94,11 +127,11 @@ def evaluate(logs: Iterable[Logged], candidate: Candidate) -> Estimate:
         total += 1
         earned += logged.reward
         wanted = candidate(logged)
-        if logged.propensity > 0 and all(
-            wanted.get(kind) == arm for kind, arm in logged.chosen.items()
-        ):
-            weights.append(1.0 / logged.propensity)
-            rewards.append(logged.reward)
+        if all(wanted.get(kind) == arm for kind, arm in logged.chosen.items()):
+            propensity = pooled_propensity(logged, explore, control)
+            if propensity > 0:
+                weights.append(1.0 / propensity)
+                rewards.append(logged.reward)
     logged_value = earned / total if total else None
     if not weights:
         why = "no logged decision chose what the candidate would have: the logs cannot support it"
@@ -126,9 +159,12 @@ def logged_of(record: Mapping[str, object], reward: float) -> Logged | None:
         return None
     chosen: dict[str, str] = {}
     arms: dict[str, tuple[tuple[str, float], ...]] = {}
+    best: dict[str, str] = {}
     for kind in ("channel", "variant"):
         choice = learning.get(kind)
         if isinstance(choice, dict):
             chosen[kind] = str(choice["chosen"])
+            best[kind] = str(choice["best"])
             arms[kind] = tuple((str(a["arm"]), float(a["estimate"])) for a in choice["arms"])
-    return Logged(chosen, arms, float(learning["propensity"]), reward)
+    propensity = float(learning["propensity"])
+    return Logged(chosen, arms, best, propensity, reward, bool(learning["control"]))

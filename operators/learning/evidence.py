@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from operators.model.records import Conversion, Event
+from operators.model.records import Conversion, Event, Scored
 from operators.model.state import CustomerState, Evidence, Trial
 from operators.policy.compiled import Learning
 
@@ -37,36 +37,40 @@ def open_trial(
     channel: str,
     template: str,
     now: int,
-) -> None:
+    control: bool,
+) -> list[Scored]:
     """A sent decision starts waiting for its outcomes (once per action id: a decision sent
-    again with the same id keeps its first trial)."""
+    again with the same id keeps its first trial). Beyond :data:`MAX_TRIALS`, the oldest is
+    scored at once, as it stands."""
     if any(trial.action_id == action_id for trial in state.trials):
-        return
-    trials = [*state.trials, Trial(now + learning.window, action_id, action, channel, template)]
-    if len(trials) > MAX_TRIALS:
-        _score(learning, state, trials[: len(trials) - MAX_TRIALS])
-        trials = trials[-MAX_TRIALS:]
-    state.trials = tuple(trials)
+        return []
+    closes = now + learning.window
+    trial = Trial(closes, action_id, action, channel, template, 0.0, (), control, learning.window)
+    trials = [*state.trials, trial]
+    early = trials[: max(len(trials) - MAX_TRIALS, 0)]
+    state.trials = tuple(trials[len(early) :])
+    return _score(learning, state, early, now)
 
 
-def score_closed(learning: Learning, state: CustomerState, now: int) -> None:
+def score_closed(learning: Learning, state: CustomerState, now: int) -> list[Scored]:
     """Score the trials whose window ended before ``now``."""
     if not state.trials or min(trial.closes for trial in state.trials) >= now:
-        return
+        return []
     closed = [trial for trial in state.trials if trial.closes < now]
     state.trials = tuple(trial for trial in state.trials if trial.closes >= now)
-    _score(learning, state, sorted(closed, key=lambda t: (t.closes, t.action_id)))
+    return _score(learning, state, sorted(closed, key=lambda t: (t.closes, t.action_id)))
 
 
 def observe(
     learning: Learning, state: CustomerState, event: Event, conversions: Iterable[Conversion]
-) -> None:
-    """What ``event`` tells the trials: first, windows that ended before it are scored; then
-    a feedback outcome about a waiting trial, and each conversion of one, count toward its
-    reward. A late event (see :mod:`operators.ingest`) counts in no window."""
+) -> list[Scored]:
+    """What ``event`` tells the trials: first, windows that ended before it are scored (the
+    records returned); then a feedback outcome about a waiting trial, and each conversion of
+    one, count toward its reward. A late event (see :mod:`operators.ingest`) counts in no
+    window."""
     if not state.trials or event.late:
-        return
-    score_closed(learning, state, event.time)
+        return []
+    scored = score_closed(learning, state, event.time)
     if event.type == "feedback":
         outcome = event.properties.get("outcome")
         action_id = event.properties.get("action_id")
@@ -74,6 +78,7 @@ def observe(
             _reward(learning, state, action_id, outcome)
     for conversion in conversions:
         _reward(learning, state, conversion.action_id, conversion.conversion)
+    return scored
 
 
 def _reward(learning: Learning, state: CustomerState, action_id: str, outcome: str) -> None:
@@ -88,10 +93,33 @@ def _reward(learning: Learning, state: CustomerState, action_id: str, outcome: s
     )
 
 
-def _score(learning: Learning, state: CustomerState, trials: Iterable[Trial]) -> None:
-    """Add ``trials`` (in the order scored) to the evidence of their channel and template."""
+def _score(
+    learning: Learning, state: CustomerState, trials: list[Trial], at: int | None = None
+) -> list[Scored]:
+    """Add ``trials`` (in the order scored) to the evidence of their channel and template, as
+    of the end of their window (or ``at``, when one is scored early); their records."""
+    if not trials:
+        return []
     evidence = {(e.kind, e.action, e.arm): e for e in state.evidence}
+    scored: list[Scored] = []
     for trial in trials:
+        decided_at = trial.closes - trial.window
+        if at is not None:
+            trial = trial._replace(closes=at)
+        scored.append(
+            Scored(
+                state.customer_id,
+                trial.action_id,
+                trial.action,
+                trial.channel,
+                trial.template,
+                decided_at,
+                trial.closes,
+                trial.reward,
+                trial.outcomes,
+                trial.control,
+            )
+        )
         for key in ((CHANNEL, "", trial.channel), (VARIANT, trial.action, trial.template)):
             known = evidence.get(key)
             if known is None:
@@ -104,6 +132,7 @@ def _score(learning: Learning, state: CustomerState, trials: Iterable[Trial]) ->
                 at=max(known.at, trial.closes),
             )
     state.evidence = tuple(evidence.values())
+    return scored
 
 
 def evidence_of(

@@ -83,6 +83,51 @@ def lift(sent: int, sent_converted: int, held_out: int, held_out_converted: int)
     return result
 
 
+def mean_lift(treated: list[float], control: list[float]) -> dict[str, Any]:
+    """What one group's values (a customer each: their reward per send) add over another's:
+    the two means, their difference and its 95% interval (Welch's, from the normal
+    approximation), with the warnings :func:`lift` gives."""
+    warnings: list[str] = []
+    sizes = (("treated", len(treated)), ("control", len(control)))
+    empty = [group for group, size in sizes if size == 0]
+    small = [f"{size:,} {group}" for group, size in sizes if 0 < size < MIN_GROUP]
+    if empty:
+        warnings.append(f"nothing to compare: no customer {' or '.join(empty)}")
+    elif small:
+        warnings.append(
+            f"too few to say anything reliable: {' and '.join(small)} "
+            f"(fewer than {MIN_GROUP:,} customers)"
+        )
+    result: dict[str, Any] = {
+        "customers": {"treated": len(treated), "control": len(control)},
+        "mean_treated": _round(_mean(treated)),
+        "mean_control": _round(_mean(control)),
+        "absolute": None,
+        "absolute_95": None,
+        "significant": False,
+        "warnings": warnings,
+    }
+    if len(treated) < 2 or len(control) < 2:
+        return result
+    one, other = _mean(treated), _mean(control)
+    assert one is not None and other is not None
+    spread = Z_95 * math.sqrt(_variance(treated) / len(treated) + _variance(control) / len(control))
+    difference = one - other
+    result["absolute"] = _round(difference)
+    result["absolute_95"] = [_round(difference - spread), _round(difference + spread)]
+    result["significant"] = spread > 0 and abs(difference) > spread
+    return result
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _variance(values: list[float]) -> float:
+    mean = sum(values) / len(values)
+    return sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+
+
 def percentiles(values: list[int]) -> dict[str, int]:
     """p50, p90, p99 (nearest rank) and the maximum of ``values``, and how many there were."""
     if not values:

@@ -16,6 +16,7 @@ from operators.model.records import (
     DeadLetter,
     DeadLetterReason,
     Decision,
+    Scored,
 )
 
 DECISIONS = "decisions"
@@ -27,6 +28,7 @@ FRONTIER = "frontier"
 DEAD_LETTERS = "dlq"
 AUDIT = "audit"
 CONVERSIONS = "conversions"
+TRIALS = "trials"
 ACTIONS_PREFIX = "actions."
 
 
@@ -54,7 +56,7 @@ class Order(NamedTuple):
 class Emitted(NamedTuple):
     """A decision or action, with its place in replay order and when its trigger was read."""
 
-    output: Decision | Action | Conversion
+    output: Decision | Action | Conversion | Scored
     order: Order
     received_at: float
 
@@ -77,7 +79,8 @@ def action_stream(channel: str) -> str:
 
 
 def encode(emitted: Emitted) -> OutRecord:
-    """The record for a decision, action or conversion, keyed by its canonical customer id."""
+    """The record for a decision, action, conversion or scored trial, keyed by its canonical
+    customer id."""
     output = emitted.output
     key = output.customer_id.encode()
     value = orjson.dumps(output.as_record())
@@ -86,6 +89,8 @@ def encode(emitted: Emitted) -> OutRecord:
         return OutRecord(stream, key, value, emitted.order, output.channel, output.recent_sends)
     if isinstance(output, Conversion):
         return OutRecord(CONVERSIONS, key, value, emitted.order, output.action)
+    if isinstance(output, Scored):
+        return OutRecord(TRIALS, key, value, emitted.order, output.action)
     return OutRecord(DECISIONS, key, value, emitted.order, output.outcome.value)
 
 

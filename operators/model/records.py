@@ -348,10 +348,14 @@ class Choice:
     chosen: str
     propensity: float
     explored: bool
+    best: str
+    """The arm with the highest estimate (the first in the policy's order on a tie): what
+    learning chooses when it does not explore."""
 
     def as_record(self) -> dict[str, Any]:
         return {
             "chosen": self.chosen,
+            "best": self.best,
             "propensity": round(self.propensity, 6),
             "explored": self.explored,
             "arms": [
@@ -473,6 +477,41 @@ class Conversion:
             "event_id": self.event_id,
             "at": format_ms(self.at),
             "decided_at": format_ms(self.decided_at),
+        }
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A sent decision's trial scored, once its window closed: what learning counts of it
+    (:mod:`operators.learning.evidence`)."""
+
+    customer_id: str
+    action_id: str
+    action: str
+    channel: str
+    template: str
+    decided_at: int
+    at: int
+    """The end of its window: outcomes later than this counted as none."""
+    reward: float
+    outcomes: tuple[str, ...]
+    """The rewarded outcomes it got, each once, in the order they came."""
+    control: bool
+    """Whether its customer was in learning's control share (decided by the static policy)."""
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "customer_id": self.customer_id,
+            "action_id": self.action_id,
+            "action": self.action,
+            "channel": self.channel,
+            "template": self.template,
+            "decided_at": format_ms(self.decided_at),
+            "at": format_ms(self.at),
+            "reward": self.reward,
+            "outcomes": list(self.outcomes),
+            "control": self.control,
         }
 
 

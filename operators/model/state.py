@@ -89,6 +89,10 @@ class Trial(NamedTuple):
     reward: float = 0.0
     outcomes: tuple[str, ...] = ()
     """The outcomes already counted (each counts once)."""
+    control: bool = False
+    """Its customer was in learning's control share when it was sent."""
+    window: int = 0
+    """How long its window is (ms): it was sent at ``closes - window``."""
 
 
 class Evidence(NamedTuple):
@@ -261,10 +265,12 @@ class CustomerState:
         return (restored_state, (self.__getstate__(),))
 
     def next_due(self) -> int | None:
-        """When the earliest pending timer fires (an absence signal or a deferred
-        decision), if any."""
+        """When the earliest pending timer fires (an absence signal, a deferred decision, or
+        a trial to score just after its window closes), if any."""
         due = [p.due for p in self.pending.values()]
         due.extend(self.deferred.values())
+        if self.trials:
+            due.append(min(trial.closes for trial in self.trials) + 1)
         return min(due) if due else None
 
 

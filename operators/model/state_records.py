@@ -63,7 +63,10 @@ def state_to_record(state: CustomerState) -> dict[str, Any]:
         "attributes": [list(word) for word in state.attributes],
         "identifier_kinds": list(state.identifier_kinds),
         "bounced": [list(bounce) for bounce in state.bounced],
-        "trials": [[*trial[:6], list(trial.outcomes)] for trial in state.trials],
+        "trials": [
+            [*trial[:6], list(trial.outcomes), trial.control, trial.window]
+            for trial in state.trials
+        ],
         "evidence": [list(evidence) for evidence in state.evidence],
     }
 
@@ -112,8 +115,18 @@ def state_from_record(record: dict[str, Any]) -> CustomerState:
     state.identifier_kinds = tuple(str(kind) for kind in record.get("identifier_kinds", ()))
     state.bounced = tuple((str(c), int(at)) for c, at in record.get("bounced", ()))
     state.trials = tuple(
-        Trial(int(closes), str(i), str(a), str(c), str(t), float(r), tuple(map(str, outcomes)))
-        for closes, i, a, c, t, r, outcomes in record.get("trials", ())
+        Trial(
+            int(closes),
+            str(i),
+            str(a),
+            str(c),
+            str(t),
+            float(r),
+            tuple(map(str, outcomes)),
+            bool(control),
+            int(window),
+        )
+        for closes, i, a, c, t, r, outcomes, control, window in record.get("trials", ())
     )
     state.evidence = tuple(
         Evidence(str(kind), str(a), str(arm), float(n), float(r), int(at))

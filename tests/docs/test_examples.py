@@ -34,6 +34,8 @@ def _within_the_spec(text):
     """The lines of ``examples/policy-full.yaml`` before what this repository adds."""
     head = text[: text.index(BEYOND)] if BEYOND in text else text
     return head.removesuffix("\n").splitlines()
+
+
 SPEC_DIGESTS = (
     "07d2c81b17c40d4ca4e1864490151792aad3bad0861c448d6e2d02e2604bdf41",
     "1266908ddf18fc7f2e81142a054b1eae625f832700b6b28b9041aa972716c909",

@@ -4,7 +4,14 @@ from operators.context.consent import has_consent
 from operators.identity.merging import merge_states
 from operators.journey import Journey
 from operators.model.records import Action
-from operators.model.state import AttributeWord, CustomerState, MomentKey, Watch
+from operators.model.state import (
+    AttributeWord,
+    CustomerState,
+    Evidence,
+    MomentKey,
+    Trial,
+    Watch,
+)
 from tests.conftest import make_event
 
 
@@ -93,6 +100,8 @@ def test_a_state_survives_its_json_record_unchanged(policy):
     state.attributes = (AttributeWord("region", "ES", 4),)
     state.identifier_kinds = ("device_id", "email")
     state.bounced = (("email", 3),)
+    state.trials = (Trial(12, "cus_x.product_nudge.1", "product_nudge", "push", "t", 1.0),)
+    state.evidence = (Evidence("channel", "", "push", 2.5, 1.0, 10),)
     state.sends = [state.sends[0]._replace(bounced=True), *state.sends[1:]] if state.sends else []
     empty = [name for name in CustomerState.__slots__ if not getattr(state, name)]
     assert empty == [], "the record round trip should cover every part of the state"

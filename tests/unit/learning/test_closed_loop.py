@@ -5,7 +5,13 @@ import math
 
 import pytest
 
-from operators.learning.evaluation import evaluate, greedy, logged_of, static
+from operators.learning.evaluation import (
+    evaluate,
+    greedy,
+    learning_propensity,
+    logged_of,
+    static,
+)
 from operators.model.records import Outcome
 from tests.learning import BEST, Loop, learning_policy
 
@@ -45,10 +51,20 @@ def test_the_offline_estimate_of_the_static_policy_contains_its_actual_result(le
         for d in learned.decisions
         if d.outcome is Outcome.SENT
     ]
-    estimate = evaluate(logs, static)
+    policy = learning_policy().learning
+    estimate = evaluate(logs, static, policy.explore, policy.control)
     assert estimate.warning is None
     assert estimate.low <= unlearned.rate(0, 14) <= estimate.high
-    assert estimate.high < evaluate(logs, greedy).low
+    assert estimate.high < evaluate(logs, greedy, policy.explore, policy.control).low
+
+
+def test_learnings_own_propensity_is_what_its_logged_estimates_give(learned):
+    policy = learning_policy().learning
+    logs = [logged_of(d.as_record(), 0.0) for d in learned.decisions if d.learning]
+    ours = [log for log in logs if not log.control]
+    assert ours and all(
+        learning_propensity(log, policy.explore) == pytest.approx(log.propensity) for log in ours
+    )
 
 
 def test_the_same_events_learn_the_same(learned):

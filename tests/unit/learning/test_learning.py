@@ -11,7 +11,7 @@ from operators.identity.merging import merge_states
 from operators.journey import Journey
 from operators.learning.choice import choose, in_control
 from operators.learning.evidence import evidence_of
-from operators.model.records import Action, Decision, Outcome
+from operators.model.records import Action, Decision, Outcome, Scored
 from operators.model.state import CustomerState
 from operators.model.state_records import state_from_record, state_to_record
 from operators.model.timefmt import parse_ms
@@ -19,7 +19,7 @@ from operators.policy.load import PolicyError, load_policy
 from tests.conftest import make_event
 from tests.learning import LEARNING, POLICY, learning_policy
 
-GREEDY = learning_policy(LEARNING.replace("explore: 0.1", "explore: 0").replace("0.2", "0"))
+GREEDY = learning_policy(LEARNING.replace("explore: 0.05", "explore: 0").replace("0.2", "0"))
 
 
 def view(at, n):
@@ -48,7 +48,7 @@ def live(days, answer, policy=GREEDY, journey=None):
             outputs.append(output)
             outcome = answer(output) if isinstance(output, Action) else None
             if outcome is not None:
-                journey.on_event(policy, click(output, day(n, "11:00"), outcome, n))
+                outputs += journey.on_event(policy, click(output, day(n, "11:00"), outcome, n))
     return journey, outputs
 
 
@@ -119,7 +119,7 @@ def test_a_control_customer_gets_the_static_policy_and_still_teaches():
 
 
 def test_each_arm_is_chosen_as_often_as_its_logged_propensity_says():
-    policy = learning_policy(LEARNING.replace("explore: 0.1", "explore: 0.5"))
+    policy = learning_policy(LEARNING.replace("explore: 0.05", "explore: 0.5"))
     state = CustomerState("cus_ana")
     counts, said = Counter(), {}
     for n in range(4000):
@@ -180,7 +180,17 @@ def test_a_variant_repeating_its_template_is_refused():
 
 def test_learning_decisions_and_their_actions_match_the_published_schemas():
     _, outputs = live(range(2, 12), lambda a: "clicked" if a.channel == "push" else None)
+    names = {Action: "action", Decision: "decision", Scored: "trial"}
     for output in outputs:
-        name = "action" if isinstance(output, Action) else "decision"
-        jsonschema.validate(output.as_record(), schemas.load(name))
+        jsonschema.validate(output.as_record(), schemas.load(names[type(output)]))
+    assert any(isinstance(o, Scored) and o.reward for o in outputs)
     assert any(isinstance(o, Decision) and o.learning for o in outputs)
+
+
+def test_turning_learning_off_drops_the_trials_waiting_and_time_goes_on():
+    journey, _ = live([2], lambda a: "clicked")
+    assert journey.state.trials
+    static = learning_policy("")
+    _, outputs = live([3, 6], lambda a: None, policy=static, journey=journey)
+    assert journey.state.trials == () and len(sent_on(outputs)) == 2
+    assert journey.fire_due(static, parse_ms(day(20)), inclusive=True) == []

@@ -11,9 +11,11 @@ from operators.model.state import (
     PICKLED_FIELDS,
     AttributeWord,
     CustomerState,
+    Evidence,
     MomentKey,
     OpenMoment,
     PendingAbsence,
+    Trial,
     Watch,
     restored_state,
 )
@@ -33,6 +35,8 @@ def full_journey():
             "attributes",
             "identifier_kinds",
             "bounced",
+            "trials",
+            "evidence",
         ):
             getattr(state, name)[f"k{n}"] = n  # every part holds something
     state.moments[MomentKey("browse_intent", "p-1")] = OpenMoment(40.0, 5, "e1", ("s",), ("e1",))
@@ -40,6 +44,8 @@ def full_journey():
     state.watches = (Watch(9, "purchase", "cus_ana.product_nudge.0", "product_nudge", True, 8),)
     state.attributes = (AttributeWord("region", "ES", 4),)
     state.identifier_kinds, state.bounced = ("email",), (("email", 6),)
+    state.trials = (Trial(12, "cus_ana.product_nudge.1", "product_nudge", "push", "t", 1.0),)
+    state.evidence = (Evidence("channel", "", "push", 2.5, 1.0, 10),)
     state.seq, state.last_event_at, state.timezone = 7, 11, ("Europe/Madrid", 11)
     event = make_event("page_view", "2026-11-20T10:00:00Z")
     return Journey(
@@ -74,14 +80,16 @@ def test_every_field_is_pickled():
 def test_snapshots_of_0_4_0_and_0_5_0_without_the_later_fields_still_read():
     state = full_journey().state
     _, (values,) = state.__reduce__()
-    later = ("watches", "attributes", "identifier_kinds", "bounced")
-    assert PICKLED_FIELDS[-4:] == later
-    of_0_4_0 = restored_state(values[:-4])
-    assert tuple(getattr(of_0_4_0, name) for name in later) == ((), (), (), ())
-    assert of_0_4_0.__getstate__()[:-4] == values[:-4]
-    of_0_5_0 = restored_state(values[:-3])
+    later = ("watches", "attributes", "identifier_kinds", "bounced", "trials", "evidence")
+    assert PICKLED_FIELDS[-6:] == later
+    of_0_4_0 = restored_state(values[:-6])
+    assert tuple(getattr(of_0_4_0, name) for name in later) == ((),) * 6
+    assert of_0_4_0.__getstate__()[:-6] == values[:-6]
+    of_0_5_0 = restored_state(values[:-5])
     assert of_0_5_0.watches == state.watches and of_0_5_0.attributes == ()
     assert of_0_5_0.identifier_kinds == () and of_0_5_0.bounced == ()
+    of_0_8_0 = restored_state(values[:-2])  # before learning
+    assert of_0_8_0.bounced == state.bounced and (of_0_8_0.trials, of_0_8_0.evidence) == ((), ())
 
 
 def test_a_journey_pickled_by_0_4_0_goes_on_as_one_built_now():
@@ -129,4 +137,6 @@ def test_a_journey_pickled_under_the_module_names_before_the_grouping_comes_back
     assert [getattr(old, f.name) for f in dataclasses.fields(Journey) if f.name != "state"] == [
         getattr(now, f.name) for f in dataclasses.fields(Journey) if f.name != "state"
     ]
+    assert (old.state.trials, old.state.evidence) == ((), ())  # learning came later
+    now.state.trials, now.state.evidence = (), ()
     assert old.state.__getstate__() == now.state.__getstate__()
