@@ -529,6 +529,7 @@ RATIOS = (
     ("c/a", "concierge", "baseline"),
     ("c/b", "concierge", "bytewax"),
     ("c/c0", "concierge", "old"),
+    ("c1/c", "compared", "concierge"),
 )
 """Each ratio's label, numerator and denominator: events/s over events/s."""
 
@@ -569,6 +570,8 @@ class Setup:
     workdir: Path
     old_tree: Path | None = None
     """``--old-tree``: another commit's code, whose flow is timed as (c0) beside (c)."""
+    compare_policy: Path | None = None
+    """``--compare-policy``: another policy, with which the flow is timed as (c1) beside (c)."""
 
 
 def measure_round(setup: Setup, round_no: int, result: Throughput) -> None:
@@ -620,6 +623,20 @@ def measure_round(setup: Setup, round_no: int, result: Throughput) -> None:
                 bootstrap, setup.policy_path, prefix, setup.workdir, setup.old_tree
             )
             note(into, f"(c0) {'empty topics' if not records else 'old tree'}", seconds)
+
+    if setup.compare_policy is not None:
+        other = load_policy(setup.compare_policy.read_text(encoding="utf-8"), "compared")
+        compared = runs.setdefault("compared", Runs())
+        for what, into, records in (
+            ("empty", compared.empty, ()),
+            ("c1", compared.seconds, setup.records),
+        ):
+            prefix = f"bench.cmp-{what}{round_no}."
+            settings = concierge_topics(bootstrap, other, prefix)
+            if records:
+                preload(bootstrap, settings.events_topic(), records)
+            seconds = time_concierge(bootstrap, setup.compare_policy, prefix, setup.workdir)
+            note(into, f"(c1) {'empty topics' if not records else 'other policy'}", seconds)
 
 
 def note(into: list[float], what: str, seconds: float) -> None:
@@ -998,6 +1015,7 @@ LABELS = {
     "bytewax": "(b) Bytewax passthrough + parse",
     "concierge": "(c) Concierge flow (process start to exit)",
     "old": "(c0) the same, with the code of --old-tree",
+    "compared": "(c1) the same code, with --compare-policy",
 }
 
 
@@ -1112,6 +1130,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="another commit's tree (git worktree add /tmp/old <commit>): its flow is timed "
         "as (c0) in each round, beside (c)",
     )
+    parser.add_argument(
+        "--compare-policy",
+        type=Path,
+        help="another policy (e.g. the same with a learning section): the flow is timed with "
+        "it as (c1) in each round, beside (c)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args(argv)
     if args.events < 1 or args.repeat < 1 or args.rate <= 0 or args.latency_seconds < 0:
@@ -1143,7 +1167,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         EmbeddedBroker() as broker,
         tempfile.TemporaryDirectory(prefix="concierge-bench-") as workdir,
     ):
-        setup = Setup(broker.bootstrap, policy, policy_path, records, Path(workdir), args.old_tree)
+        setup = Setup(
+            broker.bootstrap,
+            policy,
+            policy_path,
+            records,
+            Path(workdir),
+            args.old_tree,
+            args.compare_policy.resolve() if args.compare_policy else None,
+        )
         try:
             for round_no in range(args.repeat):
                 progress(f"throughput round {round_no + 1} of {args.repeat}")

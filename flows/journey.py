@@ -64,7 +64,8 @@ class JourneyConfig:
     """Kafka mode: a customer untouched this long on the wall clock is packed (None: never)."""
     left_pending: Counter[tuple[str, str]] | None = None
     """Replay: what is still pending once timers have fired up to the end of event time, as
-    (``timer``, signal) and (``decision``, moment) -> customers."""
+    (``timer``, signal), (``decision``, moment) -> customers and (``trial``, action) -> trials
+    whose window had not closed."""
     zones: ZoneChanges | None = None
     """Replay: each customer's time zone when they were decided about, for ``explain`` and
     ``report``, which show local times."""
@@ -275,6 +276,7 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
             state = journey.state
             left.update(("timer", name) for name in state.pending)
             left.update(("decision", key.moment) for key in state.deferred)
+            left.update(("trial", trial.action) for trial in state.trials)
         return fired
 
     def notify_at(self) -> datetime | None:

@@ -755,13 +755,18 @@ def _pending_at_end(
 ) -> dict[str, Any]:
     """What the replay did not do: the end of event time (``--until``, else the last event),
     the last event, and per kind the customers whose timers (by signal) or decisions
-    waiting for quiet hours or a cap (by moment) were still pending then."""
-    return {
+    waiting for quiet hours or a cap (by moment) were still pending then; with learning, the
+    trials (by action) whose window had not closed."""
+    pending = {
         "at": format_ms(end) if end is not None else None,
         "last_event": format_ms(stats.last_event_at) if stats.last_event_at is not None else None,
         "timers": {name: n for (kind, name), n in sorted(left.items()) if kind == "timer"},
         "decisions": {name: n for (kind, name), n in sorted(left.items()) if kind == "decision"},
     }
+    trials = {name: n for (kind, name), n in sorted(left.items()) if kind == "trial"}
+    if trials:
+        pending["trials"] = trials
+    return pending
 
 
 def stderr_progress(message: str) -> None:

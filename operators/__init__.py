@@ -9,12 +9,14 @@ Read it in the order an event meets it, the conductor on top and the shared mode
 - The stages: :mod:`operators.identity` (who a customer is: the graph, merges, event-time
   order), :mod:`operators.context` (what their events say: signals, windows, moments, consent,
   feedback), :mod:`operators.decisions` (whether to act, and the guardrails),
-  :mod:`operators.measurement` (holdouts, conversions, lift).
+  :mod:`operators.measurement` (holdouts, conversions, lift), :mod:`operators.learning`
+  (trials, evidence, the channel and template chosen, offline evaluation).
 - :mod:`operators.policy`: the policy, read, checked and compiled once into lookup tables.
 - :mod:`operators.model`: the records in and out, the customer's state, event time, identifiers.
 
 Arrows run one way: journey, ingest and eviction -> stages -> policy -> model; among the
-stages, identity -> decisions -> context and measurement (tests/unit/test_layers.py holds it).
+stages, identity -> decisions -> context, learning and measurement, and learning ->
+measurement (tests/unit/test_layers.py holds it).
 """
 
 from operators import moved

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from operators.journey import Journey
@@ -20,7 +21,7 @@ from operators.model.state import CustomerState
 from operators.model.timefmt import format_ms, parse_ms
 from operators.policy.compiled import Policy
 from operators.policy.load import load_policy
-from tests.conftest import event_dict, make_event
+from tests.conftest import event_dict, make_event, write_jsonl
 
 POLICY = """
 version: "1"
@@ -146,9 +147,9 @@ class Loop:
         return rate, math.sqrt(rate * (1 - rate) / len(self.sends(first_day, last_day, control)))
 
 
-def view_record(n: int, day: int) -> dict[str, Any]:
-    """Customer ``n``'s morning view on ``day``, as a producer writes it."""
-    at = format_ms(START + day * DAY + 10 * 3_600_000 + n * 1_000)
+def view_record(n: int, day: int, start: int = START) -> dict[str, Any]:
+    """Customer ``n``'s morning view on ``day`` after ``start``, as a producer writes it."""
+    at = format_ms(start + day * DAY + 10 * 3_600_000 + n * 1_000)
     return event_dict(
         "product_view", at, {"product_id": "p-1"}, f"view-{n}-{day}", email=f"c{n}@example.com"
     )
@@ -171,3 +172,31 @@ def feedback_for(action: dict[str, Any]) -> dict[str, Any] | None:
 def customer_of(record: dict[str, Any]) -> int:
     """The plant's number of the customer a decision or action record is about."""
     return int(record["triggered_by"][0].split("-")[1])
+
+
+def actions_of(result: Any) -> list[dict[str, Any]]:
+    """The action records of a replay (tests.scenarios.conftest.ReplayResult)."""
+    return [*result.lines("actions.email.jsonl"), *result.lines("actions.push.jsonl")]
+
+
+def closed_loop(
+    tmp_path: Path, replay: Any, customers: int, days: int, start: int = START
+) -> tuple[Any, Path, Path]:
+    """Replay ``days`` days from ``start``, a day at a time, each with the plant's answers to
+    the days before; the last replay, the events it read with the answers to its last day,
+    and the policy."""
+    policy = tmp_path / "learning.yaml"
+    policy.write_text(POLICY + LEARNING)
+    views: list[dict[str, Any]] = []
+    answers: list[dict[str, Any]] = []
+    for day in range(days):
+        views += [view_record(n, day, start) for n in range(customers)]
+        story = sorted([*views, *answers], key=lambda e: e["timestamp"])
+        events = write_jsonl(tmp_path / f"day-{day}.jsonl", story)
+        result = replay(events, "--until", format_ms(start + (day + 1) * DAY), policy=policy)
+        assert result.returncode == 0, result.stderr
+        today = [a for a in actions_of(result) if (parse_ms(a["decided_at"]) - start) // DAY == day]
+        assert len(today) == customers
+        answers += [f for f in map(feedback_for, today) if f is not None]
+    story = sorted([*views, *answers], key=lambda e: e["timestamp"])
+    return result, write_jsonl(tmp_path / "answered.jsonl", story), policy

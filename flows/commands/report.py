@@ -75,6 +75,7 @@ def write_report(runs: Sequence[Run], out: Path) -> Path:
         _local_hours(runs),
         _delays(runs),
         _lift(runs),
+        _learning(runs),
     ]
     out.write_text(_page(runs, [s for s in sections if s is not None]), encoding="utf-8")
     return out
@@ -310,6 +311,88 @@ def _lift(runs: Sequence[Run]) -> Section | None:
         ],
         _compared(runs, "customers", rows, changes=False),
     )
+
+
+def _learning(runs: Sequence[Run]) -> Section | None:
+    learned = [r for r in runs if r.estimates or r.rewards]
+    if not learned:
+        return None
+
+    def chart(run: Run) -> str:
+        fig = Figure(figsize=(5.2, 4.6))
+        arms, lift = fig.subplots(2, 1)
+        for n, (arm, days) in enumerate(sorted(run.estimates.items())):
+            shown = sorted(days)
+            arms.plot(
+                range(len(shown)),
+                [days[d][0] / days[d][1] for d in shown],
+                marker=".",
+                color=COLOURS[n % len(COLOURS)],
+                label=arm,
+            )
+            arms.set_xticks(range(len(shown)), [d[5:] for d in shown], rotation=60, fontsize=7)
+        arms.set_ylabel("mean estimate per send")
+        arms.set_title("each arm's estimate, learning customers", fontsize=9)
+        if run.estimates:
+            arms.legend(fontsize=7, frameon=False)
+        days = sorted({d for group in run.rewards.values() for d in group})
+        for n, group in enumerate(("learning", "control")):
+            tallies = run.rewards.get(group, {})
+            shown = [d for d in days if d in tallies]
+            lift.plot(
+                [days.index(d) for d in shown],
+                [tallies[d][0] / tallies[d][1] for d in shown],
+                marker=".",
+                color=COLOURS[n],
+                label=group if group == "learning" else "control (static policy)",
+            )
+        lift.set_xticks(range(len(days)), [d[5:] for d in days], rotation=60, fontsize=7)
+        lift.set_ylabel("reward per send")
+        lift.set_title("what sends earned, by the day they were sent", fontsize=9)
+        if run.rewards:
+            lift.legend(fontsize=7, frameon=False)
+        return _svg(fig, f"Learning, {run.name}")
+
+    rows: list[tuple[str, Callable[[Run], Any]]] = [
+        ("learning: trials scored", lambda r: _trials(r, "learning")),
+        ("learning: reward per send", lambda r: _per_send(r, "learning")),
+        ("control: trials scored", lambda r: _trials(r, "control")),
+        ("control: reward per send", lambda r: _per_send(r, "control")),
+        ("learning's lift (95%)", _learning_lift),
+        ("choices that explored", _explored),
+    ]
+    return (
+        "Learning",
+        "Above, each arm's mean estimate over the learning customers' decisions, day by day "
+        "(what learning believed); below, what the sends of each group earned, by the day they "
+        "were sent (trials scored once their window closed): the learning customers against the "
+        "control share, decided by the static policy.",
+        [chart(r) if r in learned else "<p>this replay's policy does not learn</p>" for r in runs],
+        _compared(runs, "learning", rows, changes=False),
+    )
+
+
+def _trials(run: Run, group: str) -> int:
+    return int(sum(n for _, n in run.rewards.get(group, {}).values()))
+
+
+def _per_send(run: Run, group: str) -> str:
+    tallies = run.rewards.get(group, {}).values()
+    trials = sum(n for _, n in tallies)
+    return f"{sum(r for r, _ in tallies) / trials:.3f}" if trials else "-"
+
+
+def _learning_lift(run: Run) -> str:
+    result = run.summary.get("learning", {}).get("lift")
+    if result is None or result["absolute"] is None:
+        return "-"
+    low, high = result["absolute_95"]
+    return f"{result['absolute']:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def _explored(run: Run) -> str:
+    explored = run.summary.get("learning", {}).get("explored")
+    return "-" if explored is None else f"{explored:.1%}"
 
 
 def _result(run: Run, action: str) -> dict[str, Any] | None:

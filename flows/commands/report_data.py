@@ -53,6 +53,11 @@ class Run:
     delays: dict[str, Counter[str]] = field(default_factory=dict)
     """Rule -> deferrals by how long they waited (:data:`DELAY_BINS`)."""
     delay_hours: dict[str, list[float]] = field(default_factory=dict)
+    estimates: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    """Learning: arm (``channel push``, ``template t``) -> day -> [sum of its estimates, decisions
+    that weighed it], over the learning customers' decisions."""
+    rewards: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    """Learning: group (``learning``, ``control``) -> day sent -> [reward, trials scored]."""
 
     @property
     def name(self) -> str:
@@ -81,6 +86,9 @@ def read_run(path: Path) -> Run:
     run = Run(path, policy, summary)
     for d in _records(path / "decisions.jsonl"):
         run.outcomes[d["outcome"]] += 1
+        learned = d.get("learning")
+        if learned is not None and not learned["control"]:
+            _count_estimates(run, d["at"][:10], learned)
         if d["outcome"] != "sent":
             run.by_rule[d["outcome"], d.get("rule") or "-"] += 1
         if d["outcome"] == "deferred" and "until" in d:
@@ -89,7 +97,20 @@ def read_run(path: Path) -> Run:
             run.delays.setdefault(rule, Counter())[_delay_bin(waited)] += 1
             run.delay_hours.setdefault(rule, []).append(waited)
     _count_sends(run, path)
+    for trial in _records(path / "trials.jsonl"):
+        group = "control" if trial["control"] else "learning"
+        tally = run.rewards.setdefault(group, {}).setdefault(trial["decided_at"][:10], [0.0, 0])
+        tally[0] += trial["reward"]
+        tally[1] += 1
     return run
+
+
+def _count_estimates(run: Run, day: str, learned: dict[str, Any]) -> None:
+    for kind, shown in (("channel", "channel"), ("variant", "template")):
+        for arm in learned.get(kind, {}).get("arms", ()):
+            tally = run.estimates.setdefault(f"{shown} {arm['arm']}", {}).setdefault(day, [0.0, 0])
+            tally[0] += arm["estimate"]
+            tally[1] += 1
 
 
 def _delay_bin(hours: float) -> str:

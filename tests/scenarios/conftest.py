@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,8 @@ def concierge(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[s
     return subprocess.run([CONCIERGE, *args], capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture
-def replay(tmp_path, reference_policy_path):
+def replayer(tmp_path: Path, default_policy: Path) -> Callable[..., ReplayResult]:
+    """``concierge replay`` of an events file into a new directory under ``tmp_path``."""
     counter = iter(range(1000))
 
     def run(events: Path, *extra: str, policy: Path | None = None) -> ReplayResult:
@@ -44,7 +45,7 @@ def replay(tmp_path, reference_policy_path):
         done = concierge(
             "replay",
             "--policy",
-            str(policy or reference_policy_path),
+            str(policy or default_policy),
             "--events",
             str(events),
             "--out",
@@ -54,3 +55,8 @@ def replay(tmp_path, reference_policy_path):
         return ReplayResult(out, done.returncode, done.stderr)
 
     return run
+
+
+@pytest.fixture
+def replay(tmp_path, reference_policy_path):
+    return replayer(tmp_path, reference_policy_path)

@@ -8,7 +8,7 @@ import math
 import orjson
 import pytest
 
-from operators.model.timefmt import format_ms, parse_ms
+from operators.model.timefmt import parse_ms
 from tests.conftest import write_jsonl
 from tests.learning import (
     BEST,
@@ -16,6 +16,8 @@ from tests.learning import (
     LEARNING,
     POLICY,
     START,
+    actions_of,
+    closed_loop,
     customer_of,
     feedback_for,
     view_record,
@@ -34,28 +36,6 @@ def policy_file(tmp_path, learning=LEARNING):
     path = tmp_path / ("learning.yaml" if learning else "static.yaml")
     path.write_text(POLICY + learning)
     return path
-
-
-def actions_of(result):
-    return [*result.lines("actions.email.jsonl"), *result.lines("actions.push.jsonl")]
-
-
-def closed_loop(tmp_path, replay, customers, days):
-    """Replay ``days`` days, a day at a time, each with the plant's answers to the days
-    before; the last replay, and the events it read with the answers to its last day."""
-    policy = policy_file(tmp_path)
-    views, answers = [], []
-    for day in range(days):
-        views += [view_record(n, day) for n in range(customers)]
-        story = sorted([*views, *answers], key=lambda e: e["timestamp"])
-        events = write_jsonl(tmp_path / f"day-{day}.jsonl", story)
-        result = replay(events, "--until", format_ms(START + (day + 1) * DAY), policy=policy)
-        assert result.returncode == 0, result.stderr
-        today = [a for a in actions_of(result) if (parse_ms(a["decided_at"]) - START) // DAY == day]
-        assert len(today) == customers
-        answers += [f for f in map(feedback_for, today) if f is not None]
-    story = sorted([*views, *answers], key=lambda e: e["timestamp"])
-    return result, write_jsonl(tmp_path / "answered.jsonl", story), policy
 
 
 def week_rate(result, clicked, week, control):
@@ -180,6 +160,7 @@ def test_a_replay_writes_each_trial_scored_and_learnings_lift(tmp_path, replay):
         action = sent[trial["action_id"]]
         assert (trial["channel"], trial["template"]) == (action["channel"], action["template"])
         assert trial["reward"] == (1.0 if feedback_for(action) else 0.0)
+    assert result.summary()["pending_at_end"]["trials"] == {"nudge": 40}  # the last two days'
     learned = result.summary()["learning"]
     assert learned["trials"]["learning"]["trials"] + learned["trials"]["control"]["trials"] == 40
     told = concierge("lift", str(result.out))
@@ -187,6 +168,11 @@ def test_a_replay_writes_each_trial_scored_and_learnings_lift(tmp_path, replay):
     assert "learning customers" in told.stdout and "too few to say anything" in told.stdout
     shown = json.loads(concierge("lift", str(result.out), "--json").stdout)
     assert shown["actions"] == {} and shown["learning"] == learned["lift"]
+    page = result.out / "report.html"
+    assert concierge("report", str(result.out)).returncode == 0
+    text = page.read_text()
+    assert "<h2>Learning</h2>" in text and 'aria-label="Learning, ' in text
+    assert "channel push" in text and "control (static policy)" in text
 
 
 def test_explain_says_what_learning_chose_and_why(tmp_path, replay):

@@ -52,3 +52,20 @@ def test_percentiles_are_nearest_rank():
         "max": 100,
     }
     assert percentiles([]) == {"observed": 0}
+
+
+def test_a_mean_lift_is_the_difference_of_the_means_with_welchs_interval():
+    from operators.measurement.lift import mean_lift
+
+    treated, control = [1.0, 0.0] * 600, [1.0, 0.0, 0.0, 0.0] * 300
+    result = mean_lift(treated, control)
+    assert (result["mean_treated"], result["mean_control"], result["absolute"]) == (
+        0.5,
+        0.25,
+        0.25,
+    )
+    spread = 1.959963984540054 * (0.25 * 1200 / 1199 / 1200 + 0.1875 * 1200 / 1199 / 1200) ** 0.5
+    assert result["absolute_95"] == [round(0.25 - spread, 6), round(0.25 + spread, 6)]
+    assert result["significant"] and result["warnings"] == []
+    small = mean_lift([1.0], [0.0, 1.0])
+    assert small["absolute"] is None and "too few" in small["warnings"][0]

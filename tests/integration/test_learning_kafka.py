@@ -1,0 +1,56 @@
+"""Learning on Kafka: two processes on four partitions give replay's records.
+
+The story is the closed loop of tests/learning.py, replayed a day at a time until the
+plant had answered six days of actions; Kafka mode then reads the whole answered story,
+feedback keyed by the customer its action id names, and must decide, choose and score
+exactly as replay does (the draws are keyed hashes, the evidence each customer's own)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from flows.kafka.broker import free_port
+from operators.policy.load import load_policy
+from tests.integration.conftest import Topics
+from tests.integration.test_kafka_flow import replay_prediction
+from tests.integration.test_scale_out import produce, start_cluster
+from tests.learning import closed_loop
+from tests.scenarios.conftest import replayer
+
+pytestmark = pytest.mark.usefixtures("cluster_key")
+
+
+@pytest.mark.scale
+@pytest.mark.timeout(600)
+def test_two_processes_on_four_partitions_learn_as_replay_does(
+    broker,
+    flows,
+    tmp_path,
+    monkeypatch,
+    reference_policy_path,
+):
+    monkeypatch.setenv("CONCIERGE_ACTION_KEY", "learning-test-action-key")  # replay's and the
+    # cluster's, so the feedback's action ids are the cluster's own
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = int((midnight - timedelta(days=9)).timestamp() * 1000)  # every window closed by now
+    replay = replayer(tmp_path, reference_policy_path)
+    _, answered, policy = closed_loop(tmp_path, replay, customers=60, days=6, start=start)
+    events = [orjson.loads(line) for line in answered.read_bytes().splitlines()]
+    assert sum(e["type"] == "feedback" for e in events) > 60
+
+    topics = Topics(broker, f"learn{free_port()}.")
+    topics.create(load_policy(policy.read_text(), "learning"), partitions=4)
+    produce(topics, events)
+    cluster = start_cluster(
+        lambda *a, **k: flows(*a, policy=policy, **k), topics, tmp_path / "two", 2, "--stop-at-end"
+    )
+    assert [flow.wait(180) for flow in cluster] == [0, 0], cluster[0].output()
+
+    predicted = replay_prediction(events, tmp_path, policy)
+    assert len(predicted["trials"]) == 6 * 60 and predicted["actions.push"]
+    for stream in ("decisions", "trials", "actions.email", "actions.push"):
+        kafka = sorted(value for _, value, _, _ in topics.read(stream))
+        assert kafka == predicted[stream], stream
