@@ -252,6 +252,28 @@ def declare_labels(policy: Policy) -> None:
         RESOLVED.labels(known)
     for result in ("erased", "nobody"):
         ERASURES.labels(result)
+    if policy.learning is not None:
+        _declare_learning(policy)
+
+
+def _declare_learning(policy: Policy) -> None:
+    """Each arm learning may choose, and each trial and rewarded outcome it may count."""
+    learning = policy.learning
+    assert learning is not None
+    hows = ("best", "explored", "control")
+    for action in policy.actions.values():
+        for how in hows:
+            for channel in action.channels:
+                LEARNING_CHOICES.labels("channel", channel, how)
+            if len(action.variants) > 1:
+                for template in action.variants:
+                    LEARNING_CHOICES.labels("variant", template, how)
+        for channel in action.channels:
+            for template in action.variants:
+                for group in ("learning", "control"):
+                    LEARNING_TRIALS.labels(action.name, channel, template, group)
+                    for outcome in learning.rewards:
+                        LEARNING_OUTCOMES.labels(action.name, channel, template, outcome, group)
 
 
 def held_back_rules(policy: Policy) -> list[tuple[str, str]]:

@@ -78,3 +78,24 @@ def test_timers_pending_after_a_replay_is_what_it_left_pending(policy, tmp_path)
     left = summary["pending_at_end"]
     assert gauge() == (sum(left["timers"].values()), sum(left["decisions"].values()))
     assert gauge()[0] > 0 and gauge()[1] > 0
+
+
+def test_learnings_arms_trials_and_outcomes_start_at_zero():
+    from tests.learning import learning_policy
+
+    declare_labels(learning_policy())
+    for how in ("best", "explored", "control"):
+        assert (
+            value("concierge_learning_choices_total", kind="channel", arm="push", how=how)
+            is not None
+        )
+        assert (
+            value("concierge_learning_choices_total", kind="variant", arm="nudge-discount", how=how)
+            is not None
+        )
+    labels = {"action": "nudge", "channel": "email", "template": "nudge-discount"}
+    assert value("concierge_learning_trials_total", **labels, group="control") is not None
+    assert (
+        value("concierge_learning_outcomes_total", **labels, outcome="clicked", group="learning")
+        is not None
+    )

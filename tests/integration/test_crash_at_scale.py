@@ -7,10 +7,12 @@ after the stream's last event, and every action or dead letter written again car
 same content.
 
 ``make test-scale`` runs it (``.ci/run`` does after ``make test``); the scale, the number of
-kills and the seed come from ``CONCIERGE_CRASH_*`` for longer runs by hand."""
+kills, the seed and the policy (``CONCIERGE_CRASH_POLICY=examples/policy-full.yaml``: learning,
+with its trials compared too) come from ``CONCIERGE_CRASH_*`` for longer runs by hand."""
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import signal
@@ -23,6 +25,7 @@ import pytest
 from confluent_kafka import Producer
 
 from flows.commands.generator import Generator, producer_key
+from operators.policy.load import load_policy
 from tests.integration.conftest import QUIET, Flow, Topics, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.scale]
@@ -31,6 +34,8 @@ CUSTOMERS = int(os.environ.get("CONCIERGE_CRASH_CUSTOMERS", "10000"))
 EVENTS = int(os.environ.get("CONCIERGE_CRASH_EVENTS", "100000"))
 KILLS = int(os.environ.get("CONCIERGE_CRASH_KILLS", "4"))
 SEED = int(os.environ.get("CONCIERGE_CRASH_SEED", str(random.randrange(1 << 30))))
+POLICY = os.environ.get("CONCIERGE_CRASH_POLICY")
+"""Another policy file than the reference policy (the ``policy`` fixture)."""
 PARTITIONS = 3
 RUN_TIMEOUT_S = 600
 
@@ -61,6 +66,8 @@ def preload(topics: Topics, records: list[bytes], keys: list[bytes | None]) -> N
 def outputs(topics: Topics, policy) -> dict[str, list[bytes]]:
     """Every record the flow wrote, by stream."""
     streams = ["decisions", "dlq", "audit", *(f"actions.{c}" for c in policy.channels)]
+    if policy.learning is not None:
+        streams.append("trials")
     return {name: [value for _, value, _, _ in topics.read(name)] for name in streams}
 
 
@@ -77,7 +84,7 @@ def comparable(name: str, value: bytes, prefix: str) -> bytes:
 
 def identity(name: str, value: bytes) -> str | None:
     """What names a record written again: an action's id, a dead letter's origin."""
-    if name.startswith("actions."):
+    if name.startswith("actions.") or name == "trials":
         return str(orjson.loads(value)["action_id"])
     if name == "dlq":
         return orjson.dumps(orjson.loads(value)["origin"], option=orjson.OPT_SORT_KEYS).decode()
@@ -98,6 +105,10 @@ def test_kill_9_at_random_points_loses_nothing_and_repeats_the_same_content(
 ):
     rng = random.Random(SEED)
     print(f"seed {SEED}: {EVENTS} events, {CUSTOMERS} customers, {KILLS} kills")
+    path = Path(POLICY).resolve() if POLICY else None
+    if path is not None:
+        policy = load_policy(path.read_text(), str(path))
+        flows = functools.partial(flows, policy=path)
     records, keys = stream()
     clean_topics = Topics(broker, f"clean{SEED}.")
     crash_topics = Topics(broker, f"crash{SEED}.")
@@ -134,7 +145,7 @@ def test_kill_9_at_random_points_loses_nothing_and_repeats_the_same_content(
     expected, got = outputs(clean_topics, policy), outputs(crash_topics, policy)
     assert sum(len(v) for k, v in expected.items() if k.startswith("actions.")) > 1000
     assert len(expected["dlq"]) > 100, "the stream's broken records are dead letters"
-    end = max(decided_at(value) for value in expected["decisions"])
+    end = max(decided_at("decisions", value) for value in expected["decisions"])
     later = 0
     for name in expected:
         clean_records = [comparable(name, v, clean_topics.prefix) for v in expected[name]]
@@ -144,7 +155,7 @@ def test_kill_9_at_random_points_loses_nothing_and_repeats_the_same_content(
         extra = set(crash_records) - set(clean_records)
         # A tailing flow fires on the wall clock what falls due after the stream's last
         # event; a run to the end does not (docs/limits.md, Time): only those may be extra.
-        early = {value for value in extra if decided_at(value) <= end}
+        early = {value for value in extra if decided_at(name, value) <= end}
         assert not early, f"{name}: {len(early)} records no clean run wrote, e.g. {min(early)}"
         later += len(extra)
         contents: dict[str, set[bytes]] = {}
@@ -157,9 +168,12 @@ def test_kill_9_at_random_points_loses_nothing_and_repeats_the_same_content(
     print(f"{KILLS} kills; {repeats} records written again; {later} decided after the end")
 
 
-def decided_at(value: bytes) -> str:
-    """When a record was decided (RFC 3339 in UTC, so it sorts); a dead letter never is."""
+def decided_at(name: str, value: bytes) -> str:
+    """When a record was decided (RFC 3339 in UTC, so it sorts), a trial when it was scored; a
+    dead letter never is."""
     record = orjson.loads(value)
+    if name == "trials":
+        return str(record["at"])
     return record.get("decided_at") or record.get("at") or ""
 
 
