@@ -194,3 +194,14 @@ def test_turning_learning_off_drops_the_trials_waiting_and_time_goes_on():
     _, outputs = live([3, 6], lambda a: None, policy=static, journey=journey)
     assert journey.state.trials == () and len(sent_on(outputs)) == 2
     assert journey.fire_due(static, parse_ms(day(20)), inclusive=True) == []
+
+
+def test_merging_two_learning_profiles_either_way_gives_the_same_trials_and_evidence():
+    one, _ = live(range(2, 9), lambda a: "clicked" if a.channel == "email" else None)
+    other, _ = live(range(4, 12), lambda a: "clicked", journey=Journey(CustomerState("cus_bob")))
+    a, b = (state_from_record(state_to_record(j.state)) for j in (one, other))
+    c, d = (state_from_record(state_to_record(j.state)) for j in (other, one))
+    merge_states(GREEDY, a, b)
+    merge_states(GREEDY, c, d)
+    assert sorted(a.trials) == sorted(c.trials)
+    assert sorted(a.evidence) == sorted(c.evidence)
