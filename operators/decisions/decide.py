@@ -3,7 +3,9 @@
 Every action of every moment decided at one instant is judged against the
 guardrails, channel by channel in the action's order: suppressions, consent,
 caps, quiet hours. Of those that could be sent, the highest score (decayed
-value times category weight) is sent and the rest are ``outranked``: they are
+value times category weight) is sent (with learning's ``order``, of that one's
+category, the highest expected value: the score times the estimated reward of
+the channel it would go on) and the rest are ``outranked``: they are
 decided again right after it, with its send counted, so the caps (not the
 arbitration) say how many actions a customer gets at once. The others get their
 own outcome. An action held back by quiet hours or a full
@@ -88,12 +90,18 @@ def decide(policy: Policy, state: CustomerState, keys: list[MomentKey], now: int
             verdicts.append(_judge(policy, state, action, key, moment, value, now))
     verdicts.sort(key=lambda v: (-v.score, v.action.name, v.key.moment, v.key.group or ""))
     winner = next((v for v in verdicts if v.outcome is Outcome.SENT), None)
+    by_expected_value = False
+    if winner is not None and policy.learning is not None and policy.learning.order:
+        first, winner = winner, _by_expected_value(verdicts, winner)
+        by_expected_value = winner is not first
     for verdict in verdicts:
         if verdict is winner:
             outputs.extend(_send(policy, state, verdict, now))
         elif verdict.outcome is Outcome.SENT:
             assert winner is not None
             outranked = f"outranked by {winner.action.name}"
+            if by_expected_value:
+                outranked += " (learning: a higher expected value)"
             outputs.append(_decision(policy, state, verdict, now, Outcome.OUTRANKED, outranked))
         else:
             outputs.append(_decision(policy, state, verdict, now, verdict.outcome, verdict.reason))
@@ -107,6 +115,26 @@ def decide(policy: Policy, state: CustomerState, keys: list[MomentKey], now: int
         if again:
             outputs.extend(decide(policy, state, again, now))
     return outputs
+
+
+def _by_expected_value(verdicts: list[Verdict], first: Verdict) -> Verdict:
+    """Of the verdicts to be sent in the category arbitration would send (``first``'s), the
+    one with the highest expected value: its score times the estimated reward of the arm
+    it would go on (the first in arbitration's order on a tie). A customer in learning's
+    control share keeps arbitration's choice."""
+    if first.learned is None or first.learned.control:
+        return first
+    rivals = [
+        v
+        for v in verdicts
+        if v.outcome is Outcome.SENT and v.action.category == first.action.category
+    ]
+    return max(rivals, key=lambda v: (_expected(v), -rivals.index(v)))
+
+
+def _expected(verdict: Verdict) -> float:
+    learned = verdict.learned
+    return verdict.score * (learned.estimate if learned is not None else 1.0)
 
 
 def _judge(

@@ -352,6 +352,11 @@ class Choice:
     """The arm with the highest estimate (the first in the policy's order on a tie): what
     learning chooses when it does not explore."""
 
+    @property
+    def arms_chosen(self) -> Arm:
+        """The chosen arm, with its estimate."""
+        return next(arm for arm in self.arms if arm.name == self.chosen)
+
     def as_record(self) -> dict[str, Any]:
         return {
             "chosen": self.chosen,
@@ -376,6 +381,12 @@ class Learned:
 
     choices: tuple[Choice, ...]
     control: bool
+
+    @property
+    def estimate(self) -> float:
+        """The estimated reward per send of the arm chosen: the channel's, else the
+        template's (1 when it chose neither)."""
+        return self.choices[0].arms_chosen.estimate if self.choices else 1.0
 
     @property
     def propensity(self) -> float:

@@ -271,6 +271,8 @@ class Learning:
     """Whether learning chooses the channel."""
     variant: bool
     """Whether learning chooses the template."""
+    order: bool = False
+    """Whether learning orders the moments of one category by expected value."""
 
 
 @dataclass(frozen=True, slots=True)

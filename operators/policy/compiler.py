@@ -456,6 +456,7 @@ def _learning(spec: Spec | None) -> Learning | None:
         salt=spec["salt"],
         channel="channel" in choose,
         variant="variant" in choose,
+        order="order" in choose,
     )
 
 

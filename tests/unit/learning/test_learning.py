@@ -12,7 +12,7 @@ from operators.journey import Journey
 from operators.learning.choice import choose, in_control
 from operators.learning.evidence import evidence_of
 from operators.model.records import Action, Decision, Outcome, Scored
-from operators.model.state import CustomerState
+from operators.model.state import CustomerState, Evidence
 from operators.model.state_records import state_from_record, state_to_record
 from operators.model.timefmt import parse_ms
 from operators.policy.load import PolicyError, load_policy
@@ -205,3 +205,64 @@ def test_merging_two_learning_profiles_either_way_gives_the_same_trials_and_evid
     merge_states(GREEDY, c, d)
     assert sorted(a.trials) == sorted(c.trials)
     assert sorted(a.evidence) == sorted(c.evidence)
+
+
+ORDERING = """
+version: "1"
+defaults: {timezone: UTC}
+channels: [email, push]
+categories: {marketing: 1}
+caps:
+  - {name: one-a-day, match: {category: marketing}, max: 1, window: 24h}
+signals:
+  looked: {on: product_view, at_least: 1, within: 1h}
+  looked_again: {on: product_view, at_least: 1, within: 1h}
+moments:
+  browsing: {from: looked, value: 40, half_life: 1d}
+  comparing: {from: looked_again, value: 30, half_life: 1d}
+actions:
+  browse_mail: {moment: browsing, channels: [email], category: marketing, template: b, min_value: 1}
+  compare_push: {moment: comparing, channels: [push], category: marketing, template: c,
+                 min_value: 1}
+learning:
+  rewards: {clicked: 1}
+  window: 2d
+  explore: 0
+  salt: order
+"""
+
+
+def answers_push_only():
+    state = CustomerState("cus_ana")
+    at = parse_ms(day(1))
+    state.evidence = (
+        Evidence("channel", "", "push", 10.0, 9.0, at),
+        Evidence("channel", "", "email", 10.0, 0.0, at),
+    )
+    return Journey(state)
+
+
+@pytest.mark.parametrize(
+    ("choose", "sent", "reason"),
+    [
+        ("[channel]", "browse_mail", "capped by one-a-day"),
+        ("[channel, order]", "compare_push", "capped by one-a-day"),
+    ],
+)
+def test_order_sends_the_moment_of_a_category_with_the_highest_expected_value(choose, sent, reason):
+    policy = load_policy(ORDERING + f"  choose: {choose}\n", "ordering")
+    outputs = answers_push_only().on_event(policy, view(day(2), 1))
+    assert [a.action for a in outputs if isinstance(a, Action)] == [sent]
+    decided = [d for d in outputs if isinstance(d, Decision)]
+    outranked = next(d for d in decided if d.outcome is Outcome.OUTRANKED)
+    assert outranked.action != sent
+    assert outranked.reason.endswith("(learning: a higher expected value)") is ("order" in choose)
+    assert reason in next(d for d in decided if d.outcome is Outcome.CAPPED).reason
+
+
+def test_order_leaves_a_control_customer_to_arbitration():
+    policy = load_policy(
+        ORDERING + "  choose: [channel, order]\n  control: 0.9999999\n", "ordering"
+    )
+    outputs = answers_push_only().on_event(policy, view(day(2), 1))
+    assert [a.action for a in outputs if isinstance(a, Action)] == ["browse_mail"]
