@@ -11,6 +11,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from operators.context.dates import REASONS as DATE_REASONS
 from operators.context.dates import bad_dates
 from operators.decisions.decide import QUIET_HOURS
+from operators.learning.timing import TIMING
 from operators.model import encoding as records
 from operators.model.records import DeadLetterReason, Event, Outcome
 from operators.policy.compiled import Policy
@@ -278,13 +279,15 @@ def _declare_learning(policy: Policy) -> None:
 
 def held_back_rules(policy: Policy) -> list[tuple[str, str]]:
     """Every (outcome, rule) :data:`HELD_BACK` can count under ``policy``: a cap's name for
-    capped, a suppression's or fatigue rule's for suppressed, quiet hours for deferred, an
-    eligibility rule's for ineligible."""
+    capped, a suppression's or fatigue rule's for suppressed, quiet hours or send-time
+    learning for deferred, an eligibility rule's for ineligible."""
     rules = [(Outcome.CAPPED.value, cap.name) for cap in policy.caps]
     rules += [(Outcome.SUPPRESSED.value, name) for name in policy.suppressions]
     rules += [(Outcome.SUPPRESSED.value, rule.name) for rule in policy.fatigue]
     if policy.quiet_hours is not None:
         rules.append((Outcome.DEFERRED.value, QUIET_HOURS))
+    if policy.learning is not None and policy.learning.wait_up_to:
+        rules.append((Outcome.DEFERRED.value, TIMING))
     eligibility = {r.name for rules in policy.eligibility_by_action.values() for r in rules}
     rules += [(Outcome.INELIGIBLE.value, name) for name in sorted(eligibility)]
     return rules

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from datetime import datetime
 
 from operators.context.consent import has_consent
 from operators.context.decay import falls_below_at
@@ -31,6 +32,7 @@ from operators.decisions.fatigue import fatigued_by
 from operators.decisions.quiet_hours import quiet_until, release_offset
 from operators.learning.choice import choose_arms, chosen
 from operators.learning.evidence import CHANNEL, VARIANT, open_trial, score_closed
+from operators.learning.timing import TIMING, likeliest_hour, local_hour
 from operators.measurement.conversions import watch_for_conversions
 from operators.measurement.holdouts import GLOBAL, holdout_of
 from operators.model.fast_init import fast_init
@@ -197,11 +199,62 @@ def _learned(
     now: int,
 ) -> Verdict:
     """To be sent on the channel learning chooses of those that ``passed``."""
-    assert policy.learning is not None
+    learning = policy.learning
+    assert learning is not None
     decision = f"{state.customer_id}|{action.name}|{key.moment}|{key.group}|{moment.opening_event}"
-    learned = choose_arms(policy.learning, state, action, passed, decision, now)
+    learned = choose_arms(learning, state, action, passed, decision, now)
     channel = chosen(learned, CHANNEL, passed[0])
+    if learning.waits(action.category) and not learned.control:
+        later = _likelier_hour(policy, state, action, key, moment, channel, now)
+        if later is not None:
+            at, reason = later
+            return Verdict(
+                action, key, moment, value, Outcome.DEFERRED, reason, channel, at, TIMING, at
+            )
     return Verdict(action, key, moment, value, Outcome.SENT, "eligible", channel, learned=learned)
+
+
+def _likelier_hour(
+    policy: Policy,
+    state: CustomerState,
+    action: ActionSpec,
+    key: MomentKey,
+    moment: OpenMoment,
+    channel: str,
+    now: int,
+) -> tuple[int, str] | None:
+    """When ``action`` should wait for: the start of the customer's likelier local hour (see
+    :mod:`operators.learning.timing`), with the reason; None to send now."""
+    learning = policy.learning
+    assert learning is not None
+    tz = zone(timezone_of(policy, state))
+    if tz is None:
+        return None
+    half_life = policy.moments[key.moment].half_life
+    quiet = policy.quiet_hours
+    later = likeliest_hour(
+        learning,
+        state,
+        tz,
+        now,
+        moment.opened_at + learning.wait_up_to,
+        lambda at: value_now(moment, half_life, at),
+        action.min_value,
+        lambda at: (
+            quiet is not None
+            and quiet.applies(channel, action.category)
+            and quiet_until(quiet, at, tz, channel) is not None
+        ),
+    )
+    if later is None:
+        return None
+    at, expected, current = later
+    local = datetime.fromtimestamp(at / 1000, tz)
+    reason = (
+        f"learning: likelier hour {local:%H:%M} local until {format_ms(at)} "
+        f"(expected value {expected:.2f} then against {current:.2f} now)"
+    )
+    return at, reason
 
 
 def _held_on(
@@ -353,11 +406,16 @@ def _send(policy: Policy, state: CustomerState, verdict: Verdict, now: int) -> l
         return [decision]
     template = chosen(verdict.learned, VARIANT, action.template)
     scored: list[Output] = []
-    if policy.learning is not None:
+    learning = policy.learning
+    if learning is not None:
         control = verdict.learned is not None and verdict.learned.control
+        hour = -1
+        if learning.wait_up_to:
+            tz = zone(timezone_of(policy, state))
+            hour = local_hour(now, tz) if tz is not None else -1
         scored.extend(
             open_trial(
-                policy.learning,
+                learning,
                 state,
                 the_id,
                 action.name,
@@ -365,6 +423,7 @@ def _send(policy: Policy, state: CustomerState, verdict: Verdict, now: int) -> l
                 template,
                 now,
                 control,
+                hour,
             )
         )
     spec = policy.moments[name]

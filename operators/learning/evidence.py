@@ -4,8 +4,9 @@ A sent decision (not a held-out one: nothing reached a channel) opens a :class:`
 its channel and template. Until its window closes, each outcome the policy rewards counts
 once: a feedback outcome about its action id, or a conversion of it. Once the customer's
 event time passes the window's end, the trial is scored: its reward joins the evidence of
-its channel (across actions) and of its template (of its action), where older evidence
-weighs less, halving every ``half_life``.
+its channel (across actions) and of its template (of its action), and with send-time
+learning of the local hour it was sent in, where older evidence weighs less, halving every
+``half_life``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ MAX_TRIALS = 64
 """Trials kept waiting per customer (the latest); an older one is scored early, as is."""
 CHANNEL = "channel"
 VARIANT = "variant"
+HOUR = "hour"
+"""The evidence of the local hour a trial was sent in (send-time learning)."""
 
 
 def fade(learning: Learning, since: int, until: int) -> float:
@@ -38,6 +41,7 @@ def open_trial(
     template: str,
     now: int,
     control: bool,
+    hour: int = -1,
 ) -> list[Scored]:
     """A sent decision starts waiting for its outcomes (once per action id: a decision sent
     again with the same id keeps its first trial). Beyond :data:`MAX_TRIALS`, the oldest is
@@ -45,7 +49,9 @@ def open_trial(
     if any(trial.action_id == action_id for trial in state.trials):
         return []
     closes = now + learning.window
-    trial = Trial(closes, action_id, action, channel, template, 0.0, (), control, learning.window)
+    trial = Trial(
+        closes, action_id, action, channel, template, 0.0, (), control, learning.window, hour
+    )
     trials = [*state.trials, trial]
     early = trials[: max(len(trials) - MAX_TRIALS, 0)]
     state.trials = tuple(trials[len(early) :])
@@ -120,7 +126,10 @@ def _score(
                 trial.control,
             )
         )
-        for key in ((CHANNEL, "", trial.channel), (VARIANT, trial.action, trial.template)):
+        keys = [(CHANNEL, "", trial.channel), (VARIANT, trial.action, trial.template)]
+        if trial.hour >= 0:
+            keys.append((HOUR, "", f"{trial.hour:02d}"))
+        for key in keys:
             known = evidence.get(key)
             if known is None:
                 evidence[key] = Evidence(*key, 1.0, trial.reward, trial.closes)

@@ -93,6 +93,8 @@ class Trial(NamedTuple):
     """Its customer was in learning's control share when it was sent."""
     window: int = 0
     """How long its window is (ms): it was sent at ``closes - window``."""
+    hour: int = -1
+    """The customer's local hour when it was sent, for send-time learning (-1: not kept)."""
 
 
 class Evidence(NamedTuple):

@@ -64,7 +64,7 @@ def state_to_record(state: CustomerState) -> dict[str, Any]:
         "identifier_kinds": list(state.identifier_kinds),
         "bounced": [list(bounce) for bounce in state.bounced],
         "trials": [
-            [*trial[:6], list(trial.outcomes), trial.control, trial.window]
+            [*trial[:6], list(trial.outcomes), trial.control, trial.window, trial.hour]
             for trial in state.trials
         ],
         "evidence": [list(evidence) for evidence in state.evidence],
@@ -125,8 +125,9 @@ def state_from_record(record: dict[str, Any]) -> CustomerState:
             tuple(map(str, outcomes)),
             bool(control),
             int(window),
+            int(hour),
         )
-        for closes, i, a, c, t, r, outcomes, control, window in record.get("trials", ())
+        for closes, i, a, c, t, r, outcomes, control, window, hour in record.get("trials", ())
     )
     state.evidence = tuple(
         Evidence(str(kind), str(a), str(arm), float(n), float(r), int(at))

@@ -39,6 +39,7 @@ _DURATION_FIELDS = (
     ("conversions", "*", "within"),
     ("learning", "window"),
     ("learning", "half_life"),
+    ("learning", "timing", "wait_up_to"),
 )
 _NUMBER_FIELDS = (
     ("moments", "*", "value"),
@@ -346,6 +347,17 @@ def _learning_problems(learning: Any, document: dict[str, Any]) -> Problems:
     for key in ("window", "half_life"):
         if key in learning and _is_zero(learning[key]):
             yield ("learning", key), "must be longer than 0"
+    timing = learning.get("timing")
+    if isinstance(timing, dict):
+        if _is_zero(timing.get("wait_up_to", "1s")):
+            yield ("learning", "timing", "wait_up_to"), "must be longer than 0"
+        defined = set(_names_in(document.get("categories")))
+        for index, category in enumerate(timing.get("categories", [])):
+            if category not in defined:
+                yield (
+                    ("learning", "timing", "categories", index),
+                    f"names no category: {category!r} (categories: {_listing(defined)})",
+                )
 
 
 def _blocked_problems(kind: str, patterns: list[str]) -> Problems:

@@ -273,6 +273,17 @@ class Learning:
     """Whether learning chooses the template."""
     order: bool = False
     """Whether learning orders the moments of one category by expected value."""
+    wait_up_to: int = 0
+    """Send-time learning: how long after its moment opened an action may wait for the
+    customer's likeliest local hour (0: it never waits)."""
+    timing_categories: frozenset[str] | None = None
+    """The categories that may wait (None: every category)."""
+
+    def waits(self, category: str) -> bool:
+        """Whether an action of ``category`` may wait for a likelier hour."""
+        return self.wait_up_to > 0 and (
+            self.timing_categories is None or category in self.timing_categories
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -445,6 +445,8 @@ def _learning(spec: Spec | None) -> Learning | None:
         return None
     prior = spec.get("prior", {})
     choose = spec.get("choose", ("channel", "variant"))
+    timing = spec.get("timing", {})
+    categories = timing.get("categories")
     return Learning(
         rewards=MappingProxyType({name: float(value) for name, value in spec["rewards"].items()}),
         window=parse_duration_ms(spec["window"]),
@@ -457,6 +459,8 @@ def _learning(spec: Spec | None) -> Learning | None:
         channel="channel" in choose,
         variant="variant" in choose,
         order="order" in choose,
+        wait_up_to=parse_duration_ms(timing.get("wait_up_to", "0s")),
+        timing_categories=frozenset(categories) if categories is not None else None,
     )
 
 

@@ -14,7 +14,7 @@ from operators.learning.evidence import evidence_of
 from operators.model.records import Action, Decision, Outcome, Scored
 from operators.model.state import CustomerState, Evidence
 from operators.model.state_records import state_from_record, state_to_record
-from operators.model.timefmt import parse_ms
+from operators.model.timefmt import format_ms, parse_ms
 from operators.policy.load import PolicyError, load_policy
 from tests.conftest import make_event
 from tests.learning import LEARNING, POLICY, learning_policy
@@ -266,3 +266,83 @@ def test_order_leaves_a_control_customer_to_arbitration():
     )
     outputs = answers_push_only().on_event(policy, view(day(2), 1))
     assert [a.action for a in outputs if isinstance(a, Action)] == ["browse_mail"]
+
+
+TIMING_LEARNING = (
+    LEARNING.replace("control: 0.2", "control: 0").replace("explore: 0.05", "explore: 0")
+    + "  timing: {wait_up_to: 12h}\n"
+)
+
+
+def timing_policy(learning=TIMING_LEARNING, policy=POLICY):
+    return load_policy(policy + learning, "timing")
+
+
+def evening_person():
+    """A customer whose sends at 19:00 (UTC, the policy's zone) earned far more than at any
+    other hour."""
+    state = CustomerState("cus_ana")
+    at = parse_ms(day(1))
+    state.evidence = tuple(
+        Evidence("hour", "", f"{hour:02d}", 10.0, 8.0 if hour == 19 else 1.0, at)
+        for hour in range(24)
+    )
+    return Journey(state)
+
+
+def test_nothing_waits_for_a_customer_of_whom_nothing_is_known():
+    policy = timing_policy()
+    outputs = Journey(CustomerState("cus_ana")).on_event(policy, view(day(2, "10:00"), 1))
+    assert [o.outcome for o in outputs if isinstance(o, Decision)] == [Outcome.SENT]
+
+
+def test_an_action_waits_for_the_customers_likelier_hour_and_goes_then():
+    policy, journey = timing_policy(), evening_person()
+    outputs = journey.on_event(policy, view(day(2, "10:00"), 1))
+    (deferred,) = [o for o in outputs if isinstance(o, Decision)]
+    assert (deferred.outcome, deferred.rule, format_ms(deferred.until)) == (
+        Outcome.DEFERRED,
+        "learning.timing",
+        "2026-11-02T19:00:00Z",
+    )
+    assert deferred.reason.startswith("learning: likelier hour 19:00 local until")
+    later = journey.fire_due(policy, parse_ms(day(2, "23:00")), inclusive=True)
+    (sent,) = [o for o in later if isinstance(o, Action)]
+    assert format_ms(sent.decided_at) == "2026-11-02T19:00:00Z"
+    assert journey.state.trials[-1].hour == 19
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        pytest.param(timing_policy(TIMING_LEARNING.replace("12h", "6h")), id="past wait_up_to"),
+        pytest.param(
+            timing_policy(policy=POLICY.replace("half_life: 1d", "half_life: 2h")),
+            id="its value falls below min_value before then",
+        ),
+        pytest.param(
+            timing_policy(
+                TIMING_LEARNING.replace("12h}", "12h, categories: [service]}"),
+                POLICY.replace("{marketing: 1}", "{marketing: 1, service: 10}"),
+            ),
+            id="its category does not wait",
+        ),
+        pytest.param(
+            timing_policy(TIMING_LEARNING.replace("control: 0", "control: 0.9999999")),
+            id="a control customer",
+        ),
+        pytest.param(
+            timing_policy(
+                policy=POLICY.replace(
+                    "categories:",
+                    'quiet_hours: {default: {start: "18:00", end: "23:00"}}\ncategories:',
+                )
+            ),
+            id="quiet hours then",
+        ),
+    ],
+)
+def test_an_action_is_sent_now_when_its_likelier_hour_is_out_of_reach(policy):
+    outputs = evening_person().on_event(policy, view(day(2, "10:00"), 1))
+    sent = [format_ms(a.decided_at) for a in outputs if isinstance(a, Action)]
+    assert sent == ["2026-11-02T10:00:00Z"]
