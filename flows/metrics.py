@@ -29,7 +29,7 @@ DECISIONS = Counter("concierge_decisions", "Decisions by outcome", ["outcome"])
 HELD_BACK = Counter(
     "concierge_decisions_held_back",
     "Decisions capped, suppressed or deferred, by the rule that held them back (a cap's or "
-    "suppression's name, or quiet_hours)",
+    "suppression's name, quiet_hours, or learning.timing)",
     ["outcome", "rule"],
 )
 ACTIONS = Counter("concierge_actions", "Actions emitted by channel", ["channel"])

@@ -147,9 +147,10 @@ class Loop:
         return rate, math.sqrt(rate * (1 - rate) / len(self.sends(first_day, last_day, control)))
 
 
-def view_record(n: int, day: int, start: int = START) -> dict[str, Any]:
-    """Customer ``n``'s morning view on ``day`` after ``start``, as a producer writes it."""
-    at = format_ms(start + day * DAY + 10 * 3_600_000 + n * 1_000)
+def view_record(n: int, day: int, start: int = START, hour: int = 10) -> dict[str, Any]:
+    """Customer ``n``'s view on ``day`` after ``start`` (in the morning, or at ``hour``), as a
+    producer writes it."""
+    at = format_ms(start + day * DAY + hour * 3_600_000 + n * 1_000)
     return event_dict(
         "product_view", at, {"product_id": "p-1"}, f"view-{n}-{day}", email=f"c{n}@example.com"
     )
@@ -180,17 +181,25 @@ def actions_of(result: Any) -> list[dict[str, Any]]:
 
 
 def closed_loop(
-    tmp_path: Path, replay: Any, customers: int, days: int, start: int = START
+    tmp_path: Path,
+    replay: Any,
+    customers: int,
+    days: int,
+    start: int = START,
+    learning: str = LEARNING,
+    hour_of: Any = None,
 ) -> tuple[Any, Path, Path]:
     """Replay ``days`` days from ``start``, a day at a time, each with the plant's answers to
-    the days before; the last replay, the events it read with the answers to its last day,
-    and the policy."""
+    the days before (customer ``n`` views at ``hour_of(n, day)``, by default 10:00); the
+    last replay, the events it read with the answers to its last day, and the policy."""
     policy = tmp_path / "learning.yaml"
-    policy.write_text(POLICY + LEARNING)
+    policy.write_text(POLICY + learning)
     views: list[dict[str, Any]] = []
     answers: list[dict[str, Any]] = []
     for day in range(days):
-        views += [view_record(n, day, start) for n in range(customers)]
+        views += [
+            view_record(n, day, start, hour_of(n, day) if hour_of else 10) for n in range(customers)
+        ]
         story = sorted([*views, *answers], key=lambda e: e["timestamp"])
         events = write_jsonl(tmp_path / f"day-{day}.jsonl", story)
         result = replay(events, "--until", format_ms(start + (day + 1) * DAY), policy=policy)

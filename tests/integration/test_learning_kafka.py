@@ -1,4 +1,5 @@
-"""Learning on Kafka: two processes on four partitions give replay's records.
+"""Learning on Kafka: two processes on four partitions give replay's records, send-time
+learning's deferrals among them.
 
 The story is the closed loop of tests/learning.py, replayed a day at a time until the
 plant had answered six days of actions; Kafka mode then reads the whole answered story,
@@ -17,7 +18,7 @@ from operators.policy.load import load_policy
 from tests.integration.conftest import Topics
 from tests.integration.test_kafka_flow import replay_prediction
 from tests.integration.test_scale_out import produce, start_cluster
-from tests.learning import closed_loop
+from tests.learning import LEARNING, closed_loop
 from tests.scenarios.conftest import replayer
 
 pytestmark = pytest.mark.usefixtures("cluster_key")
@@ -37,7 +38,12 @@ def test_two_processes_on_four_partitions_learn_as_replay_does(
     midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start = int((midnight - timedelta(days=9)).timestamp() * 1000)  # every window closed by now
     replay = replayer(tmp_path, reference_policy_path)
-    _, answered, policy = closed_loop(tmp_path, replay, customers=60, days=6, start=start)
+    # customers view in the morning or the evening, and send-time learning may make a morning
+    # action wait for the evening: deferrals the wall clock fires in Kafka mode
+    timing = LEARNING + "  timing: {wait_up_to: 12h}\n"
+    _, answered, policy = closed_loop(
+        tmp_path, replay, 60, 6, start, timing, lambda n, day: 10 if (n + day) % 3 else 19
+    )
     events = [orjson.loads(line) for line in answered.read_bytes().splitlines()]
     assert sum(e["type"] == "feedback" for e in events) > 60
 
@@ -51,6 +57,10 @@ def test_two_processes_on_four_partitions_learn_as_replay_does(
 
     predicted = replay_prediction(events, tmp_path, policy)
     assert len(predicted["trials"]) == 6 * 60 and predicted["actions.push"]
+    waited = [
+        d for d in map(orjson.loads, predicted["decisions"]) if d.get("rule") == "learning.timing"
+    ]
+    assert waited, "some morning actions should wait for the evening"
     for stream in ("decisions", "trials", "actions.email", "actions.push"):
         kafka = sorted(value for _, value, _, _ in topics.read(stream))
         assert kafka == predicted[stream], stream
