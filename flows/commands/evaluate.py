@@ -138,6 +138,8 @@ def render(name: str, estimate: Estimate) -> str:
 
 def estimate(replay: Path, events: Path, learning: Learning, name: str) -> Estimate:
     candidate = candidate_named(name)
+    if not (replay / "decisions.jsonl").is_file():
+        raise EvaluateError(f"no replay output at {replay} (no decisions.jsonl)")
     logs = logs_of(replay, outcomes_of(events, replay, learning), learning)
     return evaluate(logs, candidate, learning.explore, learning.control)
 
