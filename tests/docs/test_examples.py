@@ -6,7 +6,15 @@ import re
 
 from ruamel.yaml import YAML
 
-from tests.conftest import EXAMPLES, ROOT, SPEC_FULL_POLICY, SPEC_POLICY
+from tests.conftest import (
+    BEYOND,
+    EXAMPLES,
+    OURS,
+    ROOT,
+    SPEC_FULL_POLICY,
+    SPEC_POLICY,
+    within_the_spec,
+)
 from tests.scenarios.conftest import concierge
 
 BUNDLED = {
@@ -14,28 +22,6 @@ BUNDLED = {
     ROOT / "flows" / "policy_full.yaml": EXAMPLES / "policy-full.yaml",
 }
 """What the package ships (``concierge demo`` reads the first), and the example each is."""
-
-
-_OURS = {
-    "# A type `limits` leaves out has a default: 100 per profile for device_id and anonymous_id "
-    "(as here), 10 for the",
-    "# others. Any type may have a limit of its own, higher too; a link past it is refused and "
-    "audited, as over these.",
-    "    variants: [product-nudge-bundle]   # further templates `learning` (below) may choose "
-    "instead",
-}
-"""The lines ``examples/policy-full.yaml`` has within the spec's beyond it."""
-BEYOND = "# ---- Beyond the spec: what this repository adds"
-"""Where the sections this repository adds begin, at the end of ``examples/policy-full.yaml``
-(the blank line before it is ours too)."""
-
-
-def _within_the_spec(text):
-    """The lines of ``examples/policy-full.yaml`` before what this repository adds."""
-    head = text[: text.index(BEYOND)] if BEYOND in text else text
-    return head.removesuffix("\n").splitlines()
-
-
 SPEC_DIGESTS = (
     "07d2c81b17c40d4ca4e1864490151792aad3bad0861c448d6e2d02e2604bdf41",
     "1266908ddf18fc7f2e81142a054b1eae625f832700b6b28b9041aa972716c909",
@@ -45,8 +31,8 @@ from: what a clone alone, without the spec beside it, checks them against."""
 
 
 def test_the_examples_are_the_spec_policies():
-    ours = _within_the_spec((EXAMPLES / "policy-full.yaml").read_text())
-    added = {line for line in ours if line.startswith("# ") or line in _OURS}
+    ours = within_the_spec((EXAMPLES / "policy-full.yaml").read_text())
+    added = {line for line in ours if line.startswith("# ") or line in OURS}
     if SPEC_POLICY.is_file():
         assert (EXAMPLES / "policy.yaml").read_text() == SPEC_POLICY.read_text()
         spec = SPEC_FULL_POLICY.read_text().splitlines()
@@ -58,10 +44,17 @@ def test_the_examples_are_the_spec_policies():
         assert digests == SPEC_DIGESTS, "the spec changed: copy it again, and its digests"
     else:  # a clone alone: the copies are still of the spec they were taken from
         reference = hashlib.sha256((EXAMPLES / "policy.yaml").read_bytes()).hexdigest()
-        full = "\n".join(line for line in ours if line not in _OURS) + "\n"
+        full = "\n".join(line for line in ours if line not in OURS) + "\n"
         assert (reference, hashlib.sha256(full.encode()).hexdigest()) == SPEC_DIGESTS
-        added &= _OURS
+        added &= OURS
     assert added, "examples/policy-full.yaml comments the identifier limits' defaults"
+
+
+def test_a_clone_alone_tests_against_the_spec_full_policy_not_the_example():
+    from tests.conftest import FULL_POLICY
+
+    assert hashlib.sha256(FULL_POLICY.read_bytes()).hexdigest() == SPEC_DIGESTS[1]
+    assert "learning:" not in FULL_POLICY.read_text()
 
 
 def test_the_full_example_adds_learning_at_its_end():
