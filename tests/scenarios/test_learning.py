@@ -1,6 +1,8 @@
 """Learning through ``concierge replay``, day by day: the plant of tests/learning.py answers
 each day's actions with feedback, and the next day's replay reads it (the whole story
-again: replay is deterministic, so every day before decides as it did)."""
+again: replay is deterministic, so every day before decides as it did). Each test replays
+several times, so all run with ``make test-scale`` (``.ci/run`` runs it after ``make test``);
+tests/unit/learning/ holds the core's."""
 
 import json
 import math
@@ -67,6 +69,7 @@ def clicked_of(result):
     return {a["action_id"] for a in actions_of(result) if feedback_for(a) is not None}
 
 
+@pytest.mark.scale  # replays day by day: the suite keeps under 10 minutes
 def test_evaluate_estimates_a_candidate_from_the_logs_and_says_when_it_cannot(tmp_path, replay):
     result, events, policy = closed_loop(tmp_path, replay, customers=40, days=1)
     asked = concierge(
@@ -149,6 +152,7 @@ def test_over_fourteen_days_learning_finds_what_each_customer_answers(tmp_path, 
     assert {customer_of(a) for a in actions_of(result)} == set(range(customers))
 
 
+@pytest.mark.scale  # replays day by day: the suite keeps under 10 minutes
 def test_a_replay_writes_each_trial_scored_and_learnings_lift(tmp_path, replay):
     result, _, _ = closed_loop(tmp_path, replay, customers=20, days=4)
     trials = result.lines("trials.jsonl")
@@ -175,6 +179,7 @@ def test_a_replay_writes_each_trial_scored_and_learnings_lift(tmp_path, replay):
     assert "channel push" in text and "control (static policy)" in text
 
 
+@pytest.mark.scale  # replays day by day: the suite keeps under 10 minutes
 def test_explain_says_what_learning_chose_and_why(tmp_path, replay):
     result, events, _ = closed_loop(tmp_path, replay, customers=4, days=4)
     told = concierge(

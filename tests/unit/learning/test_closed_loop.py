@@ -15,7 +15,7 @@ from operators.learning.evaluation import (
 from operators.model.records import Outcome
 from tests.learning import BEST, Loop, learning_policy
 
-CUSTOMERS = 1000
+CUSTOMERS = 600
 
 
 @pytest.fixture(scope="module")
