@@ -134,11 +134,12 @@ def _score(
             if known is None:
                 evidence[key] = Evidence(*key, 1.0, trial.reward, trial.closes)
                 continue
-            weight = fade(learning, known.at, trial.closes)
+            at = max(known.at, trial.closes)  # a trial scored out of order weighs its age too
+            mine, its = fade(learning, known.at, at), fade(learning, trial.closes, at)
             evidence[key] = known._replace(
-                trials=known.trials * weight + 1.0,
-                reward=known.reward * weight + trial.reward,
-                at=max(known.at, trial.closes),
+                trials=known.trials * mine + its,
+                reward=known.reward * mine + trial.reward * its,
+                at=at,
             )
     state.evidence = tuple(evidence.values())
     return scored

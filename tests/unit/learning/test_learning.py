@@ -12,7 +12,7 @@ from operators.journey import Journey
 from operators.learning.choice import choose, in_control
 from operators.learning.evidence import evidence_of
 from operators.model.records import Action, Decision, Outcome, Scored
-from operators.model.state import CustomerState, Evidence
+from operators.model.state import CustomerState, Evidence, Trial
 from operators.model.state_records import state_from_record, state_to_record
 from operators.model.timefmt import format_ms, parse_ms
 from operators.policy.load import PolicyError, load_policy
@@ -346,3 +346,17 @@ def test_an_action_is_sent_now_when_its_likelier_hour_is_out_of_reach(policy):
     outputs = evening_person().on_event(policy, view(day(2, "10:00"), 1))
     sent = [format_ms(a.decided_at) for a in outputs if isinstance(a, Action)]
     assert sent == ["2026-11-02T10:00:00Z"]
+
+
+def test_a_trial_scored_after_a_later_one_weighs_as_old_as_it_is():
+    from operators.learning.evidence import _score
+
+    policy = GREEDY.learning
+    state = CustomerState("cus_ana")
+    thirty_days = 30 * 86_400_000
+    later = Trial(2 * thirty_days, "a2", "nudge", "push", "t", 1.0)
+    earlier = Trial(thirty_days, "a1", "nudge", "push", "t", 1.0)
+    _score(policy, state, [later])
+    _score(policy, state, [earlier])
+    trials, reward = evidence_of(policy, state, "channel", "", "push", 2 * thirty_days)
+    assert (trials, reward) == (pytest.approx(1.5), pytest.approx(1.5))
