@@ -16,15 +16,12 @@ static policy: the first channel that passes, the action's ``template``.
 
 from __future__ import annotations
 
-import hashlib
-
 from operators.learning.evidence import CHANNEL, VARIANT, evidence_of
 from operators.measurement.holdouts import place
 from operators.model.records import Arm, Choice, Learned
 from operators.model.state import CustomerState
 from operators.policy.compiled import ActionSpec, Learning
 
-_SCALE = float(2**64)
 CONTROL = "learning"
 """What a customer's control place is drawn for (beside the salt and their id)."""
 
@@ -35,9 +32,24 @@ def in_control(learning: Learning, customer_id: str) -> bool:
 
 
 def draw(learning: Learning, decision: str, kind: str) -> float:
-    """The decision's stable draw in [0, 1) for choosing ``kind``."""
-    digest = hashlib.sha256(f"{learning.salt}|{decision}|{kind}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / _SCALE
+    """The decision's stable draw in [0, 1) for choosing ``kind``: a place as holdouts draw
+    one, of ``sha256("<salt>|<decision>|<kind>")``."""
+    return place(learning.salt, decision, kind)
+
+
+def shrunk(learning: Learning, trials: float, reward: float, toward: float) -> float:
+    """The reward per trial ``trials`` that earned ``reward`` say, shrunk toward ``toward``
+    as if it were ``prior.trials`` trials of its own."""
+    prior = learning.prior_trials
+    return (prior * toward + reward) / (prior + trials)
+
+
+def chance(explore: float, arms: int, best: bool) -> float:
+    """The probability an arm among ``arms`` is chosen: the best one (``best``), or another,
+    when ``explore`` of the decisions draw one at random."""
+    if arms == 1:
+        return 1.0
+    return explore / arms + (1.0 - explore if best else 0.0)
 
 
 def estimate(
@@ -45,8 +57,7 @@ def estimate(
 ) -> Arm:
     """What the customer's evidence, shrunk toward the prior, says ``arm`` is worth."""
     trials, reward = evidence_of(learning, state, kind, action, arm, now)
-    prior = learning.prior_trials
-    return Arm(arm, (prior * learning.prior_reward + reward) / (prior + trials), trials)
+    return Arm(arm, shrunk(learning, trials, reward, learning.prior_reward), trials)
 
 
 def choose(
@@ -67,7 +78,7 @@ def choose(
     u = draw(learning, decision, kind) if explore > 0 else 1.0
     explored = u < explore
     chosen = min(int(u / explore * len(arms)), len(arms) - 1) if explored else best
-    propensity = explore / len(arms) + (1.0 - explore if chosen == best else 0.0)
+    propensity = chance(explore, len(arms), chosen == best)
     return Choice(kind, estimates, arms[chosen], propensity, explored, arms[best])
 
 

@@ -22,6 +22,8 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from operators.learning.choice import chance
+
 Z95 = 1.959964
 MIN_EFFECTIVE = 30.0
 """Below this effective sample size an estimate is reported with a warning."""
@@ -97,10 +99,7 @@ def learning_propensity(logged: Logged, explore: float) -> float:
     best = greedy(logged)
     probability = 1.0
     for kind, arms in logged.arms.items():
-        share = explore / len(arms) if len(arms) > 1 else 0.0
-        probability *= share + (
-            1.0 - share * len(arms) if logged.chosen[kind] == best[kind] else 0.0
-        )
+        probability *= chance(explore, len(arms), logged.chosen[kind] == best[kind])
     return probability
 
 

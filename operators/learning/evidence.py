@@ -131,16 +131,8 @@ def _score(
             keys.append((HOUR, "", f"{trial.hour:02d}"))
         for key in keys:
             known = evidence.get(key)
-            if known is None:
-                evidence[key] = Evidence(*key, 1.0, trial.reward, trial.closes)
-                continue
-            at = max(known.at, trial.closes)  # a trial scored out of order weighs its age too
-            mine, its = fade(learning, known.at, at), fade(learning, trial.closes, at)
-            evidence[key] = known._replace(
-                trials=known.trials * mine + its,
-                reward=known.reward * mine + trial.reward * its,
-                at=at,
-            )
+            its = Evidence(*key, 1.0, trial.reward, trial.closes)
+            evidence[key] = its if known is None else _added(learning, known, its)
     state.evidence = tuple(evidence.values())
     return scored
 
@@ -175,12 +167,17 @@ def merge_learning(
         if known is None or learning is None:
             evidence.setdefault(key, other)
             continue
-        at = max(known.at, other.at)
-        mine, theirs = fade(learning, known.at, at), fade(learning, other.at, at)
-        evidence[key] = Evidence(
-            *key,
-            known.trials * mine + other.trials * theirs,
-            known.reward * mine + other.reward * theirs,
-            at,
-        )
+        evidence[key] = _added(learning, known, other)
     survivor.evidence = tuple(evidence.values())
+
+
+def _added(learning: Learning, known: Evidence, other: Evidence) -> Evidence:
+    """Two evidences of one arm as one, each faded to the later of the two (a trial scored
+    out of order weighs its age too)."""
+    at = max(known.at, other.at)
+    mine, theirs = fade(learning, known.at, at), fade(learning, other.at, at)
+    return known._replace(
+        trials=known.trials * mine + other.trials * theirs,
+        reward=known.reward * mine + other.reward * theirs,
+        at=at,
+    )

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 
+from operators.learning.choice import shrunk
 from operators.learning.evidence import HOUR as HOUR_KIND
 from operators.learning.evidence import evidence_of, fade
 from operators.model.state import CustomerState
@@ -79,8 +80,7 @@ def _average(learning: Learning, state: CustomerState, now: int) -> float:
             weight = fade(learning, known.at, now)
             trials += known.trials * weight
             reward += known.reward * weight
-    prior = learning.prior_trials
-    return (prior * learning.prior_reward + reward) / (prior + trials)
+    return shrunk(learning, trials, reward, learning.prior_reward)
 
 
 def _estimate(
@@ -88,5 +88,4 @@ def _estimate(
 ) -> float:
     """What the customer's sends at local ``hour`` earned, shrunk toward their average."""
     trials, reward = evidence_of(learning, state, HOUR_KIND, "", hour_arm(hour), now)
-    prior = learning.prior_trials
-    return (prior * average + reward) / (prior + trials)
+    return shrunk(learning, trials, reward, average)

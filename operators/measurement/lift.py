@@ -26,20 +26,25 @@ MIN_GROUP = 1000
 (Braze advises at least 1,000 customers in a control group)."""
 
 
-def lift(sent: int, sent_converted: int, held_out: int, held_out_converted: int) -> dict[str, Any]:
-    """The customers of the two groups, their conversion rates, the absolute and relative
-    lift with their 95% intervals (None where the data cannot give one), and warnings."""
-    warnings: list[str] = []
-    sizes = (("sent", sent), ("held out", held_out))
+def size_warnings(sizes: tuple[tuple[str, int], ...]) -> list[str]:
+    """What the sizes of the groups compared, (name, customers) each, say of a comparison:
+    nothing to compare when one is empty, too uncertain when one is under :data:`MIN_GROUP`."""
     empty = [group for group, size in sizes if size == 0]
     small = [f"{size:,} {group}" for group, size in sizes if 0 < size < MIN_GROUP]
     if empty:
-        warnings.append(f"nothing to compare: no customer {' or '.join(empty)}")
-    elif small:
-        warnings.append(
+        return [f"nothing to compare: no customer {' or '.join(empty)}"]
+    if small:
+        return [
             f"too few to say anything reliable: {' and '.join(small)} "
             f"(fewer than {MIN_GROUP:,} customers)"
-        )
+        ]
+    return []
+
+
+def lift(sent: int, sent_converted: int, held_out: int, held_out_converted: int) -> dict[str, Any]:
+    """The customers of the two groups, their conversion rates, the absolute and relative
+    lift with their 95% intervals (None where the data cannot give one), and warnings."""
+    warnings = size_warnings((("sent", sent), ("held out", held_out)))
     rate_sent = sent_converted / sent if sent else None
     rate_held = held_out_converted / held_out if held_out else None
     result: dict[str, Any] = {
@@ -87,17 +92,7 @@ def mean_lift(treated: list[float], control: list[float]) -> dict[str, Any]:
     """What one group's values (a customer each: their reward per send) add over another's:
     the two means, their difference and its 95% interval (Welch's, from the normal
     approximation), with the warnings :func:`lift` gives."""
-    warnings: list[str] = []
-    sizes = (("treated", len(treated)), ("control", len(control)))
-    empty = [group for group, size in sizes if size == 0]
-    small = [f"{size:,} {group}" for group, size in sizes if 0 < size < MIN_GROUP]
-    if empty:
-        warnings.append(f"nothing to compare: no customer {' or '.join(empty)}")
-    elif small:
-        warnings.append(
-            f"too few to say anything reliable: {' and '.join(small)} "
-            f"(fewer than {MIN_GROUP:,} customers)"
-        )
+    warnings = size_warnings((("treated", len(treated)), ("control", len(control))))
     result: dict[str, Any] = {
         "customers": {"treated": len(treated), "control": len(control)},
         "mean_treated": _round(_mean(treated)),

@@ -72,9 +72,12 @@ def clicked_of(result):
 @pytest.mark.scale  # replays day by day: the suite keeps under 10 minutes
 def test_evaluate_estimates_a_candidate_from_the_logs_and_says_when_it_cannot(tmp_path, replay):
     result, events, policy = closed_loop(tmp_path, replay, customers=40, days=1)
-    asked = concierge(
-        "evaluate", str(result.out), "--policy", str(policy), "--events", str(events), "--json"
-    )
+
+    def evaluate(*extra, learning=policy):
+        replayed = ("--policy", str(learning), "--events", str(events))
+        return concierge("evaluate", str(result.out), *replayed, *extra)
+
+    asked = evaluate("--json")
     assert asked.returncode == 0, asked.stderr
     estimate = json.loads(asked.stdout)
     assert estimate["candidate"] == "static" and estimate["decisions"] == 40
@@ -82,38 +85,13 @@ def test_evaluate_estimates_a_candidate_from_the_logs_and_says_when_it_cannot(tm
     assert low <= estimate["estimate"] <= high and estimate["matched"] > 0
     logged = sum(d["action_id"] in clicked_in(events) for d in actions_of(result)) / 40
     assert estimate["logged"] == pytest.approx(logged)
-    text = concierge("evaluate", str(result.out), "--policy", str(policy), "--events", str(events))
+    text = evaluate()
     assert "static:" in text.stdout and "effective sample size" in text.stdout
-    unknown = concierge(
-        "evaluate",
-        str(result.out),
-        "--policy",
-        str(policy),
-        "--events",
-        str(events),
-        "--candidate",
-        "bandit",
-    )
+    unknown = evaluate("--candidate", "bandit")
     assert unknown.returncode == 2 and "unknown candidate 'bandit'" in unknown.stderr
-    static = concierge(
-        "evaluate",
-        str(result.out),
-        "--policy",
-        str(policy_file(tmp_path, "")),
-        "--events",
-        str(events),
-    )
+    static = evaluate(learning=policy_file(tmp_path, ""))
     assert static.returncode == 2 and "has no learning section" in static.stderr
-    rare = concierge(
-        "evaluate",
-        str(result.out),
-        "--policy",
-        str(policy),
-        "--events",
-        str(events),
-        "--candidate",
-        "prefer:push",
-    )
+    rare = evaluate("--candidate", "prefer:push")
     assert rare.returncode == 0 and "warning:" in rare.stdout + rare.stderr
 
 
