@@ -234,9 +234,30 @@ class Flow:
         return self.log.read_text(errors="replace")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """A failed test that ran flows shows the end of each one's log: a flow that waited, or
+    died, says why there (a clean clone's CI keeps nothing else)."""
+    report = yield
+    started: list[Flow] = getattr(item, "concierge_flows", [])
+    if report.failed and call.when == "call":
+        for flow in started:
+            tail = "\n".join(flow.output().splitlines()[-LOG_TAIL:]) if flow.log.exists() else ""
+            state = "not started" if flow.process is None else f"exit {flow.process.poll()}"
+            report.sections.append((f"{flow.log.parent.name}/{flow.log.name} ({state})", tail))
+    return report
+
+
+LOG_TAIL = 40
+"""How many of a flow's last log lines a failed test shows."""
+
+
 @pytest.fixture
-def flows(reference_policy_path: Path, tmp_path: Path) -> Iterator[Callable[..., Flow]]:
+def flows(
+    reference_policy_path: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Flow]]:
     started: list[Flow] = []
+    request.node.concierge_flows = started
 
     def make(
         topics: Topics, *extra: str, policy: Path | None = None, workdir: Path | None = None
