@@ -3,7 +3,7 @@
 A complaint holds marketing back for 14 days, a purchase nudges about what was
 bought, a sensitive circumstance marketing and retention for 90. A spell holds
 from its start (not before: an older decision arriving late is not held back by
-it) until its end; another start while it holds extends it.
+it) until its end; another start extends it (see :func:`joined`).
 """
 
 from __future__ import annotations
@@ -36,11 +36,14 @@ def start_suppressions(
 
 
 def joined(one: Spell, other: Spell) -> Spell:
-    """Two spells of a suppression as one: their union if they overlap, else the later."""
-    first, second = sorted((one, other))
-    if second.start <= first.until:
-        return Spell(first.start, max(first.until, second.until))
-    return second
+    """Two spells of a suppression as one, from the earlier start to the later end.
+
+    Where they do not overlap, the gap between them is held too. Only a decision taken
+    behind the clock can fall there (both spells started by then), and holding it back is
+    the safe side; keeping only the later spell instead let a late decision inside the
+    earlier one through. And so the spells of three profiles join alike however their
+    merges are grouped."""
+    return Spell(min(one.start, other.start), max(one.until, other.until))
 
 
 def suppressed_by(

@@ -63,12 +63,22 @@ def test_a_suppression_started_again_while_it_holds_runs_on_from_its_first_start
     assert suppressed_by(policy, state, nudge, "push", None, second.time + 13 * DAY) is not None
 
 
-def test_a_spell_that_ended_is_replaced_by_a_new_one(policy):
-    state = CustomerState("cus_1")
+def test_a_new_spell_after_one_that_ended_holds_from_the_first_start_in_either_order(policy):
+    """Only a decision behind the clock falls between two spells: it is held back, and the
+    spells join alike whichever came first (so merges join them alike however grouped)."""
     first = make_event("complaint", "2026-10-01T10:00:00Z")
     second = make_event("complaint", "2026-11-25T10:00:00Z")
-    for complaint in (first, second):
-        start_suppressions(
-            state, policy.suppressions_by_event["complaint"], complaint.time, complaint
+    nudge = policy.actions["product_nudge"]
+    for order in ((first, second), (second, first)):
+        state = CustomerState("cus_1")
+        for complaint in order:
+            start_suppressions(
+                state, policy.suppressions_by_event["complaint"], complaint.time, complaint
+            )
+        assert state.suppressions[("after-complaint", None)] == (
+            first.time,
+            second.time + 14 * DAY,
         )
-    assert state.suppressions[("after-complaint", None)] == (second.time, second.time + 14 * DAY)
+        behind = second.time - DAY
+        assert suppressed_by(policy, state, nudge, "push", None, behind) is not None
+        assert suppressed_by(policy, state, nudge, "push", None, second.time + 15 * DAY) is None
