@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,9 +31,11 @@ from typing import Any
 from bytewax.operators import StatefulBatchLogic
 
 from flows import metrics
+from flows.barrier import Final, Tick, model_keys, tick_keys
 from flows.journey import IncompatibleSnapshot
+from flows.learner import MODELS_PART
 from flows.progress import FrontierMark, InputFrontier
-from operators.identity.alignment import Aligner, Progress
+from operators.identity.alignment import NEVER, Aligner, Progress
 from operators.identity.graph import DAY_MS, IdentityGraph, KeyValue, MissingUndo
 from operators.identity.resolution import (
     ForCustomer,
@@ -41,6 +44,7 @@ from operators.identity.resolution import (
     forgotten_feedback,
     route,
 )
+from operators.learning.population import Complete
 from operators.model.action_ids import customer_of_action_id
 from operators.model.handover import Adopt, Forget, Transfer
 from operators.model.identifiers import UNKEYED_IDENTITY, IdentifierRules, IdentityKey
@@ -52,11 +56,14 @@ IDENTITY_KEY = "identity"
 KEPT_SNAPSHOTS = 10
 """Undo records are kept back to this many snapshots ago: Bytewax resumes from the last
 snapshot every worker committed, which may trail the latest one."""
+RETICK_MS = 20
+"""How often the workers are asked again how far they have got while the population
+model's versions are being waited for (their answers move as their timers fire)."""
 MARK_EVERY_MS = 250
 """How often Kafka mode's identity step says how far the input has got, changed or not:
 the other processes take its silence for an owner that is down."""
 
-IdentityInput = Event | Progress | Transfer
+IdentityInput = Event | Progress | Transfer | Complete
 IdentityOutput = Routed | FrontierMark | DeadLetter
 Snapshot = tuple[int, Any, int, int, dict[str, str], str | None]
 """The graph's operation number, the aligner's snapshot, merges issued, transfers seen, the
@@ -120,6 +127,11 @@ class IdentityConfig:
     recoverable: bool = False
     """Kafka mode: the graph outlives the process, beside recovery snapshots, so it is given
     a lineage token they record (replay's graph is made afresh, and stays byte-identical)."""
+    barrier_every: int | None = None
+    """Send every journey worker a :class:`~flows.barrier.Tick` each time the input has
+    been resolved past another multiple of this (event time, ms); None: never."""
+    workers: int = 1
+    """How many workers the cluster has (every process's), for the ticks."""
 
 
 class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot]):
@@ -172,6 +184,11 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
         self._snapshots: deque[int] = deque(maxlen=KEPT_SNAPSHOTS)
         self._marked: tuple[int, bool] | None = None
         self._marked_at = 0
+        self._ticked = NEVER
+        self._ticked_wall = 0.0
+        self._finished = False
+        self._tick_keys = tick_keys(config.workers) if config.barrier_every else []
+        self._model_keys = model_keys(config.workers) if config.barrier_every else []
 
     def on_batch(self, values: list[IdentityInput]) -> tuple[Iterable[IdentityOutput], bool]:
         now = self._config.clock()
@@ -182,6 +199,9 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
                 aligner.add(value, now)
             elif isinstance(value, Progress):
                 aligner.progress(value, now)
+            elif isinstance(value, Complete):
+                # every worker has it before the first event that uses it
+                out.extend(ForCustomer(key, value) for key in self._model_keys)
             else:
                 self._transfers += 1
                 awaited = self._in_flight.pop(value.merge_id, None) is not None
@@ -208,6 +228,10 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
         if self._config.publish:
             heartbeat = self._marked_at + MARK_EVERY_MS
             wake = heartbeat if wake is None else min(wake, heartbeat)
+        if self._model_keys and not self._finished:
+            # the workers' answers move as their timers fire: ask again shortly (the wall
+            # clock here only paces the asking; replay's clock says nothing of it)
+            return datetime.fromtimestamp(time.time() + RETICK_MS / 1000, UTC)
         return None if wake is None else datetime.fromtimestamp(max(wake, now) / 1000, UTC)
 
     def _resolve(self, events: list[Event], out: list[IdentityOutput]) -> None:
@@ -265,8 +289,11 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
         """Say how far the input has got, when that changed (and, in Kafka mode, at least
         every :data:`MARK_EVERY_MS`)."""
         aligner = self._aligner
+        self._finish_models(out)
         drained = aligner.ended and not len(aligner) and self._transfers >= self._merges
         settled = aligner.settled(now)
+        if self._tick_keys:
+            self._tick(aligner.settled(now, leave_out=MODELS_PART), out)
         state = (settled, drained)
         if state == self._marked and (
             not self._config.publish or now - self._marked_at < MARK_EVERY_MS
@@ -279,6 +306,40 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
             out.append(mark)
         else:
             self._config.frontier.apply(mark)
+
+    def _finish_models(self, out: list[IdentityOutput]) -> None:
+        """Once every input partition has ended and every event has been released, the
+        population model's partition ends too (nothing more waits for a version), and every
+        worker is told which version what is decided after the last event uses."""
+        aligner = self._aligner
+        if self._finished or not self._tick_keys or len(aligner) or aligner.ended:
+            return
+        if not aligner.ended_but(MODELS_PART):
+            return
+        # what the end fires goes up to the wall clock (Kafka mode) or the replay's end
+        end = self._config.clock() if self._config.publish else self._config.frontier.end_at
+        ready = aligner.clock_of(MODELS_PART)
+        if end is None or ready is None or ready - 1 < end:
+            return
+        self._finished = True
+        aligner.progress(Progress(MODELS_PART, None, caught_up=False, ended=True), 0)
+        final = Final(ready - 1)
+        out.extend(ForCustomer(key, final) for key in self._model_keys)
+
+    def _tick(self, settled: int, out: list[IdentityOutput]) -> None:
+        """Tell every journey worker every event before another multiple of the barrier's
+        period has been sent (see :mod:`flows.barrier`): ``settled`` leaves out the
+        population model's partition, which holds back only what is released."""
+        every = self._config.barrier_every
+        if every is None or settled <= NEVER:
+            return
+        at = max(self._ticked, settled - settled % every)
+        wall = time.monotonic()
+        again = not self._finished and wall - self._ticked_wall >= RETICK_MS / 1000
+        if at <= self._ticked and not again:
+            return
+        self._ticked, self._ticked_wall = at, wall
+        out.extend(ForCustomer(key, Tick(at, w)) for w, key in enumerate(self._tick_keys))
 
     def _feedback_customer(self, event: Event) -> str | None:
         """The profile the feedback's action was for, as it is now called; None if the graph

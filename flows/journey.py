@@ -16,9 +16,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
+from flows.barrier import Ack, Final, Tick, acked, owes
 from flows.metrics import (
     CUSTOMERS,
     CUSTOMERS_EVICTED,
@@ -30,8 +32,10 @@ from flows.metrics import (
 from flows.progress import InputFrontier
 from operators.context.timezones import timezone_of
 from operators.decisions.decide import Output
+from operators.identity.alignment import FOREVER, NEVER
 from operators.identity.resolution import ForCustomer
 from operators.journey import Journey, wake_time
+from operators.learning.population import Complete
 from operators.model.encoding import Emitted, Order
 from operators.model.handover import Adopt, Forget, Retire, Transfer
 from operators.model.records import Action, Event
@@ -43,6 +47,10 @@ def wall_clock_ms() -> int:
     """Now on the wall clock, in ms: when Kafka mode's timers fire (never what they decide)."""
     return int(time.time() * 1000)
 
+
+FRONTIER_POLL_MS = 100
+"""Replay with the barrier: how often a customer with a timer the input frontier has not
+passed yet looks again."""
 
 PACK_IDLE_MS = 10_000
 """How long a customer stays live after their last event, merge or timer (wall clock)."""
@@ -69,9 +77,16 @@ class JourneyConfig:
     zones: ZoneChanges | None = None
     """Replay: each customer's time zone when they were decided about, for ``explain`` and
     ``report``, which show local times."""
+    barrier: bool = False
+    """Each customer tells their worker what they still owe and ticks are answered (see
+    :mod:`flows.barrier`); in replay, timers then fire as the input frontier passes them."""
+    acks: list[Ack] | None = None
+    """Where the answers to ticks go (replay)."""
+    end_by_clock: bool = False
+    """Reading Kafka to its end: the end of input fires up to the wall clock."""
 
 
-JourneyOutput = Emitted | Transfer
+JourneyOutput = Emitted | Transfer | Ack
 ZoneChanges = dict[str, list[tuple[int, str]]]
 """Customer -> (from when, time zone), in time order: a new entry only when the zone in
 which they were decided about changed."""
@@ -188,7 +203,10 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
             self._journey = unpack(resume)
             _resumed_one = True
             _count_timers(0, 0, self._journey)
-        CUSTOMERS.inc()
+        if resume is not None:
+            CUSTOMERS.inc()
+            if config.barrier:
+                owes(self, _owed(self._journey) if self._journey else _packed_owed(resume))
 
     def on_batch(self, values: list[ForCustomer]) -> tuple[Iterable[JourneyOutput], bool]:
         policy = self._config.policy
@@ -196,7 +214,10 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         if self._config.wall_clock_timers:
             self._touched = self._config.clock()
         if journey is None:
+            if isinstance(values[0].item, (Tick, Complete, Final)):
+                return self._ticked(values), StatefulBatchLogic.DISCARD
             journey = self._journey = Journey(CustomerState(values[0].customer_id))
+            CUSTOMERS.inc()
         state = journey.state
         signals, decisions = len(state.pending), len(state.deferred)
         out: list[JourneyOutput] = []
@@ -230,16 +251,38 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         if journey.retired:
             CUSTOMERS.dec()
             _count_timers(signals, decisions, None)
+            if self._config.barrier:
+                owes(self, None)
             return out, StatefulBatchLogic.DISCARD
         _count_timers(signals, decisions, journey)
+        if self._config.barrier:
+            owes(self, _owed(journey))
         return out, StatefulBatchLogic.RETAIN
+
+    def _ticked(self, values: list[ForCustomer]) -> list[JourneyOutput]:
+        """Answer the identity step's ticks (see :mod:`flows.barrier`), and keep the
+        population model's versions it hands over for this process: nothing is kept here."""
+        acks: list[JourneyOutput] = []
+        for value in values:
+            population = _population(self._config)
+            if isinstance(value.item, Tick):
+                acks.append(acked(value.item))
+            elif isinstance(value.item, Final):
+                assert population is not None
+                population.finish(value.item.at)
+            else:
+                assert population is not None
+                population.take(value.item)
+        if self._config.acks is not None:
+            self._config.acks.extend(a for a in acks if isinstance(a, Ack))
+        return acks
 
     def on_notify(self) -> tuple[Iterable[JourneyOutput], bool]:
         config = self._config
         if not config.wall_clock_timers:
-            return (), StatefulBatchLogic.RETAIN
+            return self._fired_by_frontier(), StatefulBatchLogic.RETAIN
         now = config.clock()
-        until = config.frontier.safe_until(now)
+        until = _versioned(config, config.frontier.safe_until(now))
         if self._journey is None and (self._packed is None or not _packed_due(self._packed, until)):
             return (), StatefulBatchLogic.RETAIN
         journey = self._live()
@@ -266,11 +309,14 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         journey = self._live()
         if journey is None:
             return (), StatefulBatchLogic.RETAIN
+        before: list[JourneyOutput] = []
         end = frontier.end_at
         state = journey.state
         signals, decisions = len(state.pending), len(state.deferred)
         outputs = journey.fire_due(self._config.policy, end, True)
         fired = self._fired(journey, outputs, end, signals, decisions)
+        if before:
+            fired = ([*before, *fired[0]], fired[1])
         left = self._config.left_pending
         if left is not None and fired[1] == StatefulBatchLogic.RETAIN:
             state = journey.state
@@ -279,11 +325,32 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
             left.update(("trial", trial.action) for trial in state.trials)
         return fired
 
+    def _fired_by_frontier(self) -> list[JourneyOutput]:
+        """Replay with the barrier: fire what the input frontier has passed, as the
+        customer's next event would have (nothing is evicted before it would have been)."""
+        config = self._config
+        journey = self._journey
+        if not config.barrier or journey is None:
+            return []
+        out: list[JourneyOutput] = []
+        if journey.queue:
+            return out
+        until = _versioned(config, min(config.frontier.settled - 1, _end(config)))
+        outputs = journey.fire_due(config.policy, until, True)
+        emitted: list[JourneyOutput] = [
+            Emitted(o, Order.of_timer(_at(o), journey.state.customer_id, n), 0.0)
+            for n, o in enumerate(outputs)
+        ]
+        if config.zones is not None and emitted:
+            _note_zone(config, journey, emitted)
+        owes(self, _owed(journey))
+        return out + emitted
+
     def notify_at(self) -> datetime | None:
         if not self._config.wall_clock_timers:
-            return None
+            return self._frontier_wake()
         now = self._config.clock()
-        fire_until = self._config.frontier.safe_until(now)
+        fire_until = _versioned(self._config, self._config.frontier.safe_until(now))
         if self._journey is not None:
             wake = self._journey.wake_at(self._config.policy, now, fire_until)
             idle = self._config.pack_idle_ms
@@ -295,6 +362,22 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         else:
             return None
         return datetime.fromtimestamp(wake / 1000, UTC) if wake is not None else None
+
+    def _frontier_wake(self) -> datetime | None:
+        """Replay with the barrier: look again once the input frontier may have passed the
+        next timer (the wall clock says nothing of event time here)."""
+        journey = self._journey
+        if not self._config.barrier or journey is None:
+            return None
+        now = self._config.clock()
+        if journey.queue:
+            return None
+        due = journey.state.next_due()
+        if due is None:
+            return None
+        until = _versioned(self._config, min(self._config.frontier.settled - 1, _end(self._config)))
+        wait = 0 if due <= until else FRONTIER_POLL_MS
+        return datetime.fromtimestamp((now + wait) / 1000, UTC)
 
     def snapshot(self) -> bytes:
         if self._journey is not None:  # live: its pickle, as before customers were packed
@@ -334,8 +417,12 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
             CUSTOMERS.dec()
             CUSTOMERS_EVICTED.inc()
             _count_timers(signals, decisions, None)
+            if self._config.barrier:
+                owes(self, None)
             return emitted, StatefulBatchLogic.DISCARD
         _count_timers(signals, decisions, journey)
+        if self._config.barrier:
+            owes(self, _owed(journey))
         return emitted, StatefulBatchLogic.RETAIN
 
 
@@ -355,6 +442,52 @@ def _resumed(snapshot: bytes) -> Journey:
     if not isinstance(journey, Journey):
         raise IncompatibleSnapshot("the recovery snapshot holds no customer journey")
     return journey
+
+
+def _population(config: JourneyConfig) -> Any:
+    """The population model's versions, when the barrier runs and the policy has them."""
+    learning = config.policy.learning
+    if not config.barrier or learning is None:
+        return None
+    return learning.population
+
+
+def _end(config: JourneyConfig) -> int:
+    """How far timers fired as the frontier passes them may go: replay's end, or, reading
+    Kafka to its end, the wall clock (what the end of input fires up to)."""
+    if config.end_by_clock:
+        return config.clock()
+    end = config.frontier.end_at
+    return FOREVER if end is None else end
+
+
+def _versioned(config: JourneyConfig, until: int) -> int:
+    """``until``, held back to the last event time whose population model's version this
+    process has: the frontier may come (on its own topic) before the version does."""
+    if not config.barrier:
+        return until
+    population = _population(config)
+    if population is None:
+        return until
+    ready = population.ready_until()
+    return min(until, NEVER if ready is None else ready)
+
+
+def _packed_owed(packed: bytes) -> int | None:
+    """What a packed customer owes their worker (see :func:`_owed`), from their head: a
+    merge holding events back owes from the start of time."""
+    _, due, _, held, _, _ = _PACKED_HEAD.unpack_from(packed)
+    return NEVER if held else None if due < 0 else due
+
+
+def _owed(journey: Journey) -> int | None:
+    """The earliest event time ``journey`` still owes its worker: its next timer, or the
+    first event a merge holds back."""
+    due = journey.state.next_due()
+    held = [item.time for item in journey.queue if isinstance(item, Event)]
+    if held:
+        return min(held) if due is None else min(due, *held)
+    return due
 
 
 def _count_timers(signals: int, decisions: int, journey: Journey | None) -> None:

@@ -16,8 +16,10 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
+from flows.barrier import Ack
 from flows.identity import IDENTITY_KEY, IdentityConfig, IdentityLogic, IdentityOutput
 from flows.journey import JourneyConfig, JourneyLogic, JourneyOutput
+from flows.learner import LEARNER_KEY, LearnerLogic
 from flows.metrics import (
     ACTIONS,
     CONVERSIONS,
@@ -42,6 +44,7 @@ from operators.model.encoding import AUDIT as AUDIT_STREAM
 from operators.model.encoding import DEAD_LETTERS as DEAD_LETTER_STREAM
 from operators.model.encoding import (
     FRONTIER,
+    Emitted,
     Order,
     OutRecord,
     encode,
@@ -107,10 +110,27 @@ def build_flow(
         "journey", journey_items, lambda resume: JourneyLogic(config, resume)
     )
 
+    # 6b. Learning from the population: one learner tallies every scored trial and
+    #    builds the model's versions as every worker answers past their boundaries; they
+    #    go back in, as transfers do, to the identity step.
+    learned = []
+    learning = config.policy.learning
+    if learning is not None and learning.population_every is not None:
+        to_learner = op.flat_map_batch("to_learner", decided, _to_learner)
+        learned.append(
+            op.stateful_batch(
+                "learner",
+                to_learner,
+                lambda resume: LearnerLogic(config.policy, identity.workers, resume),
+            )
+        )
+        learned = [op.map("models", learned[0], lambda kv: kv[1])]
+
     # 7. Emit: decisions and actions per channel, dead letters, audit records, and
     #    transfers on their way back in.
     records = op.merge(
         "records",
+        *learned,
         op.flat_map_batch("emit", decided, _emit),
         op.flat_map_batch(
             "emit_dead_letters",
@@ -164,6 +184,16 @@ def _encode_dead_letters(batch: list[DeadLetter], max_bytes: int) -> list[OutRec
     return records
 
 
+def _to_learner(batch: list[tuple[str, JourneyOutput]]) -> list[tuple[str, Ack | Scored]]:
+    out: list[tuple[str, Ack | Scored]] = []
+    for _, emitted in batch:
+        if isinstance(emitted, Ack):
+            out.append((LEARNER_KEY, emitted))
+        elif isinstance(emitted, Emitted) and isinstance(emitted.output, Scored):
+            out.append((LEARNER_KEY, emitted.output))
+    return out
+
+
 def _emit(batch: list[tuple[str, JourneyOutput]]) -> Iterable[OutRecord]:
     records: list[OutRecord] = []
     now = time.time()
@@ -175,6 +205,8 @@ def _emit(batch: list[tuple[str, JourneyOutput]]) -> Iterable[OutRecord]:
     for _, emitted in batch:
         if isinstance(emitted, Transfer):
             records.append(encode_transfer(emitted))
+            continue
+        if isinstance(emitted, Ack):
             continue
         record = encode(emitted)
         output = emitted.output

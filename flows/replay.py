@@ -35,6 +35,7 @@ from flows import measure
 from flows.identity import IdentityConfig
 from flows.journey import JourneyConfig, ZoneChanges
 from flows.keys import with_keys
+from flows.learner import MODELS_PART, decode_complete, with_population
 from flows.metrics import count_bad_dates, count_ingested, type_labels
 from flows.orchestrator import build_flow
 from flows.progress import InputFrontier
@@ -42,11 +43,13 @@ from operators.context.dates import REASONS as DATE_REASONS
 from operators.identity.alignment import Progress, alignment_time
 from operators.identity.graph import PURGE_PREFIX, UNDO_PREFIX, DictStore
 from operators.ingest import Ingestor, future_dead_letter
+from operators.learning.population import Complete
 from operators.model.encoding import (
     ACTIONS_PREFIX,
     AUDIT,
     DEAD_LETTERS,
     DECISIONS,
+    MODELS,
     TRANSFERS,
     Order,
     OutRecord,
@@ -457,6 +460,8 @@ class TransferLoop:
 
     queue: deque[bytes] = field(default_factory=deque)
     frontier: InputFrontier = field(default_factory=InputFrontier)
+    models: deque[bytes] | None = None
+    """The learner's whole periods of the population model on their way back in."""
 
 
 class _TransferPartition(StatefulSourcePartition[Transfer, None]):
@@ -471,6 +476,35 @@ class _TransferPartition(StatefulSourcePartition[Transfer, None]):
             raise StopIteration
         self._awake = None if transfers else datetime.now(UTC) + LOOP_POLL
         return transfers
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+    def snapshot(self) -> None:
+        return None
+
+
+class _ModelsPartition(StatefulSourcePartition[Complete | Progress, None]):
+    """The learner's whole periods, and how far decisions have their version: one more
+    partition of the identity step's alignment, never caught up (it is waited for however
+    long); the identity step ends it once every event time up to the end has its version."""
+
+    def __init__(self, loop: TransferLoop) -> None:
+        self._loop = loop
+        self._awake: datetime | None = None
+
+    def next_batch(self) -> list[Complete | Progress]:
+        loop = self._loop
+        assert loop.models is not None
+        out: list[Complete | Progress] = []
+        for value in _drain(loop.models):
+            complete, ready_until = decode_complete(value)
+            out.append(complete)
+            out.append(Progress(MODELS_PART, ready_until + 1, caught_up=False))
+        if not out and loop.frontier.drained:
+            raise StopIteration
+        self._awake = None if out else datetime.now(UTC) + LOOP_POLL
+        return out
 
     def next_awake(self) -> datetime | None:
         return self._awake
@@ -505,13 +539,16 @@ class ReplaySource(FixedPartitionedSource[Event | DeadLetter | Progress | Transf
         self._loop = loop
 
     def list_parts(self) -> list[str]:
-        return [FILE_PART, "transfers"]
+        models = [MODELS_PART] if self._loop.models is not None else []
+        return [FILE_PART, "transfers", *models]
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: None
-    ) -> _FilePartition | _TransferPartition:
+    ) -> _FilePartition | _TransferPartition | _ModelsPartition:
         if for_part == "transfers":
             return _TransferPartition(self._loop)
+        if for_part == MODELS_PART:
+            return _ModelsPartition(self._loop)
         return _FilePartition(*self._args)
 
 
@@ -570,6 +607,10 @@ class _ReplayWriter(StatelessSinkPartition[OutRecord]):
         for record in items:
             if record.stream == TRANSFERS:
                 self._loop.queue.append(record.value)
+                continue
+            if record.stream == MODELS:
+                assert self._loop.models is not None
+                self._loop.models.append(record.value)
                 continue
             sink = files.get(record.stream)
             if sink is None:
@@ -641,29 +682,45 @@ def replay(
     out_dir: Path,
     until: int | None = None,
     progress: Callable[[str], None] | None = None,
+    barrier_every: int | None = None,
+    acks: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Run the dataflow over ``events`` and write its outputs and summary into ``out_dir``.
+
+    ``barrier_every``: the journey barrier's period (see :mod:`flows.barrier`), its answers
+    into ``acks``.
 
     Action ids are signed with the action key and identifiers digested with the identity key
     (see :mod:`flows.keys`), as in Kafka mode.
     """
     policy, _ = with_keys(policy)
+    policy = with_population(policy)
+    population = policy.learning.population if policy.learning is not None else None
+    if population is not None and barrier_every is None:
+        barrier_every = population.every
     file = open_events(events)  # before anything here is cleared: it may fail
     _clear_outputs(out_dir)
     stats = ReplayStats(gzip=isinstance(file, gzip.GzipFile))
-    loop = TransferLoop()
+    loop = TransferLoop(models=deque() if population is not None else None)
     left: Counter[tuple[str, str]] = Counter()
     zones: ZoneChanges = {}
     config = JourneyConfig(
-        policy, wall_clock_timers=False, frontier=loop.frontier, left_pending=left, zones=zones
+        policy,
+        wall_clock_timers=False,
+        frontier=loop.frontier,
+        left_pending=left,
+        zones=zones,
+        barrier=barrier_every is not None,
+        acks=acks,
     )
     graphs: list[DictStore] = []
     identity = IdentityConfig(
         policy.identifier_rules,
         lambda: _opened(graphs),
-        [FILE_PART],
+        [FILE_PART, MODELS_PART] if population is not None else [FILE_PART],
         key=policy.identity_key,
         frontier=loop.frontier,
+        barrier_every=barrier_every,
     )
     source = ReplaySource(events, file, policy, until, stats, loop, out_dir, progress)
     flow = build_flow(config, identity, source, ReplaySink(out_dir, stats, loop))

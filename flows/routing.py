@@ -23,6 +23,8 @@ from functools import cache
 from siphash24 import siphash13
 
 _ZERO_KEY = bytes(16)
+FIRST = "\x00"
+"""A prefix that sorts before every key the flow's customers have."""
 LAST = "\U0010ffff"
 """A prefix that sorts after every key the flow's customers have (their ids are ASCII)."""
 

@@ -26,6 +26,7 @@ from operators.model.encoding import (
     DEAD_LETTERS,
     DECISIONS,
     FRONTIER,
+    MODELS,
     TRANSFERS,
     TRIALS,
 )
@@ -70,6 +71,11 @@ class KafkaSettings:
         """Internal: merged profiles' contexts on their way back into the flow."""
         return self.prefix + TRANSFERS
 
+    def models_topic(self) -> str:
+        """Internal: the population model's versions, from the learner back into the
+        identity step (learning with a ``population`` section)."""
+        return self.prefix + MODELS
+
     def frontier_topic(self) -> str:
         """Internal: how far the whole input has got, as the identity step says; every
         process reads it. One partition, compacted (only the latest mark matters)."""
@@ -90,6 +96,8 @@ class KafkaSettings:
             streams.append(CONVERSIONS)
         if policy.learning is not None:
             streams.append(TRIALS)
+            if policy.learning.population_every is not None:
+                streams.append(MODELS)
         return [self.prefix + stream for stream in streams]
 
 
@@ -275,6 +283,8 @@ def ensure_topics(settings: KafkaSettings, topics: list[str], timeout: float = 3
         [
             NewTopic(t, 1, settings.replication_factor, config={"cleanup.policy": "compact"})
             if t == settings.frontier_topic()
+            else NewTopic(t, 1, settings.replication_factor)
+            if t == settings.models_topic()
             else NewTopic(t, settings.partitions, settings.replication_factor)
             for t in missing
         ],

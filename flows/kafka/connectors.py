@@ -30,9 +30,11 @@ from flows import metrics
 from flows.journey import wall_clock_ms
 from flows.kafka.config import CLIENT_LOG, KafkaSettings
 from flows.kafka.health import Readiness
+from flows.learner import MODELS_PART, decode_complete
 from flows.progress import FrontierMark, InputFrontier
 from operators.identity.alignment import NEVER, Progress
 from operators.ingest import ClockState, Ingestor
+from operators.learning.population import Complete
 from operators.model.encoding import (
     DEAD_LETTERS,
     TRANSFERS,
@@ -278,7 +280,57 @@ class _TransferPartition(StatefulSourcePartition[Transfer, SourceState]):
         self._consumer.close()
 
 
-Read = Event | DeadLetter | Progress | Transfer
+class _ModelsPartition(StatefulSourcePartition[Complete | Progress, SourceState]):
+    """Reads the learner's versions back in from the internal models topic: the versions,
+    then how far decisions have theirs (one more partition of the identity step's
+    alignment, never caught up). It always reads from the topic's start: the versions are
+    the same whatever run built them, and a restarted process has none yet."""
+
+    def __init__(
+        self, settings: KafkaSettings, topic: str, stop_at_end: bool, frontier: InputFrontier
+    ) -> None:
+        self._topic = topic
+        self._stop_at_end = stop_at_end
+        self._frontier = frontier
+        self._awake: datetime | None = None
+        self._consumer = Consumer(
+            settings.config(
+                **{
+                    "group.id": "concierge-partition-assigned",
+                    "enable.auto.commit": False,
+                    "fetch.wait.max.ms": 20,
+                    "error_cb": _client_error("consumer"),
+                }
+            )
+        )
+        self._consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+
+    def next_batch(self) -> list[Complete | Progress]:
+        if STOP.is_set():
+            raise StopIteration
+        out: list[Complete | Progress] = []
+        for message in self._consumer.consume(CONSUME_BATCH, 0):
+            if message.error() is not None:
+                continue
+            complete, ready_until = decode_complete(message.value() or b"")
+            out.append(complete)
+            out.append(Progress(MODELS_PART, ready_until + 1, caught_up=False))
+        if self._stop_at_end and not out and self._frontier.drained:
+            raise StopIteration
+        self._awake = None if out else datetime.now(UTC) + IDLE_POLL
+        return out
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+    def snapshot(self) -> SourceState:
+        return (0, None)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+Read = Event | DeadLetter | Progress | Transfer | Complete
 
 
 class KafkaEventSource(FixedPartitionedSource[Read, SourceState]):
@@ -301,14 +353,23 @@ class KafkaEventSource(FixedPartitionedSource[Read, SourceState]):
         self._readiness = readiness
 
     def list_parts(self) -> list[str]:
+        learning = self._policy.learning
+        models = (
+            [self._settings.models_topic()]
+            if learning is not None and learning.population_every is not None
+            else []
+        )
         return partitions_of(
-            self._settings, [*self._settings.input_topics(), self._settings.transfers_topic()]
+            self._settings,
+            [*self._settings.input_topics(), self._settings.transfers_topic(), *models],
         )
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: SourceState | None
-    ) -> _EventPartition | _TransferPartition:
+    ) -> _EventPartition | _TransferPartition | _ModelsPartition:
         topic, _, index = for_part.rpartition("#")
+        if topic == self._settings.models_topic():
+            return _ModelsPartition(self._settings, topic, self._stop_at_end, self._frontier)
         if topic == self._settings.transfers_topic():
             return _TransferPartition(
                 self._settings, topic, int(index), resume_state, self._stop_at_end, self._frontier

@@ -47,6 +47,7 @@ from flows.kafka.snapshots import (
 )
 from flows.kafka.topics import TopicProblem, check_identity, check_layout, check_present, describe
 from flows.keys import ACTION_KEY, IDENTITY_KEY, SecretError, with_keys
+from flows.learner import MODELS_PART, with_population
 from flows.orchestrator import build_flow
 from operators.identity.graph import GraphError
 from operators.policy.compiled import Policy
@@ -266,17 +267,27 @@ def _run_dataflow(
     # Reading history to its end is a batch job: its timers fire by event time, as in
     # replay, and what is still due fires once the input is read. Tailing fires them on
     # the wall clock.
-    config = JourneyConfig(policy, wall_clock_timers=not stop_at_end, pack_idle_ms=pack_idle_ms)
+    policy = with_population(policy)
+    population = policy.learning.population if policy.learning is not None else None
+    config = JourneyConfig(
+        policy,
+        wall_clock_timers=not stop_at_end,
+        pack_idle_ms=pack_idle_ms,
+        barrier=population is not None,
+        end_by_clock=stop_at_end,
+    )
     graph_store = _GraphStore(state_dir / "identity")
     identity = IdentityConfig(
         policy.identifier_rules,
         graph_store.open,
-        parts,
+        [*parts, MODELS_PART] if population is not None else parts,
         key=policy.identity_key,
         publish=True,
         max_idle_ms=max_idle_ms,
         clock=wall_clock_ms,
         recoverable=True,
+        barrier_every=population.every if population is not None else None,
+        workers=processes * workers_per_process,
     )
     source = KafkaEventSource(settings, policy, config.frontier, stop_at_end, readiness)
     flow = build_flow(

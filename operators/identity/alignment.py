@@ -115,6 +115,17 @@ class Aligner:
         """Every partition has ended."""
         return all(part.ended for part in self._parts.values())
 
+    def clock_of(self, name: str) -> int | None:
+        """How far partition ``name`` has read (None: nothing yet, or no such partition)."""
+        part = self._parts.get(name)
+        return None if part is None else part.clock
+
+    def ended_but(self, name: str) -> bool:
+        """Every partition but ``name`` has ended (and ``name`` is one)."""
+        return name in self._parts and all(
+            part.ended for other, part in self._parts.items() if other != name
+        )
+
     def release(self, now: int) -> list[Event]:
         """The events that may go on now, in alignment order."""
         waiting, reading = self._bounds(now)
@@ -172,15 +183,16 @@ class Aligner:
             latest = max(latest, quiet_since)
         return latest + self._max_idle
 
-    def settled(self, now: int) -> int:
+    def settled(self, now: int, leave_out: str | None = None) -> int:
         """Every event the input will give with an alignment time before this has been
         released, as far as can be told at ``now`` (wall clock, ms): what timers may fire
         up to (exclusive). A partition still reading (or silent too long) holds it at its
         clock; a caught-up one at ``now - max_idle`` (what is produced later is
-        timestamped later)."""
+        timestamped later). ``leave_out``: a partition that gives no events (the population
+        model's), whose clock holds back only what is released."""
         bound = self._heap[0][0] if self._heap else FOREVER
-        for part in self._parts.values():
-            if part.ended:
+        for name, part in self._parts.items():
+            if part.ended or name == leave_out:
                 continue
             if part.quiet_since(now) is None:
                 bound = min(bound, NEVER if part.clock is None else part.clock)

@@ -16,7 +16,7 @@ static policy: the first channel that passes, the action's ``template``.
 
 from __future__ import annotations
 
-from operators.learning.evidence import CHANNEL, VARIANT, evidence_of
+from operators.learning.evidence import CHANNEL, VARIANT, evidence_of, feature_of
 from operators.measurement.holdouts import place
 from operators.model.records import Arm, Choice, Learned
 from operators.model.state import CustomerState
@@ -57,7 +57,11 @@ def estimate(
 ) -> Arm:
     """What the customer's evidence, shrunk toward the prior, says ``arm`` is worth."""
     trials, reward = evidence_of(learning, state, kind, action, arm, now)
-    return Arm(arm, shrunk(learning, trials, reward, learning.prior_reward), trials)
+    toward = learning.prior_reward
+    if learning.population is not None:
+        model = learning.population.model(learning, now)
+        toward = model.estimate(learning, (kind, action, arm, feature_of(learning, state)))[0]
+    return Arm(arm, shrunk(learning, trials, reward, toward), trials)
 
 
 def choose(

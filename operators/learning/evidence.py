@@ -124,6 +124,7 @@ def _score(
                 trial.reward,
                 trial.outcomes,
                 trial.control,
+                feature_of(learning, state),
             )
         )
         keys = [(CHANNEL, "", trial.channel), (VARIANT, trial.action, trial.template)]
@@ -135,6 +136,15 @@ def _score(
             evidence[key] = its if known is None else _added(learning, known, its)
     state.evidence = tuple(evidence.values())
     return scored
+
+
+def feature_of(learning: Learning, state: CustomerState) -> str:
+    """The population model's split the customer is in (prototype: one attribute)."""
+    by = learning.population_by
+    if learning.population_every is None or by is None:
+        return ""
+    value = next((word.value for word in state.attributes if word.name == by), "")
+    return f"{by}={value}"
 
 
 def evidence_of(

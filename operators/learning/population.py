@@ -23,12 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 from operators.learning.evidence import CHANNEL, VARIANT
 from operators.model.records import Scored
 from operators.policy.compiled import Learning
 
+FOREVER_MS = 2**62
 MICROS = 1_000_000
 """A reward counts in millionths: whole numbers add up alike in any order."""
 
@@ -107,7 +107,7 @@ def tally(
     for trial in scored:
         period = period_of(trial.at, every)
         counted = tallies.setdefault(period, Tally(period))
-        feature = (features or {}).get(trial.action_id, "")
+        feature = (features or {}).get(trial.action_id, trial.feature)
         count = Count(1, reward_micros(trial.reward))
         for key in arm_keys(trial, feature):
             counted.add(key, count)
@@ -157,4 +157,99 @@ def build(
                 known[0] + count.trials * weight,
                 known[1] + count.reward / MICROS * weight,
             )
-    return PopulationModel(version, at, MappingProxyType(arms), periods, trials)
+    return PopulationModel(version, at, arms, periods, trials)
+
+
+@dataclass(frozen=True, slots=True)
+class Complete:
+    """What the learner says: the tallies of the periods that are whole now, and the latest
+    version they complete (every trial that closed before its boundary is in)."""
+
+    tallies: tuple[Tally, ...]
+    latest: int
+
+    def ready_until(self, every: int) -> int:
+        """The latest event time whose decisions have their version."""
+        return (self.latest + 2) * every - 1
+
+
+class Learner:
+    """The population's tallies as the flow's one learner keeps them, and how far every
+    worker has answered for (see :mod:`flows.barrier`): version ``v`` is complete once
+    every worker has answered past its boundary, so every trial that closed before it has
+    been scored and tallied."""
+
+    def __init__(self, every: int, workers: int) -> None:
+        self.every = every
+        self.workers = workers
+        self.tallies: dict[int, Tally] = {}
+        self.acked: dict[int, int] = {}
+        self.latest: int | None = None
+        """The latest version complete (None: none yet)."""
+
+    def add(self, scored: Scored) -> None:
+        period = period_of(scored.at, self.every)
+        counted = self.tallies.setdefault(period, Tally(period))
+        count = Count(1, reward_micros(scored.reward))
+        for key in arm_keys(scored, scored.feature):
+            counted.add(key, count)
+
+    def ack(self, worker: int, at: int) -> None:
+        self.acked[worker] = max(at, self.acked.get(worker, at))
+
+    def complete(self) -> Complete | None:
+        """The periods every worker's answers have made whole since the last call (their
+        tallies leave the learner), and the latest version they complete."""
+        if len(self.acked) < self.workers:
+            return None
+        latest = (min(self.acked.values()) - 1) // self.every  # its boundary is before them
+        if self.latest is not None and latest <= self.latest:
+            return None
+        self.latest = latest
+        whole = sorted(p for p in self.tallies if p < latest)
+        return Complete(tuple(self.tallies.pop(p) for p in whole), latest)
+
+
+class Versions:
+    """The population model as this process has it: the whole periods' tallies the learner
+    sent, which the identity step handed to every worker before the first event that needs
+    them; each version is built from them when first asked for (the same in every
+    process)."""
+
+    def __init__(self, every: int, by: str | None = None) -> None:
+        self.every = every
+        self.by = by
+        self.tallies: dict[int, Tally] = {}
+        self.latest: int | None = None
+        self.final: int | None = None
+        """Once the input has ended: the last version any decision uses."""
+        self._built: dict[int, PopulationModel] = {}
+
+    def take(self, complete: Complete) -> None:
+        for counted in complete.tallies:
+            self.tallies[counted.period] = counted
+        if self.latest is None or complete.latest > self.latest:
+            self.latest = complete.latest
+
+    def ready_until(self) -> int | None:
+        """The latest event time whose decisions have their version here (None: none yet)."""
+        if self.final is not None:
+            return FOREVER_MS
+        return None if self.latest is None else (self.latest + 2) * self.every - 1
+
+    def finish(self, last: int) -> None:
+        """The input has ended with an event at ``last``: later decisions use its version."""
+        self.final = version_for(last, self.every)
+
+    def model(self, learning: Learning, now: int) -> PopulationModel:
+        """The version a decision at ``now`` uses (never one past the last event's, once the
+        input has ended)."""
+        version = version_for(now, self.every)
+        if self.final is not None:
+            version = min(version, self.final)
+        if self.latest is None or version > self.latest:
+            raise LookupError(f"version {version} of the population model is not here yet")
+        built = self._built.get(version)
+        if built is None:
+            built = self._built[version] = build(learning, self.tallies, version, self.every)
+        return built

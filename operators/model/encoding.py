@@ -29,6 +29,8 @@ DEAD_LETTERS = "dlq"
 AUDIT = "audit"
 CONVERSIONS = "conversions"
 TRIALS = "trials"
+MODELS = "models"
+"""The population model's versions, on their way round the loop (learning)."""
 ACTIONS_PREFIX = "actions."
 
 

@@ -510,6 +510,8 @@ class Scored:
     """The rewarded outcomes it got, each once, in the order they came."""
     control: bool
     """Whether its customer was in learning's control share (decided by the static policy)."""
+    feature: str = ""
+    """The population model's split its customer was in when scored (prototype)."""
 
     def as_record(self) -> dict[str, Any]:
         return {

@@ -40,6 +40,7 @@ _DURATION_FIELDS = (
     ("learning", "window"),
     ("learning", "half_life"),
     ("learning", "timing", "wait_up_to"),
+    ("learning", "population", "every"),
 )
 _NUMBER_FIELDS = (
     ("moments", "*", "value"),
@@ -347,6 +348,17 @@ def _learning_problems(learning: Any, document: dict[str, Any]) -> Problems:
     for key in ("window", "half_life"):
         if key in learning and _is_zero(learning[key]):
             yield ("learning", key), "must be longer than 0"
+    population = learning.get("population")
+    if isinstance(population, dict):
+        if _is_zero(population.get("every", "1s")):
+            yield ("learning", "population", "every"), "must be longer than 0"
+        by = population.get("by")
+        attributes = set(_names_in(document.get("attributes")))
+        if isinstance(by, str) and by not in attributes:
+            yield (
+                ("learning", "population", "by"),
+                f"names no attribute: {by!r} (attributes: {_listing(attributes)})",
+            )
     timing = learning.get("timing")
     if isinstance(timing, dict):
         if _is_zero(timing.get("wait_up_to", "1s")):

@@ -278,6 +278,14 @@ class Learning:
     customer's likeliest local hour (0: it never waits)."""
     timing_categories: frozenset[str] | None = None
     """The categories that may wait (None: every category)."""
+    population_every: int | None = None
+    """Population models: how often in event time a new version is made (None: none)."""
+    population_by: str | None = None
+    """The attribute whose value splits the population model (None: one model)."""
+    population: Any = None
+    """The versions of the population model this process has
+    (:class:`operators.learning.population.Versions`), which the flow that decides puts
+    here (replay, run); None elsewhere."""
 
     def waits(self, category: str) -> bool:
         """Whether an action of ``category`` may wait for a likelier hour."""

@@ -447,6 +447,7 @@ def _learning(spec: Spec | None) -> Learning | None:
     choose = spec.get("choose", ("channel", "variant"))
     timing = spec.get("timing", {})
     categories = timing.get("categories")
+    population = spec.get("population")
     return Learning(
         rewards=MappingProxyType({name: float(value) for name, value in spec["rewards"].items()}),
         window=parse_duration_ms(spec["window"]),
@@ -461,6 +462,8 @@ def _learning(spec: Spec | None) -> Learning | None:
         order="order" in choose,
         wait_up_to=parse_duration_ms(timing.get("wait_up_to", "0s")),
         timing_categories=frozenset(categories) if categories is not None else None,
+        population_every=parse_duration_ms(population["every"]) if population else None,
+        population_by=population.get("by") if population else None,
     )
 
 

@@ -118,3 +118,26 @@ def test_rewards_count_in_millionths_so_their_sum_is_exact():
     count = one[period_of(START + HOUR, EVERY)].arms[("channel", "", "email", "")]
     assert count.reward == 1_000_000
     assert one == other
+
+
+def test_a_population_split_by_an_attribute_the_policy_lacks_or_of_no_period_is_refused():
+    from operators.policy.load import PolicyError, load_policy
+    from tests.learning import LEARNING as SECTION
+    from tests.learning import POLICY
+
+    bad = SECTION + "  population: {every: 0h, by: planet}\n"
+    try:
+        load_policy(POLICY + bad, "bad")
+    except PolicyError as err:
+        text = str(err)
+    else:
+        raise AssertionError("refused")
+    assert "learning.population.every" in text and "must be longer than 0" in text
+    assert "learning.population.by" in text and "names no attribute: 'planet'" in text
+    good = load_policy(
+        POLICY + SECTION + "  population: {every: 1d, by: region}\n"
+        "attributes:\n  region: context.region\n",
+        "good",
+    ).learning
+    assert good is not None
+    assert (good.population_every, good.population_by) == (86_400_000, "region")
