@@ -262,20 +262,18 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
     def _ticked(self, values: list[ForCustomer]) -> list[JourneyOutput]:
         """Answer the identity step's ticks (see :mod:`flows.barrier`), and keep the
         population model's versions it hands over for this process: nothing is kept here."""
-        acks: list[JourneyOutput] = []
+        acks: list[Ack] = []
+        population = _population(self._config)
         for value in values:
-            population = _population(self._config)
             if isinstance(value.item, Tick):
                 acks.append(acked(value.item))
             elif isinstance(value.item, Final):
-                assert population is not None
                 population.finish(value.item.at)
             else:
-                assert population is not None
                 population.take(value.item)
         if self._config.acks is not None:
-            self._config.acks.extend(a for a in acks if isinstance(a, Ack))
-        return acks
+            self._config.acks.extend(acks)
+        return list(acks)
 
     def on_notify(self) -> tuple[Iterable[JourneyOutput], bool]:
         config = self._config
@@ -309,14 +307,11 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         journey = self._live()
         if journey is None:
             return (), StatefulBatchLogic.RETAIN
-        before: list[JourneyOutput] = []
         end = frontier.end_at
         state = journey.state
         signals, decisions = len(state.pending), len(state.deferred)
         outputs = journey.fire_due(self._config.policy, end, True)
         fired = self._fired(journey, outputs, end, signals, decisions)
-        if before:
-            fired = ([*before, *fired[0]], fired[1])
         left = self._config.left_pending
         if left is not None and fired[1] == StatefulBatchLogic.RETAIN:
             state = journey.state
@@ -330,11 +325,8 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         customer's next event would have (nothing is evicted before it would have been)."""
         config = self._config
         journey = self._journey
-        if not config.barrier or journey is None:
+        if not config.barrier or journey is None or journey.queue:
             return []
-        out: list[JourneyOutput] = []
-        if journey.queue:
-            return out
         until = _versioned(config, min(config.frontier.settled - 1, _end(config)))
         outputs = journey.fire_due(config.policy, until, True)
         emitted: list[JourneyOutput] = [
@@ -344,7 +336,7 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         if config.zones is not None and emitted:
             _note_zone(config, journey, emitted)
         owes(self, _owed(journey))
-        return out + emitted
+        return emitted
 
     def notify_at(self) -> datetime | None:
         if not self._config.wall_clock_timers:
