@@ -327,16 +327,10 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         journey = self._journey
         if not config.barrier or journey is None or journey.queue:
             return []
-        until = _versioned(config, min(config.frontier.settled - 1, _end(config)))
-        outputs = journey.fire_due(config.policy, until, True)
-        emitted: list[JourneyOutput] = [
-            Emitted(o, Order.of_timer(_at(o), journey.state.customer_id, n), 0.0)
-            for n, o in enumerate(outputs)
-        ]
-        if config.zones is not None and emitted:
-            _note_zone(config, journey, emitted)
+        outputs = journey.fire_due(config.policy, _frontier_until(config), True)
+        emitted = _timer_outputs(config, journey, outputs)
         owes(self, _owed(journey))
-        return emitted
+        return list(emitted)
 
     def notify_at(self) -> datetime | None:
         if not self._config.wall_clock_timers:
@@ -367,8 +361,7 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         due = journey.state.next_due()
         if due is None:
             return None
-        until = _versioned(self._config, min(self._config.frontier.settled - 1, _end(self._config)))
-        wait = 0 if due <= until else FRONTIER_POLL_MS
+        wait = 0 if due <= _frontier_until(self._config) else FRONTIER_POLL_MS
         return datetime.fromtimestamp((now + wait) / 1000, UTC)
 
     def snapshot(self) -> bytes:
@@ -398,13 +391,7 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         """Emit what the timers decided; then forget the customer if, as of ``now``, they
         have been idle long enough with nothing pending. ``signals`` and ``decisions``: the
         timers they had pending before these fired."""
-        customer = journey.state.customer_id
-        emitted = [
-            Emitted(output, Order.of_timer(_at(output), customer, n), 0.0)
-            for n, output in enumerate(outputs)
-        ]
-        if self._config.zones is not None and emitted:
-            _note_zone(self._config, journey, emitted)
+        emitted = _timer_outputs(self._config, journey, outputs)
         if journey.evictable(self._config.policy, now):
             CUSTOMERS.dec()
             CUSTOMERS_EVICTED.inc()
@@ -442,6 +429,25 @@ def _population(config: JourneyConfig) -> Any:
     if not config.barrier or learning is None:
         return None
     return learning.population
+
+
+def _timer_outputs(config: JourneyConfig, journey: Journey, outputs: list[Output]) -> list[Emitted]:
+    """What ``journey``'s timers decided, in replay's order of timers (with the customer's
+    time zone noted for replay)."""
+    customer = journey.state.customer_id
+    emitted = [
+        Emitted(output, Order.of_timer(_at(output), customer, n), 0.0)
+        for n, output in enumerate(outputs)
+    ]
+    if config.zones is not None and emitted:
+        _note_zone(config, journey, emitted)
+    return emitted
+
+
+def _frontier_until(config: JourneyConfig) -> int:
+    """Replay with the barrier (or Kafka read to its end): how far timers may fire as the
+    input frontier passes them, up to the end and to the versions this process has."""
+    return _versioned(config, min(config.frontier.settled - 1, _end(config)))
 
 
 def _end(config: JourneyConfig) -> int:

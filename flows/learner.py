@@ -19,6 +19,7 @@ import orjson
 from bytewax.operators import StatefulBatchLogic
 
 from flows.barrier import Ack
+from operators.identity.alignment import Progress
 from operators.learning.population import Complete, Count, Learner, Tally, Versions
 from operators.model.encoding import MODELS, Order, OutRecord
 from operators.model.records import Scored
@@ -42,14 +43,20 @@ def encode_complete(complete: Complete, ready_until: int) -> bytes:
     )
 
 
-def decode_complete(value: bytes) -> tuple[Complete, int]:
-    """A learner's record: what it completed, and how far decisions have their version."""
+def decode_complete(value: bytes) -> list[Complete | Progress]:
+    """A learner's record as it comes back in: what it completed, then how far decisions
+    have their version, as the progress of the identity step's :data:`MODELS_PART` (never
+    caught up: it is waited for however long)."""
     record: dict[str, Any] = orjson.loads(value)
     tallies = tuple(
         Tally(period, {(k, a, arm, f): Count(n, r) for k, a, arm, f, n, r in arms})
         for period, arms in record["periods"]
     )
-    return Complete(tallies, record["latest"]), record["ready_until"]
+    ready_until: int = record["ready_until"]
+    return [
+        Complete(tallies, record["latest"]),
+        Progress(MODELS_PART, ready_until + 1, caught_up=False),
+    ]
 
 
 def with_population(policy: Policy) -> Policy:

@@ -189,7 +189,7 @@ SNAPSHOT_AGE = Gauge(
     "partitions (since it started, until the first): what a crash now would replay",
 )
 
-KAFKA_CLIENTS = ("consumer", "producer", "transfers", "frontier")
+KAFKA_CLIENTS = ("consumer", "producer", "transfers", "frontier", "models")
 """The ``client`` label of :data:`KAFKA_ERRORS`: the clients, and the internal topics whose
 records can be unreadable."""
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -464,18 +464,26 @@ class TransferLoop:
     """The learner's whole periods of the population model on their way back in."""
 
 
-class _TransferPartition(StatefulSourcePartition[Transfer, None]):
-    def __init__(self, loop: TransferLoop) -> None:
-        self._loop = loop
+Looped = TypeVar("Looped")
+
+
+class _LoopPartition(StatefulSourcePartition[Looped, None]):
+    """Takes what the sink put on ``queue`` back into the flow, ``decode`` making each
+    record the items it stands for: merged contexts, or the learner's whole periods of the
+    population model. It ends once the identity step says the input has drained."""
+
+    def __init__(
+        self, queue: deque[bytes], frontier: InputFrontier, decode: Callable[[bytes], list[Looped]]
+    ) -> None:
+        self._queue, self._frontier, self._decode = queue, frontier, decode
         self._awake: datetime | None = None
 
-    def next_batch(self) -> list[Transfer]:
-        loop = self._loop
-        transfers = [decode_transfer(value) for value in _drain(loop.queue)]
-        if not transfers and loop.frontier.drained:
+    def next_batch(self) -> list[Looped]:
+        items = [item for value in _drain(self._queue) for item in self._decode(value)]
+        if not items and self._frontier.drained:
             raise StopIteration
-        self._awake = None if transfers else datetime.now(UTC) + LOOP_POLL
-        return transfers
+        self._awake = None if items else datetime.now(UTC) + LOOP_POLL
+        return items
 
     def next_awake(self) -> datetime | None:
         return self._awake
@@ -484,33 +492,8 @@ class _TransferPartition(StatefulSourcePartition[Transfer, None]):
         return None
 
 
-class _ModelsPartition(StatefulSourcePartition[Complete | Progress, None]):
-    """The learner's whole periods, and how far decisions have their version: one more
-    partition of the identity step's alignment, never caught up (it is waited for however
-    long); the identity step ends it once every event time up to the end has its version."""
-
-    def __init__(self, loop: TransferLoop) -> None:
-        self._loop = loop
-        self._awake: datetime | None = None
-
-    def next_batch(self) -> list[Complete | Progress]:
-        loop = self._loop
-        assert loop.models is not None
-        out: list[Complete | Progress] = []
-        for value in _drain(loop.models):
-            complete, ready_until = decode_complete(value)
-            out.append(complete)
-            out.append(Progress(MODELS_PART, ready_until + 1, caught_up=False))
-        if not out and loop.frontier.drained:
-            raise StopIteration
-        self._awake = None if out else datetime.now(UTC) + LOOP_POLL
-        return out
-
-    def next_awake(self) -> datetime | None:
-        return self._awake
-
-    def snapshot(self) -> None:
-        return None
+def _transfers(value: bytes) -> list[Transfer]:
+    return [decode_transfer(value)]
 
 
 def _drain(queue: deque[bytes]) -> list[bytes]:
@@ -544,11 +527,13 @@ class ReplaySource(FixedPartitionedSource[Event | DeadLetter | Progress | Transf
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: None
-    ) -> _FilePartition | _TransferPartition | _ModelsPartition:
+    ) -> _FilePartition | _LoopPartition[Transfer] | _LoopPartition[Complete | Progress]:
+        loop = self._loop
         if for_part == "transfers":
-            return _TransferPartition(self._loop)
+            return _LoopPartition(loop.queue, loop.frontier, _transfers)
         if for_part == MODELS_PART:
-            return _ModelsPartition(self._loop)
+            assert loop.models is not None
+            return _LoopPartition(loop.models, loop.frontier, decode_complete)
         return _FilePartition(*self._args)
 
 

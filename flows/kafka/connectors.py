@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -30,7 +30,7 @@ from flows import metrics
 from flows.journey import wall_clock_ms
 from flows.kafka.config import CLIENT_LOG, KafkaSettings
 from flows.kafka.health import Readiness
-from flows.learner import MODELS_PART, decode_complete
+from flows.learner import decode_complete
 from flows.progress import FrontierMark, InputFrontier
 from operators.identity.alignment import NEVER, Progress
 from operators.ingest import ClockState, Ingestor
@@ -213,62 +213,58 @@ class _EventPartition(StatefulSourcePartition[Event | DeadLetter | Progress, Sou
             self._lag.set(max(end - self._offset, 0))
 
 
-class _TransferPartition(StatefulSourcePartition[Transfer, SourceState]):
-    """Reads merged contexts back in from the internal transfers topic."""
+Looped = TypeVar("Looped")
+
+
+class _LoopPartition(StatefulSourcePartition[Looped, SourceState]):
+    """Reads what the flow sent round the loop back in from one partition of an internal
+    topic: merged contexts (``<prefix>transfers``), or the learner's whole periods of the
+    population model (``<prefix>models``); ``decode`` makes each record the items it
+    stands for, and a record it cannot read is counted under ``what`` and skipped."""
 
     def __init__(
         self,
         settings: KafkaSettings,
         topic: str,
         index: int,
-        resume: SourceState | None,
+        offset: int,
         stop_at_end: bool,
         frontier: InputFrontier,
+        decode: Callable[[bytes], list[Looped]],
+        what: str,
+        noun: str,
     ) -> None:
-        self._offset = resume[0] if resume is not None else OFFSET_BEGINNING
+        self._offset = offset
         self._topic, self._index = topic, index
         self._stop_at_end = stop_at_end
         self._frontier = frontier
-        self._caught_up = False
+        self._decode, self._what, self._noun = decode, what, noun
         self._awake: datetime | None = None
-        self._consumer = Consumer(
-            settings.config(
-                **{
-                    "group.id": "concierge-partition-assigned",
-                    "enable.auto.commit": False,
-                    "enable.partition.eof": True,
-                    "fetch.wait.max.ms": 20,
-                    "error_cb": _client_error("consumer"),
-                }
-            )
-        )
-        self._consumer.assign([TopicPartition(topic, index, self._offset)])
+        self._consumer = _assigned_consumer(settings, topic, index, offset, partition_eof=True)
 
-    def next_batch(self) -> list[Transfer]:
+    def next_batch(self) -> list[Looped]:
         if STOP.is_set():
             raise StopIteration
         messages = self._consumer.consume(CONSUME_BATCH, 0)
-        transfers: list[Transfer] = []
+        items: list[Looped] = []
         for message in messages:
             error = message.error()
             if error is not None:
-                self._caught_up = error.code() == KafkaError._PARTITION_EOF or self._caught_up
                 if error.code() != KafkaError._PARTITION_EOF:
                     metrics.KAFKA_ERRORS.labels("consumer").inc()
                     log.warning("reading %s[%d]: %s", self._topic, self._index, error.str())
                 continue
-            self._caught_up = False
             offset = message.offset()
             self._offset = (offset if offset is not None else self._offset) + 1
             try:
-                transfers.append(decode_transfer(message.value() or b""))
+                items.extend(self._decode(message.value() or b""))
             except (ValueError, KeyError, TypeError):
-                metrics.KAFKA_ERRORS.labels("transfers").inc()
-                log.error("skipping a record on %s that is not a transfer", self._topic)
-        if self._stop_at_end and not transfers and self._frontier.drained:
+                metrics.KAFKA_ERRORS.labels(self._what).inc()
+                log.error("skipping a record on %s that is not %s", self._topic, self._noun)
+        if self._stop_at_end and not items and self._frontier.drained:
             raise StopIteration
         self._awake = None if messages else datetime.now(UTC) + IDLE_POLL
-        return transfers
+        return items
 
     def next_awake(self) -> datetime | None:
         return self._awake
@@ -280,54 +276,28 @@ class _TransferPartition(StatefulSourcePartition[Transfer, SourceState]):
         self._consumer.close()
 
 
-class _ModelsPartition(StatefulSourcePartition[Complete | Progress, SourceState]):
-    """Reads the learner's versions back in from the internal models topic: the versions,
-    then how far decisions have theirs (one more partition of the identity step's
-    alignment, never caught up). It always reads from the topic's start: the versions are
-    the same whatever run built them, and a restarted process has none yet."""
+def _transfers(value: bytes) -> list[Transfer]:
+    return [decode_transfer(value)]
 
-    def __init__(
-        self, settings: KafkaSettings, topic: str, stop_at_end: bool, frontier: InputFrontier
-    ) -> None:
-        self._topic = topic
-        self._stop_at_end = stop_at_end
-        self._frontier = frontier
-        self._awake: datetime | None = None
-        self._consumer = Consumer(
-            settings.config(
-                **{
-                    "group.id": "concierge-partition-assigned",
-                    "enable.auto.commit": False,
-                    "fetch.wait.max.ms": 20,
-                    "error_cb": _client_error("consumer"),
-                }
-            )
+
+def _assigned_consumer(
+    settings: KafkaSettings, topic: str, index: int, offset: int, partition_eof: bool = False
+) -> Consumer:
+    """A consumer of one partition of an internal topic from ``offset``, assigned (no
+    consumer group: joining one takes seconds)."""
+    consumer = Consumer(
+        settings.config(
+            **{
+                "group.id": "concierge-partition-assigned",
+                "enable.auto.commit": False,
+                "enable.partition.eof": partition_eof,
+                "fetch.wait.max.ms": 20,
+                "error_cb": _client_error("consumer"),
+            }
         )
-        self._consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-
-    def next_batch(self) -> list[Complete | Progress]:
-        if STOP.is_set():
-            raise StopIteration
-        out: list[Complete | Progress] = []
-        for message in self._consumer.consume(CONSUME_BATCH, 0):
-            if message.error() is not None:
-                continue
-            complete, ready_until = decode_complete(message.value() or b"")
-            out.append(complete)
-            out.append(Progress(MODELS_PART, ready_until + 1, caught_up=False))
-        if self._stop_at_end and not out and self._frontier.drained:
-            raise StopIteration
-        self._awake = None if out else datetime.now(UTC) + IDLE_POLL
-        return out
-
-    def next_awake(self) -> datetime | None:
-        return self._awake
-
-    def snapshot(self) -> SourceState:
-        return (0, None)
-
-    def close(self) -> None:
-        self._consumer.close()
+    )
+    consumer.assign([TopicPartition(topic, index, offset)])
+    return consumer
 
 
 Read = Event | DeadLetter | Progress | Transfer | Complete
@@ -366,13 +336,34 @@ class KafkaEventSource(FixedPartitionedSource[Read, SourceState]):
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: SourceState | None
-    ) -> _EventPartition | _TransferPartition | _ModelsPartition:
+    ) -> _EventPartition | _LoopPartition[Transfer] | _LoopPartition[Complete | Progress]:
         topic, _, index = for_part.rpartition("#")
         if topic == self._settings.models_topic():
-            return _ModelsPartition(self._settings, topic, self._stop_at_end, self._frontier)
+            # read from its start whatever the snapshot says: the periods are the same
+            # whatever run sent them, and a process that starts has none of them yet
+            return _LoopPartition(
+                self._settings,
+                topic,
+                int(index),
+                OFFSET_BEGINNING,
+                self._stop_at_end,
+                self._frontier,
+                decode_complete,
+                "models",
+                "a period of the population model",
+            )
         if topic == self._settings.transfers_topic():
-            return _TransferPartition(
-                self._settings, topic, int(index), resume_state, self._stop_at_end, self._frontier
+            offset = resume_state[0] if resume_state is not None else OFFSET_BEGINNING
+            return _LoopPartition(
+                self._settings,
+                topic,
+                int(index),
+                offset,
+                self._stop_at_end,
+                self._frontier,
+                _transfers,
+                "transfers",
+                "a transfer",
             )
         return _EventPartition(
             self._settings,
@@ -421,17 +412,7 @@ class FrontierReader:
         self._frontier = frontier
         self._started = clock()
         self._stop = threading.Event()
-        self._consumer = Consumer(
-            settings.config(
-                **{
-                    "group.id": "concierge-partition-assigned",
-                    "enable.auto.commit": False,
-                    "fetch.wait.max.ms": 20,
-                    "error_cb": _client_error("consumer"),
-                }
-            )
-        )
-        self._consumer.assign([TopicPartition(settings.frontier_topic(), 0, OFFSET_END)])
+        self._consumer = _assigned_consumer(settings, settings.frontier_topic(), 0, OFFSET_END)
         self._thread = threading.Thread(target=self._read, name="frontier", daemon=True)
 
     def start(self) -> FrontierReader:

@@ -98,19 +98,21 @@ def arm_keys(scored: Scored, feature: str = "") -> tuple[ArmKey, ArmKey]:
     )
 
 
-def tally(
-    scored: Iterable[Scored], every: int, features: Mapping[str, str] | None = None
-) -> dict[int, Tally]:
-    """The trials of ``scored`` tallied by period; ``features``: action id -> the split's
-    value its customer had when it was decided (absent: no split)."""
+def count(tallies: dict[int, Tally], trial: Scored, every: int) -> None:
+    """Count a scored trial into the tally of the period it closed in, for each of its arms
+    within its split (:attr:`Scored.feature`)."""
+    period = period_of(trial.at, every)
+    counted = tallies.setdefault(period, Tally(period))
+    one = Count(1, reward_micros(trial.reward))
+    for key in arm_keys(trial, trial.feature):
+        counted.add(key, one)
+
+
+def tally(scored: Iterable[Scored], every: int) -> dict[int, Tally]:
+    """The trials of ``scored`` tallied by period."""
     tallies: dict[int, Tally] = {}
     for trial in scored:
-        period = period_of(trial.at, every)
-        counted = tallies.setdefault(period, Tally(period))
-        feature = (features or {}).get(trial.action_id, trial.feature)
-        count = Count(1, reward_micros(trial.reward))
-        for key in arm_keys(trial, feature):
-            counted.add(key, count)
+        count(tallies, trial, every)
     return tallies
 
 
@@ -188,11 +190,7 @@ class Learner:
         """The latest version complete (None: none yet)."""
 
     def add(self, scored: Scored) -> None:
-        period = period_of(scored.at, self.every)
-        counted = self.tallies.setdefault(period, Tally(period))
-        count = Count(1, reward_micros(scored.reward))
-        for key in arm_keys(scored, scored.feature):
-            counted.add(key, count)
+        count(self.tallies, scored, self.every)
 
     def ack(self, worker: int, at: int) -> None:
         self.acked[worker] = max(at, self.acked.get(worker, at))

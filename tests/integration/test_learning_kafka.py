@@ -47,13 +47,7 @@ def test_two_processes_on_four_partitions_learn_as_replay_does(
     events = [orjson.loads(line) for line in answered.read_bytes().splitlines()]
     assert sum(e["type"] == "feedback" for e in events) > 60
 
-    topics = Topics(broker, f"learn{free_port()}.")
-    topics.create(load_policy(policy.read_text(), "learning"), partitions=4)
-    produce(topics, events)
-    cluster = start_cluster(
-        lambda *a, **k: flows(*a, policy=policy, **k), topics, tmp_path / "two", 2, "--stop-at-end"
-    )
-    assert [flow.wait(180) for flow in cluster] == [0, 0], cluster[0].output()
+    topics = read_on_two_processes(broker, flows, tmp_path, policy, events, timeout=180)
 
     predicted = replay_prediction(events, tmp_path, policy)
     assert len(predicted["trials"]) == 6 * 60 and predicted["actions.push"]
@@ -61,6 +55,27 @@ def test_two_processes_on_four_partitions_learn_as_replay_does(
         d for d in map(orjson.loads, predicted["decisions"]) if d.get("rule") == "learning.timing"
     ]
     assert waited, "some morning actions should wait for the evening"
-    for stream in ("decisions", "trials", "actions.email", "actions.push"):
+    assert_streams_as_predicted(topics, predicted)
+
+
+STREAMS = ("decisions", "trials", "actions.email", "actions.push")
+"""What the closed loop's policy writes."""
+
+
+def read_on_two_processes(broker, flows, tmp_path, policy, events, timeout) -> Topics:
+    """``events`` on four partitions, read to their end by two processes of one cluster
+    with ``policy``: the topics they wrote."""
+    topics = Topics(broker, f"learn{free_port()}.")
+    topics.create(load_policy(policy.read_text(), "learning"), partitions=4)
+    produce(topics, events)
+    cluster = start_cluster(
+        lambda *a, **k: flows(*a, policy=policy, **k), topics, tmp_path / "two", 2, "--stop-at-end"
+    )
+    assert [flow.wait(timeout) for flow in cluster] == [0, 0], cluster[0].output()
+    return topics
+
+
+def assert_streams_as_predicted(topics: Topics, predicted: dict[str, list[bytes]]) -> None:
+    for stream in STREAMS:
         kafka = sorted(value for _, value, _, _ in topics.read(stream))
         assert kafka == predicted[stream], stream

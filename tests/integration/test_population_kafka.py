@@ -1,5 +1,5 @@
-"""Population models on Kafka (branch prototype): two processes on four partitions give
-replay's records."""
+"""Population models on Kafka: two processes on four partitions give replay's records, and
+they differ from what each customer's own evidence alone decides."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import orjson
 import pytest
 
 import tests.learning as loop
-from flows.kafka.broker import free_port
-from operators.policy.load import load_policy
-from tests.integration.conftest import Topics
 from tests.integration.test_kafka_flow import replay_prediction
-from tests.integration.test_scale_out import produce, start_cluster
+from tests.integration.test_learning_kafka import (
+    assert_streams_as_predicted,
+    read_on_two_processes,
+)
 from tests.learning import LEARNING, closed_loop, segment
 from tests.scenarios.conftest import replayer
 
@@ -41,13 +41,7 @@ def test_two_processes_on_four_partitions_learn_the_population_as_replay_does(
     _, answered, policy = closed_loop(tmp_path, replay, 60, 6, start, SPLIT)
     events = [orjson.loads(line) for line in answered.read_bytes().splitlines()]
 
-    topics = Topics(broker, f"pop{free_port()}.")
-    topics.create(load_policy(policy.read_text(), "learning"), partitions=4)
-    produce(topics, events)
-    cluster = start_cluster(
-        lambda *a, **k: flows(*a, policy=policy, **k), topics, tmp_path / "two", 2, "--stop-at-end"
-    )
-    assert [flow.wait(240) for flow in cluster] == [0, 0], cluster[0].output()
+    topics = read_on_two_processes(broker, flows, tmp_path, policy, events, timeout=240)
 
     predicted = replay_prediction(events, tmp_path, policy)
     assert len(predicted["trials"]) == 6 * 60
@@ -57,6 +51,4 @@ def test_two_processes_on_four_partitions_learn_the_population_as_replay_does(
     (tmp_path / "alone").mkdir()
     alone = replay_prediction(events, tmp_path / "alone", own)
     assert alone["decisions"] != predicted["decisions"], "the population model changes nothing"
-    for stream in ("decisions", "trials", "actions.email", "actions.push"):
-        kafka = sorted(value for _, value, _, _ in topics.read(stream))
-        assert kafka == predicted[stream], stream
+    assert_streams_as_predicted(topics, predicted)

@@ -2,6 +2,7 @@
 made apart add up alike however grouped, and a version is the same to the last bit."""
 
 import random
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -100,11 +101,11 @@ def test_an_arm_nothing_is_known_of_is_worth_the_prior_and_a_known_one_moves_tow
 
 
 def test_a_split_counts_each_trial_within_its_customers_feature():
-    scored = [trial(1, START + HOUR, reward=1.0), trial(2, START + HOUR)]
-    features = {"a-1": "region=eu", "a-2": "region=us"}
-    model = build(
-        LEARNING, tally(scored, EVERY, features), version_for(START + 3 * HOUR, EVERY), EVERY
-    )
+    scored = [
+        replace(trial(1, START + HOUR, reward=1.0), feature="region=eu"),
+        replace(trial(2, START + HOUR), feature="region=us"),
+    ]
+    model = build(LEARNING, tally(scored, EVERY), version_for(START + 3 * HOUR, EVERY), EVERY)
     assert model.arms[("channel", "", "email", "region=eu")] == (1.0, 1.0)
     assert model.arms[("channel", "", "email", "region=us")] == (1.0, 0.0)
     assert ("channel", "", "email", "") not in model.arms
