@@ -166,7 +166,11 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
             self._in_flight = resume[4] if len(resume) > 4 else {}  # 0.6.0 kept none in flight
             check_lineage(self._graph, sequence, resume[5] if len(resume) > 5 else None)
             self._lineage = self._graph.lineage or self._graph.begin()
-            self._aligner = Aligner.restore(aligned, config.parts, config.max_idle_ms, now)
+            # The population model's partition: a process that starts has no version until
+            # it has read them again, so no event waits on what the run before had.
+            self._aligner = Aligner.restore(
+                aligned, config.parts, config.max_idle_ms, now, unclocked=(MODELS_PART,)
+            )
             try:
                 undone = self._graph.roll_back(sequence)
             except MissingUndo as err:
@@ -307,17 +311,23 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
         else:
             self._config.frontier.apply(mark)
 
+    def _end(self) -> int | None:
+        """Once every input partition has ended and every event has been released: the event
+        time what the end fires goes up to, the wall clock (Kafka mode) or the replay's end;
+        None before."""
+        aligner = self._aligner
+        if len(aligner) or not aligner.ended_but(MODELS_PART):
+            return None
+        return self._config.clock() if self._config.publish else self._config.frontier.end_at
+
     def _finish_models(self, out: list[IdentityOutput]) -> None:
         """Once every input partition has ended and every event has been released, the
         population model's partition ends too (nothing more waits for a version), and every
         worker is told which version what is decided after the last event uses."""
         aligner = self._aligner
-        if self._finished or not self._tick_keys or len(aligner) or aligner.ended:
+        if self._finished or not self._tick_keys or aligner.ended:
             return
-        if not aligner.ended_but(MODELS_PART):
-            return
-        # what the end fires goes up to the wall clock (Kafka mode) or the replay's end
-        end = self._config.clock() if self._config.publish else self._config.frontier.end_at
+        end = self._end()
         ready = aligner.clock_of(MODELS_PART)
         if end is None or ready is None or ready - 1 < end:
             return
@@ -333,6 +343,12 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
         every = self._config.barrier_every
         if every is None or settled <= NEVER:
             return
+        end = self._end()
+        if end is not None:
+            # Nothing more comes: the workers answer up to the end, not past it, so the
+            # learner's snapshot stays where a later run (--stop-at-end, then more input)
+            # goes on from.
+            settled = min(settled, end)
         at = max(self._ticked, settled - settled % every)
         wall = time.monotonic()
         again = not self._finished and wall - self._ticked_wall >= RETICK_MS / 1000

@@ -27,6 +27,7 @@ from flows.metrics import (
     CUSTOMERS_PACKED,
     CUSTOMERS_REVIVED,
     DEFERRED_DECISIONS,
+    LEARNING_MODEL_VERSION,
     SIGNAL_TIMERS,
 )
 from flows.progress import InputFrontier
@@ -271,6 +272,7 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
                 population.finish(value.item.at)
             else:
                 population.take(value.item)
+                LEARNING_MODEL_VERSION.set(population.boundary() / 1000)
         if self._config.acks is not None:
             self._config.acks.extend(acks)
         return list(acks)

@@ -19,6 +19,7 @@ import orjson
 from bytewax.operators import StatefulBatchLogic
 
 from flows.barrier import Ack
+from flows.metrics import POPULATION_TRIALS
 from operators.identity.alignment import Progress
 from operators.learning.population import Complete, Count, Learner, Tally, Versions
 from operators.model.encoding import MODELS, Order, OutRecord
@@ -65,7 +66,7 @@ def with_population(policy: Policy) -> Policy:
     learning = policy.learning
     if learning is None or learning.population_every is None:
         return policy
-    versions = Versions(learning.population_every, learning.population_by)
+    versions = Versions(learning.population_every)
     return dataclasses.replace(policy, learning=dataclasses.replace(learning, population=versions))
 
 
@@ -86,6 +87,7 @@ class LearnerLogic(StatefulBatchLogic[Any, OutRecord, Learner]):
         complete = learner.complete()
         if complete is None:
             return [], StatefulBatchLogic.RETAIN
+        POPULATION_TRIALS.inc(complete.trials)
         value = encode_complete(complete, complete.ready_until(learner.every))
         record = OutRecord(MODELS, b"models", value, Order.of_line(0), "")
         return [record], StatefulBatchLogic.RETAIN

@@ -73,6 +73,21 @@ LEARNING_OUTCOMES = Counter(
     "outcome and group: times the outcome's reward is what the arm earned",
     ["action", "channel", "template", "outcome", "group"],
 )
+LEARNING_MODEL_VERSION = Gauge(
+    "concierge_learning_model_version_seconds",
+    "The population model (learning.population): the boundary of the newest version this "
+    "process has, in event time (Unix seconds); it counts the trials that closed before it",
+)
+LEARNING_MODEL_AGE = Gauge(
+    "concierge_learning_model_age_seconds",
+    "The population model: how much older than the latest decision that used it its version "
+    "was, in event time (between one and two periods while the input flows)",
+)
+POPULATION_TRIALS = Counter(
+    "concierge_learning_population_trials",
+    "Trials the population model's learner has counted into whole periods (on the process "
+    "that runs the learner)",
+)
 RECENT_SENDS = Histogram(
     "concierge_actions_per_customer_7d",
     "Fatigue: at each action written to a channel, the actions that customer got in the 7 "

@@ -30,6 +30,7 @@ from flows.metrics import (
     HELD_OUT,
     LATENCY,
     LEARNING_CHOICES,
+    LEARNING_MODEL_AGE,
     LEARNING_OUTCOMES,
     LEARNING_TRIALS,
     MEASURED,
@@ -229,7 +230,7 @@ def _emit(batch: list[tuple[str, JourneyOutput]]) -> Iterable[OutRecord]:
                 group = (output.action, outcome.value)
                 measured[group] = measured.get(group, 0) + 1
                 if output.learning is not None:
-                    _count_choices(output.learning)
+                    _count_choices(output.learning, output.at)
             if emitted.received_at:
                 PROCESSING.observe(now - emitted.received_at)
         streams[record.stream] = streams.get(record.stream, 0) + 1
@@ -259,7 +260,9 @@ def _count_trial(trial: Scored) -> None:
         LEARNING_OUTCOMES.labels(trial.action, trial.channel, trial.template, outcome, group).inc()
 
 
-def _count_choices(learned: Learned) -> None:
+def _count_choices(learned: Learned, at: int) -> None:
+    if learned.model is not None:
+        LEARNING_MODEL_AGE.set((at - learned.model) / 1000)
     for choice in learned.choices:
         how = "control" if learned.control else "explored" if choice.explored else "best"
         LEARNING_CHOICES.labels(choice.kind, choice.chosen, how).inc()

@@ -456,7 +456,8 @@ def _what(e: dict[str, Any]) -> str:
 
 def learning_words(learning: dict[str, Any]) -> str:
     """What learning chose for a decision, in words: each choice's arm over the others, with
-    the estimates and the customer's own trials behind them, and whether it explored."""
+    the estimates and the customer's own trials behind them (and the population's, toward
+    which they are shrunk, with the model's version), and whether it explored."""
     choices = [(kind, learning[kind]) for kind in ("channel", "variant") if kind in learning]
     if learning.get("control"):
         static = " and ".join(f"{kind} {choice['chosen']}" for kind, choice in choices)
@@ -472,6 +473,10 @@ def learning_words(learning: dict[str, Any]) -> str:
         if others:
             said += " against " + ", ".join(f"{a['estimate']:.2f} ({_trials(a)})" for a in others)
         told.append(said)
+    population = learning.get("population")
+    if population is not None:
+        split = f" for {population['split']}" if population.get("split") else ""
+        told.append(f"population model of {population['model']}{split}")
     how = "exploring" if any(c["explored"] for _, c in choices) else "not exploring"
     told.append(f"{how}, chosen with probability {learning['propensity']:.2f}")
     return "; ".join(told)
@@ -479,7 +484,13 @@ def learning_words(learning: dict[str, Any]) -> str:
 
 def _trials(arm: dict[str, Any]) -> str:
     trials = arm["trials"]
-    return f"{trials:.1f} trials of theirs" if trials else "the prior alone"
+    population = arm.get("population")
+    if population is None:
+        return f"{trials:.1f} trials of theirs" if trials else "the prior alone"
+    theirs = f"{trials:.1f} trials of theirs" if trials else "none of theirs"
+    pooled = population["trials"]
+    said = f"{population['estimate']:.2f} of {pooled:,.1f} sends" if pooled else "the prior"
+    return f"{theirs}, toward the population's {said}"
 
 
 def _events_named(event_ids: list[str]) -> str:

@@ -319,8 +319,8 @@ def _learning(runs: Sequence[Run]) -> Section | None:
         return None
 
     def chart(run: Run) -> str:
-        fig = Figure(figsize=(5.2, 4.6))
-        arms, lift = fig.subplots(2, 1)
+        fig = Figure(figsize=(5.2, 6.9 if run.population else 4.6))
+        arms, lift, *pooled = fig.subplots(3 if run.population else 2, 1)
         for n, (arm, days) in enumerate(sorted(run.estimates.items())):
             shown = sorted(days)
             arms.plot(
@@ -351,6 +351,8 @@ def _learning(runs: Sequence[Run]) -> Section | None:
         lift.set_title("what sends earned, by the day they were sent", fontsize=9)
         if run.rewards:
             lift.legend(fontsize=7, frameon=False)
+        if pooled:
+            _population_chart(pooled[0], run)
         return _svg(fig, f"Learning, {run.name}")
 
     rows: list[tuple[str, Callable[[Run], Any]]] = [
@@ -360,16 +362,44 @@ def _learning(runs: Sequence[Run]) -> Section | None:
         ("control: reward per send", lambda r: _per_send(r, "control")),
         ("learning's lift (95%)", _learning_lift),
         ("choices that explored", _explored),
+        ("population model: versions used", _versions),
     ]
     return (
         "Learning",
-        "Above, each arm's mean estimate over the learning customers' decisions, day by day "
-        "(what learning believed); below, what the sends of each group earned, by the day they "
+        "First, each arm's mean estimate over the learning customers' decisions, day by day "
+        "(what learning believed); then what the sends of each group earned, by the day they "
         "were sent (trials scored once their window closed): the learning customers against the "
-        "control share, decided by the static policy.",
+        "control share, decided by the static policy; with a population model, last, what each "
+        "of its versions said of each arm (within each split), the prior every customer's own "
+        "evidence is shrunk toward.",
         [chart(r) if r in learned else "<p>this replay's policy does not learn</p>" for r in runs],
         _compared(runs, "learning", rows, changes=False),
     )
+
+
+def _population_chart(axes: Any, run: Run) -> None:
+    versions = sorted({v for arm in run.population.values() for v in arm})
+    for n, (arm, said) in enumerate(sorted(run.population.items())):
+        shown = [v for v in versions if v in said]
+        axes.plot(
+            [versions.index(v) for v in shown],
+            [said[v] for v in shown],
+            marker=".",
+            linestyle=("-", "--", ":")[n // len(COLOURS) % 3],
+            color=COLOURS[n % len(COLOURS)],
+            label=arm,
+        )
+    axes.set_xticks(range(len(versions)), [v[5:10] for v in versions], rotation=60, fontsize=7)
+    axes.set_ylabel("population's estimate")
+    axes.set_title("each arm by the population model's versions", fontsize=9)
+    axes.legend(fontsize=6, frameon=False)
+
+
+def _versions(run: Run) -> str:
+    versions = sorted({v for arm in run.population.values() for v in arm})
+    if not versions:
+        return "-"
+    return f"{len(versions)}, {versions[0][:10]} to {versions[-1][:10]}"
 
 
 def _trials(run: Run, group: str) -> int:

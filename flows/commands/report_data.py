@@ -58,6 +58,9 @@ class Run:
     that weighed it], over the learning customers' decisions."""
     rewards: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     """Learning: group (``learning``, ``control``) -> day sent -> [reward, trials scored]."""
+    population: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Learning's population model: arm (within its split: ``channel push, region=north``)
+    -> version (its boundary) -> what that version says the arm earns per send."""
 
     @property
     def name(self) -> str:
@@ -89,6 +92,8 @@ def read_run(path: Path) -> Run:
         learned = d.get("learning")
         if learned is not None and not learned["control"]:
             _count_estimates(run, d["at"][:10], learned)
+        if learned is not None and "population" in learned:
+            _note_population(run, learned)
         if d["outcome"] != "sent":
             run.by_rule[d["outcome"], d.get("rule") or "-"] += 1
         if d["outcome"] == "deferred" and "until" in d:
@@ -111,6 +116,15 @@ def _count_estimates(run: Run, day: str, learned: dict[str, Any]) -> None:
             tally = run.estimates.setdefault(f"{shown} {arm['arm']}", {}).setdefault(day, [0.0, 0])
             tally[0] += arm["estimate"]
             tally[1] += 1
+
+
+def _note_population(run: Run, learned: dict[str, Any]) -> None:
+    model = learned["population"]
+    split = f", {model['split']}" if model.get("split") else ""
+    for kind, shown in (("channel", "channel"), ("variant", "template")):
+        for arm in learned.get(kind, {}).get("arms", ()):
+            versions = run.population.setdefault(f"{shown} {arm['arm']}{split}", {})
+            versions[model["model"]] = arm["population"]["estimate"]
 
 
 def _delay_bin(hours: float) -> str:

@@ -322,22 +322,33 @@ class KafkaEventSource(FixedPartitionedSource[Read, SourceState]):
         self._stop_at_end = stop_at_end
         self._readiness = readiness
 
-    def list_parts(self) -> list[str]:
+    def _learns_population(self) -> bool:
         learning = self._policy.learning
-        models = (
-            [self._settings.models_topic()]
-            if learning is not None and learning.population_every is not None
-            else []
-        )
+        return learning is not None and learning.population_every is not None
+
+    def list_parts(self) -> list[str]:
+        models = self._settings.models_topic()
+        # Without a population model, the topic an earlier run's policy wrote is still
+        # listed (never read): a snapshot names its partition, and Bytewax cannot resume a
+        # partition it is not given.
+        learns = self._learns_population() or models in _existing(self._settings, models)
         return partitions_of(
             self._settings,
-            [*self._settings.input_topics(), self._settings.transfers_topic(), *models],
+            [*self._settings.input_topics(), self._settings.transfers_topic()]
+            + ([models] if learns else []),
         )
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: SourceState | None
-    ) -> _EventPartition | _LoopPartition[Transfer] | _LoopPartition[Complete | Progress]:
+    ) -> (
+        _EventPartition
+        | _LoopPartition[Transfer]
+        | _LoopPartition[Complete | Progress]
+        | _UnreadPartition
+    ):
         topic, _, index = for_part.rpartition("#")
+        if topic == self._settings.models_topic() and not self._learns_population():
+            return _UnreadPartition(resume_state)
         if topic == self._settings.models_topic():
             # read from its start whatever the snapshot says: the periods are the same
             # whatever run sent them, and a process that starts has none of them yet
@@ -375,6 +386,26 @@ class KafkaEventSource(FixedPartitionedSource[Read, SourceState]):
             self._frontier,
             self._readiness,
         )
+
+
+class _UnreadPartition(StatefulSourcePartition[Read, SourceState]):
+    """A partition this run does not read (the population model's, under a policy that has
+    none now): it ends at once, and keeps the place it was read to."""
+
+    def __init__(self, resume_state: SourceState | None) -> None:
+        self._state: SourceState = resume_state if resume_state is not None else (0, None)
+
+    def next_batch(self) -> list[Read]:
+        raise StopIteration
+
+    def snapshot(self) -> SourceState:
+        return self._state
+
+
+def _existing(settings: KafkaSettings, topic: str) -> set[str]:
+    """``{topic}`` if the cluster has it, else nothing (asking of every topic: a request
+    naming one may create it)."""
+    return {topic} & set(AdminClient(settings.config()).list_topics(timeout=30).topics)
 
 
 def partitions_of(settings: KafkaSettings, topics: list[str]) -> list[str]:

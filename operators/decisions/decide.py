@@ -31,7 +31,7 @@ from operators.decisions.eligibility import ineligible_by
 from operators.decisions.fatigue import fatigued_by
 from operators.decisions.quiet_hours import quiet_until, release_offset
 from operators.learning.choice import choose_arms, chosen
-from operators.learning.evidence import CHANNEL, VARIANT, open_trial, score_closed
+from operators.learning.evidence import CHANNEL, VARIANT, open_trial, score_closed, split_of
 from operators.learning.timing import TIMING, likeliest_hour, local_hour
 from operators.measurement.conversions import watch_for_conversions
 from operators.measurement.holdouts import GLOBAL, holdout_of
@@ -202,7 +202,7 @@ def _learned(
     learning = policy.learning
     assert learning is not None
     decision = f"{state.customer_id}|{action.name}|{key.moment}|{key.group}|{moment.opening_event}"
-    learned = choose_arms(learning, state, action, passed, decision, now)
+    learned = choose_arms(learning, state, action, passed, decision, now, moment.signals[0])
     channel = chosen(learned, CHANNEL, passed[0])
     if learning.waits(action.category) and not learned.control:
         later = _likelier_hour(policy, state, action, key, moment, channel, now)
@@ -424,6 +424,7 @@ def _send(policy: Policy, state: CustomerState, verdict: Verdict, now: int) -> l
                 now,
                 control,
                 hour,
+                split_of(learning, state, moment.signals[0]),
             )
         )
     spec = policy.moments[name]

@@ -215,10 +215,18 @@ class Aligner:
         parts: Iterable[str],
         max_idle_ms: int,
         now: int,
+        unclocked: Iterable[str] = (),
     ) -> Aligner:
+        """The aligner of ``snapshot``, for a run that reads ``parts``: a partition the run
+        before read and this one does not is left out (it would be waited for forever),
+        and one of ``unclocked`` starts again from nothing (how far it had got was a
+        promise about what that run's processes held)."""
         events, marks, released_until = snapshot
+        parts = list(parts)
         aligner = cls(parts, max_idle_ms)
         for name, (clock, _) in marks.items():
+            if name not in parts or name in unclocked:
+                continue
             # A partition that ended in the run before (``--stop-at-end``) is read again by
             # this one, and whether it ends is this run's to say: restored as ended, it would
             # never be waited for again, and input written since would be resolved in the

@@ -16,7 +16,8 @@ static policy: the first channel that passes, the action's ``template``.
 
 from __future__ import annotations
 
-from operators.learning.evidence import CHANNEL, VARIANT, evidence_of, feature_of
+from operators.learning.evidence import CHANNEL, VARIANT, evidence_of, split_of
+from operators.learning.population import PopulationModel
 from operators.measurement.holdouts import place
 from operators.model.records import Arm, Choice, Learned
 from operators.model.state import CustomerState
@@ -53,15 +54,33 @@ def chance(explore: float, arms: int, best: bool) -> float:
 
 
 def estimate(
-    learning: Learning, state: CustomerState, kind: str, action: str, arm: str, now: int
+    learning: Learning,
+    state: CustomerState,
+    kind: str,
+    action: str,
+    arm: str,
+    now: int,
+    population: tuple[PopulationModel, str] | None = None,
 ) -> Arm:
-    """What the customer's evidence, shrunk toward the prior, says ``arm`` is worth."""
+    """What the customer's evidence, shrunk toward the prior, says ``arm`` is worth; with
+    ``population`` (a version of the population model and the customer's split in it), the
+    prior's reward is what the population says of the arm."""
     trials, reward = evidence_of(learning, state, kind, action, arm, now)
-    toward = learning.prior_reward
-    if learning.population is not None:
-        model = learning.population.model(learning, now)
-        toward = model.estimate(learning, (kind, action, arm, feature_of(learning, state)))[0]
-    return Arm(arm, shrunk(learning, trials, reward, toward), trials)
+    if population is None:
+        return Arm(arm, shrunk(learning, trials, reward, learning.prior_reward), trials)
+    model, split = population
+    rate, pooled, _ = model.estimate(learning, (kind, action, arm, split))
+    return Arm(arm, shrunk(learning, trials, reward, rate), trials, (rate, pooled))
+
+
+def population_for(
+    learning: Learning, state: CustomerState, now: int, signal: str
+) -> tuple[PopulationModel, str] | None:
+    """The version of the population model a decision at ``now`` (of a moment ``signal``
+    opened) uses, and its split in it (None: the policy learns no population model)."""
+    if learning.population is None:
+        return None
+    return learning.population.model(learning, now), split_of(learning, state, signal) or ""
 
 
 def choose(
@@ -72,9 +91,10 @@ def choose(
     arms: tuple[str, ...],
     decision: str,
     now: int,
+    population: tuple[PopulationModel, str] | None = None,
 ) -> Choice:
     """Choose one of ``arms`` (in the policy's order) for ``decision`` (see the module)."""
-    estimates = tuple(estimate(learning, state, kind, action, arm, now) for arm in arms)
+    estimates = tuple(estimate(learning, state, kind, action, arm, now, population) for arm in arms)
     best = max(range(len(arms)), key=lambda i: (estimates[i].estimate, -i))
     if len(arms) == 1:
         return Choice(kind, estimates, arms[0], 1.0, False, arms[0])
@@ -93,19 +113,25 @@ def choose_arms(
     channels: tuple[str, ...],
     decision: str,
     now: int,
+    signal: str,
 ) -> Learned:
     """What learning chooses for ``action`` among ``channels`` (those that passed every
-    guardrail, in the policy's order) and its templates; a customer in the control share
-    gets the static policy's choice, certainly, with the estimates beside it."""
+    guardrail, in the policy's order) and its templates, for a moment ``signal`` opened; a
+    customer in the control share gets the static policy's choice, certainly, with the
+    estimates beside it."""
     control = in_control(learning, state.customer_id)
-    choices: list[Choice] = []
-    if learning.channel:
-        choices.append(_choice(learning, state, CHANNEL, "", channels, decision, now, control))
+    kinds = [(CHANNEL, "", channels)] if learning.channel else []
     if learning.variant and len(action.variants) > 1:
-        choices.append(
-            _choice(learning, state, VARIANT, action.name, action.variants, decision, now, control)
-        )
-    return Learned(tuple(choices), control)
+        kinds.append((VARIANT, action.name, action.variants))
+    population = population_for(learning, state, now, signal) if kinds else None
+    choices = tuple(
+        _choice(learning, state, kind, name, arms, decision, now, control, population)
+        for kind, name, arms in kinds
+    )
+    if population is None:
+        return Learned(choices, control)
+    model, split = population
+    return Learned(choices, control, model.boundary, split)
 
 
 def _choice(
@@ -117,8 +143,9 @@ def _choice(
     decision: str,
     now: int,
     control: bool,
+    population: tuple[PopulationModel, str] | None,
 ) -> Choice:
-    learned = choose(learning, state, kind, action, arms, decision, now)
+    learned = choose(learning, state, kind, action, arms, decision, now, population)
     if not control:
         return learned
     return Choice(kind, learned.arms, arms[0], 1.0, False, learned.best)

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from operators.model.records import Conversion, Event, Scored
 from operators.model.state import CustomerState, Evidence, Trial
-from operators.policy.compiled import Learning
+from operators.policy.compiled import SPLIT_BY_SIGNAL, Learning
 
 MAX_TRIALS = 64
 """Trials kept waiting per customer (the latest); an older one is scored early, as is."""
@@ -42,6 +42,7 @@ def open_trial(
     now: int,
     control: bool,
     hour: int = -1,
+    split: str | None = None,
 ) -> list[Scored]:
     """A sent decision starts waiting for its outcomes (once per action id: a decision sent
     again with the same id keeps its first trial). Beyond :data:`MAX_TRIALS`, the oldest is
@@ -50,7 +51,7 @@ def open_trial(
         return []
     closes = now + learning.window
     trial = Trial(
-        closes, action_id, action, channel, template, 0.0, (), control, learning.window, hour
+        closes, action_id, action, channel, template, 0.0, (), control, learning.window, hour, split
     )
     trials = [*state.trials, trial]
     early = trials[: max(len(trials) - MAX_TRIALS, 0)]
@@ -124,7 +125,7 @@ def _score(
                 trial.reward,
                 trial.outcomes,
                 trial.control,
-                feature_of(learning, state),
+                trial.split or "",
             )
         )
         keys = [(CHANNEL, "", trial.channel), (VARIANT, trial.action, trial.template)]
@@ -138,13 +139,21 @@ def _score(
     return scored
 
 
-def feature_of(learning: Learning, state: CustomerState) -> str:
-    """The population model's split the customer is in (prototype: one attribute)."""
-    by = learning.population_by
-    if learning.population_every is None or by is None:
-        return ""
-    value = next((word.value for word in state.attributes if word.name == by), "")
-    return f"{by}={value}"
+def split_of(learning: Learning, state: CustomerState, signal: str) -> str | None:
+    """The population model's split a decision is in, such as ``region=north,signal=browsing``
+    (``by``'s names in its order, each with the customer's value of that attribute, or the
+    ``signal`` that opened the decision's moment; an attribute they lack is empty); None when
+    the policy splits none."""
+    if learning.population_every is None or not learning.population_by:
+        return None
+    said = []
+    for name in learning.population_by:
+        if name == SPLIT_BY_SIGNAL:
+            value = signal
+        else:
+            value = next((word.value for word in state.attributes if word.name == name), "")
+        said.append(f"{name}={value}")
+    return ",".join(said)
 
 
 def evidence_of(

@@ -98,10 +98,12 @@ def arm_keys(scored: Scored, feature: str = "") -> tuple[ArmKey, ArmKey]:
     )
 
 
-def count(tallies: dict[int, Tally], trial: Scored, every: int) -> None:
-    """Count a scored trial into the tally of the period it closed in, for each of its arms
-    within its split (:attr:`Scored.feature`)."""
+def count(tallies: dict[int, Tally], trial: Scored, every: int, first: int | None = None) -> None:
+    """Count a scored trial into the tally of the period it closed in (or period ``first``,
+    if that is later), for each of its arms within its split (:attr:`Scored.feature`)."""
     period = period_of(trial.at, every)
+    if first is not None and period < first:
+        period = first
     counted = tallies.setdefault(period, Tally(period))
     one = Count(1, reward_micros(trial.reward))
     for key in arm_keys(trial, trial.feature):
@@ -174,6 +176,13 @@ class Complete:
         """The latest event time whose decisions have their version."""
         return (self.latest + 2) * every - 1
 
+    @property
+    def trials(self) -> int:
+        """How many trials its periods count."""
+        return sum(
+            count.trials for t in self.tallies for key, count in t.arms.items() if key[0] == CHANNEL
+        )
+
 
 class Learner:
     """The population's tallies as the flow's one learner keeps them, and how far every
@@ -190,7 +199,11 @@ class Learner:
         """The latest version complete (None: none yet)."""
 
     def add(self, scored: Scored) -> None:
-        count(self.tallies, scored, self.every)
+        """Count a scored trial. One whose period a version was already made of (it can
+        only come after a run ended with ``--stop-at-end`` and the next reads input stamped
+        before that end) counts in the first period still open: a version, once made,
+        never changes."""
+        count(self.tallies, scored, self.every, self.latest)
 
     def ack(self, worker: int, at: int) -> None:
         self.acked[worker] = max(at, self.acked.get(worker, at))
@@ -214,9 +227,8 @@ class Versions:
     them; each version is built from them when first asked for (the same in every
     process)."""
 
-    def __init__(self, every: int, by: str | None = None) -> None:
+    def __init__(self, every: int) -> None:
         self.every = every
-        self.by = by
         self.tallies: dict[int, Tally] = {}
         self.latest: int | None = None
         self.final: int | None = None
@@ -228,6 +240,11 @@ class Versions:
             self.tallies[counted.period] = counted
         if self.latest is None or complete.latest > self.latest:
             self.latest = complete.latest
+
+    def boundary(self) -> int:
+        """The boundary of the latest version here (ms; the version before the first, none
+        yet)."""
+        return boundary(-1 if self.latest is None else self.latest, self.every)
 
     def ready_until(self) -> int | None:
         """The latest event time whose decisions have their version here (None: none yet)."""

@@ -336,6 +336,21 @@ class Arm:
     name: str
     estimate: float
     trials: float
+    population: tuple[float, float] | None = None
+    """With a population model: what it says of the arm, the reward per send (shrunk
+    toward the policy's prior) and the trials (faded) it rests on; the customer's estimate
+    is shrunk toward that reward."""
+
+    def as_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "arm": self.name,
+            "estimate": round(self.estimate, 4),
+            "trials": round(self.trials, 2),
+        }
+        if self.population is not None:
+            rate, trials = self.population
+            record["population"] = {"estimate": round(rate, 4), "trials": round(trials, 2)}
+        return record
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,14 +378,7 @@ class Choice:
             "best": self.best,
             "propensity": round(self.propensity, 6),
             "explored": self.explored,
-            "arms": [
-                {
-                    "arm": arm.name,
-                    "estimate": round(arm.estimate, 4),
-                    "trials": round(arm.trials, 2),
-                }
-                for arm in self.arms
-            ],
+            "arms": [arm.as_record() for arm in self.arms],
         }
 
 
@@ -381,6 +389,10 @@ class Learned:
 
     choices: tuple[Choice, ...]
     control: bool
+    model: int | None = None
+    """With a population model: the boundary of the version its estimates used (ms)."""
+    split: str = ""
+    """The population's split the customer is in, such as ``region=north`` (empty: none)."""
 
     @property
     def estimate(self) -> float:
@@ -398,6 +410,10 @@ class Learned:
 
     def as_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {"control": self.control, "propensity": round(self.propensity, 6)}
+        if self.model is not None:
+            record["population"] = {"model": format_ms(self.model)}
+            if self.split:
+                record["population"]["split"] = self.split
         for choice in self.choices:
             record[choice.kind] = choice.as_record()
         return record
@@ -511,7 +527,7 @@ class Scored:
     control: bool
     """Whether its customer was in learning's control share (decided by the static policy)."""
     feature: str = ""
-    """The population model's split its customer was in when scored (prototype)."""
+    """The population model's split its decision was in (empty: none)."""
 
     def as_record(self) -> dict[str, Any]:
         return {

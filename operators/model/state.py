@@ -95,6 +95,8 @@ class Trial(NamedTuple):
     """How long its window is (ms): it was sent at ``closes - window``."""
     hour: int = -1
     """The customer's local hour when it was sent, for send-time learning (-1: not kept)."""
+    split: str | None = None
+    """The population model's split its decision was in (None: the policy splits none)."""
 
 
 class Evidence(NamedTuple):

@@ -65,6 +65,7 @@ def state_to_record(state: CustomerState) -> dict[str, Any]:
         "bounced": [list(bounce) for bounce in state.bounced],
         "trials": [
             [*trial[:6], list(trial.outcomes), trial.control, trial.window, trial.hour]
+            + ([] if trial.split is None else [trial.split])
             for trial in state.trials
         ],
         "evidence": [list(evidence) for evidence in state.evidence],
@@ -114,21 +115,7 @@ def state_from_record(record: dict[str, Any]) -> CustomerState:
     )
     state.identifier_kinds = tuple(str(kind) for kind in record.get("identifier_kinds", ()))
     state.bounced = tuple((str(c), int(at)) for c, at in record.get("bounced", ()))
-    state.trials = tuple(
-        Trial(
-            int(closes),
-            str(i),
-            str(a),
-            str(c),
-            str(t),
-            float(r),
-            tuple(map(str, outcomes)),
-            bool(control),
-            int(window),
-            int(hour),
-        )
-        for closes, i, a, c, t, r, outcomes, control, window, hour in record.get("trials", ())
-    )
+    state.trials = tuple(_trial(fields) for fields in record.get("trials", ()))
     state.evidence = tuple(
         Evidence(str(kind), str(a), str(arm), float(n), float(r), int(at))
         for kind, a, arm, n, r, at in record.get("evidence", ())
@@ -153,4 +140,21 @@ def _send(fields: list[Any]) -> Send:
         held_out,
         bounced,
         int(engaged_at) if engaged_at is not None else None,
+    )
+
+
+def _trial(fields: list[Any]) -> Trial:
+    closes, i, a, c, t, r, outcomes, control, window, hour, *split = fields
+    return Trial(
+        int(closes),
+        str(i),
+        str(a),
+        str(c),
+        str(t),
+        float(r),
+        tuple(map(str, outcomes)),
+        bool(control),
+        int(window),
+        int(hour),
+        str(split[0]) if split else None,
     )

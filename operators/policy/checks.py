@@ -14,6 +14,7 @@ from typing import Any
 from operators.model.durations import parse_duration_ms
 from operators.model.records import FEEDBACK_OUTCOMES
 from operators.model.timefmt import zone
+from operators.policy.compiled import SPLIT_BY_SIGNAL
 from operators.policy.text import phrase_words
 
 PathItem = str | int
@@ -352,13 +353,17 @@ def _learning_problems(learning: Any, document: dict[str, Any]) -> Problems:
     if isinstance(population, dict):
         if _is_zero(population.get("every", "1s")):
             yield ("learning", "population", "every"), "must be longer than 0"
-        by = population.get("by")
+        by = population.get("by", [])
         attributes = set(_names_in(document.get("attributes")))
-        if isinstance(by, str) and by not in attributes:
-            yield (
-                ("learning", "population", "by"),
-                f"names no attribute: {by!r} (attributes: {_listing(attributes)})",
-            )
+        for index, name in enumerate([by] if isinstance(by, str) else by):
+            at = ("learning", "population", "by") + (() if isinstance(by, str) else (index,))
+            opened = "the signal that opened the decision's moment"
+            if name == SPLIT_BY_SIGNAL and name in attributes:
+                said = f"{name!r} means {opened} here, and an attribute is called that too"
+                yield at, f"{said}: rename the attribute"
+            elif name != SPLIT_BY_SIGNAL and name not in attributes:
+                listed = f"attributes: {_listing(attributes)}; or {SPLIT_BY_SIGNAL}: {opened}"
+                yield at, f"names no attribute: {name!r} ({listed})"
     timing = learning.get("timing")
     if isinstance(timing, dict):
         if _is_zero(timing.get("wait_up_to", "1s")):

@@ -246,6 +246,10 @@ class ConversionSpec:
         return self.actions is None or action in self.actions
 
 
+SPLIT_BY_SIGNAL = "signal"
+"""In ``learning.population.by``: the signal that opened the decision's moment."""
+
+
 @dataclass(frozen=True, slots=True)
 class Learning:
     """Learning from outcomes (see :mod:`operators.learning`): what an outcome is worth, how
@@ -280,8 +284,9 @@ class Learning:
     """The categories that may wait (None: every category)."""
     population_every: int | None = None
     """Population models: how often in event time a new version is made (None: none)."""
-    population_by: str | None = None
-    """The attribute whose value splits the population model (None: one model)."""
+    population_by: tuple[str, ...] = ()
+    """What splits the population model: attribute names, and ``signal`` for the signal
+    that opened the decision's moment (empty: one model)."""
     population: Any = None
     """The versions of the population model this process has
     (:class:`operators.learning.population.Versions`), which the flow that decides puts

@@ -463,7 +463,7 @@ def _learning(spec: Spec | None) -> Learning | None:
         wait_up_to=parse_duration_ms(timing.get("wait_up_to", "0s")),
         timing_categories=frozenset(categories) if categories is not None else None,
         population_every=parse_duration_ms(population["every"]) if population else None,
-        population_by=population.get("by") if population else None,
+        population_by=_names(population.get("by", ())) if population else (),
     )
 
 

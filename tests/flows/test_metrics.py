@@ -1,6 +1,7 @@
 """What ``concierge run`` declares in its metrics before anything happens: which build runs
 with which policy, and every labelled counter at zero for each value it can take."""
 
+import orjson
 from prometheus_client import REGISTRY
 
 from flows import package_version
@@ -99,3 +100,42 @@ def test_learnings_arms_trials_and_outcomes_start_at_zero():
         value("concierge_learning_outcomes_total", **labels, outcome="clicked", group="learning")
         is not None
     )
+
+
+def test_the_population_models_version_age_and_trials_after_a_replay(tmp_path):
+    """The newest version the process has, how old the version the last decision used was,
+    and the trials the learner counted: those that closed before that newest version."""
+    from flows.replay import replay
+    from operators.model.timefmt import format_ms, parse_ms
+    from tests.conftest import event_dict, write_jsonl
+    from tests.learning import DAY, START, learning_policy
+
+    policy = learning_policy(
+        "learning:\n  rewards: {clicked: 1}\n  window: 2h\n  half_life: 30d\n"
+        "  explore: 0\n  salt: metrics\n  population: {every: 1d}\n"
+    )
+    views = [
+        event_dict(
+            "product_view",
+            format_ms(START + day * DAY + 10 * 3_600_000 + n * 60_000),
+            {"product_id": "p-1"},
+            f"view-{n}-{day}",
+            email=f"c{n}@example.com",
+        )
+        for day in range(5)
+        for n in range(10)
+    ]
+    counted = value("concierge_learning_population_trials_total") or 0.0
+    replay(policy, write_jsonl(tmp_path / "events.jsonl", views), tmp_path / "out")
+
+    version = value("concierge_learning_model_version_seconds") * 1000
+    assert version == START + 3 * DAY  # what the last day's decisions need, and no further
+    decisions = [orjson.loads(line) for line in (tmp_path / "out/decisions.jsonl").open("rb")]
+    last = decisions[-1]
+    used = parse_ms(last["learning"]["population"]["model"])
+    assert parse_ms(last["at"]) - used == value("concierge_learning_model_age_seconds") * 1000
+    assert used == START + 3 * DAY  # the last day's decisions use the day before's version
+    trials = [orjson.loads(line) for line in (tmp_path / "out/trials.jsonl").open("rb")]
+    closed = [t for t in trials if parse_ms(t["at"]) < version]
+    assert len(closed) == 30 < len(trials) == 40  # day 3's trials count from version 4 on
+    assert value("concierge_learning_population_trials_total") - counted == len(closed)

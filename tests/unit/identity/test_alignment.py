@@ -149,6 +149,24 @@ def test_partitions_that_ended_in_the_run_before_are_waited_for_again_after_a_re
     assert ids(restored.release(0)) == ["a5"]
 
 
+def test_a_restore_forgets_partitions_this_run_does_not_read_and_the_unclocked_ones_clocks():
+    """A partition the run before read and this one does not (the population model's, once
+    a policy drops it) would hold every event forever; an unclocked one (the population
+    model's, whose versions a starting process has not read yet) is waited for afresh."""
+    aligner = Aligner(["a", "models"], IDLE)
+    read(aligner, "a", event(1, "a1"), event(2, "a2"))
+    aligner.progress(Progress("models", parse_ms(at(30)), caught_up=False), 0)
+    assert ids(aligner.release(0)) == ["a1"]
+    dropped = Aligner.restore(aligner.snapshot(), ["a"], IDLE, now=0)
+    read(dropped, "a", event(40, "a40"), event(41, "a41"))
+    assert ids(dropped.release(0)) == ["a2", "a40"] and dropped.clock_of("models") is None
+    again = Aligner.restore(aligner.snapshot(), ["a", "models"], IDLE, 0, unclocked=["models"])
+    read(again, "a", event(5, "a5"), event(9, "a9"))
+    assert again.release(0) == [], "the models partition has not said how far it is again"
+    again.progress(Progress("models", parse_ms(at(30)), caught_up=False), 0)
+    assert ids(again.release(0)) == ["a2", "a5"]
+
+
 def test_a_caught_up_partition_that_falls_silent_is_waited_for_again():
     """Its process stalled: that it said it was caught up is old news."""
     from operators.identity.alignment import STALE_AFTER_MS

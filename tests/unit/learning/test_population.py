@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from operators.learning.population import (
+    Learner,
     Tally,
     boundary,
     build,
@@ -141,4 +142,70 @@ def test_a_population_split_by_an_attribute_the_policy_lacks_or_of_no_period_is_
         "good",
     ).learning
     assert good is not None
-    assert (good.population_every, good.population_by) == (86_400_000, "region")
+    assert (good.population_every, good.population_by) == (86_400_000, ("region",))
+
+
+def test_a_split_by_several_names_a_value_of_each_in_the_policys_order():
+    """``by: [region, signal]``: a decision's split is the customer's region and the signal
+    that opened its moment; an attribute the customer lacks is empty; a name that is no
+    attribute is refused, and ``signal`` cannot be an attribute's name too."""
+    from operators.learning.evidence import split_of
+    from operators.model.state import AttributeWord, CustomerState
+    from operators.policy.load import PolicyError, load_policy
+    from tests.learning import LEARNING as SECTION
+    from tests.learning import POLICY
+
+    attributes = "attributes:\n  region: context.region\n  tier: properties.tier\n"
+    learning = load_policy(
+        POLICY + SECTION + "  population: {every: 1d, by: [region, signal, tier]}\n" + attributes,
+        "split",
+    ).learning
+    assert learning is not None and learning.population_by == ("region", "signal", "tier")
+    state = CustomerState("c-1")
+    state.attributes = (AttributeWord("region", "north", 0),)
+    assert split_of(learning, state, "browsing") == "region=north,signal=browsing,tier="
+    one = load_policy(POLICY + SECTION + "  population: {every: 1d}\n", "one").learning
+    assert one is not None and split_of(one, state, "browsing") is None
+
+    for by, said in [
+        ("[region, planet]", "learning.population.by.1 (line 27): names no attribute: 'planet'"),
+        ("[]", "learning.population.by"),
+        ("[region, region]", "learning.population.by"),
+    ]:
+        try:
+            population = f"  population: {{every: 1d, by: {by}}}\n"
+            load_policy(POLICY + SECTION + population + attributes, "b")
+        except PolicyError as err:
+            assert said in str(err), str(err)
+        else:
+            raise AssertionError(f"by: {by} refused")
+    try:
+        load_policy(
+            POLICY + SECTION + "  population: {every: 1d, by: signal}\n"
+            "attributes:\n  signal: context.signal\n",
+            "clash",
+        )
+    except PolicyError as err:
+        assert "learning.population.by" in str(err) and "rename the attribute" in str(err)
+    else:
+        raise AssertionError("an attribute called signal, split by signal: refused")
+
+
+def test_a_trial_of_a_period_already_made_counts_in_the_first_period_still_open():
+    """After a --stop-at-end run, the next may read input stamped before that end: the trials
+    it scores do not change a version already made (every process has it), they count in
+    the first period still open."""
+    first = period_of(START, EVERY)
+    learner = Learner(EVERY, workers=1)
+    learner.add(trial(1, START + HOUR // 2))
+    learner.ack(0, START + 3 * HOUR)
+    made = learner.complete()
+    assert made is not None and made.latest == first + 2 and made.trials == 1
+    assert [t.period for t in made.tallies] == [first]
+    learner.add(trial(2, START + HOUR // 2))  # late: of period 0, made already
+    learner.add(trial(3, START + 3 * HOUR + 1))
+    learner.ack(0, START + 5 * HOUR)
+    later = learner.complete()
+    assert later is not None and later.latest == first + 4
+    counted = {t.period: t.arms[("channel", "", "email", "")].trials for t in later.tallies}
+    assert counted == {first + 2: 1, first + 3: 1}
