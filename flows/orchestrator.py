@@ -118,14 +118,12 @@ def build_flow(
     learning = config.policy.learning
     if learning is not None and learning.population_every is not None:
         to_learner = op.flat_map_batch("to_learner", decided, _to_learner)
-        learned.append(
-            op.stateful_batch(
-                "learner",
-                to_learner,
-                lambda resume: LearnerLogic(config.policy, identity.workers, resume),
-            )
+        versions = op.stateful_batch(
+            "learner",
+            to_learner,
+            lambda resume: LearnerLogic(config.policy, identity.workers, resume),
         )
-        learned = [op.map("models", learned[0], lambda kv: kv[1])]
+        learned = [op.map("models", versions, lambda kv: kv[1])]
 
     # 7. Emit: decisions and actions per channel, dead letters, audit records, and
     #    transfers on their way back in.

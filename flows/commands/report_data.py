@@ -110,21 +110,27 @@ def read_run(path: Path) -> Run:
     return run
 
 
-def _count_estimates(run: Run, day: str, learned: dict[str, Any]) -> None:
+def _arms(learned: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each arm a decision's learning weighed, named as the report shows it (``channel
+    push``, ``template t``)."""
     for kind, shown in (("channel", "channel"), ("variant", "template")):
         for arm in learned.get(kind, {}).get("arms", ()):
-            tally = run.estimates.setdefault(f"{shown} {arm['arm']}", {}).setdefault(day, [0.0, 0])
-            tally[0] += arm["estimate"]
-            tally[1] += 1
+            yield f"{shown} {arm['arm']}", arm
+
+
+def _count_estimates(run: Run, day: str, learned: dict[str, Any]) -> None:
+    for name, arm in _arms(learned):
+        tally = run.estimates.setdefault(name, {}).setdefault(day, [0.0, 0])
+        tally[0] += arm["estimate"]
+        tally[1] += 1
 
 
 def _note_population(run: Run, learned: dict[str, Any]) -> None:
     model = learned["population"]
     split = f", {model['split']}" if model.get("split") else ""
-    for kind, shown in (("channel", "channel"), ("variant", "template")):
-        for arm in learned.get(kind, {}).get("arms", ()):
-            versions = run.population.setdefault(f"{shown} {arm['arm']}{split}", {})
-            versions[model["model"]] = arm["population"]["estimate"]
+    for name, arm in _arms(learned):
+        versions = run.population.setdefault(f"{name}{split}", {})
+        versions[model["model"]] = arm["population"]["estimate"]
 
 
 def _delay_bin(hours: float) -> str:

@@ -28,7 +28,7 @@ from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
 from flows import metrics
 from flows.journey import wall_clock_ms
-from flows.kafka.config import CLIENT_LOG, KafkaSettings
+from flows.kafka.config import CLIENT_LOG, KafkaSettings, list_topics
 from flows.kafka.health import Readiness
 from flows.learner import decode_complete
 from flows.progress import FrontierMark, InputFrontier
@@ -331,7 +331,7 @@ class KafkaEventSource(FixedPartitionedSource[Read, SourceState]):
         # Without a population model, the topic an earlier run's policy wrote is still
         # listed (never read): a snapshot names its partition, and Bytewax cannot resume a
         # partition it is not given.
-        learns = self._learns_population() or models in _existing(self._settings, models)
+        learns = self._learns_population() or models in list_topics(self._settings, 30)
         return partitions_of(
             self._settings,
             [*self._settings.input_topics(), self._settings.transfers_topic()]
@@ -400,12 +400,6 @@ class _UnreadPartition(StatefulSourcePartition[Read, SourceState]):
 
     def snapshot(self) -> SourceState:
         return self._state
-
-
-def _existing(settings: KafkaSettings, topic: str) -> set[str]:
-    """``{topic}`` if the cluster has it, else nothing (asking of every topic: a request
-    naming one may create it)."""
-    return {topic} & set(AdminClient(settings.config()).list_topics(timeout=30).topics)
 
 
 def partitions_of(settings: KafkaSettings, topics: list[str]) -> list[str]:
