@@ -9,8 +9,8 @@ before it for ``w``'s customers.
 
 What the tick finds on its worker says what an :class:`Ack` may promise: every event
 before ``at`` handled, every timer due before ``at`` fired, nothing before ``at`` held back
-by a merge. Customers' logics keep their worker's :data:`_EARLIEST` up to date (a dict per
-worker thread: Bytewax runs a worker per thread and gives no other handle on it).
+by a merge. Customers' logics keep their worker's part of the run's :class:`Owed` up to date
+(a dict per worker thread: Bytewax runs a worker per thread and gives no other handle on it).
 """
 
 from __future__ import annotations
@@ -61,23 +61,27 @@ def model_keys(workers: int) -> list[str]:
     return [key_for_worker(w, workers, FIRST + "models-") for w in range(workers)]
 
 
-_EARLIEST: dict[int, dict[int, int]] = {}
-"""Worker thread -> customer's logic (its id: a resumed customer is known before their id
-is read) -> the earliest event time they still owe: their next timer, or the first event
-a merge holds back."""
+class Owed:
+    """What each worker's customers still owe, in one run of the flow (its
+    :class:`~flows.journey.JourneyConfig` holds it: a registry that outlived a run would
+    answer the next run's ticks with what the last one's customers owed)."""
 
+    def __init__(self) -> None:
+        self._by_worker: dict[int, dict[int, int]] = {}
+        """Worker thread -> customer's logic (its id: a resumed customer is known before
+        their id is read) -> the earliest event time they still owe: their next timer, or
+        the first event a merge holds back."""
 
-def owes(logic: object, at: int | None) -> None:
-    """Note what the customer ``logic`` keeps (on this worker) still owes, from ``at``
-    (None: nothing)."""
-    mine = _EARLIEST.setdefault(threading.get_ident(), {})
-    if at is None:
-        mine.pop(id(logic), None)
-    else:
-        mine[id(logic)] = at
+    def note(self, logic: object, at: int | None) -> None:
+        """Note what the customer ``logic`` keeps (on this worker) still owes, from ``at``
+        (None: nothing)."""
+        mine = self._by_worker.setdefault(threading.get_ident(), {})
+        if at is None:
+            mine.pop(id(logic), None)
+        else:
+            mine[id(logic)] = at
 
-
-def acked(tick: Tick) -> Ack:
-    """What this worker can promise as the tick reaches it."""
-    mine = _EARLIEST.get(threading.get_ident(), {})
-    return Ack(tick.worker, min(tick.at, min(mine.values(), default=tick.at)))
+    def acked(self, tick: Tick) -> Ack:
+        """What this worker can promise as the tick reaches it."""
+        mine = self._by_worker.get(threading.get_ident(), {})
+        return Ack(tick.worker, min(tick.at, min(mine.values(), default=tick.at)))

@@ -20,7 +20,7 @@ from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
-from flows.barrier import Ack, Final, Tick, acked, owes
+from flows.barrier import Ack, Final, Owed, Tick
 from flows.metrics import (
     CUSTOMERS,
     CUSTOMERS_EVICTED,
@@ -85,6 +85,8 @@ class JourneyConfig:
     """Where the answers to ticks go (replay)."""
     end_by_clock: bool = False
     """Reading Kafka to its end: the end of input fires up to the wall clock."""
+    owed: Owed = field(default_factory=Owed)
+    """With the barrier: what each worker's customers still owe, for the answers to ticks."""
 
 
 JourneyOutput = Emitted | Transfer | Ack
@@ -207,7 +209,8 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         if resume is not None:
             CUSTOMERS.inc()
             if config.barrier:
-                owes(self, _owed(self._journey) if self._journey else _packed_owed(resume))
+                journey = self._journey
+                config.owed.note(self, _owed(config, journey) if journey else _packed_owed(resume))
 
     def on_batch(self, values: list[ForCustomer]) -> tuple[Iterable[JourneyOutput], bool]:
         policy = self._config.policy
@@ -253,11 +256,11 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
             CUSTOMERS.dec()
             _count_timers(signals, decisions, None)
             if self._config.barrier:
-                owes(self, None)
+                self._config.owed.note(self, None)
             return out, StatefulBatchLogic.DISCARD
         _count_timers(signals, decisions, journey)
         if self._config.barrier:
-            owes(self, _owed(journey))
+            self._config.owed.note(self, _owed(self._config, journey))
         return out, StatefulBatchLogic.RETAIN
 
     def _ticked(self, values: list[ForCustomer]) -> list[JourneyOutput]:
@@ -267,7 +270,7 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         population = _population(self._config)
         for value in values:
             if isinstance(value.item, Tick):
-                acks.append(acked(value.item))
+                acks.append(self._config.owed.acked(value.item))
             elif isinstance(value.item, Final):
                 population.finish(value.item.at)
             else:
@@ -331,7 +334,7 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
             return []
         outputs = journey.fire_due(config.policy, _frontier_until(config), True)
         emitted = _timer_outputs(config, journey, outputs)
-        owes(self, _owed(journey))
+        self._config.owed.note(self, _owed(self._config, journey))
         return list(emitted)
 
     def notify_at(self) -> datetime | None:
@@ -399,11 +402,11 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
             CUSTOMERS_EVICTED.inc()
             _count_timers(signals, decisions, None)
             if self._config.barrier:
-                owes(self, None)
+                self._config.owed.note(self, None)
             return emitted, StatefulBatchLogic.DISCARD
         _count_timers(signals, decisions, journey)
         if self._config.barrier:
-            owes(self, _owed(journey))
+            self._config.owed.note(self, _owed(self._config, journey))
         return emitted, StatefulBatchLogic.RETAIN
 
 
@@ -464,8 +467,6 @@ def _end(config: JourneyConfig) -> int:
 def _versioned(config: JourneyConfig, until: int) -> int:
     """``until``, held back to the last event time whose population model's version this
     process has: the frontier may come (on its own topic) before the version does."""
-    if not config.barrier:
-        return until
     population = _population(config)
     if population is None:
         return until
@@ -480,10 +481,13 @@ def _packed_owed(packed: bytes) -> int | None:
     return NEVER if held else None if due < 0 else due
 
 
-def _owed(journey: Journey) -> int | None:
-    """The earliest event time ``journey`` still owes its worker: its next timer, or the
-    first event a merge holds back."""
+def _owed(config: JourneyConfig, journey: Journey) -> int | None:
+    """The earliest event time ``journey`` still owes its worker: its next timer (unless it
+    is due past where the end of input fires timers up to: it never fires in this run), or
+    the first event a merge holds back."""
     due = journey.state.next_due()
+    if due is not None and due > _end(config):
+        due = None
     held = [item.time for item in journey.queue if isinstance(item, Event)]
     if held:
         return min(held) if due is None else min(due, *held)

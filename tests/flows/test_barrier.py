@@ -26,6 +26,19 @@ def generated(path):
     )
 
 
+def population_policy():
+    """The example full policy, learning a population model every :data:`EVERY`."""
+    from operators.policy.load import load_policy
+    from tests.conftest import ROOT
+
+    example = (ROOT / "examples" / "policy-full.yaml").read_text()
+    text = example.replace(
+        "  # population: {every: 1d, by: region}", f"  population: {{every: {EVERY // 60_000}m}}"
+    )
+    assert text != example
+    return load_policy(text, "population")
+
+
 class Checked(list):
     """The acks, each checked as it comes against the events handled by then."""
 
@@ -47,9 +60,9 @@ def outputs(out_dir):
     return {p.name: sorted(p.read_bytes().splitlines()) for p in out_dir.glob("*.jsonl")}
 
 
-def test_an_ack_promises_only_events_handled_and_keeps_up_with_the_input(
-    tmp_path, policy, monkeypatch
-):
+def test_an_ack_promises_only_events_handled_and_keeps_up_with_the_input(tmp_path, monkeypatch):
+    """Under a population model (whose versions wait for the answers, so the replay cannot
+    end before they have caught up with the input)."""
     events = generated(tmp_path / "in.jsonl")
     handled = set()
     on_event = Journey.on_event
@@ -61,7 +74,7 @@ def test_an_ack_promises_only_events_handled_and_keeps_up_with_the_input(
     monkeypatch.setattr(Journey, "on_event", noting)
     acks = Checked(events, handled)
     replay_module.replay(
-        policy, tmp_path / "in.jsonl", tmp_path / "b", UNTIL, barrier_every=EVERY, acks=acks
+        population_policy(), tmp_path / "in.jsonl", tmp_path / "b", UNTIL, acks=acks
     )
     assert all(isinstance(a, Ack) and a.worker == 0 for a in acks)
     assert len(acks) >= 3
@@ -78,3 +91,37 @@ def test_timers_fired_as_the_frontier_passes_them_decide_alike(tmp_path, policy)
     )
     assert outputs(tmp_path / "b") == outputs(tmp_path / "a")
     assert barred["decisions"] == plain["decisions"]
+
+
+def test_a_replay_with_until_short_of_the_input_ends_under_a_population_model(tmp_path):
+    """Timers due past --until never fire, so no worker owes them: the events after it are
+    still decided, each with its version (the workers' answers had waited for those timers,
+    and the replay for the answers, for ever)."""
+    events = generated(tmp_path / "in.jsonl")
+    quarter = events[len(events) // 4][0]
+    summary = replay_module.replay(
+        population_policy(), tmp_path / "in.jsonl", tmp_path / "a", quarter
+    )
+    decided = [orjson.loads(line) for line in (tmp_path / "a" / "decisions.jsonl").open("rb")]
+    assert sum(summary["decisions"].values()) == len(decided)
+    assert max(parse_ms(d["at"]) for d in decided) > events[len(events) // 2][0]
+
+
+def test_a_new_run_answers_ticks_without_what_the_last_runs_customers_owed(policy):
+    """The customers of one run (one JourneyConfig) owe their worker a timer; a tick of the
+    next run in the same process and thread is answered as if they had never been."""
+    from flows.barrier import Tick, tick_keys
+    from flows.journey import JourneyConfig, JourneyLogic
+    from operators.identity.resolution import ForCustomer
+    from tests.conftest import make_event
+
+    started = make_event("checkout_started", "2026-11-20T10:00:00Z", {"cart_id": "k-1"}, "e-1")
+    tick = Tick(parse_ms("2026-11-21T00:00:00Z"), 0)
+    key = tick_keys(1)[0]
+    first = JourneyConfig(policy, wall_clock_timers=False, barrier=True)
+    JourneyLogic(first, None).on_batch([ForCustomer("c-1", started)])
+    owing, _ = JourneyLogic(first, None).on_batch([ForCustomer(key, tick)])
+    assert owing[0].at < tick.at, "the checkout's timer is owed in its own run"
+    second = JourneyConfig(policy, wall_clock_timers=False, barrier=True)
+    answered, _ = JourneyLogic(second, None).on_batch([ForCustomer(key, tick)])
+    assert answered == [Ack(0, tick.at)]
