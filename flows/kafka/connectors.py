@@ -34,7 +34,7 @@ from flows.learner import decode_complete
 from flows.progress import FrontierMark, InputFrontier
 from operators.identity.alignment import NEVER, Progress
 from operators.ingest import ClockState, Ingestor
-from operators.learning.population import Complete
+from operators.learning.population import Complete, Versions
 from operators.model.encoding import (
     DEAD_LETTERS,
     TRANSFERS,
@@ -274,6 +274,36 @@ class _LoopPartition(StatefulSourcePartition[Looped, SourceState]):
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def read_versions(settings: KafkaSettings, versions: Versions, timeout: float = 60) -> int:
+    """Fill this process's store of the population model with every period on
+    ``<prefix>models``, before the flow starts: a process that resumes may decide again what
+    the run before had decided (an event a merge held back, when its context comes back),
+    with the version that run had, before its own models partition has read it again.
+    How many records it read."""
+    consumer = _assigned_consumer(
+        settings, settings.models_topic(), 0, OFFSET_BEGINNING, partition_eof=True
+    )
+    read = 0
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    return read
+                raise RuntimeError(f"cannot read {settings.models_topic()}: {error.str()}")
+            for item in decode_complete(message.value() or b""):
+                if isinstance(item, Complete):
+                    versions.take(item)
+            read += 1
+        raise RuntimeError(f"cannot read {settings.models_topic()} to its end in {timeout:g} s")
+    finally:
+        consumer.close()
 
 
 def _transfers(value: bytes) -> list[Transfer]:

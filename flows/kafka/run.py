@@ -35,6 +35,7 @@ from flows.kafka.connectors import (
     KafkaEventSource,
     KafkaRecordSink,
     partitions_of,
+    read_versions,
 )
 from flows.kafka.snapshots import (
     Damage,
@@ -269,6 +270,13 @@ def _run_dataflow(
     # the wall clock.
     policy = with_population(policy)
     population = policy.learning.population if policy.learning is not None else None
+    if population is not None:
+        try:
+            periods = read_versions(settings, population)
+        except RuntimeError as err:
+            return fail(1, str(err))
+        if periods:
+            log.info("read %s records of the population model's periods", f"{periods:,}")
     config = JourneyConfig(
         policy,
         wall_clock_timers=not stop_at_end,

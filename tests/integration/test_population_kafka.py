@@ -93,6 +93,8 @@ def test_runs_that_stop_at_the_end_go_on_learning_and_a_policy_may_drop_or_add_t
             assert pooled == [None] * 8
             continue
         assert all(p is not None and p["split"] == "region=north,signal=browsing" for p in pooled)
+        if run:  # a process that starts has the periods made before it, before it decides
+            assert "records of the population model's periods" in flow.output()
         # the workers answered up to the end (the wall clock), not past it: the model is made
         # no further than the day after today, where the next run goes on from
         made = max(m["ready_until"] for m in topics.values("models"))
