@@ -484,11 +484,13 @@ def _packed_owed(packed: bytes) -> int | None:
 def _owed(config: JourneyConfig, journey: Journey) -> int | None:
     """The earliest event time ``journey`` still owes its worker: its next timer (unless it
     is due past where the end of input fires timers up to: it never fires in this run), or
-    the first event a merge holds back."""
+    the first thing a pending merge holds back. That is the merge itself: the retired
+    profile fired what fell due before it, and what it had due after travels in its
+    context, which only this journey will fire."""
     due = journey.state.next_due()
     if due is not None and due > _end(config):
         due = None
-    held = [item.time for item in journey.queue if isinstance(item, Event)]
+    held = [item.time if isinstance(item, Event) else item.at for item in journey.queue]
     if held:
         return min(held) if due is None else min(due, *held)
     return due

@@ -125,3 +125,20 @@ def test_a_new_run_answers_ticks_without_what_the_last_runs_customers_owed(polic
     second = JourneyConfig(policy, wall_clock_timers=False, barrier=True)
     answered, _ = JourneyLogic(second, None).on_batch([ForCustomer(key, tick)])
     assert answered == [Ack(0, tick.at)]
+
+
+def test_a_customer_waiting_for_a_merged_context_owes_from_the_merge(policy):
+    """The retired profile fired what fell due before the merge, and what it had due after
+    travels in its context: until that arrives, the survivor's worker answers no further than
+    the merge (else the learner could make a version while a trial it counts is in flight)."""
+    from flows.barrier import Tick, tick_keys
+    from flows.journey import JourneyConfig, JourneyLogic
+    from operators.identity.resolution import ForCustomer
+    from operators.model.handover import Adopt
+
+    merge = parse_ms("2026-11-20T10:00:00Z")
+    config = JourneyConfig(policy, wall_clock_timers=False, barrier=True)
+    JourneyLogic(config, None).on_batch([ForCustomer("c-1", Adopt("m-1", "c-2", merge))])
+    tick = Tick(merge + 24 * HOUR, 0)
+    answered, _ = JourneyLogic(config, None).on_batch([ForCustomer(tick_keys(1)[0], tick)])
+    assert answered == [Ack(0, merge)]
