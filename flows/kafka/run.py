@@ -177,6 +177,11 @@ def run(
         metrics.SNAPSHOT_AGE.set_function(watch.start().age)
         url = f"http://{_url_host(metrics_host)}:{metrics_port}"
         log.info("metrics on %s/metrics; liveness %s/healthz, readiness %s/readyz", url, url, url)
+    # From here on a signal stops it cleanly, however far it has got: while it starts (the
+    # brokers, the snapshots, the population model's periods), the dataflow then drains as
+    # soon as it runs.
+    STOP.clear()
+    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return _run_dataflow(
             policy,
@@ -196,7 +201,12 @@ def run(
             max_idle_ms=max_idle_ms,
             pack_idle_ms=pack_idle_ms,
         )
+    except KeyboardInterrupt:  # a second signal, or the grace period, while it started
+        log.info("stopped while starting: nothing was read")
+        return 0
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         watch.close()
         if endpoint is not None:
             endpoint.close()
@@ -302,11 +312,9 @@ def _run_dataflow(
         config, identity, source, KafkaRecordSink(settings), settings.max_message_bytes()
     )
     reader = FrontierReader(settings, config.frontier).start()
-    STOP.clear()
     if not os.environ.get("CONCIERGE_DEBUG"):
         # A failure is reported in one line below; Rust's backtrace of it would be 60 more.
         os.environ["RUST_BACKTRACE"] = "0"
-    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     log.info("reading %s from %s", ", ".join(settings.input_topics()), settings.brokers)
     ended = False
     try:
@@ -333,8 +341,6 @@ def _run_dataflow(
         log.error("the dataflow stopped: %s (%s); it resumes from the last snapshot", why, err)
         return fail(1, f"the dataflow stopped: {why} ({err})", logged=True)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         reader.close()
         graph_store.close()
     if ended:  # else a cluster's worker threads may still have the partitions open

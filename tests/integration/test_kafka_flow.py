@@ -384,6 +384,18 @@ def test_sigint_stops_it_cleanly_too(topics, flows, policy):
     assert code == 0 and took < 10, flow.output()
 
 
+def test_sigterm_while_it_starts_stops_it_cleanly(topics, flows, policy):
+    """An operator's SIGTERM as soon as the metrics answer, while it still reaches the
+    brokers and prepares its snapshots: it stops cleanly, not killed by the signal."""
+    import signal
+
+    topics.create(policy)
+    flow = flows(topics).start()
+    wait_for(flow.metrics, 60, "the flow's metrics endpoint")
+    code, took = flow.terminate(signal.SIGTERM)
+    assert code == 0 and took < 10, flow.output()
+
+
 def yesterdays_hour(n: int) -> str:
     """Yesterday at 09:00 UTC (morning in Madrid) plus ``n`` hours: outside quiet hours (its sends
     go out) whatever time of day the suite runs."""
