@@ -93,4 +93,7 @@ class LearnerLogic(StatefulBatchLogic[Any, OutRecord, Learner]):
         return [record], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> Learner:
-        return self._learner
+        # A copy: Bytewax may pickle the snapshot after this logic has counted more, and a
+        # learner resumed from a snapshot that holds trials the input replays after it
+        # counts them twice (kill -9 at scale found it).
+        return self._learner.copy()

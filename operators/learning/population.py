@@ -198,6 +198,14 @@ class Learner:
         self.latest: int | None = None
         """The latest version complete (None: none yet)."""
 
+    def copy(self) -> Learner:
+        """A copy nothing done to this learner changes (its counts are immutable)."""
+        copied = Learner(self.every, self.workers)
+        copied.tallies = {p: Tally(p, dict(t.arms)) for p, t in self.tallies.items()}
+        copied.acked = dict(self.acked)
+        copied.latest = self.latest
+        return copied
+
     def add(self, scored: Scored) -> None:
         """Count a scored trial. One whose period a version was already made of (it can
         only come after a run ended with ``--stop-at-end`` and the next reads input stamped

@@ -8,7 +8,10 @@ same content.
 
 ``make test-scale`` runs it (``.ci/run`` does after ``make test``); the scale, the number of
 kills, the seed and the policy (``CONCIERGE_CRASH_POLICY=examples/policy-full.yaml``: learning,
-with its trials compared too) come from ``CONCIERGE_CRASH_*`` for longer runs by hand."""
+with its trials compared too) come from ``CONCIERGE_CRASH_*`` for longer runs by hand.
+Without a policy given, it runs twice: under the reference policy, and under the example
+full policy learning a population model by region, whose every period's tally must be the
+clean run's however often it was written again."""
 
 from __future__ import annotations
 
@@ -25,7 +28,9 @@ import pytest
 from confluent_kafka import Producer
 
 from flows.commands.generator import Generator, producer_key
+from operators.model.timefmt import parse_ms
 from operators.policy.load import load_policy
+from tests.conftest import ROOT
 from tests.integration.conftest import QUIET, Flow, Topics, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.scale]
@@ -36,6 +41,7 @@ KILLS = int(os.environ.get("CONCIERGE_CRASH_KILLS", "4"))
 SEED = int(os.environ.get("CONCIERGE_CRASH_SEED", str(random.randrange(1 << 30))))
 POLICY = os.environ.get("CONCIERGE_CRASH_POLICY")
 """Another policy file than the reference policy (the ``policy`` fixture)."""
+POLICIES = ["given"] if POLICY else ["reference", "population"]
 PARTITIONS = 3
 RUN_TIMEOUT_S = 600
 
@@ -45,6 +51,20 @@ def stream() -> tuple[list[bytes], list[bytes | None]]:
     one person's events spread over partitions."""
     records = list(Generator(CUSTOMERS, seed=SEED % 1000).events(EVENTS))
     return records, [producer_key(raw) for raw in records]
+
+
+def policy_file(under: str, tmp_path: Path) -> Path | None:
+    """The policy file a run under ``under`` reads (None: the reference policy)."""
+    if under == "given":
+        return Path(str(POLICY)).resolve()
+    if under == "reference":
+        return None
+    example = (ROOT / "examples" / "policy-full.yaml").read_text()
+    line = "  # population: {every: 1d, by: region}"
+    assert line in example
+    path = tmp_path / "population.yaml"
+    path.write_text(example.replace(line, line.replace("# ", "", 1)))
+    return path
 
 
 def preload(topics: Topics, records: list[bytes], keys: list[bytes | None]) -> None:
@@ -100,18 +120,19 @@ def until_exit_or(flow: Flow, seconds: float) -> int | None:
         return None
 
 
+@pytest.mark.parametrize("under", POLICIES)
 def test_kill_9_at_random_points_loses_nothing_and_repeats_the_same_content(
-    broker, flows, policy, tmp_path
+    broker, flows, policy, tmp_path, under
 ):
     rng = random.Random(SEED)
-    print(f"seed {SEED}: {EVENTS} events, {CUSTOMERS} customers, {KILLS} kills")
-    path = Path(POLICY).resolve() if POLICY else None
+    print(f"seed {SEED}, {under} policy: {EVENTS} events, {CUSTOMERS} customers, {KILLS} kills")
+    path = policy_file(under, tmp_path)
     if path is not None:
         policy = load_policy(path.read_text(), str(path))
         flows = functools.partial(flows, policy=path)
     records, keys = stream()
-    clean_topics = Topics(broker, f"clean{SEED}.")
-    crash_topics = Topics(broker, f"crash{SEED}.")
+    clean_topics = Topics(broker, f"clean{SEED}{under}.")
+    crash_topics = Topics(broker, f"crash{SEED}{under}.")
     for topics in (clean_topics, crash_topics):
         topics.create(policy, partitions=PARTITIONS)
         preload(topics, records, keys)
@@ -164,8 +185,26 @@ def test_kill_9_at_random_points_loses_nothing_and_repeats_the_same_content(
                 contents.setdefault(named, set()).add(value)
         differing = [named for named, values in contents.items() if len(values) > 1]
         assert not differing, f"{name}: written again with other content: {differing[:3]}"
+    if policy.learning is not None and policy.learning.population_every is not None:
+        same_tallies(clean_topics, crash_topics, parse_ms(end) // policy.learning.population_every)
     repeats = sum(len(got[k]) - len(v) for k, v in expected.items()) - later
     print(f"{KILLS} kills; {repeats} records written again; {later} decided after the end")
+
+
+def same_tallies(clean: Topics, crash: Topics, until: int) -> None:
+    """Every period of the population model before ``until`` is tallied in the crash run as
+    in the clean one, however often its learner wrote it (a learner resumed from a snapshot
+    that already held trials the input replays counts them twice)."""
+    tallied: dict[int, list] = {}
+    for _, value, _, _ in clean.read("models"):
+        for period, arms in orjson.loads(value)["periods"]:
+            assert period not in tallied, f"the clean run tallied period {period} twice"
+            tallied[period] = arms
+    assert any(period < until for period in tallied), "no period of the stream was tallied"
+    for _, value, _, _ in crash.read("models"):
+        for period, arms in orjson.loads(value)["periods"]:
+            if period < until:
+                assert arms == tallied.get(period), f"period {period} tallied otherwise"
 
 
 def decided_at(name: str, value: bytes) -> str:
