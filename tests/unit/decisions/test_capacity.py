@@ -1,0 +1,205 @@
+"""Capacity shared by every customer (operators/decisions/capacity.py): paces never let more
+leave in an interval than their limit, budgets fall through to the next best candidate,
+and the same requests get the same answers however they arrive."""
+
+import random
+from zoneinfo import ZoneInfo
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from operators.decisions.capacity import (
+    Budget,
+    Candidate,
+    Capacity,
+    Pace,
+    Period,
+    Refusal,
+    Refused,
+    Request,
+)
+from operators.model.timefmt import parse_ms
+
+MINUTE = 60_000
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+EIGHT = parse_ms("2026-11-20T08:00:00Z")
+PUSH = Pace("push", limit=3, every=MINUTE)
+AGENTS = Budget("agents", limit=2, period=Period(every=DAY))
+
+
+def candidate(value=10.0, channel="push", paces=("push",), budgets=(), min_value=0.0):
+    return Candidate("nudge", channel, value, min_value, HOUR, paces, budgets)
+
+
+def request(n, at, *candidates, klass="marketing"):
+    return Request(at, f"cus_{n}", "browse_intent", klass, candidates or (candidate(),))
+
+
+def test_a_backlog_at_one_instant_leaves_at_the_pace_highest_value_first():
+    """The morning after quiet hours: ten sends fall due at 08:00 on a pace of three a
+    minute; they leave three a minute, the most valuable first."""
+    capacity = Capacity([PUSH], [])
+    backlog = [request(n, EIGHT, candidate(value=float(n + 1))) for n in range(10)]
+    answers = capacity.answer(reversed(backlog))
+    leaves = {a.request.customer: a.send_at for a in answers}
+    assert [leaves[f"cus_{n}"] for n in (9, 8, 7)] == [EIGHT] * 3
+    assert [leaves[f"cus_{n}"] for n in (6, 5, 4)] == [EIGHT + MINUTE] * 3
+    assert leaves["cus_0"] == EIGHT + 3 * MINUTE
+
+
+def test_a_send_over_the_pace_is_paced_out_once_its_value_would_decay_below_its_minimum():
+    capacity = Capacity([Pace("push", limit=1, every=HOUR)], [])
+    first, late = capacity.answer(
+        [
+            request(1, EIGHT, candidate(value=10.0, min_value=6.0)),
+            request(2, EIGHT + MINUTE, candidate(value=10.0, min_value=6.0)),
+        ]
+    )
+    assert first.granted == 0 and first.send_at == EIGHT
+    # the next hour's slot is 59 minutes away: 10 halves to 5.0 in an hour, below 6.0
+    assert late.granted is None and late.send_at is None
+    assert late.refused == (Refused(0, Refusal.PACED_OUT, "push"),)
+
+
+def test_a_spent_budget_falls_through_to_the_next_best_candidate():
+    capacity = Capacity([], [AGENTS])
+    callback = candidate(channel="agent", paces=(), budgets=("agents",))
+    email = candidate(channel="email", paces=())
+    answers = capacity.answer(request(n, EIGHT + n, callback, email) for n in range(3))
+    assert [a.granted for a in answers] == [0, 0, 1]
+    assert answers[2].refused == (Refused(0, Refusal.OVER_BUDGET, "agents"),)
+    # the next day, the budget has room again
+    (tomorrow,) = capacity.answer([request(4, EIGHT + DAY, callback, email)])
+    assert tomorrow.granted == 0
+
+
+def test_a_reserved_share_is_kept_for_its_class():
+    """Half of four callbacks a day is kept for care: marketing gets two, care the rest."""
+    budget = Budget("agents", 4, Period(every=DAY), reserve={"care": 0.5})
+    capacity = Capacity([], [budget])
+    callback = candidate(channel="agent", paces=(), budgets=("agents",))
+    marketing = capacity.answer(request(n, EIGHT + n, callback) for n in range(3))
+    assert [a.granted for a in marketing] == [0, 0, None]
+    care = capacity.answer(request(n, EIGHT + 10 + n, callback, klass="care") for n in range(3))
+    assert [a.granted for a in care] == [0, 0, None]
+
+
+def test_an_agent_shift_budget_gives_nothing_outside_its_hours():
+    london = ZoneInfo("Europe/London")
+    shift = Budget("shift", 10, Period(zone=london, opens=9 * 60, closes=17 * 60))
+    capacity = Capacity([], [shift])
+    callback = candidate(channel="agent", paces=(), budgets=("shift",))
+    before, during = capacity.answer(
+        [
+            request(1, parse_ms("2026-11-20T08:59:00Z"), callback),
+            request(2, parse_ms("2026-11-20T09:00:00Z"), callback),
+        ]
+    )
+    assert before.granted is None and before.refused[0].rule == "shift"
+    assert during.granted == 0
+
+
+def test_a_send_delayed_by_its_pace_counts_in_the_budget_period_it_leaves_in():
+    capacity = Capacity([Pace("agent", limit=1, every=HOUR)], [AGENTS])
+    callback = candidate(channel="agent", paces=("agent",), budgets=("agents",))
+    midnight = parse_ms("2026-11-21T00:00:00Z")
+    answers = capacity.answer(request(n, midnight - HOUR, callback) for n in range(3))
+    assert [a.send_at for a in answers] == [midnight - HOUR, midnight, midnight + HOUR]
+    assert [a.granted for a in answers] == [0, 0, 0]  # one yesterday, two today
+    (third_today,) = capacity.answer([request(9, midnight + HOUR, callback)])
+    assert third_today.granted is None
+
+
+demand = st.lists(
+    st.tuples(
+        st.integers(0, 40),  # minutes past 08:00
+        st.floats(1.0, 100.0),  # value
+        st.sampled_from(["push", "agent"]),
+        st.sampled_from(["care", "marketing"]),
+    ),
+    min_size=1,
+    max_size=80,
+)
+
+
+def requests_of(drawn):
+    def one(n, minutes, value, channel, klass):
+        paces = (channel,)
+        budgets = ("agents",) if channel == "agent" else ()
+        first = Candidate("act", channel, value, 1.0, HOUR, paces, budgets)
+        fallback = Candidate("act", "email", value / 2, 1.0, HOUR)
+        return Request(EIGHT + minutes * MINUTE, f"cus_{n}", "k", klass, (first, fallback))
+
+    return [one(n, *drawn_one) for n, drawn_one in enumerate(drawn)]
+
+
+def owner():
+    paces = [Pace("push", 3, MINUTE), Pace("agent", 2, 10 * MINUTE)]
+    budget = Budget("agents", 5, Period(every=DAY), reserve={"care": 0.4})
+    return Capacity(paces, [budget])
+
+
+@settings(max_examples=80, deadline=None)
+@given(demand, st.randoms(use_true_random=False))
+def test_no_interval_holds_more_than_its_pace_and_arrival_order_changes_nothing(drawn, rng):
+    requests = requests_of(drawn)
+    answers = owner().answer(requests)
+    shuffled = list(requests)
+    rng.shuffle(shuffled)
+    # answered in batches as the barrier passes each instant, each batch shuffled
+    batched = owner()
+    again = []
+    for at in sorted({r.at for r in requests}):
+        batch = [r for r in shuffled if r.at == at]
+        again.extend(batched.answer(batch))
+    assert again == answers
+    per_interval: dict[tuple[str, int], int] = {}
+    for answer in answers:
+        if answer.granted is None:
+            continue
+        chosen = answer.request.candidates[answer.granted]
+        assert answer.send_at is not None and answer.send_at >= answer.request.at
+        for name in chosen.paces:
+            every = {"push": MINUTE, "agent": 10 * MINUTE}[name]
+            slot = (name, answer.send_at // every)
+            per_interval[slot] = per_interval.get(slot, 0) + 1
+    limits = {"push": 3, "agent": 2}
+    assert all(n <= limits[name] for (name, _), n in per_interval.items())
+
+
+@settings(max_examples=40, deadline=None)
+@given(demand, st.integers(0, 80))
+def test_an_owner_resumed_from_its_counts_answers_as_an_unbroken_one(drawn, cut):
+    requests = sorted(requests_of(drawn), key=Request.order)
+    times = sorted({r.at for r in requests})
+    split = times[min(cut, len(times) - 1)]
+    unbroken = owner().answer(requests)
+    first = owner()
+    before = first.answer(r for r in requests if r.at < split)
+    snapshot = first.counts()
+    first.answer([request(999, split, candidate())])  # counted after the snapshot: lost
+    resumed = Capacity(first.paces.values(), first.budgets.values(), snapshot)
+    after = resumed.answer(r for r in requests if r.at >= split)
+    assert before + after == unbroken
+
+
+def test_ties_at_one_instant_and_value_break_alike_everywhere():
+    same = [request(n, EIGHT, candidate(value=5.0)) for n in range(6)]
+    orders = [owner().answer(random.Random(seed).sample(same, len(same))) for seed in range(5)]
+    assert all(answers == orders[0] for answers in orders)
+
+
+def test_a_weekly_budget_starts_again_on_monday_in_its_time_zone():
+    tokyo = ZoneInfo("Asia/Tokyo")
+    weekly = Budget("weekly", 1, Period(days=7, zone=tokyo))
+    capacity = Capacity([], [weekly])
+    offer = candidate(channel="email", paces=(), budgets=("weekly",))
+    sunday, still_sunday, monday = capacity.answer(
+        [
+            request(1, parse_ms("2026-11-22T14:00:00Z"), offer),  # Sunday 23:00 in Tokyo
+            request(2, parse_ms("2026-11-22T14:30:00Z"), offer),
+            request(3, parse_ms("2026-11-22T15:00:00Z"), offer),  # Monday 00:00 in Tokyo
+        ]
+    )
+    assert [sunday.granted, still_sunday.granted, monday.granted] == [0, None, 0]
