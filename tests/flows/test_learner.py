@@ -11,7 +11,7 @@ from operators.policy.load import load_policy
 from tests.learning import LEARNING, POLICY
 
 DAY = 86_400_000
-START = 1_795_046_400_000  # 2026-11-18T00:00:00Z, a period's start
+START = 1_795_046_400_000  # 2026-11-19T00:00:00Z, a period's start
 
 
 def policy():
