@@ -23,78 +23,16 @@ those at ``t`` only once every one at ``t`` or before is in: see :mod:`flows.bar
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import Enum
-from zoneinfo import ZoneInfo
 
 from operators.context.decay import decayed
+from operators.policy.compiled import Budget, Pace
 
 Counts = tuple[dict[str, dict[int, int]], dict[str, dict[int, dict[str, int]]]]
 """What the owner has handed out: pace -> interval -> sends; budget -> period -> class ->
 sends."""
-
-
-@dataclass(frozen=True, slots=True)
-class Pace:
-    """At most ``limit`` sends per interval of ``every`` ms of event time."""
-
-    name: str
-    limit: int
-    every: int
-
-    def interval(self, at: int) -> int:
-        return at // self.every
-
-    def start(self, interval: int) -> int:
-        return interval * self.every
-
-
-@dataclass(frozen=True, slots=True)
-class Period:
-    """A budget's period: ``every`` ms of event time from the Unix epoch, or a local day or
-    week (``days`` 1 or 7, weeks from Monday) in ``zone`` (UTC if none), optionally only
-    its hours from ``opens`` to ``closes`` (minutes of the local day: an agent shift)."""
-
-    every: int | None = None
-    days: int = 1
-    zone: ZoneInfo | None = None
-    opens: int | None = None
-    closes: int | None = None
-
-    def of(self, at: int) -> int | None:
-        """The period event time ``at`` (ms) counts in; None outside the shift's hours."""
-        if self.every is not None:
-            return at // self.every
-        local = datetime.fromtimestamp(at / 1000, self.zone or UTC)
-        if self.opens is not None and self.closes is not None:
-            minute = local.hour * 60 + local.minute
-            if not self.opens <= minute < self.closes:
-                return None
-        day = local.date().toordinal()
-        return day if self.days == 1 else (day - local.weekday()) // 7
-
-
-@dataclass(frozen=True, slots=True)
-class Budget:
-    """At most ``limit`` sends in each of its periods (none outside an agent shift's
-    hours); ``reserve``: a share of it only the priority class it names may use."""
-
-    name: str
-    limit: int
-    period: Period
-    reserve: Mapping[str, float] = field(default_factory=dict)
-
-    def room(self, used: int, by_class: Mapping[str, int], klass: str) -> bool:
-        """Whether a send of ``klass`` fits, with ``used`` counted in the period and
-        ``by_class`` of them per class: each reservation not of ``klass`` keeps what it has
-        not used of its share."""
-        kept = 0.0
-        for reserved, share in self.reserve.items():
-            if reserved != klass:
-                kept += max(0.0, share * self.limit - by_class.get(reserved, 0))
-        return used + 1 <= self.limit - kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +96,7 @@ class Answer:
     refused: tuple[Refused, ...]
 
 
-class Capacity:
+class Owner:
     """The owner's counts: sends per pace interval, and per budget period (and class). The
     intervals and periods before the last request answered are dropped as it moves on."""
 

@@ -42,6 +42,8 @@ _DURATION_FIELDS = (
     ("learning", "half_life"),
     ("learning", "timing", "wait_up_to"),
     ("learning", "population", "every"),
+    ("capacity", "paces", "*", "per"),
+    ("capacity", "budgets", "*", "per"),
 )
 _NUMBER_FIELDS = (
     ("moments", "*", "value"),
@@ -105,6 +107,7 @@ def reference_problems(document: dict[str, Any]) -> Problems:
     yield from _holdout_problems(document.get("holdouts"), defined)
     yield from _each(_items(document, "conversions"), _conversion_problems, defined, document)
     yield from _learning_problems(document.get("learning"), document)
+    yield from _capacity_problems(document.get("capacity"), defined)
     identity = document.get("identity")
     if isinstance(identity, dict):
         yield from _each(_items(identity, "blocked"), _blocked_problems)
@@ -375,6 +378,52 @@ def _learning_problems(learning: Any, document: dict[str, Any]) -> Problems:
                     ("learning", "timing", "categories", index),
                     f"names no category: {category!r} (categories: {_listing(defined)})",
                 )
+
+
+def _capacity_problems(capacity: Any, defined: Defined) -> Problems:
+    """A pace is named after a channel or an action (not a name both have); a budget counts
+    the sends of one channel, action or category the policy defines, in periods longer than
+    0, an agent shift's hours within a day; its reserved shares name categories and add up
+    to at most 1."""
+    if not isinstance(capacity, dict):
+        return
+    for name, pace in (capacity.get("paces") or {}).items():
+        at = ("capacity", "paces", name)
+        if name in defined.channels and name in defined.actions:
+            yield at, f"{name!r} is both a channel and an action: rename one"
+        elif name not in defined.channels and name not in defined.actions:
+            names = _listing(defined.channels | defined.actions)
+            yield at, f"names neither a channel nor an action: {name!r} ({names})"
+        if _is_zero(pace.get("per", "1s")):
+            yield (*at, "per"), "must be longer than 0"
+    kinds = (("channel", defined.channels), ("action", defined.actions))
+    kinds += (("category", defined.categories),)
+    for name, budget in (capacity.get("budgets") or {}).items():
+        at = ("capacity", "budgets", name)
+        scopes = [kind for kind, _ in kinds if kind in budget]
+        if len(scopes) != 1:
+            yield at, "counts the sends of one `channel`, `action` or `category`: name one"
+        for kind, known in kinds:
+            if kind in budget and budget[kind] not in known:
+                yield (*at, kind), f"names no {kind}: {budget[kind]!r} ({_listing(known)})"
+        per = budget.get("per")
+        if per not in ("day", "week") and _is_zero(per or "1s"):
+            yield (*at, "per"), "must be longer than 0"
+        if "hours" in budget:
+            opens, closes = budget["hours"].split("-")
+            if per != "day":
+                yield (*at, "hours"), "an agent shift's hours need `per: day`"
+            elif opens >= closes:
+                yield (*at, "hours"), f"must start before they end: {budget['hours']!r}"
+        if "timezone" in budget and zone(budget["timezone"]) is None:
+            yield (*at, "timezone"), f"unknown time zone {budget['timezone']!r}"
+        reserve = budget.get("reserve") or {}
+        for category in reserve:
+            if category not in defined.categories:
+                listed = _listing(defined.categories)
+                yield (*at, "reserve", category), f"names no category: {category!r} ({listed})"
+        if sum(reserve.values()) > 1:
+            yield (*at, "reserve"), "the reserved shares add up to more than 1"
 
 
 def _blocked_problems(kind: str, patterns: list[str]) -> Problems:

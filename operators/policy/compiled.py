@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from operators.model.action_ids import UNKEYED, ActionIds
 from operators.model.identifiers import (
@@ -300,6 +302,98 @@ class Learning:
 
 
 @dataclass(frozen=True, slots=True)
+class Pace:
+    """At most ``limit`` sends per interval of ``every`` ms of event time."""
+
+    name: str
+    limit: int
+    every: int
+
+    def interval(self, at: int) -> int:
+        return at // self.every
+
+    def start(self, interval: int) -> int:
+        return interval * self.every
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """A budget's period: ``every`` ms of event time from the Unix epoch, or a local day or
+    week (``days`` 1 or 7, weeks from Monday) in ``zone`` (UTC if none), optionally only
+    its hours from ``opens`` to ``closes`` (minutes of the local day: an agent shift)."""
+
+    every: int | None = None
+    days: int = 1
+    zone: ZoneInfo | None = None
+    opens: int | None = None
+    closes: int | None = None
+
+    def of(self, at: int) -> int | None:
+        """The period event time ``at`` (ms) counts in; None outside the shift's hours."""
+        if self.every is not None:
+            return at // self.every
+        local = datetime.fromtimestamp(at / 1000, self.zone or UTC)
+        if self.opens is not None and self.closes is not None:
+            minute = local.hour * 60 + local.minute
+            if not self.opens <= minute < self.closes:
+                return None
+        day = local.date().toordinal()
+        return day if self.days == 1 else (day - local.weekday()) // 7
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """At most ``limit`` sends in each of its periods (none outside an agent shift's
+    hours); ``reserve``: a share of it only the priority class (category) it names may
+    use. It counts the sends on ``channel``, of ``action`` or of ``category`` (one of them;
+    none: the sends the caller says)."""
+
+    name: str
+    limit: int
+    period: Period
+    reserve: Mapping[str, float] = field(default_factory=dict)
+    channel: str | None = None
+    action: str | None = None
+    category: str | None = None
+
+    def counts(self, action: str, channel: str, category: str) -> bool:
+        """Whether a send of ``action`` on ``channel`` (of ``category``) counts in it."""
+        return (
+            (self.channel is None or self.channel == channel)
+            and (self.action is None or self.action == action)
+            and (self.category is None or self.category == category)
+        )
+
+    def room(self, used: int, by_class: Mapping[str, int], klass: str) -> bool:
+        """Whether a send of ``klass`` fits, with ``used`` counted in the period and
+        ``by_class`` of them per class: each reservation not of ``klass`` keeps what it has
+        not used of its share."""
+        kept = 0.0
+        for reserved, share in self.reserve.items():
+            if reserved != klass:
+                kept += max(0.0, share * self.limit - by_class.get(reserved, 0))
+        return used + 1 <= self.limit - kept
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """The ``capacity`` section: the paces and budgets every customer shares (handed out by
+    :class:`operators.decisions.capacity.Owner`)."""
+
+    paces: tuple[Pace, ...]
+    """Each named after the channel or the action whose sends it paces."""
+    budgets: tuple[Budget, ...]
+
+    def paces_of(self, action: str, channel: str) -> tuple[str, ...]:
+        """The paces a send of ``action`` on ``channel`` counts against."""
+        return tuple(p.name for p in self.paces if p.name in (action, channel))
+
+    def budgets_of(self, action: str, channel: str, category: str) -> tuple[str, ...]:
+        """The budgets a send of ``action`` on ``channel`` (of ``category``) counts in."""
+        return tuple(b.name for b in self.budgets if b.counts(action, channel, category))
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """A validated, compiled policy. Build it with :func:`operators.policy.load.load_policy`."""
 
@@ -359,6 +453,7 @@ class Policy:
     learning: Learning | None
     document: Mapping[str, Any]
     """The validated policy as plain data, for the parts compiled by later stages."""
+    capacity: Capacity | None = None
     action_ids: ActionIds = UNKEYED
     """How action ids are issued and checked. Not from the file: the deployment's key, which
     the edges that run the flow set (``dataclasses.replace``)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from operators.model.durations import parse_duration_ms
 from operators.model.identifiers import IdentifierRules, compile_rules
@@ -18,6 +19,8 @@ from operators.policy.compiled import (
     DEFAULT_TIMEZONE,
     AbsenceSignal,
     ActionSpec,
+    Budget,
+    Capacity,
     CapSpec,
     ConversionSpec,
     CountingSignal,
@@ -27,6 +30,8 @@ from operators.policy.compiled import (
     Holdouts,
     Learning,
     MomentSpec,
+    Pace,
+    Period,
     Policy,
     QuietHours,
     SuppressionSpec,
@@ -134,6 +139,7 @@ def compile_policy(document: Mapping[str, Any], version: str) -> Policy:
         ),
         learning=_learning(document.get("learning")),
         document=MappingProxyType(dict(document)),
+        capacity=_capacity(document.get("capacity"), defaults.get("timezone", DEFAULT_TIMEZONE)),
     )
 
 
@@ -465,6 +471,43 @@ def _learning(spec: Spec | None) -> Learning | None:
         population_every=parse_duration_ms(population["every"]) if population else None,
         population_by=_names(population.get("by", ())) if population else (),
     )
+
+
+def _capacity(spec: Spec | None, timezone: str) -> Capacity | None:
+    """The ``capacity`` section (None: nothing limits what the deployment sends)."""
+    if not spec or not (spec.get("paces") or spec.get("budgets")):
+        return None
+    paces = tuple(
+        Pace(name, int(pace["limit"]), parse_duration_ms(pace["per"]))
+        for name, pace in spec.get("paces", {}).items()
+    )
+    budgets = tuple(
+        Budget(
+            name,
+            int(budget["limit"]),
+            _period(budget, timezone),
+            MappingProxyType({k: float(v) for k, v in budget.get("reserve", {}).items()}),
+            budget.get("channel"),
+            budget.get("action"),
+            budget.get("category"),
+        )
+        for name, budget in spec.get("budgets", {}).items()
+    )
+    return Capacity(paces, budgets)
+
+
+def _period(budget: Spec, timezone: str) -> Period:
+    """A budget's period: a local day (an agent shift's hours of it) or week, or a
+    duration."""
+    per = budget["per"]
+    if per not in ("day", "week"):
+        return Period(every=parse_duration_ms(per))
+    zone = ZoneInfo(budget.get("timezone", timezone))
+    hours = budget.get("hours")
+    if hours is None:
+        return Period(days=1 if per == "day" else 7, zone=zone)
+    opens, closes = (int(t[:2]) * 60 + int(t[3:]) for t in hours.split("-"))
+    return Period(days=1, zone=zone, opens=opens, closes=closes)
 
 
 def _evict_idle_after(document: Spec) -> int:

@@ -8,17 +8,9 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.decisions.capacity import (
-    Budget,
-    Candidate,
-    Capacity,
-    Pace,
-    Period,
-    Refusal,
-    Refused,
-    Request,
-)
+from operators.decisions.capacity import Candidate, Owner, Refusal, Refused, Request
 from operators.model.timefmt import parse_ms
+from operators.policy.compiled import Budget, Pace, Period
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -39,7 +31,7 @@ def request(n, at, *candidates, klass="marketing"):
 def test_a_backlog_at_one_instant_leaves_at_the_pace_highest_value_first():
     """The morning after quiet hours: ten sends fall due at 08:00 on a pace of three a
     minute; they leave three a minute, the most valuable first."""
-    capacity = Capacity([PUSH], [])
+    capacity = Owner([PUSH], [])
     backlog = [request(n, EIGHT, candidate(value=float(n + 1))) for n in range(10)]
     answers = capacity.answer(reversed(backlog))
     leaves = {a.request.customer: a.send_at for a in answers}
@@ -49,7 +41,7 @@ def test_a_backlog_at_one_instant_leaves_at_the_pace_highest_value_first():
 
 
 def test_a_send_over_the_pace_is_paced_out_once_its_value_would_decay_below_its_minimum():
-    capacity = Capacity([Pace("push", limit=1, every=HOUR)], [])
+    capacity = Owner([Pace("push", limit=1, every=HOUR)], [])
     first, late = capacity.answer(
         [
             request(1, EIGHT, candidate(value=10.0, min_value=6.0)),
@@ -63,7 +55,7 @@ def test_a_send_over_the_pace_is_paced_out_once_its_value_would_decay_below_its_
 
 
 def test_a_spent_budget_falls_through_to_the_next_best_candidate():
-    capacity = Capacity([], [AGENTS])
+    capacity = Owner([], [AGENTS])
     callback = candidate(channel="agent", paces=(), budgets=("agents",))
     email = candidate(channel="email", paces=())
     answers = capacity.answer(request(n, EIGHT + n, callback, email) for n in range(3))
@@ -77,7 +69,7 @@ def test_a_spent_budget_falls_through_to_the_next_best_candidate():
 def test_a_reserved_share_is_kept_for_its_class():
     """Half of four callbacks a day is kept for care: marketing gets two, care the rest."""
     budget = Budget("agents", 4, Period(every=DAY), reserve={"care": 0.5})
-    capacity = Capacity([], [budget])
+    capacity = Owner([], [budget])
     callback = candidate(channel="agent", paces=(), budgets=("agents",))
     marketing = capacity.answer(request(n, EIGHT + n, callback) for n in range(3))
     assert [a.granted for a in marketing] == [0, 0, None]
@@ -88,7 +80,7 @@ def test_a_reserved_share_is_kept_for_its_class():
 def test_an_agent_shift_budget_gives_nothing_outside_its_hours():
     london = ZoneInfo("Europe/London")
     shift = Budget("shift", 10, Period(zone=london, opens=9 * 60, closes=17 * 60))
-    capacity = Capacity([], [shift])
+    capacity = Owner([], [shift])
     callback = candidate(channel="agent", paces=(), budgets=("shift",))
     before, during = capacity.answer(
         [
@@ -101,7 +93,7 @@ def test_an_agent_shift_budget_gives_nothing_outside_its_hours():
 
 
 def test_a_send_delayed_by_its_pace_counts_in_the_budget_period_it_leaves_in():
-    capacity = Capacity([Pace("agent", limit=1, every=HOUR)], [AGENTS])
+    capacity = Owner([Pace("agent", limit=1, every=HOUR)], [AGENTS])
     callback = candidate(channel="agent", paces=("agent",), budgets=("agents",))
     midnight = parse_ms("2026-11-21T00:00:00Z")
     answers = capacity.answer(request(n, midnight - HOUR, callback) for n in range(3))
@@ -137,7 +129,7 @@ def requests_of(drawn):
 def owner():
     paces = [Pace("push", 3, MINUTE), Pace("agent", 2, 10 * MINUTE)]
     budget = Budget("agents", 5, Period(every=DAY), reserve={"care": 0.4})
-    return Capacity(paces, [budget])
+    return Owner(paces, [budget])
 
 
 @settings(max_examples=80, deadline=None)
@@ -179,7 +171,7 @@ def test_an_owner_resumed_from_its_counts_answers_as_an_unbroken_one(drawn, cut)
     before = first.answer(r for r in requests if r.at < split)
     snapshot = first.counts()
     first.answer([request(999, split, candidate())])  # counted after the snapshot: lost
-    resumed = Capacity(first.paces.values(), first.budgets.values(), snapshot)
+    resumed = Owner(first.paces.values(), first.budgets.values(), snapshot)
     after = resumed.answer(r for r in requests if r.at >= split)
     assert before + after == unbroken
 
@@ -193,7 +185,7 @@ def test_ties_at_one_instant_and_value_break_alike_everywhere():
 def test_a_weekly_budget_starts_again_on_monday_in_its_time_zone():
     tokyo = ZoneInfo("Asia/Tokyo")
     weekly = Budget("weekly", 1, Period(days=7, zone=tokyo))
-    capacity = Capacity([], [weekly])
+    capacity = Owner([], [weekly])
     offer = candidate(channel="email", paces=(), budgets=("weekly",))
     sunday, still_sunday, monday = capacity.answer(
         [
@@ -203,3 +195,73 @@ def test_a_weekly_budget_starts_again_on_monday_in_its_time_zone():
         ]
     )
     assert [sunday.granted, still_sunday.granted, monday.granted] == [0, None, 0]
+
+
+CAPACITY = """
+capacity:
+  paces:
+    push: {limit: 100, per: 1m}
+    nudge: {limit: 50, per: 1h}
+  budgets:
+    shift: {channel: email, limit: 40, per: day, hours: "09:00-17:00", timezone: Europe/London,
+            reserve: {marketing: 0.5}}
+    weekly: {action: nudge, limit: 500, per: week}
+    hourly: {category: marketing, limit: 20, per: 6h}
+"""
+
+
+def test_the_capacity_section_compiles_to_paces_and_budgets_by_what_they_count():
+    from operators.policy.load import load_policy
+    from tests.learning import POLICY
+
+    capacity = load_policy(POLICY + CAPACITY, "capacity").capacity
+    assert capacity is not None
+    assert [(p.name, p.limit, p.every) for p in capacity.paces] == [
+        ("push", 100, MINUTE),
+        ("nudge", 50, HOUR),
+    ]
+    shift, weekly, hourly = capacity.budgets
+    assert shift.period == Period(days=1, zone=ZoneInfo("Europe/London"), opens=540, closes=1020)
+    assert dict(shift.reserve) == {"marketing": 0.5}
+    assert weekly.period == Period(days=7, zone=ZoneInfo("UTC"))
+    assert hourly.period == Period(every=6 * HOUR)
+    assert capacity.paces_of("nudge", "push") == ("push", "nudge")
+    assert capacity.paces_of("nudge", "email") == ("nudge",)
+    assert capacity.budgets_of("nudge", "email", "marketing") == ("shift", "weekly", "hourly")
+    assert capacity.budgets_of("other", "push", "care") == ()
+
+
+def test_a_capacity_section_naming_what_the_policy_lacks_is_refused_with_each_reason():
+    from operators.policy.load import PolicyError, load_policy
+    from tests.learning import POLICY
+
+    bad = """
+capacity:
+  paces:
+    fax: {limit: 1, per: 1m}
+    email: {limit: 1, per: 0s}
+  budgets:
+    two: {channel: email, action: nudge, limit: 1, per: day}
+    none: {channel: pigeon, limit: 1, per: day, timezone: Mars/Olympus}
+    night: {channel: email, limit: 1, per: week, hours: "18:00-08:00"}
+    greedy: {channel: email, limit: 1, per: day, reserve: {care: 0.6, marketing: 0.6}}
+"""
+    try:
+        load_policy(POLICY + bad, "bad")
+    except PolicyError as err:
+        text = str(err)
+    else:
+        raise AssertionError("refused")
+    for said in [
+        "capacity.paces.fax",
+        "names neither a channel nor an action: 'fax'",
+        "capacity.paces.email.per",
+        "capacity.budgets.two",
+        "name one",
+        "names no channel: 'pigeon'",
+        "unknown time zone 'Mars/Olympus'",
+        "an agent shift's hours need `per: day`",
+        "names no category: 'care'",
+        "add up to more than 1",
+    ]:
+        assert said in text, said
