@@ -396,8 +396,8 @@ def _capacity_problems(capacity: Any, defined: Defined) -> Problems:
             yield at, f"names neither a channel nor an action: {name!r} ({names})"
         if _is_zero(pace.get("per", "1s")):
             yield (*at, "per"), "must be longer than 0"
-    kinds = (("channel", defined.channels), ("action", defined.actions))
-    kinds += (("category", defined.categories),)
+    kinds = [("channel", defined.channels), ("action", defined.actions)]
+    kinds.append(("category", defined.categories))
     for name, budget in (capacity.get("budgets") or {}).items():
         at = ("capacity", "budgets", name)
         scopes = [kind for kind, _ in kinds if kind in budget]
