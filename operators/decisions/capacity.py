@@ -23,7 +23,7 @@ those at ``t`` only once every one at ``t`` or before is in: see :mod:`flows.bar
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -196,6 +196,47 @@ class Owner:
             {name: dict(sent) for name, sent in self.sent.items()},
             {n: {p: dict(by) for p, by in periods.items()} for n, periods in self.spent.items()},
         )
+
+
+class Barrier:
+    """The requests the owner holds until every worker has answered past their time (see
+    :mod:`flows.barrier`): then no request at that time or before can still come, and
+    they are answered, in order."""
+
+    def __init__(
+        self,
+        owner: Owner,
+        workers: int,
+        waiting: Iterable[Request] = (),
+        acked: Mapping[int, int] | None = None,
+    ) -> None:
+        self.owner = owner
+        self.workers = workers
+        self.waiting = list(waiting)
+        self.acked = dict(acked or {})
+
+    def ask(self, request: Request) -> None:
+        self.waiting.append(request)
+
+    def ack(self, worker: int, at: int) -> None:
+        self.acked[worker] = max(at, self.acked.get(worker, at))
+
+    def due(self) -> list[Answer]:
+        """The answers every worker's acks have made due: to each request before the
+        earliest of them."""
+        if len(self.acked) < self.workers or not self.waiting:
+            return []
+        before = min(self.acked.values())
+        due = [r for r in self.waiting if r.at < before]
+        if not due:
+            return []
+        self.waiting = [r for r in self.waiting if r.at >= before]
+        return self.owner.answer(due)
+
+    def snapshot(self) -> tuple[Counts, list[Request], dict[int, int]]:
+        """A copy nothing done later changes (Bytewax may pickle it after the step has
+        counted more): the owner's counts, the requests waiting, the acks."""
+        return self.owner.counts(), list(self.waiting), dict(self.acked)
 
 
 def _worth(candidate: Candidate, delay: int) -> bool:

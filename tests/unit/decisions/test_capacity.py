@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.decisions.capacity import Candidate, Owner, Refusal, Refused, Request
+from operators.decisions.capacity import Barrier, Candidate, Owner, Refusal, Refused, Request
 from operators.model.timefmt import parse_ms
 from operators.policy.compiled import Budget, Pace, Period
 
@@ -265,3 +265,56 @@ capacity:
         "add up to more than 1",
     ]:
         assert said in text, said
+
+
+def test_the_barrier_answers_a_request_only_once_every_worker_has_answered_past_it():
+    barrier = Barrier(owner(), workers=2)
+    barrier.ask(request(1, EIGHT))
+    barrier.ack(0, EIGHT + MINUTE)
+    assert barrier.due() == []  # worker 1 may still send one at 08:00
+    barrier.ack(1, EIGHT)
+    assert barrier.due() == []  # nothing before 08:00 is all it promises
+    barrier.ask(request(2, EIGHT, candidate(value=50.0)))  # a later arrival, of more value
+    barrier.ack(1, EIGHT + 1)
+    answered = barrier.due()
+    assert [a.request.customer for a in answered] == ["cus_2", "cus_1"]
+    assert barrier.waiting == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(demand, st.randoms(use_true_random=False))
+def test_requests_and_acks_interleaved_any_way_get_the_answers_of_one_batch(drawn, rng):
+    """Two workers send their requests in time order, each acking as it goes; however their
+    messages interleave, and wherever a snapshot is taken and resumed, the answers are
+    those of every request answered at once."""
+    requests = sorted(requests_of(drawn), key=Request.order)
+    expected = owner().answer(requests)
+    streams = {0: [], 1: []}
+    for r in requests:
+        streams[rng.randrange(2)].append(r)
+    messages = []
+    for worker, mine in streams.items():
+        for r in mine:
+            messages.append((worker, r))
+            messages.append((worker, r.at))  # acks at a request's time promise nothing of it
+        messages.append((worker, EIGHT + DAY))
+    merged, cursors = [], {0: 0, 1: 0}
+    per_worker = {w: [m for m in messages if m[0] == w] for w in (0, 1)}
+    while any(cursors[w] < len(per_worker[w]) for w in (0, 1)):
+        worker = rng.choice([w for w in (0, 1) if cursors[w] < len(per_worker[w])])
+        merged.append(per_worker[worker][cursors[worker]])
+        cursors[worker] += 1
+    barrier = Barrier(owner(), workers=2)
+    answers = []
+    cut = rng.randrange(len(merged) + 1)
+    for n, (worker, item) in enumerate(merged):
+        if n == cut:  # resumed from a snapshot (what came after it is sent again)
+            counts, waiting, acked = barrier.snapshot()
+            resumed = Owner(barrier.owner.paces.values(), barrier.owner.budgets.values(), counts)
+            barrier = Barrier(resumed, 2, waiting, acked)
+        if isinstance(item, Request):
+            barrier.ask(item)
+        else:
+            barrier.ack(worker, item)
+        answers.extend(barrier.due())
+    assert answers == expected
