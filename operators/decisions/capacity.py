@@ -98,7 +98,7 @@ class Answer:
 
 class Owner:
     """The owner's counts: sends per pace interval, and per budget period (and class). The
-    intervals and periods before the last request answered are dropped as it moves on."""
+    pace intervals before the last request answered are dropped as it moves on."""
 
     def __init__(
         self, paces: Iterable[Pace], budgets: Iterable[Budget], resume: Counts | None = None
