@@ -25,6 +25,7 @@ from operators.context.reachability import unreachable_because
 from operators.context.sends import recent_sends, record_send
 from operators.context.suppression import suppressed_by
 from operators.context.timezones import timezone_of
+from operators.decisions.capacity import Candidate, Request
 from operators.decisions.caps import full_cap
 from operators.decisions.cooldowns import cooling_until, start_cooldown
 from operators.decisions.eligibility import ineligible_by
@@ -39,7 +40,7 @@ from operators.model.fast_init import fast_init
 from operators.model.records import Action, Conversion, Decision, Learned, Outcome, Scored
 from operators.model.state import CustomerState, MomentKey, OpenMoment
 from operators.model.timefmt import format_ms, zone
-from operators.policy.compiled import ActionSpec, Policy
+from operators.policy.compiled import ActionSpec, Capacity, Policy
 
 Output = Decision | Action | Conversion | Scored
 QUIET_HOURS = "quiet_hours"
@@ -75,22 +76,13 @@ def decide(policy: Policy, state: CustomerState, keys: list[MomentKey], now: int
     """Decide the moments at ``keys`` together, as of ``now``: one action is sent, and the
     moments it outranked are decided again after it, at the same instant, so the caps
     count it and say whether another may follow."""
-    verdicts: list[Verdict] = []
     outputs: list[Output] = []
     if state.trials:
         if policy.learning is None:  # learning was turned off: nothing scores them now
             state.trials = ()
         else:
             outputs.extend(score_closed(policy.learning, state, now))
-    for key in dict.fromkeys(keys):
-        moment = state.moments.get(key)
-        if moment is None:
-            continue
-        state.deferred.pop(key, None)
-        value = value_now(moment, policy.moments[key.moment].half_life, now)
-        for action in policy.actions_by_moment.get(key.moment, ()):
-            verdicts.append(_judge(policy, state, action, key, moment, value, now))
-    verdicts.sort(key=lambda v: (-v.score, v.action.name, v.key.moment, v.key.group or ""))
+    verdicts = _verdicts(policy, state, keys, now)
     winner = next((v for v in verdicts if v.outcome is Outcome.SENT), None)
     by_expected_value = False
     if winner is not None and policy.learning is not None and policy.learning.order:
@@ -117,6 +109,86 @@ def decide(policy: Policy, state: CustomerState, keys: list[MomentKey], now: int
         if again:
             outputs.extend(decide(policy, state, again, now))
     return outputs
+
+
+def _verdicts(
+    policy: Policy, state: CustomerState, keys: list[MomentKey], now: int
+) -> list[Verdict]:
+    """What the guardrails say of every action of the moments at ``keys`` (each moment's
+    deferral taken off: it is decided now), in arbitration's order: the highest score
+    first."""
+    verdicts: list[Verdict] = []
+    for key in dict.fromkeys(keys):
+        moment = state.moments.get(key)
+        if moment is None:
+            continue
+        state.deferred.pop(key, None)
+        value = value_now(moment, policy.moments[key.moment].half_life, now)
+        for action in policy.actions_by_moment.get(key.moment, ()):
+            verdicts.append(_judge(policy, state, action, key, moment, value, now))
+    verdicts.sort(key=lambda v: (-v.score, v.action.name, v.key.moment, v.key.group or ""))
+    return verdicts
+
+
+def capacity_request(
+    policy: Policy, state: CustomerState, verdicts: list[Verdict], winner: Verdict, now: int
+) -> Request | None:
+    """What a decision at ``now`` asks of the capacity every customer shares (see
+    :mod:`operators.decisions.capacity`): ``winner`` on its channel, then on its other
+    channels the guardrails let through, then each other action to be sent, in
+    arbitration's order, likewise. None when the winner's send counts against no pace and
+    no budget: it leaves at once, as without capacity."""
+    capacity = policy.capacity
+    if capacity is None:
+        return None
+    assert winner.channel is not None
+    first = _candidate(policy, capacity, winner, winner.channel)
+    if not first.paces and not first.budgets:
+        return None
+    candidates = [first]
+    for verdict in [winner, *(v for v in verdicts if v is not winner)]:
+        if verdict.outcome is not Outcome.SENT:
+            continue
+        assert verdict.channel is not None
+        others = [c for c in verdict.action.channels if c != verdict.channel]
+        channels = [verdict.channel] if verdict is not winner else []
+        for channel in others:
+            if policy.reachability and unreachable_because(policy, state, channel) is not None:
+                continue
+            held = _held_on(
+                policy,
+                state,
+                verdict.action,
+                verdict.key,
+                verdict.moment,
+                verdict.value,
+                channel,
+                now,
+            )
+            if held is None:
+                channels.append(channel)
+        candidates.extend(_candidate(policy, capacity, verdict, c) for c in channels)
+    key = winner.key
+    return Request(
+        now,
+        state.customer_id,
+        f"{key.moment}|{key.group or ''}",
+        winner.action.category,
+        tuple(candidates),
+    )
+
+
+def _candidate(policy: Policy, capacity: Capacity, verdict: Verdict, channel: str) -> Candidate:
+    action = verdict.action
+    return Candidate(
+        action.name,
+        channel,
+        verdict.value,
+        action.min_value,
+        policy.moments[verdict.key.moment].half_life,
+        capacity.paces_of(action.name, channel),
+        capacity.budgets_of(action.name, channel, action.category),
+    )
 
 
 def _by_expected_value(verdicts: list[Verdict], first: Verdict) -> Verdict:

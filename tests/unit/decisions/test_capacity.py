@@ -318,3 +318,36 @@ def test_requests_and_acks_interleaved_any_way_get_the_answers_of_one_batch(draw
             barrier.ack(worker, item)
         answers.extend(barrier.due())
     assert answers == expected
+
+
+def test_a_decision_asks_for_its_winner_then_its_other_channels_and_nothing_when_unpaced():
+    """A nudge that would go by email asks for email, then push; a policy whose capacity
+    counts nothing of it asks nothing (it is sent at once, as without capacity)."""
+    from operators.decisions.decide import _verdicts, capacity_request
+    from operators.model.state import CustomerState, MomentKey, OpenMoment
+    from operators.policy.load import load_policy
+    from tests.learning import POLICY
+
+    def asked(capacity):
+        policy = load_policy(POLICY + capacity, "capacity")
+        state = CustomerState("cus_1")
+        key = MomentKey("interest", None)
+        state.moments[key] = OpenMoment(10.0, EIGHT, "ev-1", ("browsing",), ("ev-1",))
+        verdicts = _verdicts(policy, state, [key], EIGHT)
+        winner = next(v for v in verdicts if v.outcome.value == "sent")
+        return winner.channel, capacity_request(policy, state, verdicts, winner, EIGHT)
+
+    channel, request = asked("capacity:\n  paces: {email: {limit: 1, per: 1m}}\n")
+    assert channel == "email" and request is not None
+    assert (request.at, request.customer, request.key, request.klass) == (
+        EIGHT,
+        "cus_1",
+        "interest|",
+        "marketing",
+    )
+    assert [(c.action, c.channel, c.paces) for c in request.candidates] == [
+        ("nudge", "email", ("email",)),
+        ("nudge", "push", ()),
+    ]
+    assert request.candidates[0].value == 10.0 and request.candidates[0].min_value == 1.0
+    assert asked("capacity:\n  paces: {push: {limit: 1, per: 1m}}\n")[1] is None
