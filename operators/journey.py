@@ -23,7 +23,8 @@ from operators.context.moments import open_moments
 from operators.context.signals import SignalFired
 from operators.context.suppression import start_suppressions
 from operators.context.update import update_context
-from operators.decisions.decide import Output, decide
+from operators.decisions.capacity import Answer
+from operators.decisions.decide import Asked, Output, decide
 from operators.eviction import evict_at
 from operators.identity.merging import merge_states
 from operators.learning.evidence import observe
@@ -38,12 +39,15 @@ GATED_RETRY_MS = 2_000
 """How soon a timer held back by input still being read is tried again (wall clock)."""
 
 
-def act_on_event(policy: Policy, state: CustomerState, event: Event) -> list[Output]:
+def act_on_event(
+    policy: Policy, state: CustomerState, event: Event, floor: int = 0
+) -> list[Output | Asked]:
     """Let ``event`` convert the decisions waiting for it, update the context and decide
-    the moments its signals open, as of the latest of them; what fell due before it must
-    have fired already."""
+    the moments its signals open, as of the latest of them (and no earlier than ``floor``);
+    what fell due before it must have fired already. The last output is an
+    :class:`Asked` if the decision waits for capacity."""
     converted: list[Conversion] = convert(policy, state, event) if state.watches else []
-    outputs: list[Output] = [*converted]
+    outputs: list[Output | Asked] = [*converted]
     if policy.learning is not None and state.trials:
         outputs = [*observe(policy.learning, state, event, converted), *converted]
     fired = update_context(policy, state, event)
@@ -52,15 +56,18 @@ def act_on_event(policy: Policy, state: CustomerState, event: Event) -> list[Out
     keys: list[MomentKey] = []
     for signal_fired in fired:
         keys.extend(_take(policy, state, signal_fired, event.event_id))
-    decided = decide(policy, state, keys, max(event.time, *(f.at for f in fired)))
+    decided = decide(policy, state, keys, max(event.time, *(f.at for f in fired), floor))
     return [*outputs, *decided] if outputs else decided
 
 
-def fire_due(policy: Policy, state: CustomerState, until: int, inclusive: bool) -> list[Output]:
+def fire_due(
+    policy: Policy, state: CustomerState, until: int, inclusive: bool, floor: int = 0
+) -> list[Output | Asked]:
     """Fire the timers due before ``until`` (or at it, if ``inclusive``) in time order, each
-    instant deciding as of itself: absence signals open their moments, deferred decisions
-    are taken again."""
-    outputs: list[Output] = []
+    instant deciding as of itself (no earlier than ``floor``): absence signals open their
+    moments, deferred decisions are taken again. A decision that waits for capacity stops
+    it there (its :class:`Asked` last): the rest fire once it is answered."""
+    outputs: list[Output | Asked] = []
     while True:
         due = state.next_due()
         if due is None or due > until or (due == until and not inclusive):
@@ -71,7 +78,10 @@ def fire_due(policy: Policy, state: CustomerState, until: int, inclusive: bool) 
         for key in [k for k, at in state.deferred.items() if at == due]:
             del state.deferred[key]
             keys.append(key)
-        outputs.extend(decide(policy, state, keys, due))
+        decided = decide(policy, state, keys, max(due, floor))
+        outputs.extend(decided)
+        if decided and isinstance(decided[-1], Asked):
+            return outputs
 
 
 def _take(
@@ -96,6 +106,9 @@ def wake_time(due: int | None, eviction: int | None, now: int, fire_until: int) 
 
 
 Queued = Event | Adopt | Retire | Forget
+
+BY_TIMER = -1
+"""The input line of what a timer fired by the clock (not by an event) decided."""
 
 
 @dataclass(slots=True)
@@ -126,9 +139,18 @@ class Journey:
     evicted: int = 0
     """Times this customer's context was forgotten as idle, since the step last looked."""
     released_lines: tuple[int, ...] = ()
-    """For the outputs the last merge notice or transfer released: the input line of what
-    caused each (the held event, or the merge), so replay's output order depends on what
-    was released, not on when a context happened to arrive."""
+    """For the outputs the last merge notice, transfer or capacity answer released: the
+    input line of what caused each (the held event, or the merge; :data:`BY_TIMER`), so
+    replay's output order depends on what was released, not on when it happened to
+    arrive."""
+    asking: Asked | None = None
+    """A decision waiting for the capacity owner's answer: everything that comes meanwhile
+    waits in :attr:`queue`, and no timer fires."""
+    asked_line: int = BY_TIMER
+    """The input line of what made the decision :attr:`asking` waits on."""
+    floor: int = 0
+    """No decision is made before this (event time, ms): the instant after the last one
+    that asked for capacity, so a customer asks once per instant."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled as the class and its values (a snapshot holds one per customer): smaller
@@ -143,8 +165,16 @@ class Journey:
                 self.retired,
                 self.evicted,
                 self.released_lines,
+                self.asking,
+                self.asked_line,
+                self.floor,
             ),
         )
+
+    @property
+    def held(self) -> bool:
+        """Whether what comes for this customer waits (a merge, or an answer, pending)."""
+        return bool(self.queue) or self.asking is not None
 
     @property
     def awaiting(self) -> frozenset[str]:
@@ -152,27 +182,50 @@ class Journey:
         return frozenset(item.merge_id for item in self.queue if isinstance(item, Adopt))
 
     def on_event(self, policy: Policy, event: Event) -> list[Output]:
-        """Handle ``event``, or hold it back while a merge is pending."""
-        if self.queue:
+        """Handle ``event``, or hold it back while a merge or an answer is pending."""
+        if self.held:
             self.queue = (*self.queue, event)
             return []
-        return self._handle(policy, event)
+        outputs, done = self._handle(policy, event)
+        if not done:
+            self.queue = (event,)
+        return outputs
 
-    def _handle(self, policy: Policy, event: Event) -> list[Output]:
+    def _handle(self, policy: Policy, event: Event) -> tuple[list[Output], bool]:
         """Fire what fell due before the input's event time reached ``event`` (its watermark:
         later than its own time when it arrived late), forget a context idle long enough
-        by then, then act on ``event``."""
-        outputs = fire_due(policy, self.state, max(event.time, event.watermark), inclusive=False)
+        by then, then act on ``event``. False: a timer's decision asked for capacity first,
+        and ``event`` waits for the answer."""
+        line = event.origin.line or 0
+        until = max(event.time, event.watermark)
+        outputs = fire_due(policy, self.state, until, inclusive=False, floor=self.floor)
+        if self._asked(outputs, line):
+            return outputs, False  # type: ignore[return-value]  # the Asked is taken off
         self._forget_if_idle(policy, event.time)
-        outputs.extend(act_on_event(policy, self.state, event))
-        return outputs
+        outputs.extend(act_on_event(policy, self.state, event, self.floor))
+        self._asked(outputs, line)
+        return outputs, True  # type: ignore[return-value]
 
-    def _reach(self, policy: Policy, at: int) -> list[Output]:
-        """A merge happens at ``at``: fire what fell due before it, and forget a context
-        idle long enough by then, so the merge sees what Kafka mode's wall clock left."""
-        outputs = fire_due(policy, self.state, at, inclusive=False)
+    def _asked(self, outputs: list[Output | Asked], line: int) -> bool:
+        """Whether ``outputs`` end in a decision asking for capacity: if so, it is taken off
+        them and waited for."""
+        if not outputs or not isinstance(outputs[-1], Asked):
+            return False
+        asked = outputs.pop()
+        assert isinstance(asked, Asked)
+        self.asking, self.asked_line, self.floor = asked, line, asked.request.at + 1
+        return True
+
+    def _reach(self, policy: Policy, at: int, line: int) -> tuple[list[Output], bool]:
+        """A merge (or an erasure) happens at ``at``: fire what fell due before it, and
+        forget a context idle long enough by then, so it sees what Kafka mode's wall clock
+        left. False: a timer's decision asked for capacity first (reach it again once it
+        is answered)."""
+        outputs = fire_due(policy, self.state, at, inclusive=False, floor=self.floor)
+        if self._asked(outputs, line):
+            return outputs, False  # type: ignore[return-value]
         self._forget_if_idle(policy, at)
-        return outputs
+        return outputs, True  # type: ignore[return-value]
 
     def _forget_if_idle(self, policy: Policy, now: int) -> None:
         """Forget the context if it had become evictable by ``now``: what the wall clock
@@ -190,7 +243,7 @@ class Journey:
 
     def next_eviction(self, policy: Policy) -> int | None:
         """When this customer becomes evictable, if nothing happens before."""
-        if self.queue or self.arrived or self.retired:
+        if self.held or self.arrived or self.retired:
             return None
         return evict_at(policy, self.state)
 
@@ -198,7 +251,7 @@ class Journey:
         """When the wall clock should next look at this customer: its next timer, else its
         eviction. A timer already due that may not fire yet (``fire_until``: the input is
         still being read up to it) is looked at again shortly."""
-        if self.queue:
+        if self.held:
             return None
         due = self.state.next_due()
         eviction = self.next_eviction(policy) if due is None else None
@@ -206,17 +259,10 @@ class Journey:
 
     def on_adopt(self, policy: Policy, adopt: Adopt) -> tuple[list[Output], Transfer | None]:
         """Wait for the retired context (taking it in at once if it came early); behind a
-        pending merge, queue the notice."""
+        pending merge or answer, queue the notice."""
         if adopt.merge_id in self.adopted or adopt.merge_id in self.awaiting:
             return [], None
-        if self.queue:
-            self.queue = (*self.queue, adopt)
-            return [], None
-        before = self._reach(policy, adopt.at)
-        self.queue = (adopt,)
-        outputs, handed = self._advance(policy)
-        self.released_lines = (adopt.line,) * len(before) + self.released_lines
-        return before + outputs, handed
+        return self._enqueue(policy, adopt)
 
     def on_transfer(
         self, policy: Policy, transfer: Transfer
@@ -230,64 +276,86 @@ class Journey:
 
     def on_retire(self, policy: Policy, retire: Retire) -> tuple[list[Output], Transfer | None]:
         """Fire what fell due before the merge, then hand the context over; or, while this
-        profile still waits for a merge of its own, do so once that is done (its held
-        events are its own history)."""
-        if self.queue:
-            self.queue = (*self.queue, retire)
-            return [], None
-        before = self._reach(policy, retire.at)
-        self.released_lines = (retire.line,) * len(before)
-        return before, self._hand_over(retire)
+        profile still waits for a merge of its own (its held events are its own history) or
+        for an answer, do so once that is done."""
+        return self._enqueue(policy, retire)
 
     def on_forget(self, policy: Policy, forget: Forget) -> list[Output]:
         """The graph forgot this profile: once what comes before it is done (behind a pending
-        merge, it waits its turn, as a retirement does), fire what fell due before then and
-        drop the whole context. The caller drops the journey (:attr:`retired`)."""
-        if self.queue:
-            self.queue = (*self.queue, forget)
-            return []
-        return self._forget(policy, forget)
+        merge or answer, it waits its turn, as a retirement does), fire what fell due before
+        then and drop the whole context. The caller drops the journey (:attr:`retired`)."""
+        outputs, _ = self._enqueue(policy, forget)
+        return outputs
 
-    def _forget(self, policy: Policy, forget: Forget) -> list[Output]:
-        outputs = self._reach(policy, forget.at)
-        self.released_lines = (forget.line,) * len(outputs)
+    def on_answer(self, policy: Policy, answer: Answer) -> tuple[list[Output], Transfer | None]:
+        """The capacity owner's answer to the decision :attr:`asking`: decide it (as of its
+        time), then take in what waited for it. An answer to anything else (a repeat, after
+        a restart) changes nothing."""
+        asking = self.asking
+        request = answer.request
+        if asking is None or (asking.request.at, asking.request.key) != (request.at, request.key):
+            return [], None
+        self.asking = None
+        decided = decide(policy, self.state, list(asking.keys), request.at, answer)
+        assert not decided or not isinstance(decided[-1], Asked)
+        line = self.asked_line
+        outputs, handed = self._advance(policy)
+        self.released_lines = (line,) * len(decided) + self.released_lines
+        return [*decided, *outputs], handed  # type: ignore[list-item]
+
+    def _enqueue(
+        self, policy: Policy, item: Adopt | Retire | Forget
+    ) -> tuple[list[Output], Transfer | None]:
+        if self.held:
+            self.queue = (*self.queue, item)
+            return [], None
+        self.queue = (item,)
+        return self._advance(policy)
+
+    def _forget(self) -> None:
         self.state = CustomerState(self.state.customer_id)
         self.queue, self.arrived, self.retired = (), {}, True
-        return outputs
 
     def _advance(self, policy: Policy) -> tuple[list[Output], Transfer | None]:
         """Take in the queue from its head while the head is not a merge still waiting
-        for its context."""
+        for its context, and no decision waits for capacity. What is not an event is
+        reached first (see :meth:`_reach`)."""
         outputs: list[Output] = []
         lines: list[int] = []
         queue = list(self.queue)
-        while queue:
+        while queue and self.asking is None:
             head = queue[0]
-            if isinstance(head, Adopt) and head.merge_id not in self.adopted:
-                transfer = self.arrived.pop(head.merge_id, None)
-                if transfer is None:
+            if isinstance(head, Event):
+                line = head.origin.line or 0
+                handled, done = self._handle(policy, head)
+                outputs.extend(handled)
+                lines.extend([line] * len(handled))
+                if not done:
                     break
-                if transfer.state is not None:
-                    merge_states(policy, self.state, state_from_record(transfer.state))
-                self.adopted = self.adopted | {head.merge_id}
+                del queue[0]
+                continue
+            reached, done = self._reach(policy, head.at, head.line)
+            outputs.extend(reached)
+            lines.extend([head.line] * len(reached))
+            if not done:
+                break
+            if isinstance(head, Adopt):
+                if head.merge_id not in self.adopted:
+                    transfer = self.arrived.pop(head.merge_id, None)
+                    if transfer is None:
+                        break
+                    if transfer.state is not None:
+                        merge_states(policy, self.state, state_from_record(transfer.state))
+                    self.adopted = self.adopted | {head.merge_id}
             elif isinstance(head, Retire):
                 self.queue = ()
                 self.released_lines = tuple(lines)
                 return outputs, self._hand_over(head)
-            elif isinstance(head, Forget):
-                forgotten = self._forget(policy, head)
-                outputs.extend(forgotten)
-                self.released_lines = (*lines, *self.released_lines)
+            else:
+                self._forget()
+                self.released_lines = tuple(lines)
                 return outputs, None
-            elif isinstance(head, Event):
-                handled = self._handle(policy, head)
-                outputs.extend(handled)
-                lines.extend([head.origin.line or 0] * len(handled))
             del queue[0]
-            if queue and not isinstance(queue[0], Event):
-                reached = self._reach(policy, queue[0].at)
-                outputs.extend(reached)
-                lines.extend([queue[0].line] * len(reached))
         self.queue = tuple(queue)
         self.released_lines = tuple(lines)
         return outputs, None
@@ -299,8 +367,10 @@ class Journey:
         )
 
     def fire_due(self, policy: Policy, until: int, inclusive: bool) -> list[Output]:
-        """Fire what is due by ``until``. Timers wait while a merge is pending: the merged
-        context may cancel them."""
-        if self.queue or self.retired:
+        """Fire what is due by ``until``. Timers wait while a merge is pending (the merged
+        context may cancel them) or an answer is (they are decided after it)."""
+        if self.held or self.retired:
             return []
-        return fire_due(policy, self.state, until, inclusive)
+        outputs = fire_due(policy, self.state, until, inclusive, self.floor)
+        self._asked(outputs, BY_TIMER)
+        return outputs  # type: ignore[return-value]

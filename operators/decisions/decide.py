@@ -25,7 +25,7 @@ from operators.context.reachability import unreachable_because
 from operators.context.sends import recent_sends, record_send
 from operators.context.suppression import suppressed_by
 from operators.context.timezones import timezone_of
-from operators.decisions.capacity import Candidate, Request
+from operators.decisions.capacity import Answer, Candidate, Refusal, Request
 from operators.decisions.caps import full_cap
 from operators.decisions.cooldowns import cooling_until, start_cooldown
 from operators.decisions.eligibility import ineligible_by
@@ -72,12 +72,33 @@ class Verdict:
         return self.value * self.action.priority
 
 
-def decide(policy: Policy, state: CustomerState, keys: list[MomentKey], now: int) -> list[Output]:
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A decision that waits for the capacity every customer shares (see
+    :mod:`operators.decisions.capacity`): what it asked, and the moments it decides, as of
+    the request's time, once the answer comes (:func:`decide` with ``answer``)."""
+
+    request: Request
+    keys: tuple[MomentKey, ...]
+
+
+def decide(
+    policy: Policy,
+    state: CustomerState,
+    keys: list[MomentKey],
+    now: int,
+    answer: Answer | None = None,
+) -> list[Output | Asked]:
     """Decide the moments at ``keys`` together, as of ``now``: one action is sent, and the
     moments it outranked are decided again after it, at the same instant, so the caps
-    count it and say whether another may follow."""
-    outputs: list[Output] = []
-    if state.trials:
+    count it and say whether another may follow.
+
+    With ``capacity`` in the policy, a winner whose send a pace or budget counts asks for
+    capacity instead: the last output is then an :class:`Asked`, and nothing of these
+    moments is decided until :func:`decide` is called again with the ``answer`` (the state
+    unchanged meanwhile); see :func:`_answered`."""
+    outputs: list[Output | Asked] = []
+    if state.trials and answer is None:
         if policy.learning is None:  # learning was turned off: nothing scores them now
             state.trials = ()
         else:
@@ -88,9 +109,18 @@ def decide(policy: Policy, state: CustomerState, keys: list[MomentKey], now: int
     if winner is not None and policy.learning is not None and policy.learning.order:
         first, winner = winner, _by_expected_value(verdicts, winner)
         by_expected_value = winner is not first
+    if winner is not None and policy.capacity is not None:
+        asked = capacity_request(policy, state, verdicts, winner, now)
+        if asked is not None:
+            request, tried = asked
+            if answer is None:
+                outputs.append(Asked(request, tuple(dict.fromkeys(keys))))
+                return outputs
+            outputs.extend(_answered(policy, state, verdicts, tried, answer, now))
+            return outputs
     for verdict in verdicts:
         if verdict is winner:
-            outputs.extend(_send(policy, state, verdict, now))
+            outputs.extend(_send(policy, state, verdict, now, "eligible", now))
         elif verdict.outcome is Outcome.SENT:
             assert winner is not None
             outranked = f"outranked by {winner.action.name}"
@@ -132,12 +162,13 @@ def _verdicts(
 
 def capacity_request(
     policy: Policy, state: CustomerState, verdicts: list[Verdict], winner: Verdict, now: int
-) -> Request | None:
+) -> tuple[Request, list[tuple[Verdict, str]]] | None:
     """What a decision at ``now`` asks of the capacity every customer shares (see
     :mod:`operators.decisions.capacity`): ``winner`` on its channel, then on its other
     channels the guardrails let through, then each other action to be sent, in
-    arbitration's order, likewise. None when the winner's send counts against no pace and
-    no budget: it leaves at once, as without capacity."""
+    arbitration's order, likewise; with the verdict and channel each candidate stands for.
+    None when the winner's send counts against no pace and no budget: it leaves at once,
+    as without capacity."""
     capacity = policy.capacity
     if capacity is None:
         return None
@@ -145,7 +176,7 @@ def capacity_request(
     first = _candidate(policy, capacity, winner, winner.channel)
     if not first.paces and not first.budgets:
         return None
-    candidates = [first]
+    tried = [(winner, winner.channel)]
     for verdict in [winner, *(v for v in verdicts if v is not winner)]:
         if verdict.outcome is not Outcome.SENT:
             continue
@@ -167,15 +198,84 @@ def capacity_request(
             )
             if held is None:
                 channels.append(channel)
-        candidates.extend(_candidate(policy, capacity, verdict, c) for c in channels)
+        tried.extend((verdict, c) for c in channels)
     key = winner.key
-    return Request(
+    request = Request(
         now,
         state.customer_id,
         f"{key.moment}|{key.group or ''}",
         winner.action.category,
-        tuple(candidates),
+        tuple(_candidate(policy, capacity, v, c) for v, c in tried),
     )
+    return request, tried
+
+
+def _answered(
+    policy: Policy,
+    state: CustomerState,
+    verdicts: list[Verdict],
+    tried: list[tuple[Verdict, str]],
+    answer: Answer,
+    now: int,
+) -> list[Output]:
+    """Decide the moments as the capacity owner's ``answer`` says: the candidate it granted
+    is sent (leaving at its ``send_at``), each action refused on every channel it tried gets
+    outcome ``paced_out`` or ``over_budget`` (the first refusal's), and the other actions
+    to be sent are outranked by the one granted and decided again a millisecond later: one
+    request per customer per instant."""
+    outputs: list[Output] = []
+    source: Verdict | None = None
+    granted: Verdict | None = None
+    send_at = now
+    if answer.granted is not None:
+        source, channel = tried[answer.granted]
+        granted = dataclasses.replace(source, channel=channel)
+        assert answer.send_at is not None
+        send_at = answer.send_at
+    refusals: dict[int, list[tuple[str, Refusal, str]]] = {}
+    for refused in answer.refused:
+        verdict, channel = tried[refused.candidate]
+        refusals.setdefault(id(verdict), []).append((channel, refused.why, refused.rule))
+    for verdict in verdicts:
+        if verdict is source:
+            assert granted is not None
+            reason = "eligible"
+            if send_at > now:
+                reason += f"; paced: leaves at {format_ms(send_at)}"
+            fell = [v for v in verdicts if id(v) in refusals and v is not source]
+            if fell:
+                reason += "; in place of " + ", ".join(v.action.name for v in fell)
+            outputs.extend(_send(policy, state, granted, now, reason, send_at))
+        elif id(verdict) in refusals:
+            (channel, why, rule), *_ = found = refusals[id(verdict)]
+            reason = "; ".join(_refusal_reason(*refusal) for refusal in found)
+            held = dataclasses.replace(
+                verdict, outcome=_OUTCOMES[why], channel=channel, rule=rule, until=None
+            )
+            outputs.append(_decision(policy, state, held, now, held.outcome, reason))
+        elif verdict.outcome is Outcome.SENT:
+            assert granted is not None
+            outranked = f"outranked by {granted.action.name}"
+            outputs.append(_decision(policy, state, verdict, now, Outcome.OUTRANKED, outranked))
+            state.deferred[verdict.key] = min(state.deferred.get(verdict.key, now + 1), now + 1)
+        else:
+            outputs.append(_decision(policy, state, verdict, now, verdict.outcome, verdict.reason))
+            if verdict.again_at is not None and verdict.again_at > now:
+                due = state.deferred.get(verdict.key, verdict.again_at)
+                state.deferred[verdict.key] = min(due, verdict.again_at)
+    if granted is not None:
+        del state.moments[granted.key]
+        state.deferred.pop(granted.key, None)
+    return outputs
+
+
+_OUTCOMES = {Refusal.PACED_OUT: Outcome.PACED_OUT, Refusal.OVER_BUDGET: Outcome.OVER_BUDGET}
+
+
+def _refusal_reason(channel: str, why: Refusal, rule: str) -> str:
+    if why is Refusal.PACED_OUT:
+        return f"paced out on {channel}: {rule} has no room before its value falls below min_value"
+    return f"over budget on {channel}: {rule} is spent"
 
 
 def _candidate(policy: Policy, capacity: Capacity, verdict: Verdict, channel: str) -> Candidate:
@@ -458,15 +558,18 @@ def _replace(verdict: Verdict, outcome: Outcome, reason: str, again_at: int | No
     )
 
 
-def _send(policy: Policy, state: CustomerState, verdict: Verdict, now: int) -> list[Output]:
+def _send(
+    policy: Policy, state: CustomerState, verdict: Verdict, now: int, reason: str, send_at: int
+) -> list[Output]:
     """Send the winner, or hold it out: a held-out decision changes the customer's state
     exactly as a send does (the moment is consumed, the cooldown starts, caps count it),
-    so both groups live the same journey; only the channel hears nothing."""
+    so both groups live the same journey; only the channel hears nothing. ``send_at``: when
+    capacity lets it leave (its caps and cooldown count it as of ``now``)."""
     action, moment, (name, group) = verdict.action, verdict.moment, verdict.key
     assert verdict.channel is not None
     holdout = holdout_of(policy.holdouts, state.customer_id, action)
     if holdout is None:
-        decision = _decision(policy, state, verdict, now, Outcome.SENT, "eligible")
+        decision = _decision(policy, state, verdict, now, Outcome.SENT, reason)
     else:
         decision = _held_out(policy, state, verdict, now, holdout)
     the_id = decision.action_id
@@ -521,6 +624,7 @@ def _send(policy: Policy, state: CustomerState, verdict: Verdict, now: int) -> l
                 moment.value_at_open, moment.opened_at, spec.half_life, action.min_value
             ),
             policy_version=policy.version,
+            send_at=send_at if send_at > now else None,
             recent_sends=recent_sends(state, now),
         ),
     ]

@@ -33,6 +33,11 @@ class Outcome(StrEnum):
     bounced)."""
     HELD_OUT = "held_out"
     """A holdout kept it from the channel; everything else is as if it had been sent."""
+    PACED_OUT = "paced_out"
+    """Capacity: a pace of every channel tried had no room before its value decayed below
+    its ``min_value``."""
+    OVER_BUDGET = "over_budget"
+    """Capacity: a budget of every channel tried was spent."""
 
 
 FEEDBACK_OUTCOMES = frozenset(
@@ -302,6 +307,9 @@ class Action:
     decided_at: int
     expires_at: int
     policy_version: str
+    send_at: int | None = None
+    """When capacity lets it leave, if later than ``decided_at`` (a pace had no room
+    before)."""
     recent_sends: int = 0
     """Actions written to a channel for this customer in the 7 days up to this one, itself
     included: the fatigue measure's observation. Not part of the record."""
@@ -323,6 +331,8 @@ class Action:
         record["signals"] = list(self.signals)
         record["triggered_by"] = list(self.triggered_by)
         record["decided_at"] = format_ms(self.decided_at)
+        if self.send_at is not None:
+            record["send_at"] = format_ms(self.send_at)
         record["expires_at"] = format_ms(self.expires_at)
         record["policy_version"] = self.policy_version
         return record

@@ -335,7 +335,8 @@ def test_a_decision_asks_for_its_winner_then_its_other_channels_and_nothing_when
         state.moments[key] = OpenMoment(10.0, EIGHT, "ev-1", ("browsing",), ("ev-1",))
         verdicts = _verdicts(policy, state, [key], EIGHT)
         winner = next(v for v in verdicts if v.outcome.value == "sent")
-        return winner.channel, capacity_request(policy, state, verdicts, winner, EIGHT)
+        asked = capacity_request(policy, state, verdicts, winner, EIGHT)
+        return winner.channel, asked[0] if asked is not None else None
 
     channel, request = asked("capacity:\n  paces: {email: {limit: 1, per: 1m}}\n")
     assert channel == "email" and request is not None
