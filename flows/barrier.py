@@ -30,6 +30,9 @@ class Tick:
 
     at: int
     worker: int
+    past_end: bool = False
+    """The input has ended before ``at``: nothing comes at ``at - 1`` or after (the capacity
+    owner must hear it, to answer what was decided at the very end)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,9 @@ class Ack:
 
     worker: int
     at: int
+    past_end: bool = False
+    """Answers a tick past the end of input: the learner takes it as ``at - 1`` (a later run
+    may give more input at the end's instant)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,4 +90,5 @@ class Owed:
     def acked(self, tick: Tick) -> Ack:
         """What this worker can promise as the tick reaches it."""
         mine = self._by_worker.get(threading.get_ident(), {})
-        return Ack(tick.worker, min(tick.at, min(mine.values(), default=tick.at)))
+        at = min(tick.at, min(mine.values(), default=tick.at))
+        return Ack(tick.worker, at, tick.past_end)

@@ -32,6 +32,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from flows import metrics
 from flows.barrier import Final, Tick, model_keys, tick_keys
+from flows.capacity import Answered
 from flows.journey import IncompatibleSnapshot
 from flows.learner import MODELS_PART
 from flows.progress import FrontierMark, InputFrontier
@@ -44,6 +45,7 @@ from operators.identity.resolution import (
     forgotten_feedback,
     route,
 )
+from operators.decisions.capacity import Answer
 from operators.learning.population import Complete
 from operators.model.action_ids import customer_of_action_id
 from operators.model.handover import Adopt, Forget, Transfer
@@ -63,7 +65,7 @@ MARK_EVERY_MS = 250
 """How often Kafka mode's identity step says how far the input has got, changed or not:
 the other processes take its silence for an owner that is down."""
 
-IdentityInput = Event | Progress | Transfer | Complete
+IdentityInput = Event | Progress | Transfer | Complete | Answer | Answered
 IdentityOutput = Routed | FrontierMark | DeadLetter
 Snapshot = tuple[int, Any, int, int, dict[str, str], str | None]
 """The graph's operation number, the aligner's snapshot, merges issued, transfers seen, the
@@ -132,6 +134,10 @@ class IdentityConfig:
     been resolved past another multiple of this (event time, ms); None: never."""
     workers: int = 1
     """How many workers the cluster has (every process's), for the ticks."""
+    capacity: bool = False
+    """The policy has ``capacity``: the capacity owner's answers come back in through this
+    step, and the input has drained only once every decision has its answer (so the last
+    ticks go past the end of input)."""
 
 
 class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot]):
@@ -191,6 +197,11 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
         self._ticked = NEVER
         self._ticked_wall = 0.0
         self._finished = False
+        self._answered = NEVER
+        """How far the capacity owner has answered (see :class:`flows.capacity.Answered`)."""
+        self._past_end = False
+        """Whether the last ticks went past the end of input."""
+        self._population = MODELS_PART in config.parts
         self._tick_keys = tick_keys(config.workers) if config.barrier_every else []
         self._model_keys = model_keys(config.workers) if config.barrier_every else []
 
@@ -206,6 +217,11 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
             elif isinstance(value, Complete):
                 # every worker has it before the first event that uses it
                 out.extend(ForCustomer(key, value) for key in self._model_keys)
+            elif isinstance(value, Answer):
+                # to the profile that asked, whatever it is called now: it waits for it
+                out.append(ForCustomer(value.request.customer, value))
+            elif isinstance(value, Answered):
+                self._answered = max(self._answered, value.before)
             else:
                 self._transfers += 1
                 awaited = self._in_flight.pop(value.merge_id, None) is not None
@@ -232,7 +248,7 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
         if self._config.publish:
             heartbeat = self._marked_at + MARK_EVERY_MS
             wake = heartbeat if wake is None else min(wake, heartbeat)
-        if self._model_keys and not self._finished:
+        if self._model_keys and (not self._finished or self._config.capacity):
             # the workers' answers move as their timers fire: ask again shortly (the wall
             # clock here only paces the asking; replay's clock says nothing of it)
             return datetime.fromtimestamp(time.time() + RETICK_MS / 1000, UTC)
@@ -294,7 +310,12 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
         every :data:`MARK_EVERY_MS`)."""
         aligner = self._aligner
         self._finish_models(out)
-        drained = aligner.ended and not len(aligner) and self._transfers >= self._merges
+        drained = (
+            aligner.ended
+            and not len(aligner)
+            and self._transfers >= self._merges
+            and self._all_answered()
+        )
         settled = aligner.settled(now)
         if self._tick_keys:
             self._tick(aligner.settled(now, leave_out=MODELS_PART), out)
@@ -311,12 +332,20 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
         else:
             self._config.frontier.apply(mark)
 
+    def _all_answered(self) -> bool:
+        """Without capacity, True; with it, whether the capacity owner has answered every
+        request up to the end of input."""
+        if not self._config.capacity:
+            return True
+        return self._past_end and self._answered >= self._ticked
+
     def _end(self) -> int | None:
         """Once every input partition has ended and every event has been released: the event
         time what the end fires goes up to, the wall clock (Kafka mode) or the replay's end;
         None before."""
         aligner = self._aligner
-        if len(aligner) or not aligner.ended_but(MODELS_PART):
+        ended = aligner.ended_but(MODELS_PART) if self._population else aligner.ended
+        if len(aligner) or not ended:
             return None
         return self._config.clock() if self._config.publish else self._config.frontier.end_at
 
@@ -325,7 +354,7 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
         population model's partition ends too (nothing more waits for a version), and every
         worker is told which version what is decided after the last event uses."""
         aligner = self._aligner
-        if self._finished or not self._tick_keys or aligner.ended:
+        if self._finished or not self._population or aligner.ended:
             return
         end = self._end()
         ready = aligner.clock_of(MODELS_PART)
@@ -344,18 +373,24 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
         if every is None or settled <= NEVER:
             return
         end = self._end()
+        past_end = False
         if end is not None:
             # Nothing more comes: the workers answer up to the end, not past it, so the
             # learner's snapshot stays where a later run (--stop-at-end, then more input)
-            # goes on from.
-            settled = min(settled, end)
-        at = max(self._ticked, settled - settled % every)
+            # goes on from; with capacity, just past it (said so: the learner takes it as
+            # the end), so what was decided at the very end is answered.
+            past_end = self._config.capacity
+            settled = end + 1 if past_end else min(settled, end)
+        at = max(self._ticked, settled if past_end else settled - settled % every)
         wall = time.monotonic()
-        again = not self._finished and wall - self._ticked_wall >= RETICK_MS / 1000
+        settling = not self._finished or self._config.capacity
+        again = settling and wall - self._ticked_wall >= RETICK_MS / 1000
         if at <= self._ticked and not again:
             return
-        self._ticked, self._ticked_wall = at, wall
-        out.extend(ForCustomer(key, Tick(at, w)) for w, key in enumerate(self._tick_keys))
+        self._ticked, self._ticked_wall, self._past_end = at, wall, past_end
+        out.extend(
+            ForCustomer(key, Tick(at, w, past_end)) for w, key in enumerate(self._tick_keys)
+        )
 
     def _feedback_customer(self, event: Event) -> str | None:
         """The profile the feedback's action was for, as it is now called; None if the graph

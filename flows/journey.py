@@ -32,10 +32,11 @@ from flows.metrics import (
 )
 from flows.progress import InputFrontier
 from operators.context.timezones import timezone_of
-from operators.decisions.decide import Output
+from operators.decisions.capacity import Answer, Request
+from operators.decisions.decide import Asked, Output
 from operators.identity.alignment import FOREVER, NEVER
 from operators.identity.resolution import ForCustomer
-from operators.journey import Journey, wake_time
+from operators.journey import BY_TIMER, Journey, wake_time
 from operators.learning.population import Complete
 from operators.model.encoding import Emitted, Order
 from operators.model.handover import Adopt, Forget, Retire, Transfer
@@ -89,7 +90,7 @@ class JourneyConfig:
     """With the barrier: what each worker's customers still owe, for the answers to ticks."""
 
 
-JourneyOutput = Emitted | Transfer | Ack
+JourneyOutput = Emitted | Transfer | Ack | Request
 ZoneChanges = dict[str, list[tuple[int, str]]]
 """Customer -> (from when, time zone), in time order: a new entry only when the zone in
 which they were decided about changed."""
@@ -178,7 +179,7 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
     (two lengths read before and after), so it never scans the customers.
     """
 
-    __slots__ = ("_config", "_journey", "_packed", "_touched")
+    __slots__ = ("_asked", "_config", "_journey", "_packed", "_touched")
 
     def __init__(self, config: JourneyConfig, resume: bytes | None) -> None:
         global _resumed_one
@@ -187,6 +188,9 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         self._packed: bytes | None = None
         self._touched = config.clock() if config.wall_clock_timers else 0
         """When (wall clock, ms) this customer was last live for an event, merge or timer."""
+        self._asked: Asked | None = None
+        """The last request for capacity sent (one resumed from a snapshot was sent before
+        it: the capacity owner's snapshot has it)."""
         if resume is not None and resume.startswith(OLD_PACKED_MAGIC):
             resume = _recounted(resume, config.policy)
         if resume is None:
@@ -206,6 +210,8 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
             self._journey = unpack(resume)
             _resumed_one = True
             _count_timers(0, 0, self._journey)
+        if self._journey is not None:
+            self._asked = self._journey.asking
         if resume is not None:
             CUSTOMERS.inc()
             if config.barrier:
@@ -220,6 +226,10 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         if journey is None:
             if isinstance(values[0].item, (Tick, Complete, Final)):
                 return self._ticked(values), StatefulBatchLogic.DISCARD
+            # an answer for a customer no longer here is a repeat (after a restart)
+            values = [v for v in values if not isinstance(v.item, Answer)]
+            if not values:
+                return [], StatefulBatchLogic.DISCARD
             journey = self._journey = Journey(CustomerState(values[0].customer_id))
             CUSTOMERS.inc()
         state = journey.state
@@ -229,9 +239,12 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
             if isinstance(item, Event):
                 outputs = journey.on_event(policy, item)
                 _emit(out, outputs, item.origin.line or 0, item.received_at)
+                self._ask(journey, out)
                 continue
             if isinstance(item, Forget):
                 outputs, handed = journey.on_forget(policy, item), None
+            elif isinstance(item, Answer):
+                outputs, handed = journey.on_answer(policy, item)
             elif isinstance(item, Retire):
                 outputs, handed = journey.on_retire(policy, item)
             elif isinstance(item, Adopt):
@@ -239,12 +252,14 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
             else:
                 outputs, handed = journey.on_transfer(policy, item)
             lines, journey.released_lines = journey.released_lines, ()
+            customer = journey.state.customer_id
             out.extend(
-                Emitted(o, Order.of_line(line, n), 0.0)
+                Emitted(o, _order(o, line, customer, n), 0.0)
                 for n, (o, line) in enumerate(zip(outputs, lines, strict=True))
             )
             if handed is not None:
                 out.append(handed)
+            self._ask(journey, out)
             if journey.retired and isinstance(item, Forget):
                 break  # forgotten: nothing after it is this profile's any more
         if self._config.zones is not None and out:
@@ -262,6 +277,12 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         if self._config.barrier:
             self._config.owed.note(self, _owed(self._config, journey))
         return out, StatefulBatchLogic.RETAIN
+
+    def _ask(self, journey: Journey, out: list[JourneyOutput]) -> None:
+        """Send the capacity owner the request of a decision that has just asked."""
+        if journey.asking is not None and journey.asking is not self._asked:
+            self._asked = journey.asking
+            out.append(journey.asking.request)
 
     def _ticked(self, values: list[ForCustomer]) -> list[JourneyOutput]:
         """Answer the identity step's ticks (see :mod:`flows.barrier`), and keep the
@@ -301,6 +322,7 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
             fired[1] is StatefulBatchLogic.RETAIN
             and idle is not None
             and now - self._touched >= idle
+            and journey.asking is None  # it waits for an answer, which revives nothing
         ):
             self._pack()
         return fired
@@ -330,12 +352,13 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         customer's next event would have (nothing is evicted before it would have been)."""
         config = self._config
         journey = self._journey
-        if not config.barrier or journey is None or journey.queue:
+        if not config.barrier or journey is None or journey.held:
             return []
         outputs = journey.fire_due(config.policy, _frontier_until(config), True)
-        emitted = _timer_outputs(config, journey, outputs)
+        emitted: list[JourneyOutput] = list(_timer_outputs(config, journey, outputs))
+        self._ask(journey, emitted)
         self._config.owed.note(self, _owed(self._config, journey))
-        return list(emitted)
+        return emitted
 
     def notify_at(self) -> datetime | None:
         if not self._config.wall_clock_timers:
@@ -361,7 +384,7 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         if not self._config.barrier or journey is None:
             return None
         now = self._config.clock()
-        if journey.queue:
+        if journey.held:
             return None
         due = journey.state.next_due()
         if due is None:
@@ -396,7 +419,8 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         """Emit what the timers decided; then forget the customer if, as of ``now``, they
         have been idle long enough with nothing pending. ``signals`` and ``decisions``: the
         timers they had pending before these fired."""
-        emitted = _timer_outputs(self._config, journey, outputs)
+        emitted: list[JourneyOutput] = list(_timer_outputs(self._config, journey, outputs))
+        self._ask(journey, emitted)
         if journey.evictable(self._config.policy, now):
             CUSTOMERS.dec()
             CUSTOMERS_EVICTED.inc()
@@ -490,6 +514,10 @@ def _owed(config: JourneyConfig, journey: Journey) -> int | None:
     due = journey.state.next_due()
     if due is not None and due > _end(config):
         due = None
+    if journey.asking is not None:
+        # The answer decides as of the request's time and may defer what it outranked to
+        # the next instant, its floor: nothing after the answer is decided before it.
+        return journey.floor
     held = [item.time if isinstance(item, Event) else item.at for item in journey.queue]
     if held:
         return min(held) if due is None else min(due, *held)
@@ -507,6 +535,14 @@ def _count_timers(signals: int, decisions: int, journey: Journey | None) -> None
         SIGNAL_TIMERS.dec(signals)
     if decisions:
         DEFERRED_DECISIONS.dec(decisions)
+
+
+def _order(output: Output, line: int, customer: str, n: int) -> Order:
+    """Where a released output goes in replay's order: after the input line that caused it,
+    or, decided by a timer the clock fired, by its time and customer."""
+    if line == BY_TIMER:
+        return Order.of_timer(_at(output), customer, n)
+    return Order.of_line(line, n)
 
 
 def _emit(out: list[JourneyOutput], outputs: list[Output], line: int, received_at: float) -> None:

@@ -83,7 +83,7 @@ class LearnerLogic(StatefulBatchLogic[Any, OutRecord, Learner]):
             if isinstance(value, Scored):
                 learner.add(value)
             elif isinstance(value, Ack):
-                learner.ack(value.worker, value.at)
+                learner.ack(value.worker, value.at - 1 if value.past_end else value.at)
         complete = learner.complete()
         if complete is None:
             return [], StatefulBatchLogic.RETAIN

@@ -88,6 +88,13 @@ POPULATION_TRIALS = Counter(
     "Trials the population model's learner has counted into whole periods (on the process "
     "that runs the learner)",
 )
+CAPACITY_ANSWERS = Counter(
+    "concierge_capacity_answers",
+    "Capacity: the owner's answers to decisions that asked, by how: granted (to leave at "
+    "once), paced (to leave later), fell_through (a next best action granted), paced_out or "
+    "over_budget (none granted; the first candidate's refusal)",
+    ["how"],
+)
 RECENT_SENDS = Histogram(
     "concierge_actions_per_customer_7d",
     "Fatigue: at each action written to a channel, the actions that customer got in the 7 "

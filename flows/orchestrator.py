@@ -17,6 +17,7 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from flows.barrier import Ack
+from flows.capacity import CAPACITY_KEY, CapacityLogic
 from flows.identity import IDENTITY_KEY, IdentityConfig, IdentityLogic, IdentityOutput
 from flows.journey import JourneyConfig, JourneyLogic, JourneyOutput
 from flows.learner import LEARNER_KEY, LearnerLogic
@@ -39,6 +40,7 @@ from flows.metrics import (
     RECORDS_OUT,
 )
 from flows.progress import FrontierMark
+from operators.decisions.capacity import Request
 from operators.identity.alignment import Progress
 from operators.identity.resolution import ForAudit, ForCustomer
 from operators.model.encoding import AUDIT as AUDIT_STREAM
@@ -125,6 +127,19 @@ def build_flow(
         )
         learned = [op.map("models", versions, lambda kv: kv[1])]
 
+    # 6c. Capacity: one owner hands out the paces and budgets every customer shares, in
+    #    event-time order as every worker answers past each request; its answers go back
+    #    in, as transfers do, to the customers who wait for them.
+    capacity = config.policy.capacity
+    if capacity is not None:
+        to_owner = op.flat_map_batch("to_capacity", decided, _to_capacity)
+        grants = op.stateful_batch(
+            "capacity",
+            to_owner,
+            lambda resume: CapacityLogic(capacity, identity.workers, resume),
+        )
+        learned.append(op.map("grants", grants, lambda kv: kv[1]))
+
     # 7. Emit: decisions and actions per channel, dead letters, audit records, and
     #    transfers on their way back in.
     records = op.merge(
@@ -193,6 +208,10 @@ def _to_learner(batch: list[tuple[str, JourneyOutput]]) -> list[tuple[str, Ack |
     return out
 
 
+def _to_capacity(batch: list[tuple[str, JourneyOutput]]) -> list[tuple[str, Ack | Request]]:
+    return [(CAPACITY_KEY, r) for _, r in batch if isinstance(r, (Ack, Request))]
+
+
 def _emit(batch: list[tuple[str, JourneyOutput]]) -> Iterable[OutRecord]:
     records: list[OutRecord] = []
     now = time.time()
@@ -205,7 +224,7 @@ def _emit(batch: list[tuple[str, JourneyOutput]]) -> Iterable[OutRecord]:
         if isinstance(emitted, Transfer):
             records.append(encode_transfer(emitted))
             continue
-        if isinstance(emitted, Ack):
+        if isinstance(emitted, (Ack, Request)):
             continue
         record = encode(emitted)
         output = emitted.output

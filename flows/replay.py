@@ -32,6 +32,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
 from flows import measure
+from flows.capacity import CAPACITY_TICK_MS, Answered, decode_answers
 from flows.identity import IdentityConfig
 from flows.journey import JourneyConfig, ZoneChanges
 from flows.keys import with_keys
@@ -40,6 +41,7 @@ from flows.metrics import count_bad_dates, count_ingested, type_labels
 from flows.orchestrator import build_flow
 from flows.progress import InputFrontier
 from operators.context.dates import REASONS as DATE_REASONS
+from operators.decisions.capacity import Answer
 from operators.identity.alignment import Progress, alignment_time
 from operators.identity.graph import PURGE_PREFIX, UNDO_PREFIX, DictStore
 from operators.ingest import Ingestor, future_dead_letter
@@ -49,6 +51,7 @@ from operators.model.encoding import (
     AUDIT,
     DEAD_LETTERS,
     DECISIONS,
+    GRANTS,
     MODELS,
     TRANSFERS,
     Order,
@@ -462,6 +465,8 @@ class TransferLoop:
     frontier: InputFrontier = field(default_factory=InputFrontier)
     models: deque[bytes] | None = None
     """The learner's whole periods of the population model on their way back in."""
+    grants: deque[bytes] | None = None
+    """The capacity owner's answers on their way back in."""
 
 
 Looped = TypeVar("Looped")
@@ -523,14 +528,23 @@ class ReplaySource(FixedPartitionedSource[Event | DeadLetter | Progress | Transf
 
     def list_parts(self) -> list[str]:
         models = [MODELS_PART] if self._loop.models is not None else []
-        return [FILE_PART, "transfers", *models]
+        grants = [GRANTS] if self._loop.grants is not None else []
+        return [FILE_PART, "transfers", *models, *grants]
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: None
-    ) -> _FilePartition | _LoopPartition[Transfer] | _LoopPartition[Complete | Progress]:
+    ) -> (
+        _FilePartition
+        | _LoopPartition[Transfer]
+        | _LoopPartition[Complete | Progress]
+        | _LoopPartition[Answer | Answered]
+    ):
         loop = self._loop
         if for_part == "transfers":
             return _LoopPartition(loop.queue, loop.frontier, _transfers)
+        if for_part == GRANTS:
+            assert loop.grants is not None
+            return _LoopPartition(loop.grants, loop.frontier, decode_answers)
         if for_part == MODELS_PART:
             assert loop.models is not None
             return _LoopPartition(loop.models, loop.frontier, decode_complete)
@@ -596,6 +610,10 @@ class _ReplayWriter(StatelessSinkPartition[OutRecord]):
             if record.stream == MODELS:
                 assert self._loop.models is not None
                 self._loop.models.append(record.value)
+                continue
+            if record.stream == GRANTS:
+                assert self._loop.grants is not None
+                self._loop.grants.append(record.value)
                 continue
             sink = files.get(record.stream)
             if sink is None:
@@ -681,12 +699,17 @@ def replay(
     policy, _ = with_keys(policy)
     policy = with_population(policy)
     population = policy.learning.population if policy.learning is not None else None
-    if population is not None and barrier_every is None:
+    if policy.capacity is not None:
+        barrier_every = CAPACITY_TICK_MS
+    elif population is not None and barrier_every is None:
         barrier_every = population.every
     file = open_events(events)  # before anything here is cleared: it may fail
     _clear_outputs(out_dir)
     stats = ReplayStats(gzip=isinstance(file, gzip.GzipFile))
-    loop = TransferLoop(models=deque() if population is not None else None)
+    loop = TransferLoop(
+        models=deque() if population is not None else None,
+        grants=deque() if policy.capacity is not None else None,
+    )
     left: Counter[tuple[str, str]] = Counter()
     zones: ZoneChanges = {}
     config = JourneyConfig(
@@ -706,6 +729,7 @@ def replay(
         key=policy.identity_key,
         frontier=loop.frontier,
         barrier_every=barrier_every,
+        capacity=policy.capacity is not None,
     )
     source = ReplaySource(events, file, policy, until, stats, loop, out_dir, progress)
     flow = build_flow(config, identity, source, ReplaySink(out_dir, stats, loop))

@@ -221,12 +221,19 @@ class Barrier:
     def ack(self, worker: int, at: int) -> None:
         self.acked[worker] = max(at, self.acked.get(worker, at))
 
+    def answered_before(self) -> int | None:
+        """Every request before this has been answered, or will never come (None: some
+        worker has not answered yet)."""
+        if len(self.acked) < self.workers:
+            return None
+        return min(self.acked.values())
+
     def due(self) -> list[Answer]:
         """The answers every worker's acks have made due: to each request before the
         earliest of them."""
-        if len(self.acked) < self.workers or not self.waiting:
+        before = self.answered_before()
+        if before is None or not self.waiting:
             return []
-        before = min(self.acked.values())
         due = [r for r in self.waiting if r.at < before]
         if not due:
             return []

@@ -31,6 +31,8 @@ CONVERSIONS = "conversions"
 TRIALS = "trials"
 MODELS = "models"
 """The population model's versions, on their way round the loop (learning)."""
+GRANTS = "grants"
+"""The capacity owner's answers, on their way round the loop to the customers who asked."""
 ACTIONS_PREFIX = "actions."
 
 
