@@ -21,7 +21,16 @@ import orjson
 from bytewax.operators import StatefulBatchLogic
 
 from flows.barrier import Ack
-from flows.metrics import CAPACITY_ANSWERS
+from flows.metrics import (
+    CAPACITY_ANSWERS,
+    CAPACITY_BACKLOG,
+    CAPACITY_ELAPSED,
+    CAPACITY_LEFT,
+    CAPACITY_OLDEST,
+    CAPACITY_REQUESTS,
+    CAPACITY_USED,
+    CAPACITY_WAIT,
+)
 from operators.decisions.capacity import (
     Answer,
     Barrier,
@@ -30,6 +39,7 @@ from operators.decisions.capacity import (
     Refusal,
     Refused,
     Request,
+    usage,
 )
 from operators.identity.alignment import NEVER
 from operators.model.encoding import GRANTS, Order, OutRecord
@@ -95,6 +105,9 @@ class CapacityLogic(StatefulBatchLogic[Ack | Request, OutRecord, Snapshot]):
         self._barrier = Barrier(owner, workers, waiting, acked)
         self._told = NEVER
         """How far the last record said the owner has answered."""
+        self._leaving: dict[str, list[tuple[int, int]]] = {name: [] for name in owner.paces}
+        """Pace -> (when it may leave, when it was decided) of each send granted to leave
+        later, since this process started (for the oldest-waiting metric)."""
 
     def on_batch(self, values: list[Ack | Request]) -> tuple[Iterable[OutRecord], bool]:
         barrier = self._barrier
@@ -110,8 +123,33 @@ class CapacityLogic(StatefulBatchLogic[Ack | Request, OutRecord, Snapshot]):
         self._told = before
         for answer in answers:
             CAPACITY_ANSWERS.labels(_answered_how(answer)).inc()
+        self._measure(answers, before)
         record = OutRecord(GRANTS, b"grants", encode_answers(answers, before), Order.of_line(0), "")
         return [record], StatefulBatchLogic.RETAIN
+
+    def _measure(self, answers: list[Answer], before: int) -> None:
+        barrier = self._barrier
+        CAPACITY_REQUESTS.set(len(barrier.waiting))
+        at = answers[-1].request.at if answers else before - 1
+        for answer in answers:
+            request = answer.request
+            if answer.granted is not None and answer.send_at is not None:
+                if answer.send_at > request.at:
+                    for name in request.candidates[answer.granted].paces:
+                        self._leaving[name].append((answer.send_at, request.at))
+        for use in usage(barrier.owner, at):
+            CAPACITY_USED.labels(use.name, use.kind).set(use.used)
+            CAPACITY_LEFT.labels(use.name, use.kind).set(max(0, use.limit - use.used))
+            if use.kind == "pace":
+                CAPACITY_BACKLOG.labels(use.name).set(use.later)
+                CAPACITY_WAIT.labels(use.name).set(use.wait / 1000)
+                leaving = self._leaving[use.name] = [
+                    (send_at, asked) for send_at, asked in self._leaving[use.name] if send_at > at
+                ]
+                oldest = min((asked for _, asked in leaving), default=at)
+                CAPACITY_OLDEST.labels(use.name).set((at - oldest) / 1000)
+            else:
+                CAPACITY_ELAPSED.labels(use.name).set(1.0 if use.elapsed is None else use.elapsed)
 
     def snapshot(self) -> Snapshot:
         # A copy: Bytewax may pickle the snapshot after this logic has counted more.

@@ -381,6 +381,8 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
             # the end), so what was decided at the very end is answered.
             past_end = self._config.capacity
             settled = end + 1 if past_end else min(settled, end)
+        if past_end and self._past_end:
+            settled = self._ticked  # Kafka mode's end moves with the wall clock: hold it
         at = max(self._ticked, settled if past_end else settled - settled % every)
         wall = time.monotonic()
         settling = not self._finished or self._config.capacity

@@ -95,6 +95,45 @@ CAPACITY_ANSWERS = Counter(
     "over_budget (none granted; the first candidate's refusal)",
     ["how"],
 )
+CAPACITY_USED = Gauge(
+    "concierge_capacity_used",
+    "Capacity: sends counted in the current interval of each pace, or period of each budget, "
+    "as of how far the owner has answered (event time)",
+    ["rule", "kind"],
+)
+CAPACITY_LEFT = Gauge(
+    "concierge_capacity_left",
+    "Capacity: sends each pace has left in its current interval, or each budget in its "
+    "current period",
+    ["rule", "kind"],
+)
+CAPACITY_BACKLOG = Gauge(
+    "concierge_capacity_backlog",
+    "Capacity: sends granted by each pace to leave in a later interval (waiting to leave)",
+    ["rule"],
+)
+CAPACITY_WAIT = Gauge(
+    "concierge_capacity_wait_seconds",
+    "Capacity: how long a send asked for now would wait for an interval of each pace with "
+    "room (event time)",
+    ["rule"],
+)
+CAPACITY_OLDEST = Gauge(
+    "concierge_capacity_oldest_waiting_seconds",
+    "Capacity: how long the oldest send still waiting to leave by each pace has waited since "
+    "it was decided (event time; since this process started running the owner)",
+    ["rule"],
+)
+CAPACITY_ELAPSED = Gauge(
+    "concierge_capacity_period_elapsed_ratio",
+    "Capacity: how much of each budget's current period has gone by, 0 to 1 (outside an "
+    "agent shift's hours: 1)",
+    ["rule"],
+)
+CAPACITY_REQUESTS = Gauge(
+    "concierge_capacity_requests_waiting",
+    "Capacity: decisions the owner holds until every worker has answered past them",
+)
 RECENT_SENDS = Histogram(
     "concierge_actions_per_customer_7d",
     "Fatigue: at each action written to a channel, the actions that customer got in the 7 "
@@ -211,7 +250,7 @@ SNAPSHOT_AGE = Gauge(
     "partitions (since it started, until the first): what a crash now would replay",
 )
 
-KAFKA_CLIENTS = ("consumer", "producer", "transfers", "frontier", "models")
+KAFKA_CLIENTS = ("consumer", "producer", "transfers", "frontier", "models", "grants")
 """The ``client`` label of :data:`KAFKA_ERRORS`: the clients, and the internal topics whose
 records can be unreadable."""
 
@@ -277,6 +316,13 @@ def declare_labels(policy: Policy) -> None:
         ERASURES.labels(result)
     if policy.learning is not None:
         _declare_learning(policy)
+    if policy.capacity is not None:
+        for how in CAPACITY_HOWS:
+            CAPACITY_ANSWERS.labels(how)
+
+
+CAPACITY_HOWS = ("granted", "paced", "fell_through", "paced_out", "over_budget")
+"""The ``how`` label of :data:`CAPACITY_ANSWERS`."""
 
 
 def _declare_learning(policy: Policy) -> None:
@@ -302,7 +348,8 @@ def _declare_learning(policy: Policy) -> None:
 def held_back_rules(policy: Policy) -> list[tuple[str, str]]:
     """Every (outcome, rule) :data:`HELD_BACK` can count under ``policy``: a cap's name for
     capped, a suppression's or fatigue rule's for suppressed, quiet hours or send-time
-    learning for deferred, an eligibility rule's for ineligible."""
+    learning for deferred, an eligibility rule's for ineligible, a pace's for paced out, a
+    budget's for over budget."""
     rules = [(Outcome.CAPPED.value, cap.name) for cap in policy.caps]
     rules += [(Outcome.SUPPRESSED.value, name) for name in policy.suppressions]
     rules += [(Outcome.SUPPRESSED.value, rule.name) for rule in policy.fatigue]
@@ -312,6 +359,9 @@ def held_back_rules(policy: Policy) -> list[tuple[str, str]]:
         rules.append((Outcome.DEFERRED.value, TIMING))
     eligibility = {r.name for rules in policy.eligibility_by_action.values() for r in rules}
     rules += [(Outcome.INELIGIBLE.value, name) for name in sorted(eligibility)]
+    if policy.capacity is not None:
+        rules += [(Outcome.PACED_OUT.value, pace.name) for pace in policy.capacity.paces]
+        rules += [(Outcome.OVER_BUDGET.value, b.name) for b in policy.capacity.budgets]
     return rules
 
 

@@ -26,6 +26,7 @@ from operators.model.encoding import (
     DEAD_LETTERS,
     DECISIONS,
     FRONTIER,
+    GRANTS,
     MODELS,
     TRANSFERS,
     TRIALS,
@@ -76,6 +77,11 @@ class KafkaSettings:
         identity step (learning with a ``population`` section)."""
         return self.prefix + MODELS
 
+    def grants_topic(self) -> str:
+        """Internal: the capacity owner's answers, back into the identity step (a policy
+        with ``capacity``). One partition."""
+        return self.prefix + GRANTS
+
     def frontier_topic(self) -> str:
         """Internal: how far the whole input has got, as the identity step says; every
         process reads it. One partition, compacted (only the latest mark matters)."""
@@ -98,6 +104,8 @@ class KafkaSettings:
             streams.append(TRIALS)
             if policy.learning.population_every is not None:
                 streams.append(MODELS)
+        if policy.capacity is not None:
+            streams.append(GRANTS)
         return [self.prefix + stream for stream in streams]
 
 
@@ -284,7 +292,7 @@ def ensure_topics(settings: KafkaSettings, topics: list[str], timeout: float = 3
             NewTopic(t, 1, settings.replication_factor, config={"cleanup.policy": "compact"})
             if t == settings.frontier_topic()
             else NewTopic(t, 1, settings.replication_factor)
-            if t == settings.models_topic()
+            if t in (settings.models_topic(), settings.grants_topic())
             else NewTopic(t, settings.partitions, settings.replication_factor)
             for t in missing
         ],

@@ -27,11 +27,13 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
 from flows import metrics
+from flows.capacity import Answered, decode_answers
 from flows.journey import wall_clock_ms
 from flows.kafka.config import CLIENT_LOG, KafkaSettings, list_topics
 from flows.kafka.health import Readiness
 from flows.learner import decode_complete
 from flows.progress import FrontierMark, InputFrontier
+from operators.decisions.capacity import Answer
 from operators.identity.alignment import NEVER, Progress
 from operators.ingest import ClockState, Ingestor
 from operators.learning.population import Complete, Versions
@@ -330,7 +332,7 @@ def _assigned_consumer(
     return consumer
 
 
-Read = Event | DeadLetter | Progress | Transfer | Complete
+Read = Event | DeadLetter | Progress | Transfer | Complete | Answer | Answered
 
 
 class KafkaEventSource(FixedPartitionedSource[Read, SourceState]):
@@ -358,14 +360,21 @@ class KafkaEventSource(FixedPartitionedSource[Read, SourceState]):
 
     def list_parts(self) -> list[str]:
         models = self._settings.models_topic()
-        # Without a population model, the topic an earlier run's policy wrote is still
-        # listed (never read): a snapshot names its partition, and Bytewax cannot resume a
-        # partition it is not given.
-        learns = self._learns_population() or models in list_topics(self._settings, 30)
+        grants = self._settings.grants_topic()
+        # Without a population model (or capacity), the topic an earlier run's policy wrote
+        # is still listed (never read): a snapshot names its partition, and Bytewax cannot
+        # resume a partition it is not given.
+        learns = self._learns_population()
+        paced = self._policy.capacity is not None
+        if not learns or not paced:
+            existing = list_topics(self._settings, 30)
+            learns = learns or models in existing
+            paced = paced or grants in existing
         return partitions_of(
             self._settings,
             [*self._settings.input_topics(), self._settings.transfers_topic()]
-            + ([models] if learns else []),
+            + ([models] if learns else [])
+            + ([grants] if paced else []),
         )
 
     def build_part(
@@ -374,9 +383,26 @@ class KafkaEventSource(FixedPartitionedSource[Read, SourceState]):
         _EventPartition
         | _LoopPartition[Transfer]
         | _LoopPartition[Complete | Progress]
+        | _LoopPartition[Answer | Answered]
         | _UnreadPartition
     ):
         topic, _, index = for_part.rpartition("#")
+        if topic == self._settings.grants_topic():
+            if self._policy.capacity is None:
+                return _UnreadPartition(resume_state)
+            # from where the snapshot read to: the answers after it go to customers who
+            # still wait for them (the owner's snapshot answered them once)
+            return _LoopPartition(
+                self._settings,
+                topic,
+                int(index),
+                resume_state[0] if resume_state is not None else OFFSET_BEGINNING,
+                self._stop_at_end,
+                self._frontier,
+                decode_answers,
+                "grants",
+                "a capacity answer",
+            )
         if topic == self._settings.models_topic() and not self._learns_population():
             return _UnreadPartition(resume_state)
         if topic == self._settings.models_topic():

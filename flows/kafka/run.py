@@ -48,6 +48,7 @@ from flows.kafka.snapshots import (
 )
 from flows.kafka.topics import TopicProblem, check_identity, check_layout, check_present, describe
 from flows.keys import ACTION_KEY, IDENTITY_KEY, SecretError, with_keys
+from flows.capacity import CAPACITY_TICK_MS
 from flows.learner import MODELS_PART, with_population
 from flows.orchestrator import build_flow
 from operators.identity.graph import GraphError
@@ -287,11 +288,12 @@ def _run_dataflow(
             return fail(1, str(err))
         if periods:
             log.info("read %s records of the population model's periods", f"{periods:,}")
+    capacity = policy.capacity is not None
     config = JourneyConfig(
         policy,
         wall_clock_timers=not stop_at_end,
         pack_idle_ms=pack_idle_ms,
-        barrier=population is not None,
+        barrier=population is not None or capacity,
         end_by_clock=stop_at_end,
     )
     graph_store = _GraphStore(state_dir / "identity")
@@ -304,8 +306,11 @@ def _run_dataflow(
         max_idle_ms=max_idle_ms,
         clock=wall_clock_ms,
         recoverable=True,
-        barrier_every=population.every if population is not None else None,
+        barrier_every=(
+            CAPACITY_TICK_MS if capacity else population.every if population is not None else None
+        ),
         workers=processes * workers_per_process,
+        capacity=capacity,
     )
     source = KafkaEventSource(settings, policy, config.frontier, stop_at_end, readiness)
     flow = build_flow(

@@ -198,6 +198,44 @@ class Owner:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What one pace or budget has handed out, as of a time: for operators' metrics."""
+
+    name: str
+    kind: str
+    """``pace`` or ``budget``."""
+    used: int
+    """Sends counted in the current interval (a pace) or period (a budget)."""
+    limit: int
+    later: int = 0
+    """A pace: sends granted to leave in a later interval (the backlog)."""
+    wait: int = 0
+    """A pace: how long (ms) a send asked for now would wait for an interval with room."""
+    elapsed: float | None = None
+    """A budget: how much of its current period has gone by (None: outside its hours)."""
+
+
+def usage(owner: Owner, at: int) -> list[Usage]:
+    """What every pace and budget of ``owner`` has handed out, as of ``at``."""
+    report: list[Usage] = []
+    for name, pace in owner.paces.items():
+        sent = owner.sent[name]
+        current = pace.interval(at)
+        free = current
+        while sent.get(free, 0) >= pace.limit:
+            free += 1
+        later = sum(n for interval, n in sent.items() if interval > current)
+        wait = max(0, pace.start(free) - at)
+        report.append(Usage(name, "pace", sent.get(current, 0), pace.limit, later, wait))
+    for name, budget in owner.budgets.items():
+        period = budget.period.of(at)
+        used = sum(owner.spent[name].get(period, {}).values()) if period is not None else 0
+        elapsed = budget.period.elapsed(at)
+        report.append(Usage(name, "budget", used, budget.limit, elapsed=elapsed))
+    return report
+
+
 class Barrier:
     """The requests the owner holds until every worker has answered past their time (see
     :mod:`flows.barrier`): then no request at that time or before can still come, and

@@ -340,6 +340,21 @@ class Period:
         day = local.date().toordinal()
         return day if self.days == 1 else (day - local.weekday()) // 7
 
+    def elapsed(self, at: int) -> float | None:
+        """How much of the period ``at`` counts in has gone by at ``at``, from 0 to 1 (None:
+        outside the shift's hours)."""
+        if self.every is not None:
+            return (at % self.every) / self.every
+        local = datetime.fromtimestamp(at / 1000, self.zone or UTC)
+        minute = local.hour * 60 + local.minute + (local.second + local.microsecond / 1e6) / 60
+        if self.opens is not None and self.closes is not None:
+            if not self.opens <= minute < self.closes:
+                return None
+            return (minute - self.opens) / (self.closes - self.opens)
+        if self.days == 1:
+            return minute / 1440
+        return (local.weekday() * 1440 + minute) / (7 * 1440)
+
 
 @dataclass(frozen=True, slots=True)
 class Budget:
