@@ -118,7 +118,7 @@ class CapacityLogic(StatefulBatchLogic[Ack | Request, OutRecord, Snapshot]):
                 barrier.ack(value.worker, value.at)
         answers = barrier.due()
         before = barrier.answered_before()
-        if before is None or not answers and before <= self._told:
+        if before is None or (not answers and before <= self._told):
             return [], StatefulBatchLogic.RETAIN
         self._told = before
         for answer in answers:
@@ -133,10 +133,10 @@ class CapacityLogic(StatefulBatchLogic[Ack | Request, OutRecord, Snapshot]):
         at = answers[-1].request.at if answers else before - 1
         for answer in answers:
             request = answer.request
-            if answer.granted is not None and answer.send_at is not None:
-                if answer.send_at > request.at:
-                    for name in request.candidates[answer.granted].paces:
-                        self._leaving[name].append((answer.send_at, request.at))
+            send_at = answer.send_at
+            if answer.granted is not None and send_at is not None and send_at > request.at:
+                for name in request.candidates[answer.granted].paces:
+                    self._leaving[name].append((send_at, request.at))
         for use in usage(barrier.owner, at):
             CAPACITY_USED.labels(use.name, use.kind).set(use.used)
             CAPACITY_LEFT.labels(use.name, use.kind).set(max(0, use.limit - use.used))

@@ -36,6 +36,7 @@ from flows.capacity import Answered
 from flows.journey import IncompatibleSnapshot
 from flows.learner import MODELS_PART
 from flows.progress import FrontierMark, InputFrontier
+from operators.decisions.capacity import Answer
 from operators.identity.alignment import NEVER, Aligner, Progress
 from operators.identity.graph import DAY_MS, IdentityGraph, KeyValue, MissingUndo
 from operators.identity.resolution import (
@@ -45,7 +46,6 @@ from operators.identity.resolution import (
     forgotten_feedback,
     route,
 )
-from operators.decisions.capacity import Answer
 from operators.learning.population import Complete
 from operators.model.action_ids import customer_of_action_id
 from operators.model.handover import Adopt, Forget, Transfer
@@ -390,9 +390,7 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
         if at <= self._ticked and not again:
             return
         self._ticked, self._ticked_wall, self._past_end = at, wall, past_end
-        out.extend(
-            ForCustomer(key, Tick(at, w, past_end)) for w, key in enumerate(self._tick_keys)
-        )
+        out.extend(ForCustomer(key, Tick(at, w, past_end)) for w, key in enumerate(self._tick_keys))
 
     def _feedback_customer(self, event: Event) -> str | None:
         """The profile the feedback's action was for, as it is now called; None if the graph

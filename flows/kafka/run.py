@@ -17,6 +17,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from flows import logs, metrics, package_version
+from flows.capacity import CAPACITY_TICK_MS
 from flows.identity import GraphMismatch, IdentityConfig
 from flows.identity_store import RocksStore, check_graph
 from flows.journey import PACK_IDLE_MS, JourneyConfig, wall_clock_ms
@@ -48,7 +49,6 @@ from flows.kafka.snapshots import (
 )
 from flows.kafka.topics import TopicProblem, check_identity, check_layout, check_present, describe
 from flows.keys import ACTION_KEY, IDENTITY_KEY, SecretError, with_keys
-from flows.capacity import CAPACITY_TICK_MS
 from flows.learner import MODELS_PART, with_population
 from flows.orchestrator import build_flow
 from operators.identity.graph import GraphError

@@ -242,9 +242,11 @@ def _answered(
             reason = "eligible"
             if send_at > now:
                 reason += f"; paced: leaves at {format_ms(send_at)}"
-            fell = [v for v in verdicts if id(v) in refusals and v is not source]
-            if fell:
-                reason += "; in place of " + ", ".join(v.action.name for v in fell)
+            for refusal in refusals.get(id(verdict), ()):
+                reason += "; " + _refusal_reason(*refusal)
+            for fell in (v for v in verdicts if id(v) in refusals and v is not source):
+                why = ", ".join(_refusal_reason(*r) for r in refusals[id(fell)])
+                reason += f"; in place of {fell.action.name} ({why})"
             outputs.extend(_send(policy, state, granted, now, reason, send_at))
         elif id(verdict) in refusals:
             (channel, why, rule), *_ = found = refusals[id(verdict)]
