@@ -245,8 +245,8 @@ def _answered(
             for refusal in refusals.get(id(verdict), ()):
                 reason += "; " + _refusal_reason(*refusal)
             for fell in (v for v in verdicts if id(v) in refusals and v is not source):
-                refused = ", ".join(_refusal_reason(*r) for r in refusals[id(fell)])
-                reason += f"; in place of {fell.action.name} ({refused})"
+                reasons = ", ".join(_refusal_reason(*r) for r in refusals[id(fell)])
+                reason += f"; in place of {fell.action.name} ({reasons})"
             outputs.extend(_send(policy, state, granted, now, reason, send_at))
         elif id(verdict) in refusals:
             (channel, why, rule), *_ = found = refusals[id(verdict)]
