@@ -9,9 +9,11 @@ same content.
 ``make test-scale`` runs it (``.ci/run`` does after ``make test``); the scale, the number of
 kills, the seed and the policy (``CONCIERGE_CRASH_POLICY=examples/policy-full.yaml``: learning,
 with its trials compared too) come from ``CONCIERGE_CRASH_*`` for longer runs by hand.
-Without a policy given, it runs twice: under the reference policy, and under the example
+Without a policy given, it runs three times: under the reference policy; under the example
 full policy learning a population model by region, whose every period's tally must be the
-clean run's however often it was written again."""
+clean run's however often it was written again; and under the example full policy with its
+capacity section (a push pace this stream's mornings exceed, an agent shift's budget), so
+that kills land while the owner holds a backlog and customers wait for its answers."""
 
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ KILLS = int(os.environ.get("CONCIERGE_CRASH_KILLS", "4"))
 SEED = int(os.environ.get("CONCIERGE_CRASH_SEED", str(random.randrange(1 << 30))))
 POLICY = os.environ.get("CONCIERGE_CRASH_POLICY")
 """Another policy file than the reference policy (the ``policy`` fixture)."""
-POLICIES = ["given"] if POLICY else ["reference", "population"]
+POLICIES = ["given"] if POLICY else ["reference", "population", "capacity"]
 PARTITIONS = 3
 RUN_TIMEOUT_S = 600
 
@@ -60,11 +62,28 @@ def policy_file(under: str, tmp_path: Path) -> Path | None:
     if under == "reference":
         return None
     example = (ROOT / "examples" / "policy-full.yaml").read_text()
+    path = tmp_path / f"{under}.yaml"
+    if under == "capacity":
+        path.write_text(with_capacity(example))
+        return path
     line = "  # population: {every: 1d, by: region}"
     assert line in example
-    path = tmp_path / "population.yaml"
     path.write_text(example.replace(line, line.replace("# ", "", 1)))
     return path
+
+
+def with_capacity(example: str) -> str:
+    """The example full policy with its ``capacity`` section uncommented (and the push pace
+    tighter, so that this stream's demand exceeds it)."""
+    lines, on = [], False
+    for line in example.splitlines():
+        on = on or line.startswith("# capacity:")
+        if on and line.startswith("# Uncommented"):
+            on = False
+        lines.append(line[2:] if on else line)
+    text = "\n".join(lines) + "\n"
+    assert "\ncapacity:" in text
+    return text.replace("push: {limit: 20, per: 1m}", "push: {limit: 5, per: 1m}")
 
 
 def preload(topics: Topics, records: list[bytes], keys: list[bytes | None]) -> None:
@@ -187,6 +206,9 @@ def test_kill_9_at_random_points_loses_nothing_and_repeats_the_same_content(
         assert not differing, f"{name}: written again with other content: {differing[:3]}"
     if policy.learning is not None and policy.learning.population_every is not None:
         same_tallies(clean_topics, crash_topics, parse_ms(end) // policy.learning.population_every)
+    if policy.capacity is not None:  # the crash run met a backlog: sends that left later
+        assert any(b'"send_at"' in value for value in expected["actions.push"])
+        assert any(b'"over_budget"' in value for value in expected["decisions"])
     repeats = sum(len(got[k]) - len(v) for k, v in expected.items()) - later
     print(f"{KILLS} kills; {repeats} records written again; {later} decided after the end")
 
