@@ -130,13 +130,14 @@ def test_a_customer_waiting_for_an_answer_survives_a_snapshot(paced):
     assert [o.action for o in outputs if isinstance(o, Action)] == ["product_nudge"]
 
 
-def test_what_was_outranked_is_decided_again_a_millisecond_later(paced):
+def test_a_customer_asks_once_per_instant(paced):
     journey, _ = asked(paced)
-    # another product's nudge opens at the same instant: one request, one send, the other
-    # decided again at the next instant (with its own request)
+    # another product's nudge opens at the same instant, held behind the request: it is
+    # decided once the first is answered, a millisecond later, with its own request
     for event in views("p-9", 20):
-        event = dataclasses.replace(event, event_id=event.event_id + "b")
-        journey.on_event(paced, event)
+        journey.on_event(paced, dataclasses.replace(event, event_id=event.event_id + "b"))
     assert len(journey.queue) == 3
     outputs, _ = journey.on_answer(paced, Answer(journey.asking.request, 0, NUDGE_AT, ()))
-    assert journey.asking is not None and journey.asking.request.at >= NUDGE_AT + 1
+    assert [a.group for a in outputs if isinstance(a, Action)] == ["p-42"]
+    assert journey.asking is not None and journey.asking.request.at == NUDGE_AT + 1
+    assert journey.asking.request.key == "browse_intent|p-9"
