@@ -432,9 +432,10 @@ def _what(e: dict[str, Any]) -> str:
         told += ")"
         return told + f"; {learning_words(e['learning'])}" if "learning" in e else told
     if kind == "action":
+        leaves = f", leaves at {e['send_at']} (paced)" if "send_at" in e else ""
         return (
             f"{e['action']} sent on {e['channel']}: template {e['template']}, "
-            f"value {e['value']:g}, expires {e['expires_at']} ({e['action_id']})"
+            f"value {e['value']:g}{leaves}, expires {e['expires_at']} ({e['action_id']})"
         )
     if kind == "conversion":
         return (

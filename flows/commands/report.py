@@ -11,6 +11,7 @@ import html
 import io
 import re
 import statistics
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ import matplotlib
 matplotlib.use("svg")
 from matplotlib.figure import Figure
 
-from flows.commands.report_data import DELAY_BINS, DELAY_LAST, EXEMPT, HELD, Run
+from flows.commands.report_data import DELAY_BINS, DELAY_LAST, EXEMPT, HELD, HOUR_MS, Run
+from operators.policy.compiled import Budget, Pace
 
 matplotlib.rcParams.update(
     {
@@ -74,6 +76,7 @@ def write_report(runs: Sequence[Run], out: Path) -> Path:
         _fatigue(runs),
         _local_hours(runs),
         _delays(runs),
+        _capacity(runs),
         _lift(runs),
         _learning(runs),
     ]
@@ -192,6 +195,118 @@ def _local_hours(runs: Sequence[Run]) -> Section:
         [chart(r) for r in runs],
         _compared(runs, "actions", rows),
     )
+
+
+def _capacity(runs: Sequence[Run]) -> Section | None:
+    """Sends against each pace of the policies' ``capacity`` (either run's, so a replay
+    without capacity shows what the pace would have had to take), and each budget's
+    busiest period."""
+    paces: dict[str, Pace] = {}
+    budgets: dict[str, Budget] = {}
+    for run in runs:
+        if run.policy.capacity is not None:
+            for pace in run.policy.capacity.paces:
+                paces.setdefault(pace.name, pace)
+            for budget in run.policy.capacity.budgets:
+                budgets.setdefault(budget.name, budget)
+    if not paces and not budgets:
+        return None
+    start = min((leaves for r in runs for leaves, *_ in r.leaves), default=0)
+    start -= start % HOUR_MS
+
+    def counted(run: Run, pace: Pace) -> Counter[int]:
+        return Counter(
+            pace.interval(leaves)
+            for leaves, _, action, channel in run.leaves
+            if pace.name in (action, channel)
+        )
+
+    def peaks(run: Run, pace: Pace) -> dict[int, int]:
+        """The hour (from the first send) -> the most sends in one of its intervals."""
+        by_hour: dict[int, int] = {}
+        for interval, n in counted(run, pace).items():
+            hour = (pace.start(interval) - start) // HOUR_MS
+            by_hour[hour] = max(by_hour.get(hour, 0), n)
+        return by_hour
+
+    shown = list(paces.values())[:4]
+    top = max((n for r in runs for p in shown for n in peaks(r, p).values()), default=1)
+
+    def chart(run: Run) -> str:
+        fig = Figure(figsize=(5.2, 1.5 * max(len(shown), 1) + 0.6))
+        axes = fig.subplots(max(len(shown), 1), 1, squeeze=False)[:, 0]
+        for n, (ax, pace) in enumerate(zip(axes, shown, strict=False)):
+            by_hour = peaks(run, pace)
+            hours = sorted(by_hour)
+            ax.bar(hours, [by_hour[h] for h in hours], width=1.0, color=COLOURS[n % 4])
+            ax.axhline(pace.limit, color="#b05060", linestyle="--", linewidth=1)
+            ax.set_ylim(0, max(top, pace.limit) * 1.15)
+            ax.set_ylabel(f"{pace.name}\nper {_every(pace.every)}", fontsize=8)
+        axes[-1].set_xlabel("hours from the first send (bars: the busiest interval of each hour)")
+        return _svg(fig, f"Sends per interval against each pace, {run.name}")
+
+    def over(run: Run, pace: Pace) -> int:
+        return sum(n > pace.limit for n in counted(run, pace).values())
+
+    def waited(run: Run, pace: Pace) -> str:
+        waits = [
+            leaves - at
+            for leaves, at, action, channel in run.leaves
+            if pace.name in (action, channel) and leaves > at
+        ]
+        return f"{max(waits) / 60_000:,.1f} min" if waits else "-"
+
+    rows: list[tuple[str, Callable[[Run], Any]]] = []
+    for pace in paces.values():
+        rows += [
+            (
+                f"{pace.name}: busiest interval",
+                lambda r, p=pace: max(counted(r, p).values(), default=0),
+            ),
+            (f"{pace.name}: intervals over {pace.limit}", lambda r, p=pace: over(r, p)),
+            (
+                f"{pace.name}: sent later (send_at)",
+                lambda r, p=pace: sum(
+                    1 for lv, at, a, c in r.leaves if p.name in (a, c) and lv > at
+                ),
+            ),
+            (f"{pace.name}: longest wait", lambda r, p=pace: waited(r, p)),
+        ]
+    for budget in budgets.values():
+        rows.append(
+            (
+                f"{budget.name}: busiest period (of {budget.limit})",
+                lambda r, b=budget: _busiest(r, b),
+            )
+        )
+    for outcome in ("paced_out", "over_budget"):
+        rows.append((outcome, lambda r, o=outcome: r.outcomes[o]))
+    return (
+        "Capacity: sends against each pace and budget",
+        "For each pace of the policy's capacity, the busiest interval of each hour against its "
+        "rate (the dashed line), by when each action may leave (its send_at, else when it was "
+        "decided); the table adds each budget's busiest period, and the decisions capacity "
+        "refused.",
+        [chart(r) for r in runs] if shown else [],
+        _compared(runs, "sends", rows),
+    )
+
+
+def _busiest(run: Run, budget: Budget) -> int:
+    counts: Counter[int] = Counter()
+    for leaves, _, action, channel in run.leaves:
+        category = run.policy.actions[action].category if action in run.policy.actions else ""
+        period = budget.period.of(leaves)
+        if period is not None and budget.counts(action, channel, category):
+            counts[period] += 1
+    return max(counts.values(), default=0)
+
+
+def _every(ms: int) -> str:
+    for unit, size in (("h", 3_600_000), ("min", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size} {unit}"
+    return f"{ms} ms"
 
 
 def _quiet_text(run: Run) -> str:

@@ -58,6 +58,9 @@ class Run:
     that weighed it], over the learning customers' decisions."""
     rewards: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     """Learning: group (``learning``, ``control``) -> day sent -> [reward, trials scored]."""
+    leaves: list[tuple[int, int, str, str]] = field(default_factory=list)
+    """Each action sent: when it may leave (its ``send_at``, else ``decided_at``), when it was
+    decided, its action and channel (what capacity's paces and budgets count)."""
     population: dict[str, dict[str, float]] = field(default_factory=dict)
     """Learning's population model: arm (within its split: ``channel push, region=north``)
     -> version (its boundary) -> what that version says the arm earns per send."""
@@ -151,6 +154,8 @@ def _count_sends(run: Run, path: Path) -> None:
         for a in _records(channel_file):
             at, customer = parse_ms(a["decided_at"]), a["customer_id"]
             sends[measure.survivor(customer, merges)].append(at)
+            leaves = parse_ms(a["send_at"]) if "send_at" in a else at
+            run.leaves.append((leaves, at, a["action"], a["channel"]))
             name = zone_at(zones.get(customer, []), at, default)
             tz = zone(name) or zone(default)
             hour = datetime.fromtimestamp(at / 1000, tz).hour

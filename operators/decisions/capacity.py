@@ -124,9 +124,9 @@ class Owner:
     def _answer(self, request: Request) -> Answer:
         refused: list[Refused] = []
         for index, candidate in enumerate(request.candidates):
-            send_at, pace = self._slot(candidate, request.at)
+            send_at, rule, why = self._leaves(candidate, request.at)
             if send_at is None:
-                refused.append(Refused(index, Refusal.PACED_OUT, pace))
+                refused.append(Refused(index, why, rule))
                 continue
             spent = self._spent(candidate, request.klass, send_at)
             if spent is not None:
@@ -136,11 +136,32 @@ class Owner:
             return Answer(request, index, send_at, tuple(refused))
         return Answer(request, None, None, tuple(refused))
 
-    def _slot(self, candidate: Candidate, at: int) -> tuple[int | None, str]:
-        """The earliest time from ``at`` every pace of ``candidate`` has room, while its
-        value stays at or above its ``min_value``; None (and the pace that was full to the
-        last) if there is none."""
+    def _leaves(self, candidate: Candidate, at: int) -> tuple[int | None, str, Refusal]:
+        """When ``candidate`` asked at ``at`` may leave: the earliest time every pace of it
+        has room, within the hours of every budget of it that has hours (an agent shift:
+        asked outside them, it waits for them to open), while its value stays at or above
+        its ``min_value``; None if there is none, with the pace or budget that stopped it."""
         send_at = at
+        while True:
+            slot, pace = self._slot(candidate, at, send_at)
+            if slot is None:
+                return None, pace, Refusal.PACED_OUT
+            send_at = opens = slot
+            for name in candidate.budgets:
+                period = self.budgets[name].period
+                if period.of(opens) is None:
+                    opens = period.opens_after(opens)
+                    if not _worth(candidate, opens - at):
+                        return None, name, Refusal.OVER_BUDGET
+            if opens == send_at:
+                return send_at, "", Refusal.PACED_OUT
+            send_at = opens
+
+    def _slot(self, candidate: Candidate, at: int, start: int) -> tuple[int | None, str]:
+        """The earliest time from ``start`` every pace of ``candidate`` has room, while its
+        value (asked at ``at``) stays at or above its ``min_value``; None (and the pace that
+        was full to the last) if there is none."""
+        send_at = start
         moved = True
         while moved:
             moved = False

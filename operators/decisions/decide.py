@@ -229,9 +229,11 @@ def _answered(
     send_at = now
     if answer.granted is not None:
         source, channel = tried[answer.granted]
-        granted = dataclasses.replace(source, channel=channel)
         assert answer.send_at is not None
         send_at = answer.send_at
+        # a paced send's decision says until when it is held back: when it may leave
+        until = send_at if send_at > now else None
+        granted = dataclasses.replace(source, channel=channel, until=until)
     refusals: dict[int, list[tuple[str, Refusal, str]]] = {}
     for refused in answer.refused:
         verdict, channel = tried[refused.candidate]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -339,6 +339,20 @@ class Period:
                 return None
         day = local.date().toordinal()
         return day if self.days == 1 else (day - local.weekday()) // 7
+
+    def opens_after(self, at: int) -> int:
+        """When the shift's hours next open after ``at`` (ms; ``at`` itself if they are open:
+        a period without hours always is)."""
+        if self.of(at) is not None or self.opens is None:
+            return at
+        zone = self.zone or UTC
+        local = datetime.fromtimestamp(at / 1000, zone)
+        day = local.date()
+        if local.hour * 60 + local.minute >= self.opens:
+            day += timedelta(days=1)
+        hour, minute = divmod(self.opens, 60)
+        opening = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)
+        return int(opening.timestamp() * 1000)
 
     def elapsed(self, at: int) -> float | None:
         """How much of the period ``at`` counts in has gone by at ``at``, from 0 to 1 (None:

@@ -20,8 +20,10 @@ PUSH = Pace("push", limit=3, every=MINUTE)
 AGENTS = Budget("agents", limit=2, period=Period(every=DAY))
 
 
-def candidate(value=10.0, channel="push", paces=("push",), budgets=(), min_value=0.0):
-    return Candidate("nudge", channel, value, min_value, HOUR, paces, budgets)
+def candidate(
+    value=10.0, channel="push", paces=("push",), budgets=(), min_value=0.0, half_life=HOUR
+):
+    return Candidate("nudge", channel, value, min_value, half_life, paces, budgets)
 
 
 def request(n, at, *candidates, klass="marketing"):
@@ -77,19 +79,25 @@ def test_a_reserved_share_is_kept_for_its_class():
     assert [a.granted for a in care] == [0, 0, None]
 
 
-def test_an_agent_shift_budget_gives_nothing_outside_its_hours():
+def test_a_callback_asked_outside_the_agent_shift_waits_for_it_while_worth_it():
     london = ZoneInfo("Europe/London")
     shift = Budget("shift", 10, Period(zone=london, opens=9 * 60, closes=17 * 60))
     capacity = Owner([], [shift])
-    callback = candidate(channel="agent", paces=(), budgets=("shift",))
-    before, during = capacity.answer(
+    callback = candidate(channel="agent", paces=(), budgets=("shift",), min_value=6.0)
+    lasting = candidate(channel="agent", paces=(), budgets=("shift",), half_life=100 * HOUR)
+    before, during, evening = capacity.answer(
         [
             request(1, parse_ms("2026-11-20T08:59:00Z"), callback),
             request(2, parse_ms("2026-11-20T09:00:00Z"), callback),
+            request(3, parse_ms("2026-11-20T18:00:00Z"), lasting),
         ]
     )
-    assert before.granted is None and before.refused[0].rule == "shift"
-    assert during.granted == 0
+    assert (before.granted, before.send_at) == (0, parse_ms("2026-11-20T09:00:00Z"))
+    assert (during.granted, during.send_at) == (0, parse_ms("2026-11-20T09:00:00Z"))
+    assert evening.send_at == parse_ms("2026-11-21T09:00:00Z")  # the next morning
+    # one whose value would decay below its min_value before the shift opens is refused
+    (late,) = capacity.answer([request(4, parse_ms("2026-11-20T19:00:00Z"), callback)])
+    assert late.granted is None and late.refused == (Refused(0, Refusal.OVER_BUDGET, "shift"),)
 
 
 def test_a_send_delayed_by_its_pace_counts_in_the_budget_period_it_leaves_in():
