@@ -73,8 +73,8 @@ def policy_file(under: str, tmp_path: Path) -> Path | None:
 
 
 def with_capacity(example: str) -> str:
-    """The example full policy with its ``capacity`` section uncommented (and the push pace
-    tighter, so that this stream's demand exceeds it)."""
+    """The example full policy with its ``capacity`` section uncommented, an email pace and
+    a smaller agent shift, so that this stream's demand exceeds both."""
     lines, on = [], False
     for line in example.splitlines():
         on = on or line.startswith("# capacity:")
@@ -83,7 +83,8 @@ def with_capacity(example: str) -> str:
         lines.append(line[2:] if on else line)
     text = "\n".join(lines) + "\n"
     assert "\ncapacity:" in text
-    return text.replace("push: {limit: 20, per: 1m}", "push: {limit: 5, per: 1m}")
+    text = text.replace("push: {limit: 20, per: 1m}", "email: {limit: 3, per: 1m}")
+    return text.replace("agent, limit: 40,", "agent, limit: 10,")
 
 
 def preload(topics: Topics, records: list[bytes], keys: list[bytes | None]) -> None:
@@ -207,7 +208,7 @@ def test_kill_9_at_random_points_loses_nothing_and_repeats_the_same_content(
     if policy.learning is not None and policy.learning.population_every is not None:
         same_tallies(clean_topics, crash_topics, parse_ms(end) // policy.learning.population_every)
     if policy.capacity is not None:  # the crash run met a backlog: sends that left later
-        assert any(b'"send_at"' in value for value in expected["actions.push"])
+        assert any(b'"send_at"' in value for value in expected["actions.email"])
         assert any(b'"over_budget"' in value for value in expected["decisions"])
     repeats = sum(len(got[k]) - len(v) for k, v in expected.items()) - later
     print(f"{KILLS} kills; {repeats} records written again; {later} decided after the end")
