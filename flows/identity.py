@@ -222,6 +222,8 @@ class IdentityLogic(StatefulBatchLogic[IdentityInput, IdentityOutput, Snapshot])
                 out.append(ForCustomer(value.request.customer, value))
             elif isinstance(value, Answered):
                 self._answered = max(self._answered, value.before)
+                # the customers answered may owe less now: ask every worker again at once
+                self._ticked_wall = 0.0
             else:
                 self._transfers += 1
                 awaited = self._in_flight.pop(value.merge_id, None) is not None

@@ -52,7 +52,10 @@ def wall_clock_ms() -> int:
 
 FRONTIER_POLL_MS = 100
 """Replay with the barrier: how often a customer with a timer the input frontier has not
-passed yet looks again."""
+passed yet looks again, at least (see :data:`FRONTIER_POLL_MAX_MS`)."""
+FRONTIER_POLL_MAX_MS = 1000
+"""... and at most: one whose timer the frontier, at its recent pace, will take longer to
+reach looks again halfway there, up to this."""
 
 PACK_IDLE_MS = 10_000
 """How long a customer stays live after their last event, merge or timer (wall clock)."""
@@ -238,7 +241,12 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         for _, item in values:
             if isinstance(item, Event):
                 outputs = journey.on_event(policy, item)
-                _emit(out, outputs, item.origin.line or 0, item.received_at)
+                line = item.origin.line or 0
+                customer = journey.state.customer_id if self._config.barrier else ""
+                out.extend(
+                    Emitted(o, _order(self._config, o, line, customer, n), item.received_at)
+                    for n, o in enumerate(outputs)
+                )
                 self._ask(journey, out)
                 continue
             if isinstance(item, Forget):
@@ -254,7 +262,7 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
             lines, journey.released_lines = journey.released_lines, ()
             customer = journey.state.customer_id
             out.extend(
-                Emitted(o, _order(o, line, customer, n), 0.0)
+                Emitted(o, _order(self._config, o, line, customer, n), 0.0)
                 for n, (o, line) in enumerate(zip(outputs, lines, strict=True))
             )
             if handed is not None:
@@ -262,6 +270,10 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
             self._ask(journey, out)
             if journey.retired and isinstance(item, Forget):
                 break  # forgotten: nothing after it is this profile's any more
+        if self._config.barrier and not self._config.wall_clock_timers and not journey.retired:
+            # What the frontier has passed fires now, not at the next look: an answer may
+            # have let timers go, and the barrier's next tick should find them fired.
+            out.extend(self._fire_passed(journey) or ())
         if self._config.zones is not None and out:
             _note_zone(self._config, journey, out)
         if journey.evicted:
@@ -352,12 +364,25 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         customer's next event would have (nothing is evicted before it would have been)."""
         config = self._config
         journey = self._journey
-        if not config.barrier or journey is None or journey.held:
+        if not config.barrier or journey is None:
             return []
-        outputs = journey.fire_due(config.policy, _frontier_until(config), True)
+        emitted = self._fire_passed(journey)
+        if emitted is None:
+            return []  # nothing to fire, and nothing owed has changed
+        self._config.owed.note(self, _owed(self._config, journey))
+        return emitted
+
+    def _fire_passed(self, journey: Journey) -> list[JourneyOutput] | None:
+        """Fire the timers the input frontier has passed (replay with the barrier); None if
+        none had."""
+        config = self._config
+        until = _frontier_until(config)
+        due = journey.state.next_due()
+        if journey.held or due is None or due > until:
+            return None
+        outputs = journey.fire_due(config.policy, until, True)
         emitted: list[JourneyOutput] = list(_timer_outputs(config, journey, outputs))
         self._ask(journey, emitted)
-        self._config.owed.note(self, _owed(self._config, journey))
         return emitted
 
     def notify_at(self) -> datetime | None:
@@ -389,7 +414,14 @@ class JourneyLogic(StatefulBatchLogic[ForCustomer, JourneyOutput, bytes]):
         due = journey.state.next_due()
         if due is None:
             return None
-        wait = 0 if due <= _frontier_until(self._config) else FRONTIER_POLL_MS
+        until = _frontier_until(self._config)
+        wait = 0
+        if due > until:
+            pace = self._config.frontier.pace
+            wait = FRONTIER_POLL_MS
+            if pace > 0:
+                halfway = (due - until) / pace / 2
+                wait = int(min(FRONTIER_POLL_MAX_MS, max(FRONTIER_POLL_MS, halfway)))
         return datetime.fromtimestamp((now + wait) / 1000, UTC)
 
     def snapshot(self) -> bytes:
@@ -465,7 +497,7 @@ def _timer_outputs(config: JourneyConfig, journey: Journey, outputs: list[Output
     time zone noted for replay)."""
     customer = journey.state.customer_id
     emitted = [
-        Emitted(output, Order.of_timer(_at(output), customer, n), 0.0)
+        Emitted(output, _order(config, output, BY_TIMER, customer, n), 0.0)
         for n, output in enumerate(outputs)
     ]
     if config.zones is not None and emitted:
@@ -537,16 +569,17 @@ def _count_timers(signals: int, decisions: int, journey: Journey | None) -> None
         DEFERRED_DECISIONS.dec(decisions)
 
 
-def _order(output: Output, line: int, customer: str, n: int) -> Order:
-    """Where a released output goes in replay's order: after the input line that caused it,
-    or, decided by a timer the clock fired, by its time and customer."""
+def _order(config: JourneyConfig, output: Output, line: int, customer: str, n: int) -> Order:
+    """Where an output goes in replay's order: after the input line that caused it, or,
+    decided by a timer the end of input fired, by its time and customer. With the barrier
+    (a population model, capacity), everything goes by its time and customer, then by its
+    bytes: whether a timer fired as the frontier passed it or as the customer's next event
+    came depends on how the threads ran, and the order must not."""
+    if config.barrier:
+        return Order.of_timer(_at(output), customer, 0)
     if line == BY_TIMER:
         return Order.of_timer(_at(output), customer, n)
     return Order.of_line(line, n)
-
-
-def _emit(out: list[JourneyOutput], outputs: list[Output], line: int, received_at: float) -> None:
-    out.extend(Emitted(o, Order.of_line(line, n), received_at) for n, o in enumerate(outputs))
 
 
 def _note_zone(config: JourneyConfig, journey: Journey, out: list[JourneyOutput]) -> None:

@@ -16,6 +16,7 @@ process's :class:`InputFrontier`; in Kafka mode through the internal topic
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,10 @@ class FrontierMark:
         )
 
 
+PACE_SAMPLE_MS = 500
+"""How often (wall clock) :attr:`InputFrontier.pace` is measured again."""
+
+
 class InputFrontier:
     """The latest :class:`FrontierMark` this process has heard; worker threads share it."""
 
@@ -70,8 +75,20 @@ class InputFrontier:
         self.interrupted = False
         """Set when input ended because the flow was told to stop, not because it was read
         to its end: what is due then waits for the next start."""
+        self.pace = 0.0
+        """How fast :attr:`settled` has moved lately: event-time ms per wall-clock ms (0:
+        not known yet). Only a guess at when to look again (replay's timers)."""
+        self._sample: tuple[float, int] | None = None
 
     def apply(self, mark: FrontierMark) -> None:
+        if mark.settled > self.settled > NEVER:
+            wall = time.monotonic() * 1000
+            if self._sample is None:
+                self._sample = (wall, self.settled)
+            elif wall - self._sample[0] >= PACE_SAMPLE_MS:
+                since, was = self._sample
+                self.pace = (mark.settled - was) / (wall - since)
+                self._sample = (wall, mark.settled)
         self.settled = mark.settled
         if mark.drained:
             # Replay's source knows where its input ends (``--until``); Kafka mode's identity
