@@ -298,6 +298,8 @@ def _one(told: dict[str, str | None]) -> str:
     if told["rule"]:
         text += f" by {told['rule']}"
     text += f" at {told['at']}"
-    if told["until"]:
+    if told["until"] and told["outcome"] == "sent":
+        text += f", paced: leaves at {told['until']}"  # capacity
+    elif told["until"]:
         text += f" until {told['until']}"
     return text

@@ -51,7 +51,12 @@ from operators.policy.compiled import Policy
 log = logging.getLogger("concierge.kafka")
 
 CONSUME_BATCH = 1000
-IDLE_POLL = timedelta(milliseconds=10)
+IDLE_POLL_MS = 10
+IDLE_POLL = timedelta(milliseconds=IDLE_POLL_MS)
+GRANTS_WAIT_MS = 2
+"""How long a fetch of ``<prefix>grants`` waits for records (and how soon an idle read of
+it looks again): customers wait for its answers, one round of the capacity barrier each, so
+it is read as soon as can be (a fetch waits about that long even when records come)."""
 PROGRESS_EVERY_S = 0.25
 """A partition says how far it has read at least this often, changed or not: the identity
 step takes a long silence for a stalled process (operators.identity.alignment.STALE_AFTER_MS)."""
@@ -235,6 +240,7 @@ class _LoopPartition(StatefulSourcePartition[Looped, SourceState]):
         decode: Callable[[bytes], list[Looped]],
         what: str,
         noun: str,
+        wait_ms: int = 20,
     ) -> None:
         self._offset = offset
         self._topic, self._index = topic, index
@@ -242,7 +248,10 @@ class _LoopPartition(StatefulSourcePartition[Looped, SourceState]):
         self._frontier = frontier
         self._decode, self._what, self._noun = decode, what, noun
         self._awake: datetime | None = None
-        self._consumer = _assigned_consumer(settings, topic, index, offset, partition_eof=True)
+        self._idle = timedelta(milliseconds=min(wait_ms, IDLE_POLL_MS))
+        self._consumer = _assigned_consumer(
+            settings, topic, index, offset, partition_eof=True, wait_ms=wait_ms
+        )
 
     def next_batch(self) -> list[Looped]:
         if STOP.is_set():
@@ -265,7 +274,7 @@ class _LoopPartition(StatefulSourcePartition[Looped, SourceState]):
                 log.error("skipping a record on %s that is not %s", self._topic, self._noun)
         if self._stop_at_end and not items and self._frontier.drained:
             raise StopIteration
-        self._awake = None if messages else datetime.now(UTC) + IDLE_POLL
+        self._awake = None if messages else datetime.now(UTC) + self._idle
         return items
 
     def next_awake(self) -> datetime | None:
@@ -313,7 +322,12 @@ def _transfers(value: bytes) -> list[Transfer]:
 
 
 def _assigned_consumer(
-    settings: KafkaSettings, topic: str, index: int, offset: int, partition_eof: bool = False
+    settings: KafkaSettings,
+    topic: str,
+    index: int,
+    offset: int,
+    partition_eof: bool = False,
+    wait_ms: int = 20,
 ) -> Consumer:
     """A consumer of one partition of an internal topic from ``offset``, assigned (no
     consumer group: joining one takes seconds)."""
@@ -323,7 +337,7 @@ def _assigned_consumer(
                 "group.id": "concierge-partition-assigned",
                 "enable.auto.commit": False,
                 "enable.partition.eof": partition_eof,
-                "fetch.wait.max.ms": 20,
+                "fetch.wait.max.ms": wait_ms,
                 "error_cb": _client_error("consumer"),
             }
         )
@@ -402,6 +416,7 @@ class KafkaEventSource(FixedPartitionedSource[Read, SourceState]):
                 decode_answers,
                 "grants",
                 "a capacity answer",
+                GRANTS_WAIT_MS,
             )
         if topic == self._settings.models_topic() and not self._learns_population():
             return _UnreadPartition(resume_state)
