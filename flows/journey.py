@@ -546,11 +546,14 @@ def _owed(config: JourneyConfig, journey: Journey) -> int | None:
     due = journey.state.next_due()
     if due is not None and due > _end(config):
         due = None
-    if journey.asking is not None:
-        # The answer decides as of the request's time and may defer what it outranked to
-        # the next instant, its floor: nothing after the answer is decided before it.
-        return journey.floor
     held = [item.time if isinstance(item, Event) else item.at for item in journey.queue]
+    asking = journey.asking
+    if asking is not None:
+        # After the answer, what is held and what is due is decided no earlier than the
+        # floor (the instant after the request), and so is any timer the answer leaves; a
+        # customer who will ask nothing more owes nothing, and holds no one else back.
+        owed = [t for t in (due, asking.later, *held) if t is not None]
+        return max(min(owed), journey.floor) if owed else None
     if held:
         return min(held) if due is None else min(due, *held)
     return due

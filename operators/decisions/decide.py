@@ -80,6 +80,10 @@ class Asked:
 
     request: Request
     keys: tuple[MomentKey, ...]
+    later: int | None = None
+    """The earliest time the answer may leave a timer at (a moment it outranks is decided
+    again 1 ms later; one held back by quiet hours or a cap, when they end): None if
+    none."""
 
 
 def decide(
@@ -114,7 +118,7 @@ def decide(
         if asked is not None:
             request, tried = asked
             if answer is None:
-                outputs.append(Asked(request, tuple(dict.fromkeys(keys))))
+                outputs.append(Asked(request, tuple(dict.fromkeys(keys)), _later(verdicts, now)))
                 return outputs
             outputs.extend(_answered(policy, state, verdicts, tried, answer, now))
             return outputs
@@ -208,6 +212,19 @@ def capacity_request(
         tuple(_candidate(policy, capacity, v, c) for v, c in tried),
     )
     return request, tried
+
+
+def _later(verdicts: list[Verdict], now: int) -> int | None:
+    """The earliest timer deciding ``verdicts`` may leave, whatever capacity answers (see
+    :func:`_answered`)."""
+    sent = sum(v.outcome is Outcome.SENT for v in verdicts)
+    later = [now + 1] if sent > 1 else []
+    later += [
+        v.again_at
+        for v in verdicts
+        if v.outcome is not Outcome.SENT and v.again_at is not None and v.again_at > now
+    ]
+    return min(later, default=None)
 
 
 def _answered(
