@@ -142,3 +142,100 @@ def test_a_customer_waiting_for_a_merged_context_owes_from_the_merge(policy):
     tick = Tick(merge + 24 * HOUR, 0)
     answered, _ = JourneyLogic(config, None).on_batch([ForCustomer(tick_keys(1)[0], tick)])
     assert answered == [Ack(0, merge)]
+
+
+def test_no_request_for_capacity_comes_after_the_owner_has_answered_past_its_time(
+    tmp_path, monkeypatch, policy
+):
+    """What an answer to a tick promises is what lets the capacity owner answer in order:
+    once every worker has answered past ``t``, no request at ``t`` or before may still come,
+    whichever customers wait for answers meanwhile (and each request is answered)."""
+    from dataclasses import replace
+
+    from operators.decisions import capacity
+    from operators.policy.compiled import Capacity, Pace
+
+    generated(tmp_path / "in.jsonl")
+    paced = replace(policy, capacity=Capacity((Pace("push", 1, 60_000),), ()))
+    promised = [0]
+    asked, answered = [], []
+    ask, due = capacity.Barrier.ask, capacity.Barrier.due
+
+    def checked_ask(self, request):
+        assert request.at >= promised[0], f"{request} after answering up to {promised[0]}"
+        asked.append(request)
+        ask(self, request)
+
+    def noted_due(self):
+        promised[0] = max(promised[0], self.answered_before() or 0)
+        out = due(self)
+        answered.extend(out)
+        return out
+
+    monkeypatch.setattr(capacity.Barrier, "ask", checked_ask)
+    monkeypatch.setattr(capacity.Barrier, "due", noted_due)
+    replay_module.replay(paced, tmp_path / "in.jsonl", tmp_path / "a", UNTIL)
+    assert len(asked) > 100 and len(answered) == len(asked)
+    assert any(a.send_at is not None and a.send_at > a.request.at for a in answered)
+
+
+def test_a_customer_waiting_for_capacity_owes_only_what_it_decides_after_the_answer(policy):
+    """Waiting for an answer to a request at ``t``, a customer owes its worker no earlier than
+    ``t + 1`` (what comes after the answer is decided no earlier), and only what it will
+    decide then: its held events and timers, and what the answer defers (a moment its send
+    outranks, decided again at ``t + 1``). Nothing more holds the other customers back."""
+    from dataclasses import replace
+
+    from flows.barrier import Tick, tick_keys
+    from flows.journey import JourneyConfig, JourneyLogic
+    from flows.progress import FrontierMark
+    from operators.decisions.capacity import Request
+    from operators.identity.resolution import ForCustomer
+    from operators.policy.compiled import Capacity, Pace
+    from tests.conftest import make_event
+
+    paced = replace(policy, capacity=Capacity((Pace("push", 1, 60_000),), ()))
+    grant = {"purpose": "marketing", "channel": "*", "granted": True}
+
+    def views(product, at):
+        return [
+            make_event("product_view", f"2026-11-2{day}T{at}Z", {"product_id": product})
+            for day in (0, 1, 2)
+        ]
+
+    def asking(*products):
+        config = JourneyConfig(paced, wall_clock_timers=False, barrier=True)
+        logic = JourneyLogic(config, None)
+        events = [make_event("consent_changed", "2026-11-19T09:00:00Z", grant)]
+        for product in products:
+            events += views(product, "10:00:00")
+        out, _ = logic.on_batch([ForCustomer("c-1", e) for e in events])
+        requests = [o for o in out if isinstance(o, Request)]
+        return config, logic, requests[0] if requests else None
+
+    def acked(config):
+        tick = Tick(parse_ms("2030-01-01T00:00:00Z"), 0)
+        (ack,), _ = JourneyLogic(config, None).on_batch([ForCustomer(tick_keys(1)[0], tick)])
+        return ack.at
+
+    config, logic, request = asking("p-1")
+    due = logic._journey.state.next_due()
+    assert due is not None and due > request.at + 1
+    assert acked(config) == due, "a customer waiting for an answer holds no one back"
+    later = make_event("product_view", "2026-11-22T10:00:05Z", {"product_id": "p-2"})
+    logic.on_batch([ForCustomer("c-1", later)])
+    assert acked(config) == parse_ms("2026-11-22T10:00:05Z"), "it owes what it holds"
+
+    # two nudges held back by quiet hours fall due at one instant: one request for both,
+    # and the one not granted is decided again an instant later
+    config, logic, request = asking()
+    night = [e for p in ("p-1", "p-2") for e in views(p, "02:00:00")]
+    morning = make_event("app_opened", "2026-11-22T12:00:00Z", {})
+    logic.on_batch([ForCustomer("c-1", e) for e in night])
+    assert sorted(logic._journey.state.deferred.values())[0] < morning.time
+    config.frontier.apply(FrontierMark(morning.time + 1, False, None, 0, "run"))
+    out, _ = logic.on_batch([ForCustomer("c-1", morning)])
+    (both,) = [o for o in out if isinstance(o, Request)]
+    assert {c.action for c in both.candidates} == {"product_nudge"} and len(both.candidates) > 2
+    assert logic._journey.queue == (morning,)
+    assert acked(config) == both.at + 1, "it owes what the answer defers"
