@@ -75,13 +75,13 @@ TEST_WORKERS ?= 2
 test: install lint typecheck docs-check browser
 	$(BIN)/pytest -q -p no:cacheprovider -m "not scale" -n $(TEST_WORKERS) --dist loadfile
 
-# At production scale (about 5 minutes; `.ci/run` runs it after `make test`): kill -9 over
+# At production scale (about 6 minutes; `.ci/run` runs it after `make test`): kill -9 over
 # 100,000 events from 10,000 customers, a clean run against four kills at random points, a
-# SIGTERM and a last run to the end, under the reference policy and under a population
-# model (CONCIERGE_CRASH_EVENTS, _CUSTOMERS, _KILLS, _SEED and _POLICY change it); 100,000
-# events of one bot with a new anonymous id each, against 100,000 ordinary events replayed
-# in the same run; the getting-started tour; and learning replayed a day at a time, and
-# against Kafka mode on two processes.
+# SIGTERM and a last run to the end, under the reference policy, under a population model
+# and under capacity (CONCIERGE_CRASH_EVENTS, _CUSTOMERS, _KILLS, _SEED and _POLICY change
+# it); 100,000 events of one bot with a new anonymous id each, against 100,000 ordinary
+# events replayed in the same run; the getting-started tour; and learning replayed a day at
+# a time, and against Kafka mode on two processes.
 test-scale: install
 	$(BIN)/pytest -q -p no:cacheprovider -m scale -s
 

@@ -12,8 +12,9 @@ with its trials compared too) come from ``CONCIERGE_CRASH_*`` for longer runs by
 Without a policy given, it runs three times: under the reference policy; under the example
 full policy learning a population model by region, whose every period's tally must be the
 clean run's however often it was written again; and under the example full policy with its
-capacity section (a push pace this stream's mornings exceed, an agent shift's budget), so
-that kills land while the owner holds a backlog and customers wait for its answers."""
+capacity section (an email pace of 3 a minute and an agent shift of 10, which this stream
+exceeds), so that kills land while the owner holds a backlog and customers wait for its
+answers."""
 
 from __future__ import annotations
 
