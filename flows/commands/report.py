@@ -214,12 +214,19 @@ def _capacity(runs: Sequence[Run]) -> Section | None:
     start = min((leaves for r in runs for leaves, *_ in r.leaves), default=0)
     start -= start % HOUR_MS
 
+    counts: dict[tuple[int, str], Counter[int]] = {}
+
     def counted(run: Run, pace: Pace) -> Counter[int]:
-        return Counter(
-            pace.interval(leaves)
-            for leaves, _, action, channel in run.leaves
-            if pace.name in (action, channel)
-        )
+        """Sends per interval of ``pace`` (counted once per run; the chart and the rows read
+        them again)."""
+        key = (id(run), pace.name)
+        if key not in counts:
+            counts[key] = Counter(
+                pace.interval(leaves)
+                for leaves, _, action, channel in run.leaves
+                if pace.name in (action, channel)
+            )
+        return counts[key]
 
     def peaks(run: Run, pace: Pace) -> dict[int, int]:
         """The hour (from the first send) -> the most sends in one of its intervals."""

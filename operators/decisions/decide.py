@@ -132,10 +132,7 @@ def decide(
                 outranked += " (learning: a higher expected value)"
             outputs.append(_decision(policy, state, verdict, now, Outcome.OUTRANKED, outranked))
         else:
-            outputs.append(_decision(policy, state, verdict, now, verdict.outcome, verdict.reason))
-            if verdict.again_at is not None and verdict.again_at > now:
-                due = state.deferred.get(verdict.key, verdict.again_at)
-                state.deferred[verdict.key] = min(due, verdict.again_at)
+            outputs.append(_held(policy, state, verdict, now))
     if winner is not None:
         del state.moments[winner.key]
         state.deferred.pop(winner.key, None)
@@ -278,16 +275,25 @@ def _answered(
             assert granted is not None
             outranked = f"outranked by {granted.action.name}"
             outputs.append(_decision(policy, state, verdict, now, Outcome.OUTRANKED, outranked))
-            state.deferred[verdict.key] = min(state.deferred.get(verdict.key, now + 1), now + 1)
+            _defer(state, verdict.key, now + 1)
         else:
-            outputs.append(_decision(policy, state, verdict, now, verdict.outcome, verdict.reason))
-            if verdict.again_at is not None and verdict.again_at > now:
-                due = state.deferred.get(verdict.key, verdict.again_at)
-                state.deferred[verdict.key] = min(due, verdict.again_at)
+            outputs.append(_held(policy, state, verdict, now))
     if granted is not None:
         del state.moments[granted.key]
         state.deferred.pop(granted.key, None)
     return outputs
+
+
+def _held(policy: Policy, state: CustomerState, verdict: Verdict, now: int) -> Decision:
+    """The decision of a verdict not to be sent, deferring it when it says to decide again."""
+    if verdict.again_at is not None and verdict.again_at > now:
+        _defer(state, verdict.key, verdict.again_at)
+    return _decision(policy, state, verdict, now, verdict.outcome, verdict.reason)
+
+
+def _defer(state: CustomerState, key: MomentKey, at: int) -> None:
+    """Decide the moment at ``key`` again at ``at``, or sooner if it already is."""
+    state.deferred[key] = min(state.deferred.get(key, at), at)
 
 
 _OUTCOMES = {Refusal.PACED_OUT: Outcome.PACED_OUT, Refusal.OVER_BUDGET: Outcome.OVER_BUDGET}

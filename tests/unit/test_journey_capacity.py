@@ -15,6 +15,7 @@ from operators.model.state import CustomerState
 from operators.model.timefmt import format_ms, parse_ms
 from operators.policy.load import load_policy
 from tests.conftest import REFERENCE_POLICY, make_event
+from tests.unit.test_journey import three_views
 
 GRANT = {"purpose": "marketing", "channel": "*", "granted": True}
 PACED = "capacity:\n  paces: {push: {limit: 1, per: 1m}}\n"
@@ -26,23 +27,11 @@ def paced():
     return load_policy(REFERENCE_POLICY.read_text() + PACED, "paced")
 
 
-def views(product="p-42", first=20):
-    return [
-        make_event(
-            "product_view",
-            f"2026-11-{first + i}T10:00:00Z",
-            {"product_id": product},
-            event_id=f"v-{first + i}",
-        )
-        for i in range(3)
-    ]
-
-
 def asked(policy):
     """A customer whose third view of a product makes a push nudge the pace counts."""
     journey = Journey(CustomerState("cus_ana"))
     outputs = []
-    for event in [make_event("consent_changed", "2026-11-19T09:00:00Z", GRANT), *views()]:
+    for event in [make_event("consent_changed", "2026-11-19T09:00:00Z", GRANT), *three_views()]:
         outputs += journey.on_event(policy, event)
     return journey, outputs
 
@@ -134,7 +123,7 @@ def test_a_customer_asks_once_per_instant(paced):
     journey, _ = asked(paced)
     # another product's nudge opens at the same instant, held behind the request: it is
     # decided once the first is answered, a millisecond later, with its own request
-    for event in views("p-9", 20):
+    for event in three_views(20, "p-9"):
         journey.on_event(paced, dataclasses.replace(event, event_id=event.event_id + "b"))
     assert len(journey.queue) == 3
     outputs, _ = journey.on_answer(paced, Answer(journey.asking.request, 0, NUDGE_AT, ()))

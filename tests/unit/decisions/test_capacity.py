@@ -5,6 +5,7 @@ and the same requests get the same answers however they arrive."""
 import random
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -254,12 +255,9 @@ capacity:
     night: {channel: email, limit: 1, per: week, hours: "18:00-08:00"}
     greedy: {channel: email, limit: 1, per: day, reserve: {care: 0.6, marketing: 0.6}}
 """
-    try:
+    with pytest.raises(PolicyError) as refused:
         load_policy(POLICY + bad, "bad")
-    except PolicyError as err:
-        text = str(err)
-    else:
-        raise AssertionError("refused")
+    text = str(refused.value)
     for said in [
         "capacity.paces.fax",
         "names neither a channel nor an action: 'fax'",
