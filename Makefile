@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser demo test test-scale lint typecheck docs docs-serve docs-check unit scenarios integration fuzz bench bench-state bench-scale bench-stages bench-memory clean
+.PHONY: install browser demo test test-scale lint typecheck docs docs-serve docs-check unit scenarios integration fuzz bench bench-state bench-scale bench-stages bench-memory bench-budget clean
 
 install: $(STAMP)
 
@@ -106,6 +106,9 @@ bench-stages: install
 
 bench-memory: install
 	$(BIN)/python bench/memory.py
+
+bench-budget: install
+	$(BIN)/python bench/budget.py
 
 clean:
 	rm -rf $(VENV) .concierge .pytest_cache .mypy_cache .ruff_cache site

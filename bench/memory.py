@@ -2,30 +2,40 @@
 state and everything else included.
 
 One ``concierge run`` on the embedded broker (fresh topics, recovery and state directories).
-First ``--base`` customers (default 10,000), then ``--more`` (default 100,000) each give
-marketing consent and view two products, two days before now (so nothing is decided and
-nothing is due but their eviction, weeks away). After each phase the script waits until
-the flow holds every customer (the ``concierge_customers_in_state`` gauge), then for two
-snapshot epochs, and reads the process's resident set (``VmRSS`` of ``/proc/<pid>/status``).
-The bytes per idle customer is the growth between the two readings divided by ``--more``.
+Customers are added until the flow holds each count of ``--customers`` (default
+10,000,110,000), each giving marketing consent and viewing two products, two days before now
+(so nothing is decided and nothing is due but their eviction, weeks away). At each count the
+script waits until the flow holds every customer (the ``concierge_customers_in_state``
+gauge) and has packed them all, then for two snapshot epochs, and reads the process's
+resident set (``VmRSS`` of ``/proc/<pid>/status``). The bytes per idle customer between two
+counts is the growth between their readings divided by the customers added.
+
+``--resume`` then stops the flow (SIGTERM) and times a new one on the same recovery and state
+directories from its start to ready (``/readyz``: every customer's snapshot loaded and a
+first epoch committed), and reads its RSS once it holds every customer again.
 
 The events are keyed by their ``customer_id`` and spread over the input's three
 partitions. Progress goes to stderr; the result to stdout and ``bench/memory.json``.
 
-    .venv/bin/python bench/memory.py [--base 10000] [--more 100000]
+    .venv/bin/python bench/memory.py [--customers 10000,110000] [--resume]
+    .venv/bin/python bench/memory.py --customers 100000,500000,1000000 --resume   # ~25 min
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -43,6 +53,10 @@ PREFIX = "mem."
 DAY_MS = 86_400_000
 SNAPSHOT_S = 2
 """The run's ``--snapshot-interval``; the script waits two of them before each reading."""
+EVENTS_EACH = 3
+"""Events per customer (:func:`customer_events`)."""
+CHUNK = 100_000
+"""Customers produced at a time."""
 
 
 def customer_events(first: int, count: int, at: int) -> Iterator[tuple[bytes, bytes]]:
@@ -83,10 +97,11 @@ def rss(pid: int) -> int:
     return int(found.group(1)) * 1024
 
 
-def settle(flow: ConciergeProcess, port: int, customers: int, timeout: float) -> int:
+def settle(flow: ConciergeProcess, port: int, customers: int, timeout: float) -> tuple[int, float]:
     """Wait until the flow holds ``customers`` and has packed them all (idle for 10 s), then
-    two snapshot epochs; the RSS then."""
+    two snapshot epochs; the RSS then, and when (``time.monotonic``) it held them all."""
     deadline = time.monotonic() + timeout
+    held_at = 0.0
     # Customers are packed once idle for flows.journey.PACK_IDLE_MS (10 s)
     for name in ("concierge_customers_in_state", "concierge_customers_packed"):
         while gauge(port, name) != customers:
@@ -98,59 +113,229 @@ def settle(flow: ConciergeProcess, port: int, customers: int, timeout: float) ->
                     f"after {timeout:.0f}s"
                 )
             time.sleep(0.5)
+        held_at = held_at or time.monotonic()
     time.sleep(2 * SNAPSHOT_S + 1)
-    return rss(flow.pid)
+    return rss(flow.pid), held_at
+
+
+def ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def resume(args: argparse.Namespace, bootstrap: str, work: Path, customers: int) -> dict[str, Any]:
+    """Start ``concierge run`` again on the same recovery and state directories and time it
+    to ready (``/readyz`` 200: every customer's snapshot loaded, a first epoch committed) and
+    to holding every customer again; its RSS then."""
+    port = free_port()
+    with ConciergeProcess(
+        bootstrap, args.policy, PREFIX, work, stop_at_end=False, extra=flags(args, port)
+    ) as flow:
+        started = time.monotonic()
+        while not ready(port):
+            if flow.exited():
+                raise SystemExit(f"memory bench: the resumed flow exited:\n{flow.log_tail()}")
+            time.sleep(0.1)
+        to_ready = time.monotonic() - started
+        while gauge(port, "concierge_customers_in_state") != customers:
+            time.sleep(0.1)
+        held = rss(flow.pid)
+    return {"seconds_to_ready": round(to_ready, 1), "rss_bytes": held}
+
+
+def flags(args: argparse.Namespace, port: int) -> list[str]:
+    extra = ["--metrics-port", str(port), "--snapshot-interval", str(SNAPSHOT_S)]
+    if args.pack_idle_ms is not None:
+        extra += ["--pack-idle-ms", str(args.pack_idle_ms)]
+    return extra
+
+
+# -- what one idle customer's bytes are, measured apart -------------------------------------
+
+
+def parts(policy_path: Path) -> dict[str, int]:
+    """Bytes of one of the bench's idle customers, part by part: their packed journey (the
+    ``bytes`` object), the logic that holds it, and Bytewax's entry for their key with its
+    next wake-up (in a child process: :func:`bytewax_per_key`)."""
+    from flows.journey import JourneyConfig, JourneyLogic, pack
+    from operators.ingest import Ingestor
+    from operators.journey import Journey
+    from operators.model.records import Event, Origin
+    from operators.model.state import CustomerState
+
+    policy = load_policy(policy_path.read_text())
+    ingestor = Ingestor(policy)
+    journey = Journey(CustomerState("cus_" + "0" * 20))
+    at = int(time.time() * 1000) - 2 * DAY_MS
+    for _, raw in customer_events(1, 1, at):
+        event = ingestor.ingest(raw, Origin(line=1))
+        assert isinstance(event, Event)
+        journey.on_event(policy, event)
+    packed = pack(journey, policy)
+    logic = JourneyLogic(JourneyConfig(policy, wall_clock_timers=True), packed)
+    per_key = {}
+    for wake in ("without", "with"):  # each in a process of its own: freed memory is kept
+        child = subprocess.run(
+            [sys.executable, __file__, "--bytewax-per-key", wake],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        per_key[wake] = json.loads(child.stdout)
+    return {
+        "packed journey": sys.getsizeof(packed),
+        "its logic object": sys.getsizeof(logic) + sys.getsizeof(logic._touched),
+        "Bytewax's entry for the key": per_key["without"],
+        "Bytewax's wake-up for the key": per_key["with"] - per_key["without"],
+    }
+
+
+KEYS = 200_000
+
+
+def bytewax_per_key(wake: bool) -> int:
+    """RSS per key a Bytewax ``stateful_batch`` step holds beside the key's logic object
+    (keys of 24 characters, as canonical customer ids), with a wake-up or not."""
+    from datetime import UTC, datetime
+
+    import bytewax.operators as op
+    from bytewax.dataflow import Dataflow
+    from bytewax.operators import StatefulBatchLogic
+    from bytewax.testing import TestingSink, TestingSource, run_main
+
+    readings: dict[int, int] = {}
+    far = datetime(2100, 1, 1, tzinfo=UTC)
+
+    class Keep(StatefulBatchLogic[int, int, None]):
+        __slots__ = ("count",)
+
+        def __init__(self, count: int) -> None:
+            self.count = count
+
+        def on_batch(self, values: list[int]) -> tuple[list[int], bool]:
+            if values[0] == 0:  # the probe, alone in the last batch
+                readings[self.count] = rss(os.getpid())
+            return [], StatefulBatchLogic.RETAIN
+
+        def notify_at(self) -> datetime | None:
+            return far if wake else None
+
+        def snapshot(self) -> None:
+            return None
+
+    def held(count: int) -> int:
+        flow = Dataflow("keys")
+        keys = ((f"cus_{n:020d}", 1) for n in range(count))
+        source = TestingSource(itertools.chain(keys, [("probe", 0)]), batch_size=1000)
+        items = op.input("in", flow, source)
+        kept = op.stateful_batch("keep", items, lambda _: Keep(count))
+        op.output("out", kept, TestingSink([]))
+        run_main(flow)  # type: ignore[no-untyped-call]
+        return readings[count]
+
+    before = held(1000)
+    return round((held(KEYS) - before) / (KEYS - 1000) - sys.getsizeof(Keep(0)))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", type=int, default=10_000)
-    parser.add_argument("--more", type=int, default=100_000)
+    parser.add_argument(
+        "--customers",
+        default="10000,110000",
+        help="customers held at each reading, in increasing order (default 10000,110000)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="then stop the flow and time a new one resuming every customer to ready",
+    )
     parser.add_argument("--policy", type=Path, default=POLICY)
     parser.add_argument("--out", type=Path, default=HERE / "memory.json")
     parser.add_argument(
         "--pack-idle-ms", type=int, help="passed to concierge run (default: its own)"
     )
+    parser.add_argument("--bytewax-per-key", choices=("with", "without"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.bytewax_per_key:  # the child of parts()
+        print(json.dumps(bytewax_per_key(args.bytewax_per_key == "with")))
+        return 0
+    steps = [int(n) for n in args.customers.split(",")]
+    if len(steps) < 2 or steps != sorted(set(steps)) or steps[0] <= 0:
+        parser.error("--customers: two or more increasing counts, e.g. 10000,110000")
     policy = load_policy(args.policy.read_text())
     at = int(time.time() * 1000) - 2 * DAY_MS
-    with tempfile.TemporaryDirectory() as work, EmbeddedBroker() as broker:
+    readings: list[int] = []
+    rates: list[int] = []
+    """Events per second from producing each count's events to holding them all."""
+    resumed: dict[str, Any] | None = None
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
+        work = Path(tmp)
         settings = concierge_topics(broker.bootstrap, policy, PREFIX)
         port = free_port()
-        extra = ["--metrics-port", str(port), "--snapshot-interval", str(SNAPSHOT_S)]
-        if args.pack_idle_ms is not None:
-            extra += ["--pack-idle-ms", str(args.pack_idle_ms)]
         with ConciergeProcess(
-            broker.bootstrap, args.policy, PREFIX, Path(work), stop_at_end=False, extra=extra
+            broker.bootstrap, args.policy, PREFIX, work, stop_at_end=False, extra=flags(args, port)
         ) as flow:
             started = time.monotonic()
-            preload(
-                broker.bootstrap, settings.events_topic(), list(customer_events(0, args.base, at))
-            )
-            print(f"{args.base:,} customers produced", file=sys.stderr)
-            first = settle(flow, port, args.base, 600)
-            print(f"  RSS {first / 2**20:.1f} MiB", file=sys.stderr)
-            preload(
-                broker.bootstrap,
-                settings.events_topic(),
-                list(customer_events(args.base, args.more, at)),
-            )
-            print(f"{args.more:,} more produced", file=sys.stderr)
-            second = settle(flow, port, args.base + args.more, 1200)
-            print(f"  RSS {second / 2**20:.1f} MiB", file=sys.stderr)
+            held = 0
+            for total in steps:
+                phase = time.monotonic()
+                # in chunks: the events of a million customers are 700 MB as a list
+                for first in range(held, total, CHUNK):
+                    count = min(CHUNK, total - first)
+                    preload(
+                        broker.bootstrap,
+                        settings.events_topic(),
+                        list(customer_events(first, count, at)),
+                    )
+                added, held = total - held, total
+                print(f"{total:,} customers produced", file=sys.stderr)
+                reading, held_at = settle(flow, port, total, 600 + total / 100)
+                readings.append(reading)
+                rates.append(round(added * EVENTS_EACH / (held_at - phase)))
+                print(
+                    f"  RSS {reading / 2**20:.1f} MiB; read at {rates[-1]:,} events/s",
+                    file=sys.stderr,
+                )
             seconds = time.monotonic() - started
-    per_customer = (second - first) / args.more
-    result = {
-        "customers": [args.base, args.base + args.more],
-        "rss_bytes": [first, second],
-        "bytes_per_idle_customer": round(per_customer),
+            if args.resume:
+                code, took = flow.stop(60)
+                print(f"stopped ({code}) in {took:.1f} s; resuming", file=sys.stderr)
+        if args.resume:
+            resumed = resume(args, broker.bootstrap, work, steps[-1])
+            print(f"  ready in {resumed['seconds_to_ready']} s", file=sys.stderr)
+    slopes = [
+        round((readings[k + 1] - readings[k]) / (steps[k + 1] - steps[k]))
+        for k in range(len(steps) - 1)
+    ]
+    result: dict[str, Any] = {
+        "customers": steps,
+        "rss_bytes": readings,
+        "bytes_per_idle_customer": slopes,
+        "events_per_second": rates,
         "seconds": round(seconds, 1),
     }
-    print(
-        f"concierge run: RSS {first / 2**20:.1f} MiB at {args.base:,} customers, "
-        f"{second / 2**20:.1f} MiB at {args.base + args.more:,}: "
-        f"{per_customer:,.0f} bytes per idle customer ({seconds:.0f} s)"
-    )
+    for k, slope in enumerate(slopes):
+        print(
+            f"concierge run: RSS {readings[k] / 2**20:.1f} MiB at {steps[k]:,} customers, "
+            f"{readings[k + 1] / 2**20:.1f} MiB at {steps[k + 1]:,}: "
+            f"{slope:,} bytes per idle customer; the last {steps[k + 1] - steps[k]:,} read at "
+            f"{rates[k + 1]:,} events/s"
+        )
+    if resumed is not None:
+        result["resume"] = resumed
+        print(
+            f"resumed {steps[-1]:,} customers: ready in {resumed['seconds_to_ready']} s, "
+            f"RSS {resumed['rss_bytes'] / 2**20:.1f} MiB"
+        )
+    result["parts"] = measured = parts(args.policy)
+    print("one idle customer, measured apart:")
+    for label, size in measured.items():
+        print(f"  {size:6,} bytes  {label}")
+    print(f"  {sum(measured.values()):6,} bytes  in all; the slope's rest is the process's own")
+    print(f"({seconds:.0f} s)")
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
 

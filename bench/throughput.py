@@ -68,7 +68,7 @@ from bytewax.connectors.kafka import (
     KafkaSource,
     KafkaSourceMessage,
 )
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.testing import run_main
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -320,8 +320,15 @@ SourceItem = (
 SinkItem = KafkaSinkMessage[bytes | None, bytes]
 
 
-def passthrough_flow(parser: Parser, bootstrap: str, topic: str, out_topic: str) -> Dataflow:
-    """KafkaSource -> the same parse -> KafkaSink."""
+def passthrough_flow(
+    parser: Parser,
+    bootstrap: str,
+    topic: str,
+    out_topic: str,
+    between: Callable[[Stream[SinkItem]], Stream[SinkItem]] | None = None,
+) -> Dataflow:
+    """KafkaSource -> the same parse -> KafkaSink (with ``between``'s steps before the sink:
+    ``bench/budget.py`` times what steps cost)."""
 
     def parse_batch(items: list[SourceItem]) -> list[SinkItem]:
         now = time.time()
@@ -347,6 +354,8 @@ def passthrough_flow(parser: Parser, bootstrap: str, topic: str, out_topic: str)
         ),
     )
     records = op.flat_map_batch("parse", messages, parse_batch)
+    if between is not None:
+        records = between(records)
     op.output(
         "write",
         records,
@@ -502,12 +511,17 @@ def concierge_topics(bootstrap: str, policy: Policy, prefix: str) -> KafkaSettin
 
 
 def time_concierge(
-    bootstrap: str, policy_path: Path, prefix: str, workdir: Path, tree: Path | None = None
+    bootstrap: str,
+    policy_path: Path,
+    prefix: str,
+    workdir: Path,
+    tree: Path | None = None,
+    extra: Sequence[str] = (),
 ) -> float:
-    """Run ``concierge run --stop-at-end`` on ``prefix`` (with the code at ``tree``, if
-    given); return process start to exit."""
+    """Run ``concierge run --stop-at-end`` on ``prefix`` (with the code at ``tree``, and the
+    flags ``extra``, if given); return process start to exit."""
     with ConciergeProcess(
-        bootstrap, policy_path, prefix, workdir, stop_at_end=True, tree=tree
+        bootstrap, policy_path, prefix, workdir, stop_at_end=True, extra=extra, tree=tree
     ) as flow:
         start = time.perf_counter()
         code = flow.wait(FLOW_TIMEOUT_S)
@@ -572,6 +586,8 @@ class Setup:
     """``--old-tree``: another commit's code, whose flow is timed as (c0) beside (c)."""
     compare_policy: Path | None = None
     """``--compare-policy``: another policy, with which the flow is timed as (c1) beside (c)."""
+    compare_args: tuple[str, ...] = ()
+    """``--compare-args``: other flags of ``concierge run``, with which (c1) is timed."""
 
 
 def measure_round(setup: Setup, round_no: int, result: Throughput) -> None:
@@ -624,8 +640,9 @@ def measure_round(setup: Setup, round_no: int, result: Throughput) -> None:
             )
             note(into, f"(c0) {'empty topics' if not records else 'old tree'}", seconds)
 
-    if setup.compare_policy is not None:
-        other = load_policy(setup.compare_policy.read_text(encoding="utf-8"), "compared")
+    if setup.compare_policy is not None or setup.compare_args:
+        compared_path = setup.compare_policy or setup.policy_path
+        other = load_policy(compared_path.read_text(encoding="utf-8"), "compared")
         compared = runs.setdefault("compared", Runs())
         for what, into, records in (
             ("empty", compared.empty, ()),
@@ -635,7 +652,9 @@ def measure_round(setup: Setup, round_no: int, result: Throughput) -> None:
             settings = concierge_topics(bootstrap, other, prefix)
             if records:
                 preload(bootstrap, settings.events_topic(), records)
-            seconds = time_concierge(bootstrap, setup.compare_policy, prefix, setup.workdir)
+            seconds = time_concierge(
+                bootstrap, compared_path, prefix, setup.workdir, extra=setup.compare_args
+            )
             note(into, f"(c1) {'empty topics' if not records else 'other policy'}", seconds)
 
 
@@ -1015,7 +1034,7 @@ LABELS = {
     "bytewax": "(b) Bytewax passthrough + parse",
     "concierge": "(c) Concierge flow (process start to exit)",
     "old": "(c0) the same, with the code of --old-tree",
-    "compared": "(c1) the same code, with --compare-policy",
+    "compared": "(c1) the same code, with --compare-policy/--compare-args",
 }
 
 
@@ -1136,6 +1155,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="another policy (e.g. the same with a learning section): the flow is timed with "
         "it as (c1) in each round, beside (c)",
     )
+    parser.add_argument(
+        "--compare-args",
+        default="",
+        metavar="FLAGS",
+        help='other flags of concierge run (e.g. "--snapshot-interval 30"): the flow is timed '
+        "with them as (c1) in each round, beside (c)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args(argv)
     if args.events < 1 or args.repeat < 1 or args.rate <= 0 or args.latency_seconds < 0:
@@ -1175,6 +1201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             Path(workdir),
             args.old_tree,
             args.compare_policy.resolve() if args.compare_policy else None,
+            tuple(args.compare_args.split()),
         )
         try:
             for round_no in range(args.repeat):
