@@ -218,8 +218,13 @@ def bucket(frames: list[str]) -> str | None:
     if top.endswith((".close", ".build_part", ".start", ".__init__")) or top in (
         "purge_forgotten",
         "_prepare_recovery",
+        "_drop_unfinished",
         "describe",
         "build_flow",
+        "ensure_topics",
+        "partitions_of",
+        "wait_for_brokers",
+        "KafkaEventSource.list_parts",
     ):
         return "start and end"
     return "other"
@@ -308,8 +313,13 @@ def summary(events: int, timings: Timings, profiled: float, counts: Counter[str]
     }
     fixed = timings.best("c, empty")
     c = timings.best("c") - fixed
-    sampled = sum(counts.values())
-    rows = {label: per_event(c * counts[name] / sampled) for name, label in BUCKETS}
+    # The fixed cost is left out of (c); so are the samples of the start and the end.
+    sampled = sum(counts.values()) - counts["start and end"]
+    rows = {
+        label: per_event(c * counts[name] / sampled)
+        for name, label in BUCKETS
+        if name != "start and end"
+    }
     return {
         "events": events,
         "us_per_event": {

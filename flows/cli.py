@@ -1065,6 +1065,14 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds between recovery snapshots (default: %(default)s)",
     )
     parser.add_argument(
+        "--recovery-partitions",
+        type=COUNT,
+        default=16,
+        metavar="N",
+        help="recovery partitions (SQLite files) per worker in a new recovery directory; one "
+        "made before keeps its own (default: %(default)s)",
+    )
+    parser.add_argument(
         "--connect-timeout",
         type=_bounded(float, 0, 86400),
         default=60.0,

@@ -40,10 +40,12 @@ from flows.kafka.connectors import (
 )
 from flows.kafka.snapshots import (
     Damage,
+    LayoutMismatch,
     SnapshotWatch,
     Unknowable,
     check_partitions,
     drop_unfinished,
+    partitions_per_worker,
     purge_forgotten,
     resume_epoch,
 )
@@ -57,6 +59,8 @@ from operators.policy.compiled import Policy
 log = logging.getLogger("concierge.run")
 
 STOP_GRACE_S = 8.0
+RECOVERY_PARTITIONS = 16
+"""Recovery partitions per worker in a new recovery directory (``--recovery-partitions``)."""
 
 
 def run_from_args(policy: Policy, args: argparse.Namespace) -> int:
@@ -99,6 +103,7 @@ def run_from_args(policy: Policy, args: argparse.Namespace) -> int:
         connect_timeout=args.connect_timeout,
         max_idle_ms=args.max_idle_ms,
         pack_idle_ms=args.pack_idle_ms,
+        recovery_partitions=args.recovery_partitions,
     )
 
 
@@ -119,6 +124,7 @@ def run(
     max_idle_ms: int = 500,
     pack_idle_ms: int = PACK_IDLE_MS,
     log_format: str = "text",
+    recovery_partitions: int = RECOVERY_PARTITIONS,
 ) -> int:
     """Run the dataflow against Kafka until SIGTERM/SIGINT (or the end, with ``stop_at_end``).
 
@@ -157,8 +163,14 @@ def run(
         check_graph(state_dir / "identity", policy.identity_key)
     except GraphError as err:
         return fail(2, f"{state_dir / 'identity'}: {err}")
-    first = (process_id or 0) * workers_per_process  # this process's partitions, as below
-    mine = range(first, first + workers_per_process)
+    try:
+        per_worker = partitions_per_worker(
+            recovery_dir, processes * workers_per_process, recovery_partitions
+        )
+    except LayoutMismatch as err:
+        return fail(2, str(err))
+    share = workers_per_process * per_worker  # this process's partitions, as below
+    mine = range((process_id or 0) * share, ((process_id or 0) + 1) * share)
     damaged = check_partitions(recovery_dir, mine)
     if damaged:
         return fail(1, _damaged(damaged[0]))
@@ -192,6 +204,7 @@ def run(
             recovery_dir=recovery_dir,
             state_dir=state_dir,
             mine=mine,
+            per_worker=per_worker,
             processes=processes,
             snapshot_interval=snapshot_interval,
             workers_per_process=workers_per_process,
@@ -222,6 +235,7 @@ def _run_dataflow(
     recovery_dir: Path,
     state_dir: Path,
     mine: range,
+    per_worker: int,
     processes: int,
     snapshot_interval: timedelta,
     workers_per_process: int,
@@ -255,7 +269,7 @@ def _run_dataflow(
     if created:
         log.info("created topics: %s", ", ".join(created), extra={"topics": created})
     readiness.started()
-    if _prepare_recovery(recovery_dir, workers_per_process, processes, process_id or 0):
+    if _prepare_recovery(recovery_dir, mine, processes * workers_per_process * per_worker):
         log.info(
             "resuming from the snapshots in %s: customers' state, timers and input offsets "
             "as of the last one",
@@ -440,24 +454,26 @@ def _damaged(damage: Damage) -> str:
     )
 
 
-def _prepare_recovery(directory: Path, workers: int, processes: int, process_id: int) -> bool:
-    """On first start, create this process's share of the recovery partitions; whether
-    they were there already (a restart, resuming from them).
+def _prepare_recovery(directory: Path, mine: range, count: int) -> bool:
+    """On first start, create this process's share (``mine``) of the cluster's ``count``
+    recovery partitions; whether they were there already (a restart, resuming from them).
 
-    Bytewax fixes their number (one per worker in the cluster) and needs each
-    to exist on some process; process ``n`` keeps parts ``n*w .. n*w+w-1``, so
-    it works with one volume per process as with one shared directory.
+    Bytewax fixes their number when they are made, and needs each to exist on some process:
+    :data:`RECOVERY_PARTITIONS` per worker (``--recovery-partitions``), each process keeping
+    a block of them (process ``n`` of workers ``w`` with ``k`` each keeps parts ``n*w*k ..
+    (n+1)*w*k-1``), so it works with one volume per process as with one shared directory.
+    More than one per worker keeps a restart quick: Bytewax reads a partition's snapshots a
+    thousand keys at a time, each read going over the whole partition.
 
     Before this process's dataflow, and with Bytewax's own SQLite (``init_db_dir``, which
     closes what it opens): nothing here is the second copy of SQLite that
     :mod:`flows.kafka.snapshots` warns of.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    mine = range(process_id * workers, (process_id + 1) * workers)
     if _has_partitions(directory, mine):
         return True
     with tempfile.TemporaryDirectory(prefix=".recovery-init-", dir=directory.parent) as staging:
-        init_db_dir(Path(staging), workers * processes)
+        init_db_dir(Path(staging), count)
         for n in mine:
             target = directory / f"part-{n}.sqlite3"
             if not target.exists():

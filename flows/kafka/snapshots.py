@@ -198,6 +198,37 @@ def check_partitions(directory: Path, parts: Iterable[int]) -> list[Damage]:
     return found
 
 
+class LayoutMismatch(ValueError):
+    """The recovery partitions here were made for a cluster of another size."""
+
+
+def partitions_per_worker(directory: Path, workers: int, wanted: int) -> int:
+    """How many recovery partitions each of the cluster's ``workers`` keeps: ``wanted`` for a
+    new recovery directory, and for one that has partitions already, as many as it was made
+    with (Bytewax fixes their number when they are made). Raises :class:`LayoutMismatch`
+    when that number is not a whole number per worker.
+
+    Only while no dataflow of this process has the files open (the module's note).
+    """
+    for path in sorted(directory.glob("part-*.sqlite3")):
+        try:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                found = db.execute("SELECT part_count FROM parts LIMIT 1").fetchone()
+        except sqlite3.Error:
+            continue  # a damaged one: check_partitions names it
+        if found is None:
+            continue
+        (count,) = found
+        if count % workers:
+            raise LayoutMismatch(
+                f"{directory} holds recovery partitions made for {count} partitions, which "
+                f"{workers} worker(s) cannot share evenly: run the cluster with the process "
+                "and worker counts it was made with (docs/kafka.md, running several)"
+            )
+        return int(count // workers)
+    return wanted
+
+
 class Unknowable(Exception):
     """The recovery partitions here are not the whole cluster's (one volume per process):
     the other processes' workers' frontiers are not here to read."""

@@ -57,11 +57,31 @@ def test_each_process_creates_its_own_share_of_the_recovery_partitions(tmp_path)
     from flows.kafka.run import _prepare_recovery
 
     own, shared = tmp_path / "pod-1", tmp_path / "shared"
-    _prepare_recovery(own, workers=2, processes=3, process_id=1)
+    _prepare_recovery(own, range(2, 4), 6)
     assert sorted(p.name for p in own.iterdir()) == ["part-2.sqlite3", "part-3.sqlite3"]
     for process in (2, 0, 1):
-        _prepare_recovery(shared, workers=2, processes=3, process_id=process)
+        _prepare_recovery(shared, range(process * 2, process * 2 + 2), 6)
     assert sorted(p.name for p in shared.iterdir()) == [f"part-{n}.sqlite3" for n in range(6)]
     before = (shared / "part-0.sqlite3").stat().st_mtime_ns
-    _prepare_recovery(shared, workers=2, processes=3, process_id=0)
+    _prepare_recovery(shared, range(0, 2), 6)
     assert (shared / "part-0.sqlite3").stat().st_mtime_ns == before
+
+
+def test_a_recovery_directory_keeps_the_partitions_per_worker_it_was_made_with(tmp_path):
+    from flows.kafka.run import RECOVERY_PARTITIONS, _prepare_recovery
+    from flows.kafka.snapshots import LayoutMismatch, partitions_per_worker
+
+    assert partitions_per_worker(tmp_path / "new", 2, RECOVERY_PARTITIONS) == RECOVERY_PARTITIONS
+    made = tmp_path / "made"
+    _prepare_recovery(made, range(0, 8), 8)  # one process of two workers, four each
+    assert partitions_per_worker(made, 2, 16) == 4  # not the 16 asked for a new one
+    with pytest.raises(LayoutMismatch, match="8 partitions, which 3 worker"):
+        partitions_per_worker(made, 3, 16)
+
+
+def test_run_makes_as_many_recovery_partitions_per_worker_as_its_default_says():
+    from flows.cli import parser
+    from flows.kafka.run import RECOVERY_PARTITIONS
+
+    args = parser().parse_args(["run", "--policy", "p.yaml", "--brokers", "b:9092"])
+    assert args.recovery_partitions == RECOVERY_PARTITIONS
