@@ -53,6 +53,7 @@ PREFIX = "mem."
 DAY_MS = 86_400_000
 SNAPSHOT_S = 2
 """The run's ``--snapshot-interval``; the script waits two of them before each reading."""
+RESUME_TIMEOUT_S = 3600.0
 EVENTS_EACH = 3
 """Events per customer (:func:`customer_events`)."""
 CHUNK = 100_000
@@ -135,14 +136,15 @@ def resume(args: argparse.Namespace, bootstrap: str, work: Path, customers: int)
         bootstrap, args.policy, PREFIX, work, stop_at_end=False, extra=flags(args, port)
     ) as flow:
         started = time.monotonic()
+        deadline = started + RESUME_TIMEOUT_S
         while not ready(port):
             if flow.exited():
                 raise SystemExit(f"memory bench: the resumed flow exited:\n{flow.log_tail()}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"memory bench: not ready after {RESUME_TIMEOUT_S:.0f} s")
             time.sleep(0.1)
         to_ready = time.monotonic() - started
-        while gauge(port, "concierge_customers_in_state") != customers:
-            time.sleep(0.1)
-        held = rss(flow.pid)
+        held, _ = settle(flow, port, customers, RESUME_TIMEOUT_S)  # as the first run's
     return {"seconds_to_ready": round(to_ready, 1), "rss_bytes": held}
 
 
@@ -269,7 +271,8 @@ def main() -> int:
     at = int(time.time() * 1000) - 2 * DAY_MS
     readings: list[int] = []
     rates: list[int] = []
-    """Events per second from producing each count's events to holding them all."""
+    """Events per second from producing each count's events to holding them all (producing
+    included, and the start-up for the first count)."""
     resumed: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
         work = Path(tmp)

@@ -655,7 +655,7 @@ def measure_round(setup: Setup, round_no: int, result: Throughput) -> None:
             seconds = time_concierge(
                 bootstrap, compared_path, prefix, setup.workdir, extra=setup.compare_args
             )
-            note(into, f"(c1) {'empty topics' if not records else 'other policy'}", seconds)
+            note(into, f"(c1) {'empty topics' if not records else 'compared'}", seconds)
 
 
 def note(into: list[float], what: str, seconds: float) -> None:
@@ -1230,6 +1230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "seed": args.seed,
             "repeat": args.repeat,
             "policy": str(policy_path),
+            "old_tree": str(args.old_tree) if args.old_tree else None,
+            "compare_policy": str(args.compare_policy) if args.compare_policy else None,
+            "compare_args": args.compare_args,
             "record_bytes_mean": round(sum(len(v) for _, v in records) / len(records), 1),
         },
         "machine": machine | {"platform": platform.platform()},

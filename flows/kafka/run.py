@@ -44,6 +44,7 @@ from flows.kafka.snapshots import (
     SnapshotWatch,
     Unknowable,
     check_partitions,
+    check_share,
     drop_unfinished,
     partitions_per_worker,
     purge_forgotten,
@@ -167,10 +168,11 @@ def run(
         per_worker = partitions_per_worker(
             recovery_dir, processes * workers_per_process, recovery_partitions
         )
+        share = workers_per_process * per_worker  # the partitions this process makes
+        mine = range((process_id or 0) * share, ((process_id or 0) + 1) * share)
+        check_share(recovery_dir, mine)
     except LayoutMismatch as err:
         return fail(2, str(err))
-    share = workers_per_process * per_worker  # this process's partitions, as below
-    mine = range((process_id or 0) * share, ((process_id or 0) + 1) * share)
     damaged = check_partitions(recovery_dir, mine)
     if damaged:
         return fail(1, _damaged(damaged[0]))

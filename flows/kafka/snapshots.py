@@ -206,27 +206,62 @@ def partitions_per_worker(directory: Path, workers: int, wanted: int) -> int:
     """How many recovery partitions each of the cluster's ``workers`` keeps: ``wanted`` for a
     new recovery directory, and for one that has partitions already, as many as it was made
     with (Bytewax fixes their number when they are made). Raises :class:`LayoutMismatch`
-    when that number is not a whole number per worker.
+    when that number is not a whole number per worker, or cannot be read.
 
     Only while no dataflow of this process has the files open (the module's note).
     """
-    for path in sorted(directory.glob("part-*.sqlite3")):
+    found = sorted(directory.glob("part-*.sqlite3"))
+    for path in found:
         try:
             with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-                found = db.execute("SELECT part_count FROM parts LIMIT 1").fetchone()
+                row = db.execute("SELECT part_count FROM parts LIMIT 1").fetchone()
         except sqlite3.Error:
-            continue  # a damaged one: check_partitions names it
-        if found is None:
+            continue  # a damaged one: another may say
+        if row is None:
             continue
-        (count,) = found
+        (count,) = row
         if count % workers:
             raise LayoutMismatch(
                 f"{directory} holds recovery partitions made for {count} partitions, which "
                 f"{workers} worker(s) cannot share evenly: run the cluster with the process "
-                "and worker counts it was made with (docs/kafka.md, running several)"
+                "and worker counts it was made with (docs/kafka.md, Scale-out)"
             )
         return int(count // workers)
+    if found:
+        raise LayoutMismatch(
+            f"none of the recovery partitions in {directory} can be read: see the Runbook, "
+            "RecoveryStoreDamaged (docs/operations.md)"
+        )
     return wanted
+
+
+def check_share(directory: Path, mine: range) -> None:
+    """Refuse to make this process's missing partitions (``mine``) in a directory where a
+    run has been: they would be empty where the run's are, and Bytewax, finding every
+    partition there, would resume without their customers and offsets (a cluster scaled
+    down onto fewer volumes, say). Raises :class:`LayoutMismatch`.
+
+    Only while no dataflow of this process has the files open (the module's note).
+    """
+    missing = [n for n in mine if not (directory / f"part-{n}.sqlite3").exists()]
+    if not missing or not any(_has_run(path) for path in directory.glob("part-*.sqlite3")):
+        return
+    names = ", ".join(f"part-{n}" for n in missing[:3]) + (", ..." if len(missing) > 3 else "")
+    raise LayoutMismatch(
+        f"{directory} holds the recovery partitions of a run but not {names} of this "
+        "process's: made now they would be empty, and the cluster would resume without "
+        "what they held. Run the cluster with the process and worker counts it was made "
+        "with, or start it from fresh recovery and state directories (docs/kafka.md, "
+        "Scale-out)"
+    )
+
+
+def _has_run(path: Path) -> bool:
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT 1 FROM exs LIMIT 1").fetchone() is not None
+    except sqlite3.Error:
+        return True  # damaged: it may have been run, and check_partitions names it
 
 
 class Unknowable(Exception):

@@ -1,5 +1,7 @@
 """Kafka client settings from flags and environment (flows/kafka/config.py, the edge)."""
 
+import re
+
 import pytest
 
 from flows.kafka.config import KafkaSettings, client_properties
@@ -77,6 +79,24 @@ def test_a_recovery_directory_keeps_the_partitions_per_worker_it_was_made_with(t
     assert partitions_per_worker(made, 2, 16) == 4  # not the 16 asked for a new one
     with pytest.raises(LayoutMismatch, match="8 partitions, which 3 worker"):
         partitions_per_worker(made, 3, 16)
+
+
+def test_a_process_does_not_make_partitions_missing_where_a_run_has_been(tmp_path):
+    import sqlite3
+    from contextlib import closing
+
+    from flows.kafka.run import _prepare_recovery
+    from flows.kafka.snapshots import LayoutMismatch, check_share
+
+    volume = tmp_path / "pod-0"
+    _prepare_recovery(volume, range(0, 4), 8)  # process 0 of two, on a volume of its own
+    check_share(volume, range(0, 8))  # nothing has run: a shared directory fills up so
+    with closing(sqlite3.connect(volume / "part-0.sqlite3")) as db, db:
+        db.execute("INSERT INTO exs (ex_num, worker_count, resume_epoch) VALUES (0, 2, 1)")
+    check_share(volume, range(0, 4))  # its own share is all there
+    # The cluster scaled down to this one process: parts 4-7 are on the other volume.
+    with pytest.raises(LayoutMismatch, match=re.escape("not part-4, part-5, part-6, ... of")):
+        check_share(volume, range(0, 8))
 
 
 def test_run_makes_as_many_recovery_partitions_per_worker_as_its_default_says():
