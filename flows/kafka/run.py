@@ -60,8 +60,10 @@ from operators.policy.compiled import Policy
 log = logging.getLogger("concierge.run")
 
 STOP_GRACE_S = 8.0
-RECOVERY_PARTITIONS = 16
-"""Recovery partitions per worker in a new recovery directory (``--recovery-partitions``)."""
+RECOVERY_PARTITIONS = 1
+"""Recovery partitions per worker in a new recovery directory (``--recovery-partitions``):
+more restart a process holding many customers faster (docs/performance.md, resuming at
+scale), and cost each epoch a little more."""
 
 
 def run_from_args(policy: Policy, args: argparse.Namespace) -> int:

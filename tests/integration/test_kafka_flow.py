@@ -9,7 +9,6 @@ import pytest
 
 from flows.commands.generator import Generator
 from flows.kafka.connectors import FrontierReader
-from flows.kafka.run import RECOVERY_PARTITIONS
 from flows.progress import FrontierMark, InputFrontier
 from operators.identity.alignment import NEVER
 from operators.identity.ids import canonical_id
@@ -145,9 +144,9 @@ def test_metrics_count_every_record_and_sigterm_stops_cleanly(topics, flows, pol
 
 def test_a_restart_resumes_where_it_stopped_and_repeats_nothing(topics, flows, policy, tmp_path):
     topics.create(policy)
-    # The first run makes its recovery directory as versions up to 0.8.0 did, one partition
-    # per worker; the second, which would make 16 in a new one, keeps it as it is.
-    first = flows(topics, "--snapshot-interval", "1", "--recovery-partitions", "1").start()
+    # The first run makes one recovery partition per worker (the default); the second, which
+    # would make 16 in a new directory, keeps it as it is.
+    first = flows(topics, "--snapshot-interval", "1").start()
     topics.produce(story("a-"))
     first.wait_for_records_in(7)
     wait_for(lambda: len(topics.read("actions.in_app")) == 1, 30, "the first help offer")
@@ -156,7 +155,7 @@ def test_a_restart_resumes_where_it_stopped_and_repeats_nothing(topics, flows, p
     assert [p.name for p in recovery.glob("part-*.sqlite3")] == ["part-0.sqlite3"]
 
     topics.produce(story("b-", product="p-7", searcher="carol"))
-    second = flows(topics, "--snapshot-interval", "1").start()
+    second = flows(topics, "--snapshot-interval", "1", "--recovery-partitions", "16").start()
     second.wait_for_records_in(7)  # only the new records: it resumed, it did not start over
     wait_for(lambda: len(topics.read("decisions")) == 4, 30, "the second story's decisions")
     assert second.terminate()[0] == 0
@@ -247,7 +246,14 @@ def test_after_kill_9_nothing_is_skipped_and_repeats_are_identical(
     events = recent_stream(customers=150, count=3000, seed=21, timers=False)
     half = len(events) // 2
     reference_policy_path = without_timers(reference_policy_path, tmp_path)
-    first = flows(topics, "--snapshot-interval", "1", policy=reference_policy_path).start()
+    first = flows(
+        topics,
+        "--snapshot-interval",
+        "1",
+        "--recovery-partitions",
+        "16",
+        policy=reference_policy_path,
+    ).start()
     topics.produce(events[:half])
     wait_for(
         lambda: first.metrics().get("concierge_records_in_total", 0) >= half,
@@ -255,9 +261,9 @@ def test_after_kill_9_nothing_is_skipped_and_repeats_are_identical(
         "the first half to be read",
     )
     first.kill()
-    # 16 recovery partitions (its default): Bytewax reads a partition's snapshots at resume
-    # a thousand keys at a time, each read going over the whole partition
-    assert len(list((tmp_path / "recovery").glob("part-*.sqlite3"))) == RECOVERY_PARTITIONS
+    # 16 recovery partitions, as a process holding many customers is advised to have: what
+    # it resumes from is spread over them
+    assert len(list((tmp_path / "recovery").glob("part-*.sqlite3"))) == 16
 
     topics.produce(events[half:])
     second = flows(
