@@ -55,7 +55,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from throughput import (
     DEFAULT_POLICY,
-    ConciergeProcess,
     FlowFailed,
     Parser,
     SinkItem,
@@ -65,6 +64,7 @@ from throughput import (
     passthrough_flow,
     preload,
     progress,
+    time_concierge,
 )
 
 from flows.kafka.broker import EmbeddedBroker
@@ -149,23 +149,17 @@ def time_scaffold(kind: str, bootstrap: str, policy: Any, topic: str, out_topic:
 def time_flow(
     bootstrap: str, policy_path: Path, prefix: str, work: Path, extra: list[str], wrap: str = ""
 ) -> float:
+    """:func:`throughput.time_concierge`, with the flow wrapped in ``wrap`` (a profiler) or
+    in nothing, whatever ``CONCIERGE_BENCH_WRAP`` says."""
     saved = os.environ.get("CONCIERGE_BENCH_WRAP")
     os.environ["CONCIERGE_BENCH_WRAP"] = wrap
     try:
-        with ConciergeProcess(
-            bootstrap, policy_path, prefix, work, stop_at_end=True, extra=extra
-        ) as flow:
-            started = time.perf_counter()
-            code = flow.wait(900)
-            seconds = time.perf_counter() - started
-            if code != 0:
-                raise FlowFailed(f"concierge run exited {code}:\n{flow.log_tail()}")
+        return time_concierge(bootstrap, policy_path, prefix, work, extra=extra)
     finally:
         if saved is None:
             del os.environ["CONCIERGE_BENCH_WRAP"]
         else:
             os.environ["CONCIERGE_BENCH_WRAP"] = saved
-    return seconds
 
 
 BUCKETS: list[tuple[str, str]] = [
