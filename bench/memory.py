@@ -4,11 +4,15 @@ state and everything else included.
 One ``concierge run`` on the embedded broker (fresh topics, recovery and state directories).
 Customers are added until the flow holds each count of ``--customers`` (default
 10,000,110,000), each giving marketing consent and viewing two products, two days before now
-(so nothing is decided and nothing is due but their eviction, weeks away). At each count the
+(so nothing is decided and nothing is due but their eviction, weeks away); with ``--kind
+active``, the state bench's active customers instead (``bench/state_size.py``: views,
+consent, help searches, checkouts, loan checks, 5.35 events each), their days ending two days
+before now, so what they are due fires at once and they are idle after it. At each count the
 script waits until the flow holds every customer (the ``concierge_customers_in_state``
 gauge) and has packed them all, then for two snapshot epochs, and reads the process's
 resident set (``VmRSS`` of ``/proc/<pid>/status``). The bytes per idle customer between two
 counts is the growth between their readings divided by the customers added.
+(``bench/memory.json`` names it ``bytes_per_customer``.)
 
 ``--resume`` then stops the flow (SIGTERM) and times a new one on the same recovery and state
 directories from its start to ready (``/readyz``: every customer's snapshot loaded and a
@@ -54,8 +58,6 @@ DAY_MS = 86_400_000
 SNAPSHOT_S = 2
 """The run's ``--snapshot-interval``; the script waits two of them before each reading."""
 RESUME_TIMEOUT_S = 3600.0
-EVENTS_EACH = 3
-"""Events per customer (:func:`customer_events`)."""
 CHUNK = 100_000
 """Customers produced at a time."""
 
@@ -80,6 +82,35 @@ def customer_events(first: int, count: int, at: int) -> Iterator[tuple[bytes, by
                 "properties": props,
             }
             yield customer.encode(), orjson.dumps(event)
+
+
+def active_events(first: int, count: int, at: int) -> Iterator[tuple[bytes, bytes]]:
+    """Customers first..first+count as ``make bench-state`` makes its active ones (a few days
+    of product views, consent for 40 %, help searches for 30 %, checkouts for 20 %, loan
+    checks for 5 %: 5.35 events each on average), each customer's days moved to end at
+    ``at`` (and 10 ms later for each next customer)."""
+    from state_size import Customers
+
+    made = Customers(seed=first)
+    for n in range(first, first + count):
+        customer = f"c-{n:07d}"
+        journey = made.journey(customer)
+        shift = at + n * 10 - journey[-1].time
+        for k, event in enumerate(journey):
+            record = {
+                "event_id": f"m-{n:07d}-{k}",
+                "type": event.type,
+                "timestamp": format_ms(event.time + shift),
+                "identifiers": {"customer_id": customer},
+                "context": dict(event.context),
+                "properties": dict(event.properties),
+            }
+            yield customer.encode(), orjson.dumps(record)
+
+
+KINDS = {"idle": customer_events, "active": active_events}
+"""What each customer does (``--kind``): ``idle``, consent and two views; ``active``, the
+state bench's mix."""
 
 
 def gauge(port: int, name: str) -> float | None:
@@ -254,6 +285,13 @@ def main() -> int:
         action="store_true",
         help="then stop the flow and time a new one resuming every customer to ready",
     )
+    parser.add_argument(
+        "--kind",
+        choices=sorted(KINDS),
+        default="idle",
+        help="idle: consent and two views each (default); active: the state bench's mix, "
+        "5.35 events each",
+    )
     parser.add_argument("--policy", type=Path, default=POLICY)
     parser.add_argument("--out", type=Path, default=HERE / "memory.json")
     parser.add_argument(
@@ -286,18 +324,17 @@ def main() -> int:
             for total in steps:
                 phase = time.monotonic()
                 # in chunks: the events of a million customers are 700 MB as a list
+                events = 0
                 for first in range(held, total, CHUNK):
                     count = min(CHUNK, total - first)
-                    preload(
-                        broker.bootstrap,
-                        settings.events_topic(),
-                        list(customer_events(first, count, at)),
-                    )
-                added, held = total - held, total
+                    chunk = list(KINDS[args.kind](first, count, at))
+                    events += len(chunk)
+                    preload(broker.bootstrap, settings.events_topic(), chunk)
+                held = total
                 print(f"{total:,} customers produced", file=sys.stderr)
                 reading, held_at = settle(flow, port, total, 600 + total / 100)
                 readings.append(reading)
-                rates.append(round(added * EVENTS_EACH / (held_at - phase)))
+                rates.append(round(events / (held_at - phase)))
                 print(
                     f"  RSS {reading / 2**20:.1f} MiB; read at {rates[-1]:,} events/s",
                     file=sys.stderr,
@@ -314,9 +351,10 @@ def main() -> int:
         for k in range(len(steps) - 1)
     ]
     result: dict[str, Any] = {
+        "kind": args.kind,
         "customers": steps,
         "rss_bytes": readings,
-        "bytes_per_idle_customer": slopes,
+        "bytes_per_customer": slopes,
         "events_per_second": rates,
         "seconds": round(seconds, 1),
     }
@@ -324,8 +362,8 @@ def main() -> int:
         print(
             f"concierge run: RSS {readings[k] / 2**20:.1f} MiB at {steps[k]:,} customers, "
             f"{readings[k + 1] / 2**20:.1f} MiB at {steps[k + 1]:,}: "
-            f"{slope:,} bytes per idle customer; the last {steps[k + 1] - steps[k]:,} read at "
-            f"{rates[k + 1]:,} events/s"
+            f"{slope:,} bytes per {args.kind} customer; the last "
+            f"{steps[k + 1] - steps[k]:,} read at {rates[k + 1]:,} events/s"
         )
     if resumed is not None:
         result["resume"] = resumed
@@ -333,11 +371,12 @@ def main() -> int:
             f"resumed {steps[-1]:,} customers: ready in {resumed['seconds_to_ready']} s, "
             f"RSS {resumed['rss_bytes'] / 2**20:.1f} MiB"
         )
-    result["parts"] = measured = parts(args.policy)
-    print("one idle customer, measured apart:")
-    for label, size in measured.items():
-        print(f"  {size:6,} bytes  {label}")
-    print(f"  {sum(measured.values()):6,} bytes  in all; the slope's rest is the process's own")
+    if args.kind == "idle":
+        result["parts"] = measured = parts(args.policy)
+        print("one idle customer, measured apart:")
+        for label, size in measured.items():
+            print(f"  {size:6,} bytes  {label}")
+        print(f"  {sum(measured.values()):6,} bytes  in all; the slope's rest is the process's own")
     print(f"({seconds:.0f} s)")
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
