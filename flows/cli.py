@@ -1074,6 +1074,15 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "many customers faster: a million in 140 s with 16, 24 minutes with one",
     )
     parser.add_argument(
+        "--stop-grace",
+        type=_bounded(float, 0, 86400),
+        default=8.0,
+        metavar="SECONDS",
+        help="how long a SIGTERM or SIGINT lets the dataflow drain and take its last snapshot "
+        "before it is interrupted, to resume from the snapshot before (default: %(default)s); "
+        "a process holding a million customers snapshots them all as it stops: give it 60",
+    )
+    parser.add_argument(
         "--connect-timeout",
         type=_bounded(float, 0, 86400),
         default=60.0,

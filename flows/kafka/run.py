@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -60,6 +61,9 @@ from operators.policy.compiled import Policy
 log = logging.getLogger("concierge.run")
 
 STOP_GRACE_S = 8.0
+"""How long a stop may drain before it is interrupted (``--stop-grace``)."""
+_GRACE: list[threading.Timer] = []
+"""The running stop's grace timer: cancelled once the run is over, drained or not."""
 RECOVERY_PARTITIONS = 1
 """Recovery partitions per worker in a new recovery directory (``--recovery-partitions``):
 more restart a process holding many customers faster (docs/performance.md, resuming at
@@ -107,6 +111,7 @@ def run_from_args(policy: Policy, args: argparse.Namespace) -> int:
         max_idle_ms=args.max_idle_ms,
         pack_idle_ms=args.pack_idle_ms,
         recovery_partitions=args.recovery_partitions,
+        stop_grace=args.stop_grace,
     )
 
 
@@ -128,6 +133,7 @@ def run(
     pack_idle_ms: int = PACK_IDLE_MS,
     log_format: str = "text",
     recovery_partitions: int = RECOVERY_PARTITIONS,
+    stop_grace: float = STOP_GRACE_S,
 ) -> int:
     """Run the dataflow against Kafka until SIGTERM/SIGINT (or the end, with ``stop_at_end``).
 
@@ -198,7 +204,8 @@ def run(
     # brokers, the snapshots, the population model's periods), the dataflow then drains as
     # soon as it runs.
     STOP.clear()
-    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    stop = functools.partial(_request_stop, stop_grace)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return _run_dataflow(
             policy,
@@ -223,6 +230,8 @@ def run(
         log.info("stopped while starting: nothing was read")
         return 0
     finally:
+        while _GRACE:
+            _GRACE.pop().cancel()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         watch.close()
@@ -353,6 +362,10 @@ def _run_dataflow(
     except KeyboardInterrupt:
         log.info("stopped before the dataflow drained; it resumes from the last snapshot")
     except Exception as err:  # Bytewax wraps what failed in its own error, traceback and all
+        if STOP.is_set() and isinstance(_innermost(err), KeyboardInterrupt):
+            # the stop's grace ran out (or a second signal) inside a step: Bytewax wraps it
+            log.info("stopped before the dataflow drained; it resumes from the last snapshot")
+            return 0
         if isinstance(mismatch := _innermost(err), GraphMismatch):
             return fail(2, str(mismatch))
         log.error("the dataflow stopped: %s; it resumes from the last snapshot", _cause(err))
@@ -490,19 +503,25 @@ def _has_partitions(directory: Path, mine: range) -> bool:
     return all((directory / f"part-{n}.sqlite3").exists() for n in mine)
 
 
-def _request_stop(signum: int, frame: FrameType | None) -> None:
+def _request_stop(grace: float, signum: int, frame: FrameType | None) -> None:
     """First signal: end the input so the dataflow drains and snapshots. If it has not
-    finished within the grace period, or on a second signal, interrupt it."""
+    finished within ``grace`` seconds, or on a second signal, interrupt it."""
     if STOP.is_set():
         raise KeyboardInterrupt
     log.info("%s: stopping", signal.Signals(signum).name)
     STOP.set()
-    timer = threading.Timer(STOP_GRACE_S, _interrupt_main)
+    timer = threading.Timer(grace, _interrupt_main, (grace,))
     timer.daemon = True
+    _GRACE.append(timer)
     timer.start()
 
 
-def _interrupt_main() -> None:
+def _interrupt_main(grace: float) -> None:
     import _thread
 
+    log.warning(
+        "the stop did not drain within its grace (--stop-grace %g s): interrupting it; the "
+        "next start resumes from the last snapshot and reads what came after it again",
+        grace,
+    )
     _thread.interrupt_main()

@@ -125,3 +125,6 @@ def test_the_pods_serve_on_every_interface_and_are_probed_on_healthz_and_readyz(
     assert "--metrics-host 0.0.0.0" in command and "--log-format json" in command
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # the stop drains for its grace, and interrupts itself before Kubernetes kills it
+    grace = float(re.search(r"--stop-grace (\S+)", command).group(1))
+    assert 8 <= grace <= pod["terminationGracePeriodSeconds"] - 5

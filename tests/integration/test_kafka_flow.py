@@ -399,6 +399,41 @@ def test_sigint_stops_it_cleanly_too(topics, flows, policy):
     assert code == 0 and took < 10, flow.output()
 
 
+def test_a_stop_past_its_grace_is_interrupted_and_the_next_run_loses_nothing(
+    topics, flows, policy, tmp_path, reference_policy_path
+):
+    """``--stop-grace 0``: a SIGTERM while the flow is busy interrupts it at once, before its
+    last snapshot (as a process holding a million customers is interrupted after the
+    default 8 s), and it still exits 0, saying so; the next run resumes from the snapshot
+    before and decides what replay decides, nothing lost."""
+    import signal
+
+    topics.create(policy, partitions=1)
+    events = recent_stream(customers=2000, count=20000, seed=22, timers=False)
+    reference_policy_path = without_timers(reference_policy_path, tmp_path)
+    topics.produce(events)
+    first = flows(
+        topics, "--stop-grace", "0", "--snapshot-interval", "1", policy=reference_policy_path
+    ).start()
+    wait_for(
+        lambda: first.metrics().get("concierge_records_in_total", 0) >= 5000,
+        60,
+        "a quarter of the stream to be read",
+    )
+    code, took = first.terminate(signal.SIGTERM)
+    assert code == 0 and took < 10, first.output()
+    assert "the stop did not drain within its grace (--stop-grace 0 s)" in first.output()
+    assert "stopped before the dataflow drained" in first.output()
+    assert "stopped; since it started" not in first.output()
+
+    second = flows(topics, "--stop-at-end", policy=reference_policy_path).start()
+    assert second.wait(120) == 0, second.output()
+    predicted = replay_prediction(events, tmp_path, reference_policy_path)
+    assert predicted["decisions"], "the stream should be decided"
+    decisions = {value for _, value, _, _ in topics.read("decisions")}
+    assert decisions == set(predicted["decisions"]), "a decision was skipped or differs"
+
+
 def test_sigterm_while_it_starts_stops_it_cleanly(topics, flows, policy):
     """An operator's SIGTERM as soon as the metrics answer, while it still reaches the
     brokers and prepares its snapshots: it stops cleanly, not killed by the signal."""
