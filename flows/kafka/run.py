@@ -62,6 +62,7 @@ log = logging.getLogger("concierge.run")
 
 STOP_GRACE_S = 8.0
 """How long a stop may drain before it is interrupted (``--stop-grace``)."""
+INTERRUPTED = "stopped before the dataflow drained; it resumes from the last snapshot"
 _GRACE: list[threading.Timer] = []
 """The running stop's grace timer: cancelled once the run is over, drained or not."""
 RECOVERY_PARTITIONS = 1
@@ -360,16 +361,17 @@ def _run_dataflow(
         )
         ended = True
     except KeyboardInterrupt:
-        log.info("stopped before the dataflow drained; it resumes from the last snapshot")
+        log.info(INTERRUPTED)
     except Exception as err:  # Bytewax wraps what failed in its own error, traceback and all
-        if STOP.is_set() and isinstance(_innermost(err), KeyboardInterrupt):
-            # the stop's grace ran out (or a second signal) inside a step: Bytewax wraps it
-            log.info("stopped before the dataflow drained; it resumes from the last snapshot")
-            return 0
-        if isinstance(mismatch := _innermost(err), GraphMismatch):
-            return fail(2, str(mismatch))
-        log.error("the dataflow stopped: %s; it resumes from the last snapshot", _cause(err))
-        return fail(1, f"the dataflow stopped: {_cause(err)}", logged=True)
+        innermost = _innermost(err)
+        if STOP.is_set() and isinstance(innermost, KeyboardInterrupt):
+            # the stop's grace ran out, or a second signal came, inside a step
+            log.info(INTERRUPTED)
+        elif isinstance(innermost, GraphMismatch):
+            return fail(2, str(innermost))
+        else:
+            log.error("the dataflow stopped: %s; it resumes from the last snapshot", _cause(err))
+            return fail(1, f"the dataflow stopped: {_cause(err)}", logged=True)
     except BaseException as err:  # a Rust panic: in a cluster, another process went away
         if type(err).__name__ != "PanicException":
             raise
