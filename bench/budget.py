@@ -25,6 +25,12 @@ On one embedded broker and the same preloaded events (``make bench``'s, 100,000 
    ``--idle``, so time spent waiting is sampled too), and the samples of its dataflow
    thread are put in buckets by the step they are in (:func:`bucket`): a bucket's time per
    event is its share of the samples times (c)'s time per event.
+3. **The steps timed from inside**: (c) once more, on the events and on empty topics, with
+   ``bench/timed`` on ``PYTHONPATH``: its ``sitecustomize`` wraps each step's Python entry
+   point in ``time.thread_time`` and writes what each took (:func:`per_step`). py-spy's
+   shares come from samples of a running process, which it reads without stopping it; the
+   timings are the CPU each call took, and where the two disagree (the journey step: about
+   8 µs by the samples, 14 timed) the timings are the ones to believe.
 
 Best of ``--repeat`` for the timings (default 3). The table goes to stdout and
 ``bench/budget.json``; progress to stderr. About 3 minutes here.
@@ -147,19 +153,61 @@ def time_scaffold(kind: str, bootstrap: str, policy: Any, topic: str, out_topic:
 
 
 def time_flow(
-    bootstrap: str, policy_path: Path, prefix: str, work: Path, extra: list[str], wrap: str = ""
+    bootstrap: str,
+    policy_path: Path,
+    prefix: str,
+    work: Path,
+    extra: list[str],
+    wrap: str = "",
+    env: dict[str, str] | None = None,
 ) -> float:
     """:func:`throughput.time_concierge`, with the flow wrapped in ``wrap`` (a profiler) or
-    in nothing, whatever ``CONCIERGE_BENCH_WRAP`` says."""
-    saved = os.environ.get("CONCIERGE_BENCH_WRAP")
-    os.environ["CONCIERGE_BENCH_WRAP"] = wrap
+    in nothing, whatever ``CONCIERGE_BENCH_WRAP`` says, and ``env`` in its environment."""
+    changes = {"CONCIERGE_BENCH_WRAP": wrap, **(env or {})}
+    saved = {name: os.environ.get(name) for name in changes}
+    os.environ.update(changes)
     try:
         return time_concierge(bootstrap, policy_path, prefix, work, extra=extra)
     finally:
-        if saved is None:
-            del os.environ["CONCIERGE_BENCH_WRAP"]
-        else:
-            os.environ["CONCIERGE_BENCH_WRAP"] = saved
+        for name, value in saved.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
+
+
+TIMED = HERE / "timed"
+"""The ``sitecustomize`` that times the flow's Python steps from inside (``bench/timed``)."""
+STEPS: list[tuple[str, str]] = [
+    ("journey", "journey step: events (context, moments, decisions)"),
+    ("journey timers", "journey step: timers"),
+    ("journey at the end", "journey step: the end of input"),
+    ("journey: when to wake", "journey step: when to wake (notify_at)"),
+    ("ingest", "ingest: parse, validate, identifiers (Ingestor.ingest)"),
+    ("consume", "consume: the input's Kafka reads, progress, counting"),
+    ("identity", "identity step (graph, RocksDB, alignment)"),
+    ("snapshots of customers", "snapshots: pickling the customers touched"),
+    ("emit", "emit: encode the records, count them"),
+    ("produce", "produce: hand the records to the producer, flush"),
+    ("outside", "the rest of the dataflow thread: Bytewax's Rust, routing, recovery writes"),
+    ("waiting", "waiting: the run's time per event less its dataflow thread's CPU"),
+]
+"""What the timed run's lines are, in the order printed."""
+
+
+def time_steps(
+    bootstrap: str, policy_path: Path, prefix: str, work: Path, empty: bool
+) -> tuple[float, dict[str, Any]]:
+    """(c) once more with its steps timed from inside (:data:`TIMED`): its time, and what
+    ``bench/timed/sitecustomize.py`` wrote."""
+    times = work / f"{prefix}times.jsonl"
+    path = os.pathsep.join(filter(None, [str(TIMED), os.environ.get("PYTHONPATH")]))
+    env = {"PYTHONPATH": path, "CONCIERGE_BUDGET_TIMES": str(times)}
+    seconds = time_flow(bootstrap, policy_path, prefix, work, [], env=env)
+    lines = times.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1, f"{times}: {len(lines)} lines, not one (empty: {empty})"
+    written: dict[str, Any] = json.loads(lines[0])
+    return seconds, written
 
 
 BUCKETS: list[tuple[str, str]] = [
@@ -302,7 +350,39 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         wrap = f"{PY_SPY} record --nonblocking --idle -f raw -r {SAMPLES_PER_S} -o {flame} --"
         profiled = time_flow(bootstrap, policy_path, prefix, work, [], wrap)
         progress(f"  {'c under py-spy':<24}{profiled:7.2f} s")
-    return summary(args.events, timings, profiled, profile(flame))
+        progress("timing (c)'s steps from inside")
+        timed = {}
+        for empty in (False, True):
+            prefix = f"budget.timed{int(empty)}."
+            settings = concierge_topics(bootstrap, policy, prefix)
+            if not empty:
+                preload(bootstrap, settings.events_topic(), records)
+            timed[empty] = time_steps(bootstrap, policy_path, prefix, work, empty)
+            progress(f"  {'c timed' + (', empty' if empty else ''):<24}{timed[empty][0]:7.2f} s")
+    result = summary(args.events, timings, profiled, profile(flame))
+    result["us_per_event"]["timed"] = per_step(args.events, timed[False], timed[True])
+    return result
+
+
+def per_step(
+    events: int, run: tuple[float, dict[str, Any]], empty: tuple[float, dict[str, Any]]
+) -> dict[str, float]:
+    """CPU per event of each step, timed from inside, the empty run's left out: the source's
+    reads without the ingest they call, the rest of the dataflow thread, and the time the
+    run spent not in it (waiting for the brokers, or the other core)."""
+
+    def per_event(label: str) -> float:
+        full = run[1]["cpu"].get(label, 0.0) - empty[1]["cpu"].get(label, 0.0)
+        return full / events * 1e6
+
+    rows = {label: per_event(label) for label, _ in STEPS[:5]}
+    rows["consume"] = per_event("source") - rows["ingest"]
+    for label in ("identity", "snapshots of customers", "emit", "produce"):
+        rows[label] = per_event(label)
+    thread = (run[1]["dataflow_thread"] - empty[1]["dataflow_thread"]) / events * 1e6
+    rows["outside"] = thread - sum(rows.values())
+    rows["waiting"] = (run[0] - empty[0]) / events * 1e6 - thread
+    return {labelled: round(rows[label], 1) for label, labelled in STEPS}
 
 
 def summary(events: int, timings: Timings, profiled: float, counts: Counter[str]) -> dict[str, Any]:
@@ -361,6 +441,8 @@ def render(result: dict[str, Any]) -> str:
             f"  {value:8.1f}  {label}"
             for label, value in sorted(us["profile"].items(), key=lambda kv: -kv[1])
         ),
+        "  timed from inside (CPU of each step's calls, in one more run of (c)):",
+        *(f"  {value:8.1f}  {label}" for label, value in us["timed"].items()),
     ]
     return "\n".join(lines)
 
