@@ -65,6 +65,8 @@ STOP_GRACE_S = 8.0
 INTERRUPTED = "stopped before the dataflow drained; it resumes from the last snapshot"
 _GRACE: list[threading.Timer] = []
 """The running stop's grace timer: cancelled once the run is over, drained or not."""
+_OVER = threading.Event()
+"""Set once the dataflow has returned or failed: a grace running out after it interrupts nothing."""
 RECOVERY_PARTITIONS = 1
 """Recovery partitions per worker in a new recovery directory (``--recovery-partitions``):
 more restart a process holding many customers faster (docs/performance.md, resuming at
@@ -205,6 +207,7 @@ def run(
     # brokers, the snapshots, the population model's periods), the dataflow then drains as
     # soon as it runs.
     STOP.clear()
+    _OVER.clear()
     stop = functools.partial(_request_stop, stop_grace)
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -351,14 +354,17 @@ def _run_dataflow(
     log.info("reading %s from %s", ", ".join(settings.input_topics()), settings.brokers)
     ended = False
     try:
-        cli_main(
-            flow,
-            workers_per_process=workers_per_process,
-            process_id=process_id,
-            addresses=addresses,
-            epoch_interval=snapshot_interval,
-            recovery_config=RecoveryConfig(str(recovery_dir)),
-        )
+        try:
+            cli_main(
+                flow,
+                workers_per_process=workers_per_process,
+                process_id=process_id,
+                addresses=addresses,
+                epoch_interval=snapshot_interval,
+                recovery_config=RecoveryConfig(str(recovery_dir)),
+            )
+        finally:
+            _OVER.set()
         ended = True
     except KeyboardInterrupt:
         log.info(INTERRUPTED)
@@ -509,9 +515,14 @@ def _request_stop(grace: float, signum: int, frame: FrameType | None) -> None:
     """First signal: end the input so the dataflow drains and snapshots. If it has not
     finished within ``grace`` seconds, or on a second signal, interrupt it."""
     if STOP.is_set():
+        if _OVER.is_set():
+            return  # the grace ran out as the dataflow ended: it drained
         raise KeyboardInterrupt
     log.info("%s: stopping", signal.Signals(signum).name)
     STOP.set()
+    if grace <= 0:  # no drain at all: interrupted here, as it runs
+        _grace_ran_out(grace)
+        raise KeyboardInterrupt
     timer = threading.Timer(grace, _interrupt_main, (grace,))
     timer.daemon = True
     _GRACE.append(timer)
@@ -519,11 +530,18 @@ def _request_stop(grace: float, signum: int, frame: FrameType | None) -> None:
 
 
 def _interrupt_main(grace: float) -> None:
-    import _thread
+    """Interrupt the dataflow: SIGINT to the main thread, whose handler (a second signal)
+    raises ``KeyboardInterrupt`` where the dataflow next runs Python, unless it has
+    returned by then (it drained: the stop is a clean one)."""
+    if _OVER.is_set():
+        return
+    _grace_ran_out(grace)
+    signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
+
+def _grace_ran_out(grace: float) -> None:
     log.warning(
         "the stop did not drain within its grace (--stop-grace %g s): interrupting it; the "
         "next start resumes from the last snapshot and reads what came after it again",
         grace,
     )
-    _thread.interrupt_main()

@@ -422,7 +422,7 @@ def test_a_stop_past_its_grace_is_interrupted_and_the_next_run_loses_nothing(
     )
     code, took = first.terminate(signal.SIGTERM)
     assert code == 0 and took < 10, first.output()
-    assert "the stop did not drain within its grace (--stop-grace 0 s)" in first.output()
+    assert "did not drain within its grace (--stop-grace 0 s)" in first.output()
     assert "stopped before the dataflow drained" in first.output()
 
     second = flows(topics, "--stop-at-end", policy=reference_policy_path).start()
