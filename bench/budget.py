@@ -193,6 +193,8 @@ STEPS: list[tuple[str, str]] = [
     ("waiting", "waiting: the run's time per event less its dataflow thread's CPU"),
 ]
 """What the timed run's lines are, in the order printed."""
+DERIVED = frozenset({"consume", "outside", "waiting"})
+"""The lines worked out from the others rather than timed under their own label."""
 
 
 def time_steps(
@@ -375,10 +377,8 @@ def per_step(
         full = run[1]["cpu"].get(label, 0.0) - empty[1]["cpu"].get(label, 0.0)
         return full / events * 1e6
 
-    rows = {label: per_event(label) for label, _ in STEPS[:5]}
+    rows = {label: per_event(label) for label, _ in STEPS if label not in DERIVED}
     rows["consume"] = per_event("source") - rows["ingest"]
-    for label in ("identity", "snapshots of customers", "emit", "produce"):
-        rows[label] = per_event(label)
     thread = (run[1]["dataflow_thread"] - empty[1]["dataflow_thread"]) / events * 1e6
     rows["outside"] = thread - sum(rows.values())
     rows["waiting"] = (run[0] - empty[0]) / events * 1e6 - thread

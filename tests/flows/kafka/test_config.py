@@ -101,7 +101,8 @@ def test_a_process_does_not_make_partitions_missing_where_a_run_has_been(tmp_pat
 
 def test_run_makes_as_many_recovery_partitions_per_worker_as_its_default_says():
     from flows.cli import parser
-    from flows.kafka.run import RECOVERY_PARTITIONS
+    from flows.kafka.run import RECOVERY_PARTITIONS, STOP_GRACE_S
 
     args = parser().parse_args(["run", "--policy", "p.yaml", "--brokers", "b:9092"])
     assert args.recovery_partitions == RECOVERY_PARTITIONS
+    assert args.stop_grace == STOP_GRACE_S  # the flag's default is run()'s
